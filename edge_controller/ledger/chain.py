@@ -1,0 +1,560 @@
+"""The ledger node: a block tree, the best chain's state, and a pool of waiting records.
+
+`Ledger` is what the rest of the edge controller talks to. It accepts records into its
+pool (checking them against the state they would meet), accepts blocks from anywhere,
+follows the chain with the most work, rolls state back block by block when a better branch
+appears (returning orphaned records to the pool) and seals new blocks when asked. It does
+no I/O of its own except through its `Store`, and no networking at all: `sync.py` speaks
+for it.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .block import ZERO_HASH, Block, Header, parse_block, record_root, seal, search_nonce
+from .consensus import (
+    IndexEntry,
+    block_work,
+    check_header,
+    expected_difficulty,
+    in_turn_sealer,
+    may_seal,
+)
+from .errors import Reason, Rejected
+from .genesis import Genesis
+from .keys import KeyPair, Verifier
+from .records import Record, parse_record
+from .rules import BlockContext, apply_record, begin_block, end_block
+from .state import State
+from .store import Commit, MemoryStore, SqliteStore, Store
+
+log = logging.getLogger(__name__)
+
+# Reasons a block may be refused now and accepted later: they say nothing about its validity.
+_TRANSIENT = frozenset({Reason.TIME_TOO_FAR_AHEAD, Reason.UNKNOWN_PARENT})
+# Reasons a pooled record may become valid once another record lands, so it stays pooled.
+_WAITING = frozenset(
+    {
+        Reason.UNKNOWN_OFFER,
+        Reason.UNKNOWN_ACCEPTANCE,
+        Reason.UNKNOWN_TRADE,
+        Reason.UNKNOWN_RESOURCE,
+        Reason.UNKNOWN_REQUEST,
+        Reason.INSUFFICIENT_FUNDS,
+        Reason.NOT_DUE,
+        Reason.FROM_THE_FUTURE,
+    }
+)
+MAX_ORPHANS = 256
+POOL_LIMIT = 20_000
+POOL_MAX_AGE_MS = 3_600_000
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass
+class BlockResult:
+    """What became of a block handed to `Ledger.add_block`."""
+
+    status: Literal["connected", "side", "orphan", "known"]
+    block_hash: str
+    reorg_depth: int = 0
+    missing_parent: str = ""
+
+
+@dataclass
+class ChainEvents:
+    """Callbacks the app registers to hear about the chain (all optional)."""
+
+    connected: list[Callable[[Block], None]] = field(default_factory=list)
+    disconnected: list[Callable[[Block], None]] = field(default_factory=list)
+    dropped: list[Callable[[Record, Rejected], None]] = field(default_factory=list)
+
+
+def genesis_entry(genesis: Genesis) -> tuple[Header, IndexEntry]:
+    header = Header(
+        height=0,
+        prev=ZERO_HASH,
+        root=record_root([]),
+        time=genesis.time,
+        difficulty=0,
+        nonce=int(genesis.community_id[:15], 16),
+        sealer=ZERO_HASH,
+    )
+    block_hash = header.hash
+    entry = IndexEntry(block_hash, ZERO_HASH, 0, genesis.time, 0, ZERO_HASH, 0)
+    return header, entry
+
+
+class Ledger:
+    """A validating ledger node for one community."""
+
+    def __init__(
+        self,
+        genesis: Genesis,
+        store: Store | None = None,
+        verifier: Verifier | None = None,
+        clock: Callable[[], int] = now_ms,
+    ) -> None:
+        self.genesis = genesis
+        self.community = genesis.community_id
+        self.store: Store = store if store is not None else MemoryStore()
+        self.verifier = verifier or Verifier()
+        self.clock = clock
+        self.events = ChainEvents()
+        self.state = State()
+        self.index: dict[str, IndexEntry] = {}
+        self.children: dict[str, list[str]] = {}
+        # Blocks with no child: the candidates for the best chain's tip.
+        self.tips: set[str] = set()
+        self.main: list[str] = []
+        self.pool: dict[str, Record] = {}
+        self._pool_added: dict[str, int] = {}
+        self._orphans: dict[str, Block] = {}
+        self._session_connected: set[str] = set()
+        self._session_disconnected: set[str] = set()
+        _, entry = genesis_entry(genesis)
+        self._add_entry(entry)
+        self.main.append(entry.hash)
+        self._load()
+
+    @classmethod
+    def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
+        """A ledger backed by the SQLite file at `path` (created if missing)."""
+        return cls(genesis, store=SqliteStore(path), **kwargs)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- reading ------------------------------------------------------------------------------
+
+    @property
+    def head(self) -> IndexEntry:
+        return self.index[self.main[-1]]
+
+    @property
+    def height(self) -> int:
+        return len(self.main) - 1
+
+    def block(self, block_hash: str) -> Block | None:
+        return self.store.get_block(block_hash)
+
+    def block_at(self, height: int) -> Block | None:
+        if 0 < height < len(self.main):
+            return self.store.get_block(self.main[height])
+        return None
+
+    def ancestor(self, entry: IndexEntry, height: int) -> IndexEntry:
+        """`entry`'s ancestor at `height` (a lookup when `entry` is on the best chain)."""
+        if entry.height < len(self.main) and self.main[entry.height] == entry.hash:
+            return self.index[self.main[height]]
+        while entry.height > height:
+            entry = self.index[entry.prev]
+        return entry
+
+    def is_recorded(self, record_id: str) -> bool:
+        """Whether a record is in the best chain (as of the change being applied)."""
+        if record_id in self._session_connected:
+            return True
+        if record_id in self._session_disconnected:
+            return False
+        return self.store.is_recorded(record_id)
+
+    def locator(self) -> list[str]:
+        """Hashes of the best chain, dense near the tip and sparse toward genesis, so a
+        peer can find where our chains part in one message (Bitcoin's block locator)."""
+        hashes, step, height = [], 1, self.height
+        while height > 0:
+            hashes.append(self.main[height])
+            if len(hashes) >= 10:
+                step *= 2
+            height -= step
+        hashes.append(self.main[0])
+        return hashes
+
+    def fork_point(self, locator: list[str]) -> int:
+        """The height of the first locator hash on our best chain (0: genesis)."""
+        for block_hash in locator:
+            entry = self.index.get(block_hash)
+            if entry and entry.height < len(self.main) and self.main[entry.height] == block_hash:
+                return entry.height
+        return 0
+
+    def headers_after(self, locator: list[str], limit: int) -> list[Header]:
+        start = self.fork_point(locator) + 1
+        headers = []
+        for height in range(start, min(start + limit, len(self.main))):
+            block = self.store.get_block(self.main[height])
+            if block is not None:
+                headers.append(block.header)
+        return headers
+
+    # --- records ------------------------------------------------------------------------------
+
+    def next_context(self, now: int | None = None) -> BlockContext:
+        head = self.head
+        return BlockContext(
+            genesis=self.genesis,
+            height=head.height + 1,
+            time=max(self.clock() if now is None else now, head.time),
+            sealer="",
+            is_recorded=self.is_recorded,
+        )
+
+    def submit(self, wire: Any) -> Record:
+        """Check a record (JSON form or `Record`) and add it to the pool.
+
+        It is checked against the state it would meet in the next block: the best chain's
+        state with the pool's records applied before it. Raises `Rejected` with the reason.
+        A record that waits on something not yet known (its offer, funds) is refused too:
+        the caller learns why at once instead of the record lingering.
+        """
+        record = wire if isinstance(wire, Record) else parse_record(wire, self.community)
+        if record.id in self.pool:
+            return record
+        if self.is_recorded(record.id):
+            raise Rejected(Reason.DUPLICATE, f"record {record.id[:12]} is already recorded")
+        record.verify(self.community, self.verifier)
+        ctx = self.next_context()
+        mark = self.state.mark()
+        try:
+            begin_block(self.state, ctx)
+            for pooled in list(self.pool.values()):
+                try:
+                    apply_record(self.state, pooled, ctx)
+                except Rejected:
+                    continue
+            apply_record(self.state, record, ctx)
+        finally:
+            self.state.revert(mark)
+        self._pool_put(record, ctx.time)
+        return record
+
+    def _pool_put(self, record: Record, now: int) -> None:
+        if len(self.pool) >= POOL_LIMIT:
+            raise Rejected(Reason.OVERSIZE, "the record pool is full; try again shortly")
+        self.pool[record.id] = record
+        self._pool_added[record.id] = now
+        self.store.pool_add(record, now)
+
+    def _pool_drop(self, record: Record, why: Rejected) -> None:
+        self.pool.pop(record.id, None)
+        self._pool_added.pop(record.id, None)
+        self.store.pool_remove([record.id])
+        log.info("dropped record %s (%s): %s", record.id[:12], record.kind, why)
+        for callback in self.events.dropped:
+            callback(record, why)
+
+    # --- blocks -------------------------------------------------------------------------------
+
+    def add_block(self, wire: Any, now: int | None = None) -> BlockResult:
+        """Validate a block (JSON form or `Block`) and follow it if it makes the best chain.
+
+        Raises `Rejected` with the reason when the block (or one of its records) is invalid.
+        A block whose parent is unknown is kept aside and reported as an orphan, with the
+        hash the caller should ask peers for.
+        """
+        block = wire if isinstance(wire, Block) else parse_block(wire, self.community)
+        known = self.index.get(block.hash)
+        if known is not None:
+            if known.invalid:
+                raise Rejected(Reason.KNOWN_INVALID, f"block {block.hash[:12]}: {known.invalid}")
+            return BlockResult("known", block.hash)
+        parent = self.index.get(block.prev)
+        if parent is None:
+            if len(self._orphans) >= MAX_ORPHANS:
+                self._orphans.pop(next(iter(self._orphans)))
+            self._orphans[block.hash] = block
+            return BlockResult("orphan", block.hash, missing_parent=block.prev)
+        if parent.invalid:
+            raise self._invalid(block, Rejected(Reason.KNOWN_INVALID, "its parent is invalid"))
+        now = self.clock() if now is None else now
+        try:
+            self._check_block(block, parent, now)
+        except Rejected as exc:
+            raise self._invalid(block, exc) from None
+        entry = IndexEntry(
+            hash=block.hash,
+            prev=block.prev,
+            height=block.height,
+            time=block.header.time,
+            difficulty=block.header.difficulty,
+            sealer=block.header.sealer,
+            work=parent.work + block_work(self.genesis, block.header.difficulty),
+        )
+        self._add_entry(entry)
+        self.store.put_block(block, entry)
+        depth = self._follow_best()
+        if entry.invalid:
+            raise Rejected(Reason.INVALID_RECORD, f"block {block.hash[:12]}: {entry.invalid}")
+        on_main = block.height < len(self.main) and self.main[block.height] == block.hash
+        result = BlockResult("connected" if on_main else "side", block.hash, reorg_depth=depth)
+        self._adopt_orphans(block.hash, now)
+        return result
+
+    def _invalid(self, block: Block, exc: Rejected) -> Rejected:
+        if exc.reason not in _TRANSIENT:
+            log.warning("invalid block %s: %s", block.hash[:12], exc)
+        return exc
+
+    def _check_block(self, block: Block, parent: IndexEntry, now: int) -> None:
+        c = self.genesis.consensus
+        if len(block.records) > c.max_block_records or block.size() > c.max_block_bytes:
+            raise Rejected(Reason.OVERSIZE, f"block {block.hash[:12]} is over the size limit")
+        if block.header.time > now + c.max_future_ms:
+            raise Rejected(Reason.TIME_TOO_FAR_AHEAD, "the block's time is too far ahead")
+        if record_root([r.id for r in block.records]) != block.header.root:
+            raise Rejected(Reason.BAD_RECORD_ROOT, "the record root does not match the records")
+        check_header(self.genesis, block.header, block.hash, parent, self.ancestor)
+        block.check_signature(self.verifier)
+        for record in block.records:
+            record.verify(self.community, self.verifier)
+
+    def _add_entry(self, entry: IndexEntry) -> None:
+        self.index[entry.hash] = entry
+        self.children.setdefault(entry.prev, []).append(entry.hash)
+        self.tips.discard(entry.prev)
+        self.tips.add(entry.hash)
+
+    def _adopt_orphans(self, parent_hash: str, now: int) -> None:
+        waiting = [b for b in self._orphans.values() if b.prev == parent_hash]
+        for block in waiting:
+            self._orphans.pop(block.hash, None)
+            try:
+                self.add_block(block, now)
+            except Rejected as exc:
+                log.info("orphan %s refused: %s", block.hash[:12], exc)
+
+    def _best_tip(self) -> IndexEntry:
+        best = self.head
+        for tip in self.tips:
+            entry = self.index[tip]
+            while entry.invalid:
+                entry = self.index[entry.prev]
+            if entry.better_than(best):
+                best = entry
+        return best
+
+    def _follow_best(self) -> int:
+        """Reorganize onto the best valid tip; returns how many blocks were rolled back."""
+        depth_total = 0
+        while True:
+            best = self._best_tip()
+            if best.hash == self.main[-1]:
+                return depth_total
+            depth, failed = self._reorganize(best)
+            depth_total = max(depth_total, depth)
+            if failed is None:
+                return depth_total
+
+    def _mark_invalid(self, block_hash: str, reason: str) -> None:
+        stack = [block_hash]
+        while stack:
+            h = stack.pop()
+            entry = self.index[h]
+            if not entry.invalid:
+                entry.invalid = reason
+                self.store.mark_invalid(h, reason)
+            stack.extend(self.children.get(h, []))
+
+    def _reorganize(self, target: IndexEntry) -> tuple[int, str | None]:
+        """Switch the best chain to end at `target`, atomically. On a bad block, restore the
+        old chain, mark the block (and its descendants) invalid and return its hash."""
+        branch: list[IndexEntry] = []
+        entry = target
+        while not (entry.height < len(self.main) and self.main[entry.height] == entry.hash):
+            branch.append(entry)
+            entry = self.index[entry.prev]
+        fork_height = entry.height
+        branch.reverse()
+        mark = self.state.mark()
+        commit = Commit(head=target.hash)
+        self._session_connected = set()
+        self._session_disconnected = set()
+        disconnected_blocks: list[Block] = []
+        try:
+            for height in range(len(self.main) - 1, fork_height, -1):
+                block_hash = self.main[height]
+                block = self._load_block(block_hash)
+                self.state.undo_entries(self.store.get_undo(block_hash, self.state))
+                self._session_disconnected.update(r.id for r in block.records)
+                commit.disconnected.append(block_hash)
+                disconnected_blocks.append(block)
+            for new in branch:
+                block = self._load_block(new.hash)
+                block_mark = self.state.mark()
+                try:
+                    self._apply_block(block)
+                except Rejected as exc:
+                    self.state.revert(mark)
+                    reason = f"{exc.reason.value}: {exc.message}"
+                    log.warning("block %s at %d is invalid: %s", new.hash[:12], new.height, reason)
+                    self._mark_invalid(new.hash, reason)
+                    return 0, new.hash
+                commit.connected.append((block, self.state.journal[block_mark:]))
+            commit.journal = self.state.journal[mark:]
+            self.store.commit(commit)
+        except BaseException:
+            self.state.revert(mark)
+            raise
+        finally:
+            self._session_connected = set()
+            self._session_disconnected = set()
+        del self.state.journal[mark:]
+        del self.main[fork_height + 1 :]
+        self.main.extend(e.hash for e in branch)
+        self._after_reorg(disconnected_blocks, [b for b, _ in commit.connected])
+        return len(disconnected_blocks), None
+
+    def _load_block(self, block_hash: str) -> Block:
+        block = self.store.get_block(block_hash)
+        if block is None:
+            raise RuntimeError(f"block {block_hash} is indexed but not stored")
+        return block
+
+    def _apply_block(self, block: Block) -> None:
+        ctx = BlockContext(
+            genesis=self.genesis,
+            height=block.height,
+            time=block.header.time,
+            sealer=block.header.sealer_account,
+            is_recorded=self.is_recorded,
+        )
+        begin_block(self.state, ctx)
+        for record in block.records:
+            try:
+                apply_record(self.state, record, ctx)
+            except Rejected as exc:
+                raise Rejected(
+                    Reason.INVALID_RECORD, f"record {record.id[:12]} ({record.kind}): {exc}"
+                ) from None
+            self._session_connected.add(record.id)
+        end_block(self.state, ctx)
+
+    def _after_reorg(self, disconnected: list[Block], connected: list[Block]) -> None:
+        included = {r.id for b in connected for r in b.records}
+        for block in connected:
+            for record in block.records:
+                self.pool.pop(record.id, None)
+                self._pool_added.pop(record.id, None)
+        now = self.clock()
+        for block in disconnected:
+            for record in block.records:
+                if record.id not in included and record.id not in self.pool:
+                    self.pool[record.id] = record
+                    self._pool_added[record.id] = now
+                    self.store.pool_add(record, now)
+            for callback in self.events.disconnected:
+                callback(block)
+        for block in connected:
+            for callback in self.events.connected:
+                callback(block)
+
+    # --- sealing ------------------------------------------------------------------------------
+
+    def can_seal(self, key: KeyPair) -> bool:
+        return may_seal(self.genesis, self.head, key.public_hex, self.ancestor)
+
+    def in_turn(self, key: KeyPair) -> bool:
+        """Proof of authority: whether `key` is the in-turn sealer of the next block."""
+        if self.genesis.consensus.mode != "poa":
+            return True
+        return in_turn_sealer(self.genesis, self.height + 1) == key.public_hex
+
+    def build_block(
+        self, key: KeyPair, now: int | None = None, max_tries: int = 1 << 62
+    ) -> Block | None:
+        """Seal the next block from the pool (proof of work searches up to `max_tries`
+        nonces). None when `key` may not seal now or the search ran out of tries.
+
+        Pool records the state refuses are dropped, with their reason reported to the
+        `dropped` listeners, unless they may become valid later (e.g. their offer is not
+        in the chain yet).
+        """
+        if not self.can_seal(key):
+            return None
+        head = self.head
+        time_ms = max(self.clock() if now is None else now, head.time)
+        ctx = BlockContext(
+            genesis=self.genesis,
+            height=head.height + 1,
+            time=time_ms,
+            sealer=key.account,
+            is_recorded=self.is_recorded,
+        )
+        c = self.genesis.consensus
+        chosen: list[Record] = []
+        size = 400
+        mark = self.state.mark()
+        try:
+            begin_block(self.state, ctx)
+            for record in sorted(self.pool.values(), key=_pool_order):
+                if len(chosen) >= c.max_block_records or size + record.size > c.max_block_bytes:
+                    break
+                try:
+                    apply_record(self.state, record, ctx)
+                except Rejected as exc:
+                    added = self._pool_added.get(record.id, time_ms)
+                    if exc.reason not in _WAITING or time_ms - added > POOL_MAX_AGE_MS:
+                        self._pool_drop(record, exc)
+                    continue
+                chosen.append(record)
+                size += record.size
+        finally:
+            self.state.revert(mark)
+        header = Header(
+            height=head.height + 1,
+            prev=head.hash,
+            root=record_root([r.id for r in chosen]),
+            time=time_ms,
+            difficulty=expected_difficulty(self.genesis, head, key.public_hex, self.ancestor),
+            nonce=0,
+            sealer=key.public_hex,
+        )
+        if c.mode == "pow":
+            found = search_nonce(header, max_tries=max_tries)
+            if found is None:
+                return None
+            header = found
+        return seal(header, tuple(chosen), key)
+
+    # --- start-up -----------------------------------------------------------------------------
+
+    def _load(self) -> None:
+        snapshot = self.store.open(self.community)
+        if snapshot is None:
+            return
+        for entry in snapshot.entries:
+            self._add_entry(entry)
+        if snapshot.main:
+            self.main = [self.main[0], *snapshot.main]
+        for name, key, value in snapshot.state_rows:
+            table = self.state.table(name)
+            table.rows[key] = table.decode(value)
+        now = self.clock()
+        for wire in snapshot.pool:
+            try:
+                record = parse_record(wire, self.community)
+            except Rejected:
+                continue
+            self.pool[record.id] = record
+            self._pool_added[record.id] = now
+        # A block stored just before a crash may be better than the committed head.
+        self._follow_best()
+
+    def iter_main(self, start: int = 1) -> Iterator[Block]:
+        for height in range(start, len(self.main)):
+            yield self._load_block(self.main[height])
+
+
+def _pool_order(record: Record) -> tuple[int, str, int]:
+    # Oldest first keeps causality (an offer before its acceptance); per account, by sequence.
+    return (record.body["time"], record.account, record.seq)

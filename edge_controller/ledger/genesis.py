@@ -1,0 +1,188 @@
+"""The genesis file: what defines a community and its consensus rules.
+
+Every node of a community starts from the same genesis file. Its canonical hash is the
+community id, which every signature covers, so records and blocks of one community are
+meaningless in another.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from .canonical import canonical_bytes
+from .errors import Reason, Rejected
+from .records import HEX64, integer, obj, one_of, text
+
+ConsensusMode = Literal["pow", "poa"]
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """How blocks are sealed and which chain wins.
+
+    `pow`: the seed's proof of work; the sealer searches a nonce until the header hash has
+    `bits` leading zero bits, re-targeted every `retarget_window` blocks toward
+    `block_interval_ms`; the chain with the most cumulative work wins.
+    `poa`: proof of authority; the `sealers` take turns (the in-turn sealer's block weighs
+    2, an out-of-turn one 1) and none may seal twice within `len(sealers) // 2` blocks.
+    It needs no hashing, which suits a Raspberry Pi.
+    """
+
+    mode: ConsensusMode = "poa"
+    block_interval_ms: int = 5_000
+    sealers: tuple[str, ...] = ()
+    initial_bits: int = 12
+    min_bits: int = 1
+    max_bits: int = 40
+    retarget_window: int = 16
+    confirmations: int = 6
+    max_block_bytes: int = 2_000_000
+    max_block_records: int = 5_000
+    max_future_ms: int = 15_000
+    min_fee: int = 0
+
+
+@dataclass(frozen=True)
+class Genesis:
+    """A community: its name, currency, registrars and consensus parameters."""
+
+    name: str
+    currency: str
+    time: int
+    registrars: tuple[str, ...]
+    consensus: Consensus = field(default_factory=Consensus)
+    currency_name: str = ""
+
+    @property
+    def community_id(self) -> str:
+        return hashlib.sha256(canonical_bytes(self.to_json())).hexdigest()[:32]
+
+    def to_json(self) -> dict[str, Any]:
+        c = self.consensus
+        consensus: dict[str, Any] = {
+            "mode": c.mode,
+            "block_interval_ms": c.block_interval_ms,
+            "confirmations": c.confirmations,
+            "max_block_bytes": c.max_block_bytes,
+            "max_block_records": c.max_block_records,
+            "max_future_ms": c.max_future_ms,
+            "min_fee": c.min_fee,
+        }
+        if c.mode == "poa":
+            consensus["sealers"] = list(c.sealers)
+        else:
+            consensus.update(
+                initial_bits=c.initial_bits,
+                min_bits=c.min_bits,
+                max_bits=c.max_bits,
+                retarget_window=c.retarget_window,
+            )
+        return {
+            "name": self.name,
+            "currency": self.currency,
+            "currency_name": self.currency_name,
+            "time": self.time,
+            "registrars": list(self.registrars),
+            "consensus": consensus,
+        }
+
+    @classmethod
+    def from_json(cls, data: Any) -> Genesis:
+        """Read a genesis object; raise `Rejected(MALFORMED)` naming the bad field."""
+        _GENESIS_SHAPE("genesis", data)
+        c = data["consensus"]
+        defaults = Consensus()
+        consensus = Consensus(
+            mode=c["mode"],
+            block_interval_ms=c["block_interval_ms"],
+            sealers=tuple(c.get("sealers", ())),
+            initial_bits=c.get("initial_bits", defaults.initial_bits),
+            min_bits=c.get("min_bits", defaults.min_bits),
+            max_bits=c.get("max_bits", defaults.max_bits),
+            retarget_window=c.get("retarget_window", defaults.retarget_window),
+            confirmations=c["confirmations"],
+            max_block_bytes=c["max_block_bytes"],
+            max_block_records=c["max_block_records"],
+            max_future_ms=c["max_future_ms"],
+            min_fee=c["min_fee"],
+        )
+        if consensus.mode == "pow" and not (
+            consensus.min_bits <= consensus.initial_bits <= consensus.max_bits
+        ):
+            raise Rejected(
+                Reason.MALFORMED, "genesis.consensus: need min_bits <= initial_bits <= max_bits"
+            )
+        return cls(
+            name=data["name"],
+            currency=data["currency"],
+            currency_name=data.get("currency_name", ""),
+            time=data["time"],
+            registrars=tuple(data["registrars"]),
+            consensus=consensus,
+        )
+
+    @classmethod
+    def load(cls, path: Path) -> Genesis:
+        return cls.from_json(json.loads(path.read_text()))
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.to_json(), indent=2, sort_keys=True) + "\n")
+
+
+def _keys(max_items: int) -> Any:
+    def check(path: str, value: Any) -> list[str]:
+        if type(value) is not list or not 1 <= len(value) <= max_items:
+            raise Rejected(Reason.MALFORMED, f"{path}: expected 1 to {max_items} public keys")
+        for i, item in enumerate(value):
+            HEX64(f"{path}[{i}]", item)
+        if len(set(value)) != len(value):
+            raise Rejected(Reason.MALFORMED, f"{path}: a key is listed twice")
+        return value
+
+    return check
+
+
+_COMMON_CONSENSUS = {
+    "mode": one_of(frozenset({"pow", "poa"})),
+    "block_interval_ms": integer(100, 3_600_000),
+    "confirmations": integer(0, 1000),
+    "max_block_bytes": integer(10_000, 64_000_000),
+    "max_block_records": integer(1, 1_000_000),
+    "max_future_ms": integer(0, 3_600_000),
+    "min_fee": integer(0, 10**9),
+}
+_CONSENSUS_SHAPE = {
+    "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}),
+    "pow": obj(
+        {
+            **_COMMON_CONSENSUS,
+            "initial_bits": integer(0, 64),
+            "min_bits": integer(0, 64),
+            "max_bits": integer(0, 64),
+            "retarget_window": integer(2, 10_000),
+        }
+    ),
+}
+
+
+def _consensus(path: str, value: Any) -> dict[str, Any]:
+    if type(value) is not dict or value.get("mode") not in _CONSENSUS_SHAPE:
+        raise Rejected(Reason.MALFORMED, f"{path}.mode: expected one of poa, pow")
+    checked: dict[str, Any] = _CONSENSUS_SHAPE[value["mode"]](path, value)
+    return checked
+
+
+_GENESIS_SHAPE = obj(
+    {
+        "name": text(None, 80),
+        "currency": text(None, 12),
+        "time": integer(0, 2**53),
+        "registrars": _keys(32),
+        "consensus": _consensus,
+    },
+    {"currency_name": text(None, 80)},
+)

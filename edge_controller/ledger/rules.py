@@ -1,0 +1,711 @@
+"""Consensus rules: how each signed record changes the ledger state, or why it may not.
+
+Pure functions over `State`: no clock, no I/O, no randomness. Given the same blocks, every
+node computes the same state. Each rule that refuses a record raises `Rejected` with its
+reason code; `apply_record` then leaves the state exactly as it found it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from .errors import Reason, Rejected
+from .genesis import Genesis
+from .keys import account_id
+from .records import MAX_WINDOW_MS, Record
+from .state import (
+    Acceptance,
+    Account,
+    AuctionIndex,
+    Commitments,
+    MeterLog,
+    Offer,
+    PendingFee,
+    Reading,
+    Request,
+    Resource,
+    State,
+    Trade,
+)
+
+MS_PER_HOUR = 3_600_000
+
+
+@dataclass
+class BlockContext:
+    """What a record's rules may know about the block that carries it."""
+
+    genesis: Genesis
+    height: int
+    time: int
+    sealer: str
+    is_recorded: Callable[[str], bool] = lambda _id: False
+    seen: set[str] = field(default_factory=set)
+    fees: int = 0
+
+    def __post_init__(self) -> None:
+        self.registrars = frozenset(account_id(k) for k in self.genesis.registrars)
+
+
+def energy_of(mode: str, quantity: int, start: int, end: int) -> int:
+    """Wh a trade delivers: the quantity itself, or capacity W held over the window."""
+    if mode == "energy":
+        return quantity
+    return quantity * (end - start) // MS_PER_HOUR
+
+
+def cost_of(energy_wh: int, price_per_kwh: int) -> int:
+    """Milli-units a buyer pays for `energy_wh` at `price_per_kwh` milli-units per kWh."""
+    return energy_wh * price_per_kwh // 1000
+
+
+# --- the entry point -----------------------------------------------------------------------
+
+
+def apply_record(state: State, record: Record, ctx: BlockContext) -> None:
+    """Apply one record whose signature was checked; raise `Rejected` and change nothing
+    when a rule refuses it."""
+    mark = state.mark()
+    try:
+        _apply(state, record, ctx)
+    except Rejected:
+        state.revert(mark)
+        raise
+    ctx.seen.add(record.id)
+
+
+def _apply(state: State, record: Record, ctx: BlockContext) -> None:
+    body = record.body
+    who = record.account
+    account = state.account(who)
+    if record.seq <= account.seq:
+        if record.id in ctx.seen or ctx.is_recorded(record.id):
+            raise Rejected(Reason.DUPLICATE, f"record {record.id[:12]} is already recorded")
+        raise Rejected(
+            Reason.STALE_SEQUENCE,
+            f"sequence {record.seq} of {who} is not above {account.seq} (a replay?)",
+        )
+    if body["time"] > ctx.time + ctx.genesis.consensus.max_future_ms:
+        raise Rejected(Reason.FROM_THE_FUTURE, "record is signed later than its block's time")
+    fee = record.fee
+    if fee < ctx.genesis.consensus.min_fee:
+        raise Rejected(Reason.FEE_TOO_LOW, f"fee {fee} is below {ctx.genesis.consensus.min_fee}")
+    if fee > account.balance:
+        raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{who} cannot pay the fee of {fee}")
+    state.accounts.put(who, replace(account, seq=record.seq, balance=account.balance - fee))
+    _HANDLERS[body["kind"]](state, record, ctx, body)
+    ctx.fees += fee
+    state.add_totals(records=1)
+
+
+# --- helpers -------------------------------------------------------------------------------
+
+
+def _credit(state: State, who: str, amount: int = 0, escrow: int = 0) -> None:
+    a = state.account(who)
+    state.accounts.put(who, replace(a, balance=a.balance + amount, escrow=a.escrow + escrow))
+
+
+def _resource(state: State, resource_id: str) -> Resource:
+    resource = state.resources.get(resource_id)
+    if resource is None:
+        raise Rejected(Reason.UNKNOWN_RESOURCE, f"resource {resource_id!r} is not registered")
+    return resource
+
+
+def _offer(state: State, offer_id: str) -> Offer:
+    offer = state.offers.get(offer_id)
+    if offer is None:
+        raise Rejected(Reason.UNKNOWN_OFFER, f"offer {offer_id[:12]} is not in the ledger")
+    return offer
+
+
+def _trade(state: State, trade_id: str) -> Trade:
+    trade = state.trades.get(trade_id)
+    if trade is None:
+        raise Rejected(Reason.UNKNOWN_TRADE, f"trade {trade_id[:12]} is not in the ledger")
+    return trade
+
+
+def _check_window(start: int, end: int, expires: int, now: int) -> None:
+    if not start < end or end - start > MAX_WINDOW_MS:
+        raise Rejected(Reason.BAD_WINDOW, "the window must end after it starts, within a week")
+    if expires > end:
+        raise Rejected(Reason.BAD_WINDOW, "an offer or request cannot expire after its window")
+    if expires <= now:
+        raise Rejected(Reason.EXPIRED, "it expired before it reached the ledger")
+
+
+def _check_open(offer: Offer, now: int) -> None:
+    if offer.status != "open":
+        raise Rejected(Reason.OFFER_CLOSED, f"offer {offer.id[:12]} is {offer.status}")
+    if now >= offer.expires:
+        raise Rejected(Reason.EXPIRED, f"offer {offer.id[:12]} has expired")
+
+
+def _check_addressee(offer: Offer, buyer: str) -> None:
+    if buyer == offer.seller:
+        raise Rejected(Reason.OWN_OFFER, "a seller cannot buy its own offer")
+    if offer.to and buyer not in offer.to:
+        raise Rejected(Reason.NOT_ADDRESSEE, f"offer {offer.id[:12]} is private to other homes")
+
+
+def peak_capacity(state: State, resource_id: str, start: int, end: int) -> int:
+    """The highest sum of capacity commitments of a resource at any instant of a window."""
+    commitments = state.commitments.get(resource_id)
+    if commitments is None:
+        return 0
+    events: list[tuple[int, int]] = []
+    for trade_id in commitments.trades:
+        t = state.trades.rows[trade_id]
+        if t.mode == "capacity" and t.start < end and start < t.end:
+            events.append((max(t.start, start), t.quantity))
+            events.append((min(t.end, end), -t.quantity))
+    # Windows are half-open: a commitment ending at t frees its capacity for one starting at t,
+    # so at equal times the releases (negative) sort first.
+    events.sort()
+    peak = running = 0
+    for _, delta in events:
+        running += delta
+        peak = max(peak, running)
+    return peak
+
+
+def _check_resource_can_supply(
+    state: State, resource: Resource, mode: str, quantity: int, start: int, end: int
+) -> None:
+    if mode == "capacity":
+        free = resource.power_w - peak_capacity(state, resource.id, start, end)
+        if quantity > free:
+            raise Rejected(
+                Reason.EXCEEDS_CAPACITY,
+                f"{resource.id} has {max(free, 0)} W free in that window, not {quantity} W",
+            )
+    # Energy-limited resources (battery, hydrogen) must also hold the energy behind a
+    # capacity sale; a PV inverter registers no storage and is limited by power alone.
+    if mode == "energy" or resource.capacity_wh > 0:
+        energy = energy_of(mode, quantity, start, end)
+        free_wh = resource.available_wh - resource.committed_wh
+        if energy > free_wh:
+            raise Rejected(
+                Reason.EXCEEDS_ENERGY,
+                f"{resource.id} has {max(free_wh, 0)} Wh uncommitted, not {energy} Wh",
+            )
+
+
+def _create_trade(
+    state: State,
+    ctx: BlockContext,
+    offer: Offer,
+    buyer: str,
+    quantity: int,
+    price: int,
+    trade_id: str,
+    prepaid: int = 0,
+) -> Trade:
+    """Bind an offer and a buyer into a trade: checks capacity, energy and funds, moves the
+    buyer's money into escrow and commits the resource. `prepaid` is money the buyer already
+    has in escrow for it (an auction bid)."""
+    if quantity > offer.remaining:
+        raise Rejected(
+            Reason.EXCEEDS_OFFER, f"{quantity} asked, offer {offer.id[:12]} has {offer.remaining}"
+        )
+    if quantity < min(offer.min_quantity, offer.remaining):
+        raise Rejected(Reason.BELOW_MINIMUM, f"offer sells at least {offer.min_quantity}")
+    resource = _resource(state, offer.resource)
+    _check_resource_can_supply(state, resource, offer.mode, quantity, offer.start, offer.end)
+    energy = energy_of(offer.mode, quantity, offer.start, offer.end)
+    cost = cost_of(energy, price)
+    buyer_account = state.account(buyer)
+    if cost > buyer_account.balance + prepaid:
+        raise Rejected(
+            Reason.INSUFFICIENT_FUNDS,
+            f"{buyer} has {buyer_account.balance + prepaid}, the trade costs {cost}",
+        )
+    _credit(state, buyer, amount=prepaid - cost, escrow=cost - prepaid)
+    remaining = offer.remaining - quantity
+    state.offers.put(
+        offer.id, replace(offer, remaining=remaining, status="open" if remaining else "sold")
+    )
+    counted = energy if offer.mode == "energy" or resource.capacity_wh > 0 else 0
+    state.resources.put(
+        resource.id, replace(resource, committed_wh=resource.committed_wh + counted)
+    )
+    existing = state.commitments.get(resource.id)
+    state.commitments.put(
+        resource.id, Commitments((*existing.trades, trade_id) if existing else (trade_id,))
+    )
+    trade = Trade(
+        id=trade_id,
+        offer=offer.id,
+        seller=offer.seller,
+        buyer=buyer,
+        resource=resource.id,
+        mode=offer.mode,
+        quantity=quantity,
+        price=price,
+        start=offer.start,
+        end=offer.end,
+        energy_wh=energy,
+        cost=cost,
+        time=ctx.time,
+    )
+    state.trades.put(trade_id, trade)
+    return trade
+
+
+def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
+    """Hand a trade's commitment back to its resource."""
+    resource = state.resources.rows[trade.resource]
+    counted = trade.energy_wh if trade.mode == "energy" or resource.capacity_wh > 0 else 0
+    state.resources.put(
+        resource.id,
+        replace(
+            resource,
+            committed_wh=resource.committed_wh - counted,
+            available_wh=max(resource.available_wh - delivered_wh, 0),
+        ),
+    )
+    existing = state.commitments.rows[resource.id].trades
+    remaining = tuple(t for t in existing if t != trade.id)
+    if remaining:
+        state.commitments.put(resource.id, Commitments(remaining))
+    else:
+        state.commitments.delete(resource.id)
+
+
+def metered_export(state: State, resource_id: str, start: int, end: int) -> int:
+    """Export a resource's meter recorded within [start, end), pro rata for readings that
+    straddle the window's edges."""
+    log = state.meters.get(resource_id)
+    if log is None:
+        return 0
+    total = 0
+    # Readings are kept in time order; walk back from the newest to the window's start.
+    for i in range(log.count - 1, -1, -1):
+        r = state.readings.rows[f"{resource_id}#{i}"]
+        if r.end <= start:
+            break
+        overlap = min(r.end, end) - max(r.start, start)
+        if overlap > 0:
+            total += r.export_wh * overlap // (r.end - r.start)
+    return total
+
+
+# --- one handler per record kind -----------------------------------------------------------
+
+Handler = Callable[[State, Record, BlockContext, dict[str, Any]], None]
+
+
+def _registration(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    if record.account not in ctx.registrars:
+        raise Rejected(Reason.NOT_REGISTRAR, "only a registrar named in genesis may register")
+    existing = state.resources.get(body["resource"])
+    capacity = body["capacity_wh"]
+    available = body.get("available_wh", existing.available_wh if existing else capacity)
+    if available > capacity:
+        raise Rejected(Reason.EXCEEDS_ENERGY, "available energy above the registered capacity")
+    state.resources.put(
+        body["resource"],
+        Resource(
+            id=body["resource"],
+            kind=body["resource_kind"],
+            owner=body["owner"],
+            power_w=body["power_w"],
+            capacity_wh=capacity,
+            available_wh=available,
+            committed_wh=existing.committed_wh if existing else 0,
+            meter=body.get("meter", ""),
+            location=body.get("location", ""),
+            registered_at=existing.registered_at if existing else ctx.height,
+        ),
+    )
+
+
+def _resource_update(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    resource = _resource(state, body["resource"])
+    if record.account != resource.owner and record.signer != resource.meter:
+        raise Rejected(Reason.NOT_OWNER, f"only the owner or meter of {resource.id} may update it")
+    if body["available_wh"] > resource.capacity_wh:
+        raise Rejected(Reason.EXCEEDS_ENERGY, "available energy above the registered capacity")
+    state.resources.put(resource.id, replace(resource, available_wh=body["available_wh"]))
+
+
+def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    resource = _resource(state, body["resource"])
+    if record.account != resource.owner:
+        raise Rejected(Reason.NOT_OWNER, f"{record.account} does not own {resource.id}")
+    start, end, expires, quantity = body["start"], body["end"], body["expires"], body["quantity"]
+    _check_window(start, end, expires, ctx.time)
+    min_quantity = body.get("min_quantity", 1)
+    if min_quantity > quantity:
+        raise Rejected(Reason.MALFORMED, "min_quantity is above the quantity offered")
+    request = body.get("request", "")
+    if request and request not in state.requests:
+        raise Rejected(Reason.UNKNOWN_REQUEST, f"request {request[:12]} is not in the ledger")
+    to = tuple(body.get("to", ()))
+    if record.account in to:
+        raise Rejected(Reason.OWN_OFFER, "an offer cannot be addressed to its seller")
+    auction = body.get("auction")
+    closes = cap = 0
+    if auction is not None:
+        closes, cap = auction["closes"], auction["cap"]
+        if not ctx.time < closes <= expires:
+            raise Rejected(Reason.BAD_WINDOW, "an auction closes after now and by the expiry")
+        if cap < body["price"]:
+            raise Rejected(Reason.MALFORMED, "the bid cap is below the reserve price")
+    _check_resource_can_supply(state, resource, body["mode"], quantity, start, end)
+    state.offers.put(
+        record.id,
+        Offer(
+            id=record.id,
+            seller=record.account,
+            resource=resource.id,
+            mode=body["mode"],
+            quantity=quantity,
+            remaining=quantity,
+            price=body["price"],
+            start=start,
+            end=end,
+            expires=expires,
+            to=to,
+            min_quantity=min_quantity,
+            request=request,
+            auction_closes=closes,
+            auction_cap=cap,
+            time=body["time"],
+        ),
+    )
+    if auction is not None:
+        index = state.open_auctions.get("")
+        state.open_auctions.put("", AuctionIndex((*(index.offers if index else ()), record.id)))
+
+
+def _request(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    _check_window(body["start"], body["end"], body["expires"], ctx.time)
+    state.requests.put(
+        record.id,
+        Request(
+            id=record.id,
+            buyer=record.account,
+            mode=body["mode"],
+            quantity=body["quantity"],
+            max_price=body["max_price"],
+            start=body["start"],
+            end=body["end"],
+            expires=body["expires"],
+        ),
+    )
+
+
+def _acceptance(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    offer = _offer(state, body["offer"])
+    _check_open(offer, ctx.time)
+    _check_addressee(offer, record.account)
+    if offer.is_auction:
+        raise Rejected(Reason.AUCTION_ONLY, f"offer {offer.id[:12]} is sold by auction: bid")
+    quantity = body["quantity"]
+    price = body.get("price", offer.price)
+    if price == offer.price:
+        _create_trade(state, ctx, offer, record.account, quantity, price, record.id)
+        return
+    # A different price makes it a conditional acceptance: a counter-offer the seller may
+    # confirm. The buyer must be able to pay it now; the money moves on confirmation.
+    if quantity > offer.remaining:
+        raise Rejected(Reason.EXCEEDS_OFFER, f"offer {offer.id[:12]} has {offer.remaining} left")
+    cost = cost_of(energy_of(offer.mode, quantity, offer.start, offer.end), price)
+    if cost > state.account(record.account).balance:
+        raise Rejected(Reason.INSUFFICIENT_FUNDS, f"the counter-offer would cost {cost}")
+    state.acceptances.put(
+        record.id,
+        Acceptance(
+            id=record.id, offer=offer.id, buyer=record.account, quantity=quantity, price=price
+        ),
+    )
+
+
+def _pending_acceptance(state: State, acceptance_id: str) -> Acceptance:
+    acceptance = state.acceptances.get(acceptance_id)
+    if acceptance is None:
+        raise Rejected(Reason.UNKNOWN_ACCEPTANCE, f"no counter-offer {acceptance_id[:12]}")
+    if acceptance.status != "pending":
+        raise Rejected(Reason.NOT_PENDING, f"counter-offer is already {acceptance.status}")
+    return acceptance
+
+
+def _confirmation(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    acceptance = _pending_acceptance(state, body["acceptance"])
+    offer = _offer(state, acceptance.offer)
+    if record.account != offer.seller:
+        raise Rejected(Reason.NOT_OWNER, "only the seller may confirm a counter-offer")
+    _check_open(offer, ctx.time)
+    _create_trade(
+        state, ctx, offer, acceptance.buyer, acceptance.quantity, acceptance.price, acceptance.id
+    )
+    state.acceptances.put(acceptance.id, replace(acceptance, status="confirmed"))
+
+
+def _rejection(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    target = body["target"]
+    if target in state.acceptances:
+        acceptance = _pending_acceptance(state, target)
+        offer = _offer(state, acceptance.offer)
+        if record.account not in (offer.seller, acceptance.buyer):
+            raise Rejected(Reason.NOT_A_PARTY, "only the seller or the buyer may reject it")
+        state.acceptances.put(target, replace(acceptance, status="rejected"))
+        return
+    offer = _offer(state, target)
+    # A buyer's rejection of an offer is kept as a signal to the seller; the offer stays open
+    # for everyone else.
+    if record.account == offer.seller:
+        raise Rejected(Reason.OWN_OFFER, "a seller withdraws its offer with cancel")
+
+
+def _cancel(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    offer = _offer(state, body["offer"])
+    if record.account != offer.seller:
+        raise Rejected(Reason.NOT_OWNER, "only the seller may cancel an offer")
+    if offer.status != "open":
+        raise Rejected(Reason.OFFER_CLOSED, f"offer {offer.id[:12]} is {offer.status}")
+    if offer.is_auction:
+        if offer.best_bidder:
+            _credit(state, offer.best_bidder, offer.best_bid_cost, -offer.best_bid_cost)
+        _drop_auction(state, offer.id)
+    state.offers.put(offer.id, replace(offer, status="cancelled"))
+
+
+def _bid(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    offer = _offer(state, body["offer"])
+    if not offer.is_auction:
+        raise Rejected(Reason.NOT_AN_AUCTION, f"offer {offer.id[:12]} is not an auction")
+    if offer.status != "open" or ctx.time >= offer.auction_closes:
+        raise Rejected(Reason.AUCTION_CLOSED, f"auction {offer.id[:12]} has closed")
+    _check_addressee(offer, record.account)
+    price = body["price"]
+    if price > offer.auction_cap:
+        raise Rejected(Reason.BID_ABOVE_CAP, f"bids are capped at {offer.auction_cap}")
+    if price < offer.price or (offer.best_bidder and price <= offer.best_bid_price):
+        floor = max(offer.price, offer.best_bid_price + 1 if offer.best_bidder else 0)
+        raise Rejected(Reason.BID_TOO_LOW, f"the next bid must be at least {floor}")
+    if offer.best_bidder:
+        _credit(state, offer.best_bidder, offer.best_bid_cost, -offer.best_bid_cost)
+    cost = cost_of(energy_of(offer.mode, offer.remaining, offer.start, offer.end), price)
+    bidder = state.account(record.account)
+    if cost > bidder.balance:
+        raise Rejected(Reason.INSUFFICIENT_FUNDS, f"the bid locks {cost}, balance {bidder.balance}")
+    _credit(state, record.account, -cost, cost)
+    state.offers.put(
+        offer.id,
+        replace(
+            offer,
+            best_bid=record.id,
+            best_bidder=record.account,
+            best_bid_price=price,
+            best_bid_cost=cost,
+        ),
+    )
+
+
+def _drop_auction(state: State, offer_id: str) -> None:
+    index = state.open_auctions.rows[""]
+    remaining = tuple(o for o in index.offers if o != offer_id)
+    if remaining:
+        state.open_auctions.put("", AuctionIndex(remaining))
+    else:
+        state.open_auctions.delete("")
+
+
+def close_auctions(state: State, ctx: BlockContext) -> None:
+    """Close every auction due by this block's time: the highest bid (the earliest among
+    equals, since a later equal bid is refused) becomes a trade."""
+    index = state.open_auctions.get("")
+    if index is None:
+        return
+    for offer_id in index.offers:
+        offer = state.offers.rows[offer_id]
+        if ctx.time < offer.auction_closes:
+            continue
+        _drop_auction(state, offer_id)
+        if not offer.best_bidder:
+            state.offers.put(offer_id, replace(offer, status="closed"))
+            continue
+        mark = state.mark()
+        try:
+            _create_trade(
+                state,
+                ctx,
+                offer,
+                offer.best_bidder,
+                offer.remaining,
+                offer.best_bid_price,
+                offer.best_bid,
+                prepaid=offer.best_bid_cost,
+            )
+        except Rejected:
+            # The resource can no longer supply it: the bidder gets the money back.
+            state.revert(mark)
+            _credit(state, offer.best_bidder, offer.best_bid_cost, -offer.best_bid_cost)
+            state.offers.put(offer_id, replace(offer, status="failed"))
+
+
+def _party(trade: Trade, who: str) -> None:
+    if who not in (trade.buyer, trade.seller):
+        raise Rejected(Reason.NOT_A_PARTY, f"{who} is not a party of trade {trade.id[:12]}")
+
+
+def _termination(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    trade = _trade(state, body["trade"])
+    _party(trade, record.account)
+    if trade.status != "active":
+        raise Rejected(Reason.TRADE_CLOSED, f"trade {trade.id[:12]} is {trade.status}")
+    at = body.get("at", ctx.time)
+    if at < ctx.time:
+        raise Rejected(Reason.BAD_WINDOW, "capacity cannot be handed back in the past")
+    end = min(max(at, trade.start), trade.end)
+    energy = energy_of(trade.mode, trade.quantity, trade.start, end)
+    if trade.mode == "energy":
+        energy = trade.energy_wh
+    resource = state.resources.rows[trade.resource]
+    if trade.mode == "capacity" and resource.capacity_wh > 0:
+        state.resources.put(
+            resource.id,
+            replace(resource, committed_wh=resource.committed_wh - (trade.energy_wh - energy)),
+        )
+    state.trades.put(trade.id, replace(trade, end=end, energy_wh=energy, status="terminated"))
+
+
+def _meter_reading(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    resource = _resource(state, body["resource"])
+    if not resource.meter or record.signer != resource.meter:
+        raise Rejected(Reason.WRONG_SIGNER, f"not the registered meter of {resource.id}")
+    start, end = body["start"], body["end"]
+    if not start < end:
+        raise Rejected(Reason.BAD_WINDOW, "a reading's period must end after it starts")
+    if end > ctx.time + ctx.genesis.consensus.max_future_ms:
+        raise Rejected(Reason.FROM_THE_FUTURE, "a reading cannot cover time not yet passed")
+    log = state.meters.get(resource.id) or MeterLog()
+    if start < log.last_end:
+        raise Rejected(Reason.METER_OVERLAP, "the period overlaps an earlier reading")
+    state.readings.put(
+        f"{resource.id}#{log.count}",
+        Reading(start, end, body["export_wh"], body["import_wh"], log.export_wh),
+    )
+    state.meters.put(
+        resource.id,
+        MeterLog(
+            count=log.count + 1,
+            last_end=end,
+            export_wh=log.export_wh + body["export_wh"],
+            import_wh=log.import_wh + body["import_wh"],
+        ),
+    )
+
+
+def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    trade = _trade(state, body["trade"])
+    if record.account not in ctx.registrars:
+        _party(trade, record.account)
+    if trade.status == "settled":
+        raise Rejected(Reason.ALREADY_SETTLED, f"trade {trade.id[:12]} is already settled")
+    if ctx.time < trade.end and trade.status == "active":
+        raise Rejected(Reason.NOT_DUE, f"trade {trade.id[:12]} runs until {trade.end}")
+    delivered = body["delivered_wh"]
+    resource = state.resources.rows[trade.resource]
+    if resource.meter:
+        metered = metered_export(state, resource.id, trade.start, trade.end)
+        if delivered > metered:
+            raise Rejected(
+                Reason.EXCEEDS_METERED,
+                f"{delivered} Wh claimed, the meter recorded {metered} Wh in the window",
+            )
+    paid_wh = min(delivered, trade.energy_wh)
+    paid = min(cost_of(paid_wh, trade.price), trade.cost)
+    refund = trade.cost - paid
+    _credit(state, trade.buyer, amount=refund, escrow=-trade.cost)
+    _credit(state, trade.seller, amount=paid)
+    buyer = state.account(trade.buyer)
+    state.accounts.put(trade.buyer, replace(buyer, energy_in_wh=buyer.energy_in_wh + paid_wh))
+    seller = state.account(trade.seller)
+    state.accounts.put(trade.seller, replace(seller, energy_out_wh=seller.energy_out_wh + paid_wh))
+    _release(state, trade, delivered_wh=paid_wh)
+    state.trades.put(
+        trade.id,
+        replace(trade, status="settled", delivered_wh=delivered, paid=paid, refunded=refund),
+    )
+
+
+def _rating(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    trade = _trade(state, body["trade"])
+    _party(trade, record.account)
+    if trade.status != "settled":
+        raise Rejected(Reason.NOT_DUE, "a trade is rated after it is settled")
+    by_buyer = record.account == trade.buyer
+    if (trade.buyer_rating if by_buyer else trade.seller_rating) >= 0:
+        raise Rejected(Reason.ALREADY_RATED, "each party rates a trade once")
+    score = body["score"]
+    rated = trade.seller if by_buyer else trade.buyer
+    account: Account = state.account(rated)
+    state.accounts.put(
+        rated,
+        replace(
+            account, rating_sum=account.rating_sum + score, rating_count=account.rating_count + 1
+        ),
+    )
+    if by_buyer:
+        state.trades.put(trade.id, replace(trade, buyer_rating=score))
+    else:
+        state.trades.put(trade.id, replace(trade, seller_rating=score))
+
+
+def _topup(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    if record.account not in ctx.registrars:
+        raise Rejected(Reason.NOT_REGISTRAR, "only a registrar may issue currency")
+    _credit(state, body["to"], amount=body["amount"])
+    state.add_totals(issued=body["amount"])
+
+
+def _transfer(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    amount = body["amount"]
+    if amount > state.account(record.account).balance:
+        raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{record.account} cannot send {amount}")
+    _credit(state, record.account, amount=-amount)
+    _credit(state, body["to"], amount=amount)
+
+
+_HANDLERS: dict[str, Handler] = {
+    "registration": _registration,
+    "resource_update": _resource_update,
+    "offer": _offer_record,
+    "request": _request,
+    "acceptance": _acceptance,
+    "confirmation": _confirmation,
+    "rejection": _rejection,
+    "cancel": _cancel,
+    "bid": _bid,
+    "termination": _termination,
+    "meter_reading": _meter_reading,
+    "settlement": _settlement,
+    "rating": _rating,
+    "topup": _topup,
+    "transfer": _transfer,
+}
+
+
+def begin_block(state: State, ctx: BlockContext) -> None:
+    """What happens at a block's time before its records: due auctions close."""
+    close_auctions(state, ctx)
+
+
+def end_block(state: State, ctx: BlockContext) -> None:
+    """Book the block's fees for its sealer and pay the fees that are now confirmed."""
+    confirmations = ctx.genesis.consensus.confirmations
+    if ctx.fees:
+        state.fees.put(str(ctx.height), PendingFee(ctx.sealer, ctx.fees))
+    due = str(ctx.height - confirmations)
+    pending = state.fees.get(due)
+    if pending is not None:
+        _credit(state, pending.sealer, amount=pending.amount)
+        state.fees.delete(due)
+        state.add_totals(fees_paid=pending.amount)

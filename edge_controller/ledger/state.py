@@ -1,0 +1,328 @@
+"""The ledger's state: what the chain implies right now, kept in journaled tables.
+
+State is a handful of key-value tables (accounts, resources, offers, trades, ...). Every
+write goes through `Table.put`, which remembers the value it replaced in the journal. The
+journal is what makes the state machine reversible: a block's undo data is the slice of
+the journal its records wrote, and a failed block or a reorg is undone by replaying the
+journal backwards. The same journal tells storage which rows changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+V = TypeVar("V")
+
+
+class _Missing:
+    """Marks a row that did not exist before a write (so undo deletes it)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """A participant's wallets: currency (milli-units) and energy (Wh) plus reputation."""
+
+    balance: int = 0
+    escrow: int = 0
+    seq: int = 0
+    energy_in_wh: int = 0
+    energy_out_wh: int = 0
+    rating_sum: int = 0
+    rating_count: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Resource:
+    """A licensed energy resource, as certified by a registrar."""
+
+    id: str
+    kind: str
+    owner: str
+    power_w: int
+    capacity_wh: int
+    available_wh: int
+    committed_wh: int = 0
+    meter: str = ""
+    location: str = ""
+    registered_at: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """An offer to sell a resource's energy (Wh) or capacity (W over a window)."""
+
+    id: str
+    seller: str
+    resource: str
+    mode: str
+    quantity: int
+    remaining: int
+    price: int
+    start: int
+    end: int
+    expires: int
+    to: tuple[str, ...] = ()
+    min_quantity: int = 1
+    request: str = ""
+    auction_closes: int = 0
+    auction_cap: int = 0
+    best_bid: str = ""
+    best_bidder: str = ""
+    best_bid_price: int = 0
+    best_bid_cost: int = 0
+    status: str = "open"
+    time: int = 0
+
+    @property
+    def is_auction(self) -> bool:
+        return self.auction_closes > 0
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """A consumer's energy request, answered by (possibly private) offers."""
+
+    id: str
+    buyer: str
+    mode: str
+    quantity: int
+    max_price: int
+    start: int
+    end: int
+    expires: int
+
+
+@dataclass(frozen=True, slots=True)
+class Acceptance:
+    """A conditional acceptance (counter-offer) waiting for the seller's confirmation."""
+
+    id: str
+    offer: str
+    buyer: str
+    quantity: int
+    price: int
+    status: str = "pending"
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """The transaction binding an offer and an acceptance, from creation to settlement."""
+
+    id: str
+    offer: str
+    seller: str
+    buyer: str
+    resource: str
+    mode: str
+    quantity: int
+    price: int
+    start: int
+    end: int
+    energy_wh: int
+    cost: int
+    time: int
+    status: str = "active"
+    delivered_wh: int = 0
+    paid: int = 0
+    refunded: int = 0
+    buyer_rating: int = -1
+    seller_rating: int = -1
+
+
+@dataclass(frozen=True, slots=True)
+class MeterLog:
+    """The running totals of a resource's signed meter readings."""
+
+    count: int = 0
+    last_end: int = 0
+    export_wh: int = 0
+    import_wh: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One signed meter reading, with the export total before it (for window sums)."""
+
+    start: int
+    end: int
+    export_wh: int
+    import_wh: int
+    export_before: int
+
+
+@dataclass(frozen=True, slots=True)
+class PendingFee:
+    """Fees of one block, paid to its sealer once enough blocks confirm it."""
+
+    sealer: str
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    """Community-wide counters (money issued, fees paid) used by invariant checks."""
+
+    issued: int = 0
+    fees_paid: int = 0
+    records: int = 0
+
+
+Row = Account | Resource | Offer | Request | Acceptance | Trade | MeterLog | Reading
+JournalEntry = tuple["Table[Any]", str, Any]
+
+
+class Table(Generic[V]):
+    """One state table: a dict whose writes are journaled for undo and persistence."""
+
+    def __init__(self, name: str, row_type: type[V], journal: list[JournalEntry]) -> None:
+        self.name = name
+        self.row_type = row_type
+        self.rows: dict[str, V] = {}
+        self._journal = journal
+        self._tuple_fields = tuple(
+            f.name
+            for f in dataclasses.fields(row_type)  # type: ignore[arg-type]
+            if str(f.type).startswith("tuple")
+        )
+
+    def get(self, key: str) -> V | None:
+        return self.rows.get(key)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def put(self, key: str, value: V) -> None:
+        self._journal.append((self, key, self.rows.get(key, MISSING)))
+        self.rows[key] = value
+
+    def delete(self, key: str) -> None:
+        if key in self.rows:
+            self._journal.append((self, key, self.rows.pop(key)))
+
+    def restore(self, key: str, old: Any) -> None:
+        """Put back a value the journal remembered (no journaling: this *is* the undo)."""
+        if old is MISSING:
+            self.rows.pop(key, None)
+        else:
+            self.rows[key] = old
+
+    def encode(self, value: V) -> str:
+        return json.dumps(
+            [getattr(value, f.name) for f in dataclasses.fields(self.row_type)],  # type: ignore[arg-type]
+            separators=(",", ":"),
+        )
+
+    def decode(self, text: str) -> V:
+        values = json.loads(text)
+        names = [f.name for f in dataclasses.fields(self.row_type)]  # type: ignore[arg-type]
+        kwargs = dict(zip(names, values, strict=True))
+        for name in self._tuple_fields:
+            kwargs[name] = tuple(kwargs[name])
+        return self.row_type(**kwargs)
+
+
+class State:
+    """All tables of the ledger state, sharing one journal."""
+
+    def __init__(self) -> None:
+        self.journal: list[JournalEntry] = []
+        j = self.journal
+        self.accounts = Table("accounts", Account, j)
+        self.resources = Table("resources", Resource, j)
+        self.offers = Table("offers", Offer, j)
+        self.requests = Table("requests", Request, j)
+        self.acceptances = Table("acceptances", Acceptance, j)
+        self.trades = Table("trades", Trade, j)
+        self.meters = Table("meters", MeterLog, j)
+        self.readings = Table("readings", Reading, j)
+        self.fees = Table("fees", PendingFee, j)
+        self.totals_table = Table("totals", Totals, j)
+        # Open capacity/energy commitments per resource, as `resource -> trade ids`.
+        self.commitments: Table[Commitments] = Table("commitments", Commitments, j)
+        # Offers that are auctions and still open, so closing them needs no scan.
+        self.open_auctions: Table[AuctionIndex] = Table("open_auctions", AuctionIndex, j)
+
+    def tables(self) -> Iterator[Table[Any]]:
+        for value in vars(self).values():
+            if isinstance(value, Table):
+                yield value
+
+    def table(self, name: str) -> Table[Any]:
+        for t in self.tables():
+            if t.name == name:
+                return t
+        raise KeyError(name)
+
+    # -- accounts ---------------------------------------------------------------------------
+
+    def account(self, account_id: str) -> Account:
+        return self.accounts.rows.get(account_id) or _EMPTY_ACCOUNT
+
+    @property
+    def totals(self) -> Totals:
+        return self.totals_table.rows.get("", _EMPTY_TOTALS)
+
+    def add_totals(self, issued: int = 0, fees_paid: int = 0, records: int = 0) -> None:
+        t = self.totals
+        self.totals_table.put(
+            "",
+            Totals(t.issued + issued, t.fees_paid + fees_paid, t.records + records),
+        )
+
+    # -- journal ----------------------------------------------------------------------------
+
+    def mark(self) -> int:
+        return len(self.journal)
+
+    def revert(self, mark: int) -> None:
+        """Undo every write made since `mark`, newest first."""
+        journal = self.journal
+        while len(journal) > mark:
+            table, key, old = journal.pop()
+            table.restore(key, old)
+
+    def undo_entries(self, entries: list[JournalEntry]) -> None:
+        """Undo a block given its journal slice (used to disconnect blocks in a reorg)."""
+        for table, key, old in reversed(entries):
+            self.journal.append((table, key, table.rows.get(key, MISSING)))
+            table.restore(key, old)
+
+    def digest(self) -> str:
+        """A hash of the whole state: equal on every node that applied the same blocks."""
+        h = hashlib.sha256()
+        for table in sorted(self.tables(), key=lambda t: t.name):
+            for key in sorted(table.rows):
+                h.update(f"{table.name}\0{key}\0{table.encode(table.rows[key])}\n".encode())
+        return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Commitments:
+    """The trades a resource is committed to and not yet released."""
+
+    trades: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AuctionIndex:
+    """Open auctions, by the time they close."""
+
+    offers: tuple[str, ...] = ()
+
+
+_EMPTY_ACCOUNT = Account()
+_EMPTY_TOTALS = Totals()
