@@ -30,7 +30,7 @@ from .errors import Reason, Rejected
 from .genesis import Genesis
 from .keys import KeyPair, Verifier
 from .records import Record, parse_record
-from .rules import BlockContext, apply_record, begin_block, end_block
+from .rules import BlockContext, apply_block, apply_record, begin_block
 from .state import State
 from .store import Commit, MemoryStore, SqliteStore, Store
 
@@ -428,16 +428,10 @@ class Ledger:
             sealer=block.header.sealer_account,
             is_recorded=self.is_recorded,
         )
-        begin_block(self.state, ctx)
-        for record in block.records:
-            try:
-                apply_record(self.state, record, ctx)
-            except Rejected as exc:
-                raise Rejected(
-                    Reason.INVALID_RECORD, f"record {record.id[:12]} ({record.kind}): {exc}"
-                ) from None
-            self._session_connected.add(record.id)
-        end_block(self.state, ctx)
+        apply_block(self.state, block.records, ctx, self._note_connected)
+
+    def _note_connected(self, record: Record) -> None:
+        self._session_connected.add(record.id)
 
     def _after_reorg(self, disconnected: list[Block], connected: list[Block]) -> None:
         included = {r.id for b in connected for r in b.records}

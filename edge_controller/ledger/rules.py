@@ -7,7 +7,7 @@ reason code; `apply_record` then leaves the state exactly as it found it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -691,6 +691,28 @@ _HANDLERS: dict[str, Handler] = {
     "topup": _topup,
     "transfer": _transfer,
 }
+
+
+def apply_block(
+    state: State,
+    records: Iterable[Record],
+    ctx: BlockContext,
+    on_applied: Callable[[Record], None] | None = None,
+) -> None:
+    """Apply a whole block's records (signatures already checked) between its begin and end
+    steps. Raises `Rejected(INVALID_RECORD)` naming the first record a rule refuses; the
+    caller reverts the state to before the block."""
+    begin_block(state, ctx)
+    for record in records:
+        try:
+            apply_record(state, record, ctx)
+        except Rejected as exc:
+            raise Rejected(
+                Reason.INVALID_RECORD, f"record {record.id[:12]} ({record.kind}): {exc}"
+            ) from None
+        if on_applied is not None:
+            on_applied(record)
+    end_block(state, ctx)
 
 
 def begin_block(state: State, ctx: BlockContext) -> None:
