@@ -227,16 +227,40 @@ class Ledger:
         mark = self.state.mark()
         try:
             begin_block(self.state, ctx)
-            for pooled in list(self.pool.values()):
-                try:
-                    apply_record(self.state, pooled, ctx)
-                except Rejected:
-                    continue
+            for _ in self._apply_pool(ctx):
+                pass
             apply_record(self.state, record, ctx)
         finally:
             self.state.revert(mark)
         self._pool_put(record, ctx.time)
         return record
+
+    def _apply_pool(
+        self, ctx: BlockContext, limit: tuple[int, int] | None = None
+    ) -> Iterator[tuple[Record, Rejected | None]]:
+        """Apply pooled records to the state in pool order, yielding each with its rejection
+        (None when applied). Records that wait on a later one (an acceptance pooled before
+        its offer after a reorg) get further passes while passes make progress."""
+        pending = _pool_order(list(self.pool.values()))
+        count, size = 0, 400
+        while pending:
+            waiting: list[tuple[Record, Rejected]] = []
+            for record in pending:
+                if limit is not None and (count >= limit[0] or size + record.size > limit[1]):
+                    return
+                try:
+                    apply_record(self.state, record, ctx)
+                except Rejected as exc:
+                    waiting.append((record, exc))
+                    continue
+                count += 1
+                size += record.size
+                yield record, None
+            if len(waiting) == len(pending):
+                yield from waiting
+                return
+            pending = [r for r, why in waiting if why.reason in _WAITING]
+            yield from ((r, why) for r, why in waiting if why.reason not in _WAITING)
 
     def _pool_put(self, record: Record, now: int) -> None:
         if len(self.pool) >= POOL_LIMIT:
@@ -490,18 +514,16 @@ class Ledger:
         mark = self.state.mark()
         try:
             begin_block(self.state, ctx)
-            for record in sorted(self.pool.values(), key=_pool_order):
-                if len(chosen) >= c.max_block_records or size + record.size > c.max_block_bytes:
-                    break
-                try:
-                    apply_record(self.state, record, ctx)
-                except Rejected as exc:
-                    added = self._pool_added.get(record.id, time_ms)
-                    if exc.reason not in _WAITING or time_ms - added > POOL_MAX_AGE_MS:
-                        self._pool_drop(record, exc)
+            for record, exc in self._apply_pool(
+                ctx, limit=(c.max_block_records, c.max_block_bytes)
+            ):
+                if exc is None:
+                    chosen.append(record)
+                    size += record.size
                     continue
-                chosen.append(record)
-                size += record.size
+                added = self._pool_added.get(record.id, time_ms)
+                if exc.reason not in _WAITING or time_ms - added > POOL_MAX_AGE_MS:
+                    self._pool_drop(record, exc)
         finally:
             self.state.revert(mark)
         header = Header(
@@ -549,6 +571,12 @@ class Ledger:
             yield self._load_block(self.main[height])
 
 
-def _pool_order(record: Record) -> tuple[int, str, int]:
-    # Oldest first keeps causality (an offer before its acceptance); per account, by sequence.
-    return (record.body["time"], record.account, record.seq)
+def _pool_order(records: list[Record]) -> list[Record]:
+    """Arrival order, except that each account's records go in sequence order: a later
+    sequence sealed first would make the earlier one a stale replay."""
+    by_account: dict[str, list[Record]] = {}
+    for record in records:
+        by_account.setdefault(record.account, []).append(record)
+    for queue in by_account.values():
+        queue.sort(key=lambda r: r.seq, reverse=True)
+    return [by_account[r.account].pop() for r in records]

@@ -195,9 +195,10 @@ def check_body(body: Any) -> dict[str, Any]:
     return result
 
 
-def signing_message(community: str, body_bytes: bytes) -> bytes:
-    """The exact bytes a record's signature covers."""
-    return SIGNING_DOMAIN + community.encode() + b":" + body_bytes
+def signing_message(community: str, signer: str, body_bytes: bytes) -> bytes:
+    """The exact bytes a record's signature covers, and whose hash is the record id: the
+    community, the signer's key (two signers of equal bodies make two records) and the body."""
+    return SIGNING_DOMAIN + community.encode() + b":" + signer.encode() + b":" + body_bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,13 +231,13 @@ class Record:
 
     def verify(self, community: str, verifier: Verifier) -> None:
         """Raise `Rejected(BAD_SIGNATURE)` unless the signer signed this body."""
-        message = signing_message(community, self.body_bytes)
+        message = signing_message(community, self.signer, self.body_bytes)
         if not verifier.verify(self.signer, self.sig, message):
             raise Rejected(Reason.BAD_SIGNATURE, f"record {self.id[:12]} has a bad signature")
 
 
-def record_id(community: str, body_bytes: bytes) -> str:
-    return hashlib.sha256(signing_message(community, body_bytes)).hexdigest()
+def record_id(community: str, signer: str, body_bytes: bytes) -> str:
+    return hashlib.sha256(signing_message(community, signer, body_bytes)).hexdigest()
 
 
 def parse_record(wire: Any, community: str) -> Record:
@@ -265,7 +266,7 @@ def parse_record(wire: Any, community: str) -> Record:
     if size > MAX_RECORD_BYTES:
         raise Rejected(Reason.OVERSIZE, f"record is {size} bytes, at most {MAX_RECORD_BYTES}")
     return Record(
-        id=record_id(community, body_bytes),
+        id=record_id(community, signer, body_bytes),
         body=body,
         signer=signer,
         sig=sig_bytes,
@@ -279,9 +280,9 @@ def sign_record(key: KeyPair, community: str, body: dict[str, Any]) -> Record:
     """Sign a body with `key` and return the record (its shape is checked too)."""
     check_body(body)
     body_bytes = canonical_bytes(body)
-    sig = key.sign(signing_message(community, body_bytes))
+    sig = key.sign(signing_message(community, key.public_hex, body_bytes))
     return Record(
-        id=record_id(community, body_bytes),
+        id=record_id(community, key.public_hex, body_bytes),
         body=body,
         signer=key.public_hex,
         sig=sig,

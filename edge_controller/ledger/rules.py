@@ -90,7 +90,9 @@ def _apply(state: State, record: Record, ctx: BlockContext) -> None:
     if body["time"] > ctx.time + ctx.genesis.consensus.max_future_ms:
         raise Rejected(Reason.FROM_THE_FUTURE, "record is signed later than its block's time")
     fee = record.fee
-    if fee < ctx.genesis.consensus.min_fee:
+    # Registrars hold no money of their own, so their certifications and top-ups carry no
+    # minimum fee.
+    if fee < ctx.genesis.consensus.min_fee and who not in ctx.registrars:
         raise Rejected(Reason.FEE_TOO_LOW, f"fee {fee} is below {ctx.genesis.consensus.min_fee}")
     if fee > account.balance:
         raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{who} cannot pay the fee of {fee}")
