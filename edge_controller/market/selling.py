@@ -1,0 +1,420 @@
+"""Threshold-triggered selling: telemetry and ledger facts in, offer decisions out.
+
+The app calls `AutoSeller.decide(snapshot)` on every control cycle with fresh-or-not
+readings, our open offers and neighbours' open requests, and turns the returned
+`PublishOffer` / `WithdrawOffer` decisions into signed ledger records. Time only comes in
+through `snapshot.now_ms`, so a test can step through minutes without sleeping.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from edge_controller.market.offers import AuctionTerms, EnergyRequest, Offer, OfferIntent
+from edge_controller.market.policy import (
+    BatterySellRule,
+    FuelCellSellRule,
+    PvSellRule,
+    SellPolicy,
+)
+from edge_controller.market.pricing import MarketConditions, offer_price
+from edge_controller.market.reasons import Reason
+from edge_controller.market.units import (
+    Mode,
+    capacity_energy_wh,
+    sustainable_power_w,
+)
+
+PERMILLE = 1000
+
+
+@dataclass(frozen=True)
+class BatteryReading:
+    """A home battery now. `committed_wh` is energy already sold and not yet delivered."""
+
+    resource: str
+    soc_percent: float
+    capacity_wh: int
+    max_discharge_w: int
+    fresh: bool
+    committed_wh: int = 0
+
+
+@dataclass(frozen=True)
+class PvReading:
+    """A PV inverter now. Surplus is the measured grid export when the meter gives it
+    (it already accounts for a charging battery), otherwise PV power minus household load.
+    `committed_w` is capacity that trades already hold for this window."""
+
+    resource: str
+    pv_w: int
+    load_w: int
+    fresh: bool
+    grid_export_w: int | None = None
+    committed_w: int = 0
+
+    @property
+    def surplus_w(self) -> int:
+        """Power the home does not use itself."""
+        if self.grid_export_w is not None:
+            return max(0, self.grid_export_w)
+        return max(0, self.pv_w - self.load_w)
+
+
+@dataclass(frozen=True)
+class FuelCellReading:
+    """A fuel cell now: rating, capacity trades already hold, energy its hydrogen holds."""
+
+    resource: str
+    power_rating_w: int
+    available_energy_wh: int
+    fresh: bool
+    committed_w: int = 0
+    fault: bool = False
+
+    @property
+    def free_w(self) -> int:
+        """Capacity nobody holds yet; none while the fuel cell reports a fault."""
+        if self.fault:
+            return 0
+        return max(0, self.power_rating_w - self.committed_w)
+
+
+Reading = BatteryReading | PvReading | FuelCellReading
+SellRule = BatterySellRule | PvSellRule | FuelCellSellRule
+
+
+@dataclass(frozen=True)
+class MarketSnapshot:
+    """Everything the seller looks at in one control cycle.
+
+    `open_offers`: our own offers still open (in the ledger or signed and waiting in the
+    outbox, so a publish is seen on the next cycle, and without those we signed a cancel
+    for, so a withdrawal is not repeated); `requests`: neighbours' open energy
+    requests; `conditions`: recent market facts for demand pricing.
+    """
+
+    now_ms: int
+    readings: tuple[Reading, ...] = ()
+    open_offers: tuple[Offer, ...] = ()
+    requests: tuple[EnergyRequest, ...] = ()
+    conditions: MarketConditions = field(default_factory=MarketConditions)
+
+
+@dataclass(frozen=True)
+class PublishOffer:
+    """Sign `intent` as an offer record and broadcast it."""
+
+    intent: OfferIntent
+    reason: Reason
+    message: str
+
+
+@dataclass(frozen=True)
+class WithdrawOffer:
+    """Cancel our open offer `offer_id`."""
+
+    offer_id: str
+    reason: Reason
+    message: str
+
+
+SellDecision = PublishOffer | WithdrawOffer
+
+
+@dataclass
+class _Trigger:
+    """Hysteresis and delays for one resource.
+
+    `above_since`: since when the enable condition has held; `below_since`: since when
+    the disable condition (or stale telemetry) has held.
+    """
+
+    on: bool = False
+    above_since: int | None = None
+    below_since: int | None = None
+    last_published_ms: int | None = None
+
+    def observe(
+        self, value: float | None, enable: float, disable: float, rule: SellRule, now_ms: int
+    ) -> bool:
+        """Track the signal; True when the end condition has held for the disable delay."""
+        if value is not None and value > enable:
+            self.above_since = now_ms if self.above_since is None else self.above_since
+        else:
+            self.above_since = None
+        if value is None or value < disable:
+            self.below_since = now_ms if self.below_since is None else self.below_since
+        else:
+            self.below_since = None
+        ended = self.below_since is not None and now_ms - self.below_since >= rule.disable_delay_ms
+        if ended:
+            self.on = False
+        elif self.above_since is not None and now_ms - self.above_since >= rule.enable_delay_ms:
+            self.on = True
+        return ended
+
+
+class AutoSeller:
+    """Decides, cycle by cycle, which offers this home publishes and withdraws."""
+
+    def __init__(self, policy: SellPolicy, *, account: str) -> None:
+        """`account` is this home's id, so its own energy requests are never answered."""
+        self._policy = policy
+        self._account = account
+        self._triggers: dict[str, _Trigger] = {}
+        self._answered: set[str] = set()
+
+    @property
+    def policy(self) -> SellPolicy:
+        """The policy in force."""
+        return self._policy
+
+    def update_policy(self, policy: SellPolicy) -> None:
+        """Apply an edited policy; running delays and the offer interval carry over."""
+        self._policy = policy
+
+    def decide(self, snapshot: MarketSnapshot) -> list[SellDecision]:
+        """The offers to publish and withdraw now."""
+        decisions: list[SellDecision] = []
+        offers_by_resource: dict[str, list[Offer]] = defaultdict(list)
+        for offer in snapshot.open_offers:
+            offers_by_resource[offer.terms.resource].append(offer)
+        readings = sorted(snapshot.readings, key=lambda r: r.resource)
+        for reading in readings:
+            decisions.extend(
+                self._threshold(reading, offers_by_resource[reading.resource], snapshot)
+            )
+        if self._policy.auto_sell and self._policy.answer_requests:
+            decisions.extend(self._answer_requests(readings, offers_by_resource, snapshot))
+        return decisions
+
+    def _rule(self, reading: Reading) -> SellRule | None:
+        if isinstance(reading, BatteryReading):
+            return self._policy.battery
+        if isinstance(reading, PvReading):
+            return self._policy.pv
+        return self._policy.fuel_cell
+
+    def _threshold(
+        self, reading: Reading, offers: list[Offer], snapshot: MarketSnapshot
+    ) -> list[SellDecision]:
+        now = snapshot.now_ms
+        ours = [o for o in offers if o.automatic and o.terms.request is None]
+        rule = self._rule(reading)
+        if rule is None or not self._policy.auto_sell:
+            self._triggers.pop(reading.resource, None)
+            message = f"Automatic selling of {reading.resource} is off."
+            return _withdraw(ours, Reason.AUTO_SELL_OFF, message)
+
+        trigger = self._triggers.setdefault(reading.resource, _Trigger())
+        enable, disable = _thresholds(rule)
+        value = _signal(reading) if reading.fresh else None
+        if trigger.observe(value, enable, disable, rule, now):
+            if not reading.fresh:
+                return _withdraw(
+                    ours, Reason.TELEMETRY_STALE, f"No fresh telemetry from {reading.resource}."
+                )
+            return _withdraw(
+                ours,
+                Reason.CONDITION_ENDED,
+                f"{reading.resource} stayed below its disable threshold ({disable:g}).",
+            )
+
+        interval_passed = (
+            trigger.last_published_ms is None
+            or now - trigger.last_published_ms >= self._policy.min_offer_interval_ms
+        )
+        if not (trigger.on and reading.fresh and not ours and interval_passed):
+            return []
+        policy = self._policy
+        mode = _native_mode(reading)
+        start = now + policy.delivery_lead_ms
+        end = start + policy.delivery_window_ms
+        quantity = available_quantity(reading, rule, mode, end - start, offers)
+        if quantity < _min_offer(rule):
+            return []
+        expires = now + policy.offer_validity_ms
+        auction = None
+        if policy.auction is not None:
+            auction = AuctionTerms(closes=now + policy.auction.duration_ms, cap=policy.auction.cap)
+        price = offer_price(policy.pricing, start, snapshot.conditions)
+        if auction is not None:
+            price = min(price, auction.cap)
+        intent = OfferIntent(
+            resource=reading.resource,
+            mode=mode,
+            quantity=quantity,
+            price=price,
+            start=start,
+            end=end,
+            expires=expires,
+            to=policy.to,
+            auction=auction,
+        )
+        trigger.last_published_ms = now
+        reason, message = _publish_reason(reading, intent)
+        return [PublishOffer(intent, reason, message)]
+
+    def _answer_requests(
+        self,
+        readings: Sequence[Reading],
+        offers_by_resource: dict[str, list[Offer]],
+        snapshot: MarketSnapshot,
+    ) -> list[SellDecision]:
+        now = snapshot.now_ms
+        open_ids = {r.request_id for r in snapshot.requests}
+        # Forget requests that are gone, so the memory stays as small as the open set.
+        self._answered &= open_ids
+        answered_in_ledger = {
+            o.terms.request for offers in offers_by_resource.values() for o in offers
+        }
+        decisions: list[SellDecision] = []
+        for request in sorted(snapshot.requests, key=lambda r: (r.expires, r.request_id)):
+            if (
+                request.requester == self._account
+                or request.request_id in self._answered
+                or request.request_id in answered_in_ledger
+                or request.expires <= now
+                or request.end <= now
+            ):
+                continue
+            price = offer_price(self._policy.pricing, request.start, snapshot.conditions)
+            if price > request.max_price:
+                continue
+            decision = self._serve(request, price, readings, offers_by_resource, now)
+            if decision is not None:
+                self._answered.add(request.request_id)
+                offers_by_resource[decision.intent.resource].append(
+                    Offer("", self._account, decision.intent, automatic=True)
+                )
+                decisions.append(decision)
+        return decisions
+
+    def _serve(
+        self,
+        request: EnergyRequest,
+        price: int,
+        readings: Sequence[Reading],
+        offers_by_resource: dict[str, list[Offer]],
+        now: int,
+    ) -> PublishOffer | None:
+        # A request whose window has begun can still be served for the rest of it.
+        start = max(request.start, now)
+        duration = request.end - start
+        for reading in readings:
+            rule = self._rule(reading)
+            if rule is None or not reading.fresh:
+                continue
+            offers = offers_by_resource[reading.resource]
+            available = available_quantity(reading, rule, request.mode, duration, offers)
+            quantity = min(available, request.quantity)
+            minimum = _min_offer(rule) if request.mode == _native_mode(reading) else 1
+            if quantity < minimum:
+                continue
+            intent = OfferIntent(
+                resource=reading.resource,
+                mode=request.mode,
+                quantity=quantity,
+                price=price,
+                start=start,
+                end=request.end,
+                expires=min(now + self._policy.offer_validity_ms, request.end),
+                to=(request.requester,),
+                request=request.request_id,
+            )
+            message = f"{reading.resource} answers request {request.request_id}."
+            return PublishOffer(intent, Reason.ANSWER_REQUEST, message)
+        return None
+
+
+def available_quantity(
+    reading: Reading,
+    rule: SellRule,
+    mode: Mode,
+    duration_ms: int,
+    open_offers: Sequence[Offer] = (),
+) -> int:
+    """What `reading`'s resource can still sell over a window of `duration_ms`.
+
+    Wh in energy mode, W in capacity mode; above the rule's reserve, within the
+    resource's power limit, minus what trades hold and what `open_offers` (of this
+    resource) already promise.
+    """
+    if isinstance(reading, BatteryReading) and isinstance(rule, BatterySellRule):
+        soc_permille = int(reading.soc_percent * 10)
+        above_reserve = (soc_permille - rule.reserve_percent * 10) * reading.capacity_wh
+        energy = above_reserve // PERMILLE - reading.committed_wh
+        energy = min(energy, capacity_energy_wh(reading.max_discharge_w, duration_ms))
+        power = min(reading.max_discharge_w, sustainable_power_w(max(0, energy), duration_ms))
+    elif isinstance(reading, PvReading) and isinstance(rule, PvSellRule):
+        power = reading.surplus_w - rule.reserve_w - reading.committed_w
+        energy = capacity_energy_wh(max(0, power), duration_ms)
+    elif isinstance(reading, FuelCellReading) and isinstance(rule, FuelCellSellRule):
+        hydrogen_wh = reading.available_energy_wh - rule.reserve_wh
+        power = min(reading.free_w, sustainable_power_w(max(0, hydrogen_wh), duration_ms))
+        energy = min(hydrogen_wh, capacity_energy_wh(reading.free_w, duration_ms))
+    else:
+        raise TypeError(f"{type(rule).__name__} does not apply to {type(reading).__name__}")
+    promised_wh = sum(o.terms.energy_wh for o in open_offers)
+    if mode == "energy":
+        return max(0, energy - promised_wh)
+    promised_w = sum(
+        o.terms.quantity
+        if o.terms.mode == "capacity"
+        else sustainable_power_w(o.terms.quantity, o.terms.duration_ms)
+        for o in open_offers
+    )
+    # Power alone is not enough: the remaining energy must also last the whole window.
+    power_from_energy = sustainable_power_w(max(0, energy - promised_wh), duration_ms)
+    return max(0, min(power - promised_w, power_from_energy))
+
+
+def _thresholds(rule: SellRule) -> tuple[float, float]:
+    if isinstance(rule, BatterySellRule):
+        return rule.enable_soc_percent, rule.disable_soc_percent
+    if isinstance(rule, PvSellRule):
+        return rule.enable_surplus_w, rule.disable_surplus_w
+    return rule.enable_free_w, rule.disable_free_w
+
+
+def _signal(reading: Reading) -> float:
+    if isinstance(reading, BatteryReading):
+        return reading.soc_percent
+    if isinstance(reading, PvReading):
+        return reading.surplus_w
+    return reading.free_w
+
+
+def _native_mode(reading: Reading) -> Mode:
+    # A battery stores energy; PV and fuel cells deliver power for as long as it lasts.
+    return "energy" if isinstance(reading, BatteryReading) else "capacity"
+
+
+def _min_offer(rule: SellRule) -> int:
+    return rule.min_offer_wh if isinstance(rule, BatterySellRule) else rule.min_offer_w
+
+
+def _publish_reason(reading: Reading, intent: OfferIntent) -> tuple[Reason, str]:
+    unit = "Wh" if intent.mode == "energy" else "W"
+    size = f"{intent.quantity} {unit} at {intent.price} per kWh"
+    if isinstance(reading, BatteryReading):
+        return (
+            Reason.BATTERY_ABOVE_THRESHOLD,
+            f"Battery {reading.resource} at {reading.soc_percent:g}%: offering {size}.",
+        )
+    if isinstance(reading, PvReading):
+        return (
+            Reason.PV_SURPLUS_ABOVE_THRESHOLD,
+            f"PV surplus of {reading.surplus_w} W on {reading.resource}: offering {size}.",
+        )
+    return (
+        Reason.FUEL_CELL_CAPACITY_FREE,
+        f"Fuel cell {reading.resource} has {reading.free_w} W free: offering {size}.",
+    )
+
+
+def _withdraw(offers: Sequence[Offer], reason: Reason, message: str) -> list[SellDecision]:
+    return [WithdrawOffer(o.offer_id, reason, message) for o in offers]
