@@ -1,0 +1,91 @@
+"""The device layer: read and command inverters, batteries and fuel cells over MQTT.
+
+- `capabilities`: small Protocols (PowerMeter, Battery, ExportLimiter, ...);
+- `profiles`: data mapping MQTT topics to quantities and commands (generic, OpenDTU, Victron);
+- `adapter` and `mqtt_capabilities`: `MqttDevice` and the capability objects it offers;
+- `mqtt`: the seam to an `aiomqtt.Client` (`run_participants`);
+- `simulators` and `simulated_mqtt`: physics models and their MQTT faces for tests and demo.
+"""
+
+from edge_controller.devices.adapter import (
+    DeviceCommandError,
+    DeviceStats,
+    MqttDevice,
+)
+from edge_controller.devices.capabilities import (
+    Battery,
+    ControllableGenerator,
+    EnergyMeter,
+    ExportLimiter,
+    FuelCellState,
+    FuelCellTelemetry,
+    PowerMeter,
+)
+from edge_controller.devices.clock import Clock, SimulatedClock, SystemClock
+from edge_controller.devices.mqtt import (
+    MqttParticipant,
+    Publisher,
+    run_participants,
+    serve_on_broker,
+)
+from edge_controller.devices.mqtt_capabilities import DeviceCapabilities, capabilities_of
+from edge_controller.devices.profiles import (
+    Command,
+    Profile,
+    ProfileError,
+    Quantity,
+    opendtu_profile,
+    profile_from_config,
+    simple_generic_profile,
+    victron_profile,
+)
+from edge_controller.devices.readings import Reading
+from edge_controller.devices.simulated_mqtt import SimulatedMqttDevice
+from edge_controller.devices.simulators import (
+    BatteryModel,
+    FuelCellModel,
+    HouseholdLoad,
+    PvInverter,
+    SimulatedHardware,
+    SimulatedSite,
+    Weather,
+)
+
+__all__ = [
+    "Battery",
+    "BatteryModel",
+    "Clock",
+    "Command",
+    "ControllableGenerator",
+    "DeviceCapabilities",
+    "DeviceCommandError",
+    "DeviceStats",
+    "EnergyMeter",
+    "ExportLimiter",
+    "FuelCellModel",
+    "FuelCellState",
+    "FuelCellTelemetry",
+    "HouseholdLoad",
+    "MqttDevice",
+    "MqttParticipant",
+    "PowerMeter",
+    "Profile",
+    "ProfileError",
+    "Publisher",
+    "PvInverter",
+    "Quantity",
+    "Reading",
+    "SimulatedClock",
+    "SimulatedHardware",
+    "SimulatedMqttDevice",
+    "SimulatedSite",
+    "SystemClock",
+    "Weather",
+    "capabilities_of",
+    "opendtu_profile",
+    "profile_from_config",
+    "run_participants",
+    "serve_on_broker",
+    "simple_generic_profile",
+    "victron_profile",
+]
