@@ -167,6 +167,10 @@ class SyncNode:
                 out.extend(self._ask_headers(peer, now))
         return out
 
+    def request_headers(self, peer: str, now: int) -> list[Outgoing]:
+        """Ask `peer` where our chains part (e.g. when it comes online)."""
+        return self._ask_headers(peer, now)
+
     def _peer(self, peer: str) -> PeerView:
         return self.peers.setdefault(peer, PeerView())
 

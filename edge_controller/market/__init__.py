@@ -60,6 +60,7 @@ from edge_controller.market.selling import (
     SellDecision,
     WithdrawOffer,
     available_quantity,
+    confirms_counter,
 )
 from edge_controller.market.units import Mode, capacity_energy_wh, energy_cost
 
@@ -110,6 +111,7 @@ __all__ = [
     "available_quantity",
     "capacity_energy_wh",
     "check_bid",
+    "confirms_counter",
     "energy_cost",
     "evaluate_offer",
     "next_bid",

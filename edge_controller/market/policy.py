@@ -151,6 +151,9 @@ class SellPolicy:
     to: tuple[str, ...] = ()
     answer_requests: bool = True
     auction: AuctionRule | None = None
+    # A buyer's counter-offer at or above this share of our asking price (per mille) is
+    # confirmed automatically; above 1000 no counter-offer is ever confirmed by itself.
+    min_counter_permille: int = 900
 
     def __post_init__(self) -> None:
         checks = Checks()
@@ -166,6 +169,9 @@ class SellPolicy:
             "must not outlast the delivery window (delivery_lead_ms + delivery_window_ms)",
         )
         checks.require(len(set(self.to)) == len(self.to), "to", "lists an account twice")
+        checks.require(
+            0 <= self.min_counter_permille <= 1001, "min_counter_permille", "must be 0..1001"
+        )
         if self.auction is not None:
             checks.require(
                 self.auction.duration_ms <= self.offer_validity_ms,

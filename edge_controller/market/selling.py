@@ -418,3 +418,10 @@ def _publish_reason(reading: Reading, intent: OfferIntent) -> tuple[Reason, str]
 
 def _withdraw(offers: Sequence[Offer], reason: Reason, message: str) -> list[SellDecision]:
     return [WithdrawOffer(o.offer_id, reason, message) for o in offers]
+
+
+def confirms_counter(policy: SellPolicy, asking_price: int, counter_price: int) -> bool:
+    """Whether the seller confirms a buyer's counter-offer at `counter_price` by itself."""
+    if not policy.auto_sell:
+        return False
+    return counter_price * PERMILLE >= asking_price * policy.min_counter_permille

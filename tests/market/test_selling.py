@@ -376,3 +376,13 @@ def test_policy_never_offers_more_than_is_available_above_the_reserve(
         assert decision.intent.quantity <= above_reserve_wh
         assert decision.intent.quantity <= max_discharge_w  # over a one-hour window
         assert decision.intent.quantity >= rule.min_offer_wh
+
+
+def test_a_counter_offer_close_enough_to_the_asking_price_is_confirmed() -> None:
+    from edge_controller.market import SellPolicy, confirms_counter
+
+    policy = SellPolicy(min_counter_permille=900)
+    assert confirms_counter(policy, asking_price=300, counter_price=270)
+    assert not confirms_counter(policy, asking_price=300, counter_price=269)
+    assert not confirms_counter(SellPolicy(auto_sell=False), 300, 300)
+    assert not confirms_counter(SellPolicy(min_counter_permille=1001), 300, 300)
