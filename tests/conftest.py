@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import shutil
 import socket
 import subprocess
@@ -76,6 +77,8 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
     config = tmp_path / "mosquitto.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\n"
+        # Run as root, mosquitto drops to its own user, which cannot write pytest's tmp dir.
+        f"user {getpass.getuser()}\n"
         "allow_anonymous true\n"
         "persistence true\n"
         f"persistence_location {tmp_path}/\n"

@@ -1,0 +1,540 @@
+"""CommunityLink: one node's MQTT connection to its community.
+
+The app publishes records and blocks and sends sync messages through the link; each is
+in the outbox on disk before the call returns and leaves it after the broker's PUBACK.
+Inbound messages pass the defence (size, JSON, envelope, rate, duplicates, the app's
+validator) before the app's handler sees them; every refusal is logged and counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import ssl
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+
+from edge_controller import __version__
+from edge_controller.network.defence import (
+    MessageRejectedError,
+    RecentIds,
+    Rejection,
+    SenderRateLimiter,
+    invalid_reason,
+)
+from edge_controller.network.envelope import (
+    Envelope,
+    JsonObject,
+    NodeStatus,
+    envelope_sender,
+    parse_envelope,
+    parse_json_object,
+    parse_status,
+)
+from edge_controller.network.outbox import Outbox, OutboxEntry
+from edge_controller.network.settings import BrokerSettings, LinkLimits
+from edge_controller.network.topics import BROADCAST_KINDS, CommunityTopics, MessageKind
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InboundMessage:
+    """A record, block or sync message that passed the transport's checks."""
+
+    kind: MessageKind
+    message_id: str
+    sender: str
+    body: JsonObject
+
+
+MessageHandler = Callable[[InboundMessage], Awaitable[None]]
+# Returns None to accept the message, or the reason it is refused (e.g. "bad_signature").
+Validator = Callable[[InboundMessage], Awaitable[str | None]]
+PeerListener = Callable[[NodeStatus], Awaitable[None]]
+ConnectionListener = Callable[[bool], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class LinkStats:
+    """A snapshot of the link for the API and the dashboard."""
+
+    connected: bool
+    connections: int
+    outbox_pending: int
+    published: Counter[str]
+    received: Counter[str]
+    rejected: Counter[str]
+    echoes: int
+    # Why the last connection attempt or session ended, e.g. "Not authorized"; for the UI.
+    last_error: str | None = None
+    peers_online: list[str] = field(default_factory=list)
+
+
+def reconnect_delay(
+    attempt: int, initial_s: float, max_s: float, rng: random.Random | None = None
+) -> float:
+    """Seconds to wait before reconnect ``attempt`` (0-based): exponential, capped, jittered.
+
+    Half the delay is fixed and half random, so homes that lost the broker together do
+    not all return in the same instant, yet none hammers it.
+    """
+    ceiling = min(max_s, initial_s * 2.0 ** min(attempt, 32))
+    return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class CommunityLink:
+    """The node's transport to the other homes of one community over MQTT."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        community_id: str,
+        broker: BrokerSettings,
+        outbox_path: Path,
+        limits: LinkLimits | None = None,
+        validator: Validator | None = None,
+        version: str = __version__,
+    ) -> None:
+        self.node_id = node_id
+        self.topics = CommunityTopics(community_id)
+        self.topics.status(node_id)  # refuses a node id that cannot be a topic level
+        self.broker = broker
+        self.limits = limits or LinkLimits()
+        self.version = version
+        self._validator = validator
+        self._outbox = Outbox(outbox_path)
+        self._outbox_open = False
+        self._outbox_pending = 0
+        self._outbox_wakeup = asyncio.Event()
+        self._outbox_empty = asyncio.Event()
+        self._handlers: dict[MessageKind, MessageHandler] = {}
+        self._peer_listeners: list[PeerListener] = []
+        self._connection_listeners: list[ConnectionListener] = []
+        self._rate_limiter = SenderRateLimiter(
+            self.limits.rate_per_second, self.limits.rate_burst, self.limits.max_tracked_senders
+        )
+        self._recent_ids = RecentIds(self.limits.recent_ids)
+        self._peers: dict[str, NodeStatus] = {}
+        self._client: aiomqtt.Client | None = None
+        self._connected = asyncio.Event()
+        self._connections = 0
+        self._task: asyncio.Task[None] | None = None
+        self._published: Counter[str] = Counter()
+        self._received: Counter[str] = Counter()
+        self._echoes = 0
+        self._last_error: str | None = None
+        self.rejections: Counter[str] = Counter()
+        """Refused inbound messages by reason (``Rejection`` values and ``invalid:<reason>``)."""
+
+    # -- the app's side ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the outbox and start connecting; returns at once, even if the broker is down."""
+        if self._task is not None:
+            raise RuntimeError("the link is already started")
+        self._outbox_pending = await self._outbox.open()
+        self._outbox_open = True
+        self._note_outbox_level()
+        if self._outbox_pending:
+            log.info("outbox holds %d unsent messages", self._outbox_pending)
+        self._task = asyncio.create_task(self._run(), name=f"mqtt-link-{self.node_id}")
+
+    async def stop(self) -> None:
+        """Say goodbye (retained ``offline``), disconnect and close the outbox.
+
+        Messages not yet acknowledged by the broker stay in the outbox for the next start.
+        """
+        task, self._task = self._task, None
+        if task is None:
+            return
+        client = self._client
+        if client is not None and self.connected:
+            try:
+                await client.publish(
+                    self.topics.status(self.node_id),
+                    self._status(online=False).encode(),
+                    qos=1,
+                    retain=True,
+                    timeout=2.0,
+                )
+            except aiomqtt.MqttError as error:
+                log.warning("could not publish offline status: %s", error)
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+        await self._outbox.close()
+        self._outbox_open = False
+
+    async def publish(self, kind: MessageKind, body: JsonObject) -> str:
+        """Broadcast a record or block; returns its message id once it is durably queued."""
+        if kind not in BROADCAST_KINDS:
+            raise ValueError(f"{kind} messages are not broadcast; use send_to for sync")
+        return await self._enqueue(
+            self.topics.broadcast(kind), Envelope.wrap(kind, self.node_id, body)
+        )
+
+    async def send_to(self, node_id: str, body: JsonObject) -> str:
+        """Send a sync message to one node; returns its message id once durably queued."""
+        envelope = Envelope.wrap(MessageKind.SYNC, self.node_id, body)
+        return await self._enqueue(self.topics.sync(node_id), envelope)
+
+    def on_message(self, kind: MessageKind, handler: MessageHandler) -> None:
+        """Hand accepted messages of ``kind`` to ``handler`` (one handler per kind)."""
+        if kind is MessageKind.STATUS:
+            raise ValueError("node status arrives through on_peer_change")
+        self._handlers[kind] = handler
+
+    def on_peer_change(self, listener: PeerListener) -> None:
+        """Call ``listener`` whenever another node comes online or goes offline."""
+        self._peer_listeners.append(listener)
+
+    def on_connection_change(self, listener: ConnectionListener) -> None:
+        """Call ``listener(True)`` when connected to the broker, ``listener(False)`` when not."""
+        self._connection_listeners.append(listener)
+
+    @property
+    def connected(self) -> bool:
+        """Whether the broker connection is up right now."""
+        return self._connected.is_set()
+
+    async def wait_connected(self) -> None:
+        """Wait until the broker connection is up (bound it with ``asyncio.timeout``)."""
+        await self._connected.wait()
+
+    async def wait_outbox_empty(self) -> None:
+        """Wait until the broker acknowledged everything sent so far, e.g. before a planned stop.
+
+        Bound it with ``asyncio.timeout``: while the broker is down this waits.
+        """
+        await self._outbox_empty.wait()
+
+    def peers(self) -> dict[str, NodeStatus]:
+        """The last known status of every other node, online or not."""
+        return dict(self._peers)
+
+    def online_peers(self) -> list[str]:
+        """Ids of the other nodes whose retained status says online."""
+        return sorted(node for node, status in self._peers.items() if status.online)
+
+    def stats(self) -> LinkStats:
+        """Counters of what was sent, received and refused, and what waits in the outbox."""
+        return LinkStats(
+            connected=self.connected,
+            connections=self._connections,
+            outbox_pending=self._outbox_pending,
+            published=Counter(self._published),
+            received=Counter(self._received),
+            rejected=Counter(self.rejections),
+            echoes=self._echoes,
+            last_error=self._last_error,
+            peers_online=self.online_peers(),
+        )
+
+    # -- outbound -----------------------------------------------------------------------
+
+    async def _enqueue(self, topic: str, envelope: Envelope) -> str:
+        if not self._outbox_open:
+            raise RuntimeError("start the link before sending")
+        payload = envelope.encode()
+        if len(payload) > self.limits.max_message_bytes:
+            raise ValueError(
+                f"message of {len(payload)} bytes exceeds {self.limits.max_message_bytes}"
+                " and would be refused by every peer"
+            )
+        if await self._outbox.add(topic, envelope.message_id, payload):
+            self._outbox_pending += 1
+            self._note_outbox_level()
+        self._outbox_wakeup.set()
+        return envelope.message_id
+
+    def _note_outbox_level(self) -> None:
+        if self._outbox_pending == 0:
+            self._outbox_empty.set()
+        else:
+            self._outbox_empty.clear()
+
+    async def _drain_outbox(self, client: aiomqtt.Client) -> None:
+        while True:
+            await self._outbox_wakeup.wait()
+            # Cleared before reading, so a message added during the read wakes us again.
+            self._outbox_wakeup.clear()
+            while batch := await self._outbox.pending(self.limits.outbox_batch):
+                await self._publish_batch(client, batch)
+
+    async def _publish_batch(self, client: aiomqtt.Client, batch: list[OutboxEntry]) -> None:
+        # paho writes the packets in call order, so the batch goes out in outbox order.
+        results = await asyncio.gather(
+            *(
+                client.publish(
+                    entry.topic, entry.payload, qos=1, timeout=self.limits.publish_timeout_s
+                )
+                for entry in batch
+            ),
+            return_exceptions=True,
+        )
+        acknowledged = [
+            entry for entry, result in zip(batch, results, strict=True) if result is None
+        ]
+        await self._outbox.remove([entry.seq for entry in acknowledged])
+        self._outbox_pending -= len(acknowledged)
+        self._note_outbox_level()
+        for entry in acknowledged:
+            address = self.topics.parse(entry.topic)
+            self._published[address.kind if address else "other"] += 1
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+
+    # -- connection ---------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        attempt = 0
+        while True:
+            connections_before = self._connections
+            try:
+                await self._connect_and_serve()
+            except aiomqtt.MqttError as error:
+                self._last_error = str(error)
+                log.warning("MQTT %s:%d: %s", self.broker.host, self.broker.port, error)
+            except Exception as error:
+                # A bug here must not end the node's networking for good: log and reconnect.
+                self._last_error = repr(error)
+                log.exception("MQTT link failed unexpectedly; reconnecting")
+            finally:
+                await self._set_connected(False)
+            if self._connections != connections_before:
+                attempt = 0
+            delay = reconnect_delay(
+                attempt, self.limits.reconnect_initial_s, self.limits.reconnect_max_s
+            )
+            attempt += 1
+            log.info("reconnecting to %s:%d in %.1f s", self.broker.host, self.broker.port, delay)
+            await asyncio.sleep(delay)
+
+    async def _connect_and_serve(self) -> None:
+        # One time for the session's will and its online status, so a peer can tell this
+        # session's will apart from a stale one of an earlier session (see _accept_status).
+        session_ms = _now_ms()
+        client = self._new_client(session_ms)
+        async with client:
+            self._client = client
+            try:
+                await client.publish(
+                    self.topics.status(self.node_id),
+                    NodeStatus(self.node_id, True, self.version, session_ms).encode(),
+                    qos=1,
+                    retain=True,
+                )
+                await client.subscribe(
+                    [(topic, 1) for topic in self.topics.subscriptions(self.node_id)]
+                )
+                self._connections += 1
+                await self._set_connected(True)
+                log.info("connected to %s:%d", self.broker.host, self.broker.port)
+                self._outbox_wakeup.set()
+                await _first_failure(self._read(client), self._drain_outbox(client))
+            finally:
+                self._client = None
+
+    def _new_client(self, session_ms: int) -> aiomqtt.Client:
+        broker = self.broker
+        tls = None
+        if broker.tls_ca_file is not None:
+            tls = aiomqtt.TLSParameters(
+                ca_certs=str(broker.tls_ca_file),
+                certfile=str(broker.tls_cert_file) if broker.tls_cert_file else None,
+                keyfile=str(broker.tls_key_file) if broker.tls_key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        rejections = self.rejections
+
+        class CountingQueue(asyncio.Queue[aiomqtt.Message]):
+            """aiomqtt drops a message when its queue is full; count it so it is not silent."""
+
+            def put_nowait(self, item: aiomqtt.Message) -> None:
+                if self.full():
+                    rejections[Rejection.INBOUND_QUEUE_FULL] += 1
+                super().put_nowait(item)
+
+        client = aiomqtt.Client(
+            broker.host,
+            broker.port,
+            username=broker.username,
+            password=broker.password,
+            identifier=broker.client_id or f"energy-p2p-{self.node_id}",
+            # A persistent session: the broker keeps our subscriptions and queues QoS 1
+            # messages for us while we are away.
+            clean_session=False,
+            will=aiomqtt.Will(
+                self.topics.status(self.node_id),
+                NodeStatus(self.node_id, False, self.version, session_ms).encode(),
+                qos=1,
+                retain=True,
+            ),
+            keepalive=broker.keepalive_s,
+            timeout=broker.connect_timeout_s,
+            tls_params=tls,
+            queue_type=CountingQueue,
+            max_queued_incoming_messages=self.limits.inbound_queue,
+            max_inflight_messages=self.limits.outbox_batch,
+        )
+        # A full outbox batch is expected to be in flight; aiomqtt would warn above 10.
+        client.pending_calls_threshold = self.limits.outbox_batch + 8
+        return client
+
+    def _status(self, *, online: bool) -> NodeStatus:
+        return NodeStatus(self.node_id, online, self.version, _now_ms())
+
+    async def _set_connected(self, connected: bool) -> None:
+        if connected == self.connected:
+            return
+        if connected:
+            self._connected.set()
+        else:
+            self._connected.clear()
+        for listener in self._connection_listeners:
+            try:
+                await listener(connected)
+            except Exception:
+                log.exception("connection listener failed")
+
+    # -- inbound ------------------------------------------------------------------------
+
+    async def _read(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            await self._receive(str(message.topic), message.payload)
+
+    async def _receive(self, topic: str, payload: bytes) -> None:
+        try:
+            await self._accept(topic, payload)
+        except MessageRejectedError as rejected:
+            self._count_rejection(rejected.reason, rejected.detail, topic)
+        except Exception as error:
+            # A bug met by one message must not drop the connection for everyone else.
+            log.exception("unexpected error on a message on %s", topic)
+            self._count_rejection(Rejection.INTERNAL_ERROR, repr(error), topic)
+
+    def _count_rejection(
+        self, reason: str, detail: str, topic: str, level: int = logging.WARNING
+    ) -> None:
+        self.rejections[reason] += 1
+        log.log(level, "refused message on %s: %s (%s)", topic, reason, detail)
+
+    async def _accept(self, topic: str, payload: bytes) -> None:
+        address = self.topics.parse(topic)
+        if address is None:
+            raise MessageRejectedError(Rejection.UNKNOWN_TOPIC, "not a topic of this community")
+        if address.kind is MessageKind.STATUS and address.node_id is not None:
+            await self._accept_status(address.node_id, topic, payload)
+            return
+        document = parse_json_object(payload, self.limits.max_message_bytes)
+        sender = envelope_sender(document)
+        if sender == self.node_id and address.kind in BROADCAST_KINDS:
+            # The broker echoes our own broadcasts back (MQTT 3.1.1 has no "no local").
+            self._echoes += 1
+            return
+        if not self._within_rate(sender, topic):
+            return
+        envelope = parse_envelope(document, address.kind)
+        # Sync messages are requests and answers the app matches itself; a repeated
+        # request is a legitimate retry, so only broadcasts are deduplicated.
+        deduplicate = address.kind in BROADCAST_KINDS
+        if deduplicate and envelope.message_id in self._recent_ids:
+            self._count_rejection(
+                Rejection.DUPLICATE, envelope.message_id[:16], topic, logging.DEBUG
+            )
+            return
+        handler = self._handlers.get(address.kind)
+        if handler is None:
+            raise MessageRejectedError(
+                Rejection.NO_HANDLER, f"nothing handles {address.kind} messages"
+            )
+        message = InboundMessage(address.kind, envelope.message_id, sender, envelope.body)
+        if self._validator is not None:
+            try:
+                refusal = await self._validator(message)
+            except Exception:
+                log.exception("validator failed on message %s", message.message_id)
+                raise MessageRejectedError(
+                    Rejection.VALIDATOR_ERROR, "the validator raised"
+                ) from None
+            if refusal is not None:
+                self._count_rejection(
+                    invalid_reason(refusal), f"from {sender}, id {message.message_id[:16]}", topic
+                )
+                return
+        try:
+            await handler(message)
+        except Exception:
+            log.exception("handler of %s messages failed on %s", address.kind, message.message_id)
+            raise MessageRejectedError(Rejection.HANDLER_ERROR, "the handler raised") from None
+        if deduplicate:
+            self._recent_ids.remember(envelope.message_id)
+        self._received[address.kind] += 1
+
+    async def _accept_status(self, node_id: str, topic: str, payload: bytes) -> None:
+        if not payload:
+            # An empty retained message clears a node's status: it left the community.
+            forgotten = self._peers.pop(node_id, None)
+            if forgotten is not None and forgotten.online:
+                await self._notify_peer(NodeStatus(node_id, False, forgotten.version, _now_ms()))
+            return
+        document = parse_json_object(payload, self.limits.max_message_bytes)
+        if not self._within_rate(node_id, topic):
+            return
+        status = parse_status(document, node_id)
+        if node_id == self.node_id:
+            return
+        previous = self._peers.get(node_id)
+        if previous is not None and status.time_ms < previous.time_ms:
+            # A persistent session can deliver a queued will of an earlier session after
+            # the retained online status of the current one; older news is not news.
+            log.debug("stale status of %s ignored", node_id)
+            return
+        self._peers[node_id] = status
+        if previous is None or previous.online != status.online:
+            await self._notify_peer(status)
+
+    def _within_rate(self, sender: str, topic: str) -> bool:
+        allowed, starts_flood = self._rate_limiter.allow(sender)
+        if not allowed:
+            level = logging.WARNING if starts_flood else logging.DEBUG
+            self._count_rejection(Rejection.RATE_LIMITED, f"sender {sender}", topic, level)
+        return allowed
+
+    async def _notify_peer(self, status: NodeStatus) -> None:
+        log.info("peer %s is %s", status.node_id, "online" if status.online else "offline")
+        for listener in self._peer_listeners:
+            try:
+                await listener(status)
+            except Exception:
+                log.exception("peer listener failed")
+
+
+async def _first_failure(*jobs: Awaitable[None]) -> None:
+    """Run jobs together until one ends; cancel the rest and re-raise its error."""
+    tasks = [asyncio.ensure_future(job) for job in jobs]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in done:
+        task.result()

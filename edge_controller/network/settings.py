@@ -1,0 +1,48 @@
+"""How a node reaches its community broker and how hard it defends itself."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class BrokerSettings:
+    """Where the community broker is and how to log in to it.
+
+    TLS is used when ``tls_ca_file`` is set; ``tls_cert_file`` and ``tls_key_file`` add a
+    client certificate for brokers that require one.
+    """
+
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # None: derived from the node id, which is unique because it comes from the node's key.
+    client_id: str | None = None
+    keepalive_s: int = 30
+    # Also how long a connection closed before the broker's CONNACK goes unnoticed
+    # (aiomqtt waits for the CONNACK only), so it is kept short.
+    connect_timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class LinkLimits:
+    """Inbound limits, reconnect pacing and the outbox batch size."""
+
+    # Blocks are the largest messages; the broker should enforce the same bound
+    # (mosquitto `message_size_limit`) so oversized packets never reach the node.
+    max_message_bytes: int = 512 * 1024
+    # A catching-up node receives bursts of sync answers, hence a generous burst.
+    rate_per_second: float = 50.0
+    rate_burst: int = 200
+    max_tracked_senders: int = 4096
+    recent_ids: int = 10_000
+    inbound_queue: int = 10_000
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    publish_timeout_s: float = 10.0
+    outbox_batch: int = 32
