@@ -1,0 +1,1 @@
+"""Benchmarks the command line runs (`energy-p2p-edge bench ...`)."""
