@@ -80,13 +80,7 @@ def _apply(state: State, record: Record, ctx: BlockContext) -> None:
     body = record.body
     who = record.account
     account = state.account(who)
-    if record.seq <= account.seq:
-        if record.id in ctx.seen or ctx.is_recorded(record.id):
-            raise Rejected(Reason.DUPLICATE, f"record {record.id[:12]} is already recorded")
-        raise Rejected(
-            Reason.STALE_SEQUENCE,
-            f"sequence {record.seq} of {who} is not above {account.seq} (a replay?)",
-        )
+    seq, window = _use_sequence(account, record, ctx)
     if body["time"] > ctx.time + ctx.genesis.consensus.max_future_ms:
         raise Rejected(Reason.FROM_THE_FUTURE, "record is signed later than its block's time")
     fee = record.fee
@@ -96,10 +90,41 @@ def _apply(state: State, record: Record, ctx: BlockContext) -> None:
         raise Rejected(Reason.FEE_TOO_LOW, f"fee {fee} is below {ctx.genesis.consensus.min_fee}")
     if fee > account.balance:
         raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{who} cannot pay the fee of {fee}")
-    state.accounts.put(who, replace(account, seq=record.seq, balance=account.balance - fee))
+    state.accounts.put(
+        who, replace(account, seq=seq, seq_window=window, balance=account.balance - fee)
+    )
     _HANDLERS[body["kind"]](state, record, ctx, body)
     ctx.fees += fee
     state.add_totals(records=1)
+
+
+# A signer's records may reach the sealers out of order (relayed by different homes), so a
+# sequence number below the highest one seen is still good if it is within this window and
+# unused, as in IPsec's anti-replay window. Anything older, or used, is a replay.
+SEQUENCE_WINDOW = 64
+_WINDOW_MASK = (1 << SEQUENCE_WINDOW) - 1
+
+
+def _use_sequence(account: Account, record: Record, ctx: BlockContext) -> tuple[int, int]:
+    """The account's (highest sequence, window bitmap) after using `record.seq`, or raise.
+
+    Bit i of the window is set when sequence `highest - 1 - i` has been used."""
+    seq, highest, window = record.seq, account.seq, account.seq_window
+    if seq > highest:
+        shift = seq - highest
+        carried = (window << shift) | (1 << (shift - 1) if highest else 0)
+        return seq, carried & _WINDOW_MASK
+    offset = highest - 1 - seq
+    if seq == highest or (offset < SEQUENCE_WINDOW and window >> offset & 1):
+        if record.id in ctx.seen or ctx.is_recorded(record.id):
+            raise Rejected(Reason.DUPLICATE, f"record {record.id[:12]} is already recorded")
+        raise Rejected(Reason.STALE_SEQUENCE, f"sequence {record.seq} of {record.account} is used")
+    if offset >= SEQUENCE_WINDOW:
+        raise Rejected(
+            Reason.STALE_SEQUENCE,
+            f"sequence {seq} of {record.account} is too far below {highest}",
+        )
+    return highest, window | (1 << offset)
 
 
 # --- helpers -------------------------------------------------------------------------------
@@ -251,6 +276,7 @@ def _create_trade(
         start=offer.start,
         end=offer.end,
         energy_wh=energy,
+        committed_wh=counted,
         cost=cost,
         time=ctx.time,
     )
@@ -261,12 +287,11 @@ def _create_trade(
 def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
     """Hand a trade's commitment back to its resource."""
     resource = state.resources.rows[trade.resource]
-    counted = trade.energy_wh if trade.mode == "energy" or resource.capacity_wh > 0 else 0
     state.resources.put(
         resource.id,
         replace(
             resource,
-            committed_wh=resource.committed_wh - counted,
+            committed_wh=resource.committed_wh - trade.committed_wh,
             available_wh=max(resource.available_wh - delivered_wh, 0),
         ),
     )
@@ -566,16 +591,22 @@ def _termination(state: State, record: Record, ctx: BlockContext, body: dict[str
     if at < ctx.time:
         raise Rejected(Reason.BAD_WINDOW, "capacity cannot be handed back in the past")
     end = min(max(at, trade.start), trade.end)
-    energy = energy_of(trade.mode, trade.quantity, trade.start, end)
-    if trade.mode == "energy":
-        energy = trade.energy_wh
-    resource = state.resources.rows[trade.resource]
-    if trade.mode == "capacity" and resource.capacity_wh > 0:
-        state.resources.put(
-            resource.id,
-            replace(resource, committed_wh=resource.committed_wh - (trade.energy_wh - energy)),
-        )
-    state.trades.put(trade.id, replace(trade, end=end, energy_wh=energy, status="terminated"))
+    energy = trade.energy_wh
+    committed = trade.committed_wh
+    if trade.mode == "capacity":
+        energy = energy_of(trade.mode, trade.quantity, trade.start, end)
+        if committed:
+            # The energy behind the capacity handed back is free again from now on.
+            resource = state.resources.rows[trade.resource]
+            state.resources.put(
+                resource.id,
+                replace(resource, committed_wh=resource.committed_wh - (committed - energy)),
+            )
+            committed = energy
+    state.trades.put(
+        trade.id,
+        replace(trade, end=end, energy_wh=energy, committed_wh=committed, status="terminated"),
+    )
 
 
 def _meter_reading(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:

@@ -36,6 +36,7 @@ class Account:
     balance: int = 0
     escrow: int = 0
     seq: int = 0
+    seq_window: int = 0
     energy_in_wh: int = 0
     energy_out_wh: int = 0
     rating_sum: int = 0
@@ -132,6 +133,9 @@ class Trade:
     energy_wh: int
     cost: int
     time: int
+    # Wh of the resource's stored energy this trade holds (0 for a PV capacity sale); kept
+    # so a later re-registration cannot change what its release gives back.
+    committed_wh: int = 0
     status: str = "active"
     delivered_wh: int = 0
     paid: int = 0

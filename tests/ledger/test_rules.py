@@ -513,3 +513,21 @@ def test_fees_reach_the_sealer_only_after_the_confirmations() -> None:
     c.seal(ledger)
     assert ledger.state.account(sealer).balance == 7
     assert ledger.state.account(bob.account).balance == 1_000 - 10 - 7
+
+
+def test_records_of_one_signer_may_arrive_out_of_order_within_the_window(town: Town) -> None:
+    c = town.c
+    first, second, third = (c.topup(town.carol, n) for n in (1, 2, 3))
+    # Relayed by different homes, the third reaches the sealer before the first two.
+    c.seal(town.ledger, third)
+    c.seal(town.ledger, first, second)
+    assert balance(town, town.carol) == 10_000_000 + 6
+    rejected(town.ledger, second, Reason.DUPLICATE)
+
+
+def test_a_sequence_far_below_the_newest_is_a_replay(town: Town) -> None:
+    c = town.c
+    old = c.topup(town.carol, 1)
+    c._seq[c.registrar.public_hex] += 64  # 64 newer records were signed since
+    c.seal(town.ledger, c.topup(town.carol, 2))
+    rejected(town.ledger, old, Reason.STALE_SEQUENCE)
