@@ -18,12 +18,10 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_controller import __version__
-from edge_controller.demo import add_demo_command
 from edge_controller.ledger.errors import Rejected
 from edge_controller.ledger.genesis import Consensus, Genesis
 from edge_controller.ledger.keys import KeyPair
 from edge_controller.ledger.verify import ChainFileError, StoredChain
-from edge_controller.runner import add_run_command
 
 EXIT_OK = 0
 EXIT_INVALID = 1
@@ -349,7 +347,7 @@ def _add_bench(subparsers: Subparsers) -> None:
 
 def _bench_ledger(args: argparse.Namespace) -> int:
     # Imported here: the benchmark's workload is not needed by any other command.
-    from edge_controller.bench.ledger import format_report, run_ledger_benchmark  # noqa: PLC0415
+    from edge_controller.bench.ledger import format_report, run_ledger_benchmark
 
     if args.records < 100:
         raise UsageError("--records must be at least 100")
@@ -360,13 +358,62 @@ def _bench_ledger(args: argparse.Namespace) -> int:
 
 # --- the parser ----------------------------------------------------------------------------
 
+# --- run and demo --------------------------------------------------------------------------
+# Imported when used: they pull in aiohttp, MQTT and the broker, which `ledger verify` on a
+# Pi should not pay for in memory or start-up time.
+
+
+def _add_run(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "run",
+        help="run one home's edge controller",
+        description="Run one home's edge controller from its configuration file. The file "
+        "is checked first; every mistake is listed with its path and nothing starts.",
+    )
+    parser.add_argument("-c", "--config", type=Path, required=True, help="edge.yaml")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(run=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from edge_controller.runner import run_from_file
+
+    return run_from_file(args.config, args.verbose)
+
+
+def _add_demo(subparsers: Subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="run a small community of simulated homes trading (no setup needed)",
+        description="Run simulated homes trading on an embedded MQTT broker; prints each "
+        "home's API URL and token.",
+    )
+    parser.add_argument("--homes", type=int, default=3, help="how many homes (3 to 12)")
+    parser.add_argument("--state-file", type=Path, help="write each home's API URL and token")
+    parser.add_argument("--duration", type=float, help="stop after this many seconds")
+    parser.add_argument("--data-dir", type=Path, help="keep the homes' data here")
+    parser.add_argument(
+        "--api-port", type=int, default=0, help="first API port (one per home); default: free"
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.set_defaults(run=_demo)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from edge_controller.demo import demo_main
+
+    return demo_main(
+        args.homes, args.state_file, args.duration, args.data_dir, args.api_port, args.verbose
+    )
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_keygen,
     _add_genesis,
     _add_ledger,
     _add_bench,
-    add_run_command,
-    add_demo_command,
+    _add_run,
+    _add_demo,
 )
 
 

@@ -1,0 +1,353 @@
+"""The edge controller's HTTP + WebSocket API, versioned under /api/v1/ (docs/api.md).
+
+It only translates: requests become calls on the `Home`, results become JSON, and every
+refusal becomes `{"error": {"code", "message"}}` with the right HTTP status. Every route
+but the status page needs `Authorization: Bearer <token>`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from edge_controller.api.status_page import status_page
+from edge_controller.home import ActionError, Home
+
+log = logging.getLogger(__name__)
+
+PREFIX = "/api/v1"
+MAX_BODY_BYTES = 64 * 1024
+HOME_KEY: web.AppKey[Home] = web.AppKey("home", Home)
+TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error_response(status: int, code: str, message: str) -> web.Response:
+    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+
+
+@web.middleware
+async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Check the bearer token, and turn every failure into the JSON error shape."""
+    if request.path.startswith(PREFIX) and request.path != f"{PREFIX}/ws":
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Bearer "):
+            return error_response(401, "unauthorized", "missing bearer token")
+        if not hmac.compare_digest(header[7:].strip(), request.app[TOKEN_KEY]):
+            return error_response(401, "unauthorized", "wrong token")
+    try:
+        return await handler(request)
+    except ActionError as exc:
+        return error_response(exc.status, exc.code, exc.message)
+    except web.HTTPException as exc:
+        if exc.status >= 400:
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
+        raise
+    except Exception:
+        log.exception("API %s %s failed", request.method, request.path)
+        return error_response(500, "internal_error", "the edge controller hit an error")
+
+
+async def body(request: web.Request) -> dict[str, Any]:
+    if request.content_length and request.content_length > MAX_BODY_BYTES:
+        raise ActionError("too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes", 413)
+    if not request.can_read_body:
+        return {}
+    try:
+        data = json.loads(await request.text())
+    except json.JSONDecodeError as exc:
+        raise ActionError("invalid_json", f"the body is not JSON: {exc.msg}", 400) from None
+    if not isinstance(data, dict):
+        raise ActionError("invalid_json", "the body must be a JSON object", 400)
+    return data
+
+
+def field(data: dict[str, Any], name: str, kind: type, required: bool = True) -> Any:
+    """A field of a request body, checked for type; a clear 422 when it is wrong."""
+    if name not in data:
+        if required:
+            raise ActionError("missing_field", f"{name} is required", 422)
+        return None
+    value = data[name]
+    if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
+        raise ActionError("invalid_field", f"{name} must be an integer", 422)
+    if kind is not int and not isinstance(value, kind):
+        raise ActionError("invalid_field", f"{name} must be {kind.__name__}", 422)
+    return value
+
+
+def home_of(request: web.Request) -> Home:
+    return request.app[HOME_KEY]
+
+
+def ok(data: Any, status: int = 200) -> web.Response:
+    return web.json_response(data, status=status)
+
+
+# --- reading -------------------------------------------------------------------------------
+
+
+async def get_status(request: web.Request) -> web.Response:
+    return ok(home_of(request).status())
+
+
+async def get_devices(request: web.Request) -> web.Response:
+    return ok({"devices": home_of(request).devices_view()})
+
+
+async def get_wallet(request: web.Request) -> web.Response:
+    return ok(home_of(request).wallet(request.query.get("account")))
+
+
+async def get_offers(request: web.Request) -> web.Response:
+    home = home_of(request)
+    mine = request.query.get("mine") in ("1", "true")
+    closed = request.query.get("all") in ("1", "true")
+    return ok({"offers": home.offers(mine=mine, include_closed=closed)})
+
+
+async def get_offer(request: web.Request) -> web.Response:
+    return ok(home_of(request).offer(request.match_info["offer_id"]))
+
+
+async def get_trades(request: web.Request) -> web.Response:
+    mine = request.query.get("all") not in ("1", "true")
+    return ok({"trades": home_of(request).trades(mine=mine)})
+
+
+async def get_settlements(request: web.Request) -> web.Response:
+    return ok({"settlements": home_of(request).settlements()})
+
+
+async def get_market(request: web.Request) -> web.Response:
+    return ok(home_of(request).market())
+
+
+async def get_blocks(request: web.Request) -> web.Response:
+    try:
+        start = int(request.query["from"]) if "from" in request.query else None
+        limit = min(100, max(1, int(request.query.get("limit", "20"))))
+    except ValueError:
+        raise ActionError("invalid_field", "from and limit must be integers", 422) from None
+    return ok({"blocks": home_of(request).blocks(start, limit)})
+
+
+async def get_policy(request: web.Request) -> web.Response:
+    return ok(home_of(request).get_policy())
+
+
+# --- acting --------------------------------------------------------------------------------
+
+
+async def put_policy(request: web.Request) -> web.Response:
+    return ok(home_of(request).set_policy(await body(request)))
+
+
+OFFER_FIELDS = ("resource", "mode", "quantity", "price", "start", "end", "expires")
+
+
+async def post_offer(request: web.Request) -> web.Response:
+    data = await body(request)
+    home = home_of(request)
+    now = home.now
+    fields: dict[str, Any] = {
+        "resource": field(data, "resource", str),
+        "mode": field(data, "mode", str),
+        "quantity": field(data, "quantity", int),
+        "price": field(data, "price", int),
+    }
+    start = field(data, "start", int, required=False)
+    fields["start"] = now + 60_000 if start is None else start
+    end = field(data, "end", int, required=False)
+    fields["end"] = fields["start"] + 3_600_000 if end is None else end
+    expires = field(data, "expires", int, required=False)
+    fields["expires"] = min(fields["start"], fields["end"]) if expires is None else expires
+    for optional, kind in (
+        ("to", list),
+        ("min_quantity", int),
+        ("request", str),
+        ("auction", dict),
+    ):
+        value = field(data, optional, kind, required=False)
+        if value is not None:
+            fields[optional] = value
+    return ok(await home.create_offer(**fields), status=201)
+
+
+async def post_accept(request: web.Request) -> web.Response:
+    data = await body(request)
+    result = await home_of(request).accept_offer(
+        request.match_info["offer_id"],
+        quantity=field(data, "quantity", int, required=False),
+        price=field(data, "price", int, required=False),
+    )
+    return ok(result, status=201)
+
+
+async def post_reject(request: web.Request) -> web.Response:
+    data = await body(request)
+    reason = field(data, "reason", str, required=False) or ""
+    return ok(await home_of(request).reject_offer(request.match_info["offer_id"], reason), 201)
+
+
+async def post_cancel(request: web.Request) -> web.Response:
+    return ok(await home_of(request).cancel_offer(request.match_info["offer_id"]), status=201)
+
+
+async def post_bid(request: web.Request) -> web.Response:
+    data = await body(request)
+    price = field(data, "price", int)
+    return ok(await home_of(request).bid(request.match_info["offer_id"], price), status=201)
+
+
+async def post_request(request: web.Request) -> web.Response:
+    data = await body(request)
+    home = home_of(request)
+    start = field(data, "start", int, required=False) or home.now + 60_000
+    end = field(data, "end", int, required=False) or start + 3_600_000
+    result = await home.request_energy(
+        mode=field(data, "mode", str),
+        quantity=field(data, "quantity", int),
+        max_price=field(data, "max_price", int),
+        start=start,
+        end=end,
+        expires=field(data, "expires", int, required=False) or start,
+    )
+    return ok(result, status=201)
+
+
+async def post_rate(request: web.Request) -> web.Response:
+    data = await body(request)
+    result = await home_of(request).rate_trade(
+        request.match_info["trade_id"],
+        field(data, "score", int),
+        field(data, "comment", str, required=False) or "",
+    )
+    return ok(result, status=201)
+
+
+async def post_terminate(request: web.Request) -> web.Response:
+    return ok(await home_of(request).terminate_trade(request.match_info["trade_id"]), 201)
+
+
+async def post_record(request: web.Request) -> web.Response:
+    """Relay a record someone else signed (a registrar's certification or top-up)."""
+    record = await home_of(request).submit_signed(await body(request))
+    return ok({"id": record.id, "kind": record.kind}, status=201)
+
+
+# --- push ----------------------------------------------------------------------------------
+
+
+async def websocket(request: web.Request) -> web.StreamResponse:
+    """Push offers, trades, blocks, telemetry and wallet changes as they happen.
+
+    Browsers cannot set headers on a WebSocket, so the token may also come as the first
+    message `{"type": "auth", "token": ...}` or the `token` query parameter."""
+    home = home_of(request)
+    ws = web.WebSocketResponse(heartbeat=30)
+    await ws.prepare(request)
+    token = request.app[TOKEN_KEY]
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    given = given or request.query.get("token", "")
+    if not hmac.compare_digest(given, token):
+        try:
+            first = await ws.receive_json(timeout=10)
+        except (TimeoutError, TypeError, ValueError):
+            first = {}
+        if not (
+            isinstance(first, dict) and hmac.compare_digest(str(first.get("token", "")), token)
+        ):
+            await ws.send_json(
+                {"event": "error", "data": {"code": "unauthorized", "message": "wrong token"}}
+            )
+            await ws.close(code=4401, message=b"unauthorized")
+            return ws
+    queue = home.events.subscribe()
+    await ws.send_json({"event": "hello", "time": home.now, "data": home.status()})
+    sender = asyncio.create_task(_pump(ws, queue))
+    try:
+        async for message in ws:
+            if message.type == WSMsgType.TEXT and message.data == "ping":
+                await ws.send_str("pong")
+    finally:
+        sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await sender
+        home.events.unsubscribe(queue)
+    return ws
+
+
+async def _pump(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    while not ws.closed:
+        event = await queue.get()
+        await ws.send_json(event)
+
+
+def create_app(home: Home, token: str) -> web.Application:
+    """The aiohttp application serving one home."""
+    app = web.Application(middlewares=[errors_and_auth], client_max_size=MAX_BODY_BYTES)
+    app[HOME_KEY] = home
+    app[TOKEN_KEY] = token
+    r = app.router
+    r.add_get("/", status_page)
+    r.add_get(f"{PREFIX}/status", get_status)
+    r.add_get(f"{PREFIX}/devices", get_devices)
+    r.add_get(f"{PREFIX}/wallet", get_wallet)
+    r.add_get(f"{PREFIX}/offers", get_offers)
+    r.add_post(f"{PREFIX}/offers", post_offer)
+    r.add_get(f"{PREFIX}/offers/{{offer_id}}", get_offer)
+    r.add_post(f"{PREFIX}/offers/{{offer_id}}/accept", post_accept)
+    r.add_post(f"{PREFIX}/offers/{{offer_id}}/reject", post_reject)
+    r.add_post(f"{PREFIX}/offers/{{offer_id}}/cancel", post_cancel)
+    r.add_post(f"{PREFIX}/offers/{{offer_id}}/bids", post_bid)
+    r.add_post(f"{PREFIX}/requests", post_request)
+    r.add_get(f"{PREFIX}/trades", get_trades)
+    r.add_post(f"{PREFIX}/trades/{{trade_id}}/rate", post_rate)
+    r.add_post(f"{PREFIX}/trades/{{trade_id}}/terminate", post_terminate)
+    r.add_get(f"{PREFIX}/settlements", get_settlements)
+    r.add_get(f"{PREFIX}/market", get_market)
+    r.add_get(f"{PREFIX}/ledger/blocks", get_blocks)
+    r.add_get(f"{PREFIX}/policy", get_policy)
+    r.add_put(f"{PREFIX}/policy", put_policy)
+    r.add_post(f"{PREFIX}/records", post_record)
+    r.add_get(f"{PREFIX}/ws", websocket)
+    return app
+
+
+class ApiServer:
+    """Runs the API of one home on host:port until stopped."""
+
+    def __init__(self, home: Home, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = create_app(home, token)
+        self.host = host
+        self.port = port
+        self._runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self._runner = web.AppRunner(self.app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port)
+        await site.start()
+        if self.port == 0:
+            server = site._server
+            sockets = getattr(server, "sockets", None) or []
+            self.port = int(sockets[0].getsockname()[1])
+
+    @property
+    def url(self) -> str:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "") else self.host
+        return f"http://{host}:{self.port}"
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None

@@ -1,0 +1,462 @@
+"""`energy-p2p-edge demo`: a small community of simulated homes trading, with no setup.
+
+One process runs an embedded MQTT broker (amqtt), a community with a registrar, and N homes
+whose devices are simulators speaking MQTT exactly as real hardware would: a PV + battery
+home whose battery is about to cross its selling threshold, a hydrogen fuel-cell home with
+free capacity to sell, and consumer homes that buy by their owners' criteria. Each home
+serves the real API and status page. The simulated sun is at local noon whatever the hour.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+import socket
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from amqtt.broker import Broker
+
+from edge_controller.api import ApiServer
+from edge_controller.config import DeviceConfig
+from edge_controller.devices import (
+    Command,
+    Quantity,
+    SimulatedMqttDevice,
+    SystemClock,
+    serve_on_broker,
+    simple_generic_profile,
+)
+from edge_controller.devices.simulators import (
+    BatteryModel,
+    FuelCellModel,
+    HouseholdLoad,
+    PvInverter,
+    SimulatedHardware,
+    SimulatedSite,
+)
+from edge_controller.home import Home, load_or_create_token
+from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
+from edge_controller.market import (
+    AcceptanceCriteria,
+    BatterySellRule,
+    FixedPrice,
+    FuelCellSellRule,
+    MarketPolicy,
+    QuantityRange,
+    SellPolicy,
+)
+from edge_controller.network import BrokerSettings
+from edge_controller.runner import setup_logging
+
+log = logging.getLogger(__name__)
+
+TOP_UP = 200_000  # milli-units: 200 units of the community currency per home
+
+SITE_QUANTITIES = (
+    Quantity.GRID_POWER_W,
+    Quantity.SOC_PERCENT,
+    Quantity.CAPACITY_WH,
+    Quantity.BATTERY_POWER_W,
+    Quantity.POWER_W,
+    Quantity.EXPORT_LIMIT_W,
+)
+FUEL_CELL_QUANTITIES = (
+    Quantity.POWER_W,
+    Quantity.POWER_RATING_W,
+    Quantity.STATE,
+    Quantity.HYDROGEN_G,
+    Quantity.FAULT_CODES,
+    Quantity.EXPORT_ENERGY_WH,
+)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ResourcePlan:
+    id: str
+    kind: str
+    power_w: int
+    capacity_wh: int
+    available_wh: int
+
+
+@dataclass
+class HomePlan:
+    """One demo home: who it is, what hardware it has, how its owner trades."""
+
+    name: str
+    slug: str
+    hardware: list[tuple[str, SimulatedHardware, Sequence[Quantity], Sequence[Command]]]
+    devices: list[DeviceConfig]
+    resources: list[ResourcePlan]
+    policy: MarketPolicy
+    key: KeyPair = field(default_factory=KeyPair.generate)
+    meter: KeyPair = field(default_factory=KeyPair.generate)
+
+
+def demo_sell_policy(**rules: Any) -> SellPolicy:
+    """Short windows and delays so a newcomer sees trades within a minute."""
+    return SellPolicy(
+        auto_sell=True,
+        battery=rules.get("battery"),
+        pv=None,
+        fuel_cell=rules.get("fuel_cell"),
+        pricing=FixedPrice(rules.get("price", 280)),
+        min_offer_interval_ms=60_000,
+        delivery_lead_ms=20_000,
+        delivery_window_ms=120_000,
+        offer_validity_ms=60_000,
+    )
+
+
+def consumer_policy(max_price: int = 350) -> MarketPolicy:
+    return MarketPolicy(
+        sell=SellPolicy(auto_sell=False, battery=None, pv=None, fuel_cell=None),
+        buy=AcceptanceCriteria(
+            auto_accept=True,
+            max_price=max_price,
+            counter_margin=50,
+            energy=QuantityRange(50, 2_000),
+            capacity=QuantityRange(100, 2_000),
+        ),
+    )
+
+
+def plan_homes(count: int, now: int) -> list[HomePlan]:
+    """The demo's homes: PV + battery, fuel cell, then consumers (and more batteries)."""
+    utc_hour = (now // 3_600_000) % 24
+    offset = float(12 - utc_hour)  # local noon, so the simulated sun shines
+    homes: list[HomePlan] = []
+    for i in range(count):
+        kind = ("solar", "hydrogen", "consumer")[i] if i < 3 else ("consumer", "solar")[i % 2]
+        slug = f"{kind}-{i + 1}"
+        if kind == "solar":
+            site = SimulatedSite(
+                PvInverter(6_000, start_ms=now, utc_offset_hours=offset),
+                BatteryModel(5_000, start_ms=now, soc_percent=80.1, max_discharge_w=3_000),
+                HouseholdLoad(8_000, start_ms=now, utc_offset_hours=offset, seed=i),
+                start_ms=now,
+            )
+            # Charging from the midday surplus: the battery crosses 80 % within a minute.
+            site.battery.setpoint_w = 2_500
+            profile = simple_generic_profile(
+                f"demo/{slug}/site",
+                SITE_QUANTITIES,
+                (Command.BATTERY_SETPOINT_W, Command.EXPORT_LIMIT_W),
+            )
+            homes.append(
+                HomePlan(
+                    name=f"Sunny House {i + 1}" if i else "Sunny House",
+                    slug=slug,
+                    hardware=[
+                        (
+                            "site",
+                            site,
+                            SITE_QUANTITIES,
+                            (Command.BATTERY_SETPOINT_W, Command.EXPORT_LIMIT_W),
+                        )
+                    ],
+                    devices=[
+                        DeviceConfig("battery", "battery", profile, f"{slug}/battery", 15_000),
+                        DeviceConfig("pv", "pv", profile, f"{slug}/pv", 15_000),
+                        DeviceConfig("grid", "grid_meter", profile, "", 15_000),
+                    ],
+                    resources=[
+                        ResourcePlan(f"{slug}/battery", "battery", 3_000, 5_000, 3_970),
+                        ResourcePlan(f"{slug}/pv", "pv", 6_000, 0, 0),
+                    ],
+                    policy=MarketPolicy(
+                        sell=demo_sell_policy(
+                            battery=BatterySellRule(
+                                enable_soc_percent=80,
+                                disable_soc_percent=75,
+                                reserve_percent=40,
+                                enable_delay_ms=3_000,
+                                disable_delay_ms=10_000,
+                                min_offer_wh=100,
+                            ),
+                            price=260,
+                        ),
+                        buy=AcceptanceCriteria(auto_accept=False),
+                    ),
+                )
+            )
+        elif kind == "hydrogen":
+            cell = FuelCellModel(5_000, 1_500.0, start_ms=now, warmup_ms=5_000)
+            cell.start()
+            commands = (Command.SETPOINT_W, Command.START_STOP)
+            profile = simple_generic_profile(
+                f"demo/{slug}/fuel-cell", FUEL_CELL_QUANTITIES, commands
+            )
+            homes.append(
+                HomePlan(
+                    name="Hydrogen House",
+                    slug=slug,
+                    hardware=[("fuel-cell", cell, FUEL_CELL_QUANTITIES, commands)],
+                    devices=[
+                        DeviceConfig("fuel-cell", "fuel_cell", profile, f"{slug}/fuel-cell", 15_000)
+                    ],
+                    resources=[
+                        ResourcePlan(f"{slug}/fuel-cell", "fuel_cell", 5_000, 25_000, 25_000)
+                    ],
+                    policy=MarketPolicy(
+                        sell=demo_sell_policy(
+                            fuel_cell=FuelCellSellRule(
+                                enable_free_w=1_000,
+                                disable_free_w=500,
+                                reserve_wh=2_000,
+                                enable_delay_ms=5_000,
+                                disable_delay_ms=10_000,
+                                min_offer_w=500,
+                            ),
+                            price=320,
+                        ),
+                        buy=AcceptanceCriteria(auto_accept=False),
+                    ),
+                )
+            )
+        else:
+            homes.append(
+                HomePlan(
+                    name=f"Flat {i + 1}",
+                    slug=slug,
+                    hardware=[],
+                    devices=[],
+                    resources=[],
+                    policy=consumer_policy(max_price=340 if i % 2 else 300),
+                )
+            )
+    return homes
+
+
+@dataclass
+class RunningHome:
+    plan: HomePlan
+    home: Home
+    api: ApiServer
+    token: str
+
+
+class Demo:
+    """The whole demo: broker, registrar, simulators and homes."""
+
+    def __init__(
+        self, homes: int = 3, data_dir: Path | None = None, broker_port: int = 0, api_port: int = 0
+    ) -> None:
+        self.count = homes
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        if data_dir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="energy-p2p-demo-")
+            data_dir = Path(self._tmp.name)
+        self.data_dir = data_dir
+        self.broker_port = broker_port or free_port()
+        self.api_port = api_port
+        self.clock = SystemClock()
+        self.registrar = KeyPair.generate()
+        self.broker: Broker | None = None
+        self.running: list[RunningHome] = []
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        now = self.clock.now_ms()
+        self.broker = Broker(
+            {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.broker_port}"}}}
+        )
+        await self.broker.start()
+        plans = plan_homes(self.count, now)
+        sealers = tuple(p.key.public_hex for p in plans[:3])
+        genesis = Genesis(
+            name="Demo Street",
+            currency="DEMO",
+            currency_name="Demo Street credits",
+            time=now - 1_000,
+            registrars=(self.registrar.public_hex,),
+            consensus=Consensus(
+                mode="poa", block_interval_ms=2_000, sealers=sealers, confirmations=2
+            ),
+        )
+        broker = BrokerSettings(host="127.0.0.1", port=self.broker_port)
+        simulators = [
+            SimulatedMqttDevice(
+                f"{p.slug}/{name}",
+                hw,
+                simple_generic_profile(f"demo/{p.slug}/{name}", q, c),
+                self.clock,
+            )
+            for p in plans
+            for name, hw, q, c in p.hardware
+        ]
+        if simulators:
+            self._tasks.append(
+                asyncio.create_task(
+                    serve_on_broker("127.0.0.1", self.broker_port, simulators, tick_interval_s=1.0)
+                )
+            )
+        for i, plan in enumerate(plans):
+            folder = self.data_dir / plan.slug
+            home = Home(
+                name=plan.name,
+                data_dir=folder,
+                genesis=genesis,
+                node_key=plan.key,
+                meter_key=plan.meter,
+                community_broker=broker,
+                devices=tuple(plan.devices),
+                policy=plan.policy,
+                clock=self.clock,
+                control_interval_ms=1_000,
+            )
+            token = load_or_create_token(folder / "api-token")
+            api = ApiServer(home, token, "127.0.0.1", self.api_port + i if self.api_port else 0)
+            await home.start()
+            await api.start()
+            self.running.append(RunningHome(plan, home, api, token))
+        await self._register_community(genesis)
+
+    async def _register_community(self, genesis: Genesis) -> None:
+        """The registrar certifies every resource and tops up every wallet."""
+        relay = self.running[0].home
+        seq = 0
+        for running in self.running:
+            plan = running.plan
+            bodies: list[dict[str, Any]] = [
+                {"kind": "topup", "to": plan.key.account, "amount": TOP_UP}
+            ]
+            for r in plan.resources:
+                bodies.append(
+                    {
+                        "kind": "registration",
+                        "resource": r.id,
+                        "owner": plan.key.account,
+                        "resource_kind": r.kind,
+                        "power_w": r.power_w,
+                        "capacity_wh": r.capacity_wh,
+                        "available_wh": r.available_wh,
+                        "meter": plan.meter.public_hex,
+                        "location": f"Demo Street {plan.slug}",
+                    }
+                )
+            for body in bodies:
+                seq += 1
+                record = sign_record(
+                    self.registrar,
+                    genesis.community_id,
+                    {"seq": seq, "time": self.clock.now_ms(), **body},
+                )
+                await relay.submit_signed(record.to_wire())
+
+    def state(self) -> dict[str, Any]:
+        """What scripts need to reach each home: its API URL and token."""
+        return {
+            "broker": {"host": "127.0.0.1", "port": self.broker_port},
+            "homes": [
+                {
+                    "name": r.plan.name,
+                    "slug": r.plan.slug,
+                    "account": r.home.account,
+                    "url": r.api.url,
+                    "token": r.token,
+                    "status_page": f"{r.api.url}/?token={r.token}",
+                }
+                for r in self.running
+            ],
+        }
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for running in self.running:
+            await running.api.stop()
+            await running.home.stop()
+        if self.broker is not None:
+            await self.broker.shutdown()
+        if self._tmp is not None:
+            self._tmp.cleanup()
+
+
+async def run_demo(
+    homes: int,
+    state_file: Path | None,
+    duration_s: float | None,
+    data_dir: Path | None = None,
+    api_port: int = 0,
+) -> int:
+    """Run the demo until Ctrl-C (or for `duration_s`); prints each home's URL and token."""
+    demo = Demo(homes, data_dir=data_dir, api_port=api_port)
+    await demo.start()
+    state = demo.state()
+    print(
+        f"Energy P2P demo: {len(demo.running)} homes on an embedded broker "
+        f"(127.0.0.1:{demo.broker_port}). Ctrl-C stops it.\n"
+    )
+    for h in state["homes"]:
+        print(f"  {h['name']:<16} {h['url']}   token {h['token']}")
+        print(f"  {'':<16} status page: {h['status_page']}")
+    print(flush=True)
+    if state_file is not None:
+        await asyncio.to_thread(state_file.write_text, json.dumps(state, indent=2) + "\n")
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    started = time.monotonic()
+    reported: set[str] = set()
+    try:
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1.0)
+            _report_trades(demo, reported)
+            if duration_s is not None and time.monotonic() - started >= duration_s:
+                break
+    finally:
+        print("stopping the demo...", flush=True)
+        await demo.stop()
+    return 0
+
+
+def _report_trades(demo: Demo, reported: set[str]) -> None:
+    names = {r.home.account: r.plan.name for r in demo.running}
+    for trade in demo.running[0].home.ledger.state.trades.rows.values():
+        if trade.id in reported:
+            continue
+        reported.add(trade.id)
+        print(
+            f"trade: {names.get(trade.buyer, trade.buyer[:10])} buys {trade.energy_wh} Wh"
+            f" from {names.get(trade.seller, trade.seller[:10])} at {trade.price / 1000:.3f}"
+            f" per kWh ({trade.mode}, {trade.quantity} {'Wh' if trade.mode == 'energy' else 'W'})",
+            flush=True,
+        )
+
+
+def demo_main(
+    homes: int,
+    state_file: Path | None = None,
+    duration_s: float | None = None,
+    data_dir: Path | None = None,
+    api_port: int = 0,
+    verbose: bool = False,
+) -> int:
+    """`energy-p2p-edge demo`: check the arguments, then run the demo until Ctrl-C."""
+    if not 3 <= homes <= 12:
+        print("energy-p2p-edge: error: --homes must be from 3 to 12", file=sys.stderr)
+        return 2
+    setup_logging(verbose)
+    return asyncio.run(run_demo(homes, state_file, duration_s, data_dir, api_port))

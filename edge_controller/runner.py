@@ -1,0 +1,70 @@
+"""`energy-p2p-edge run`: one home's edge controller as a long-running service."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from edge_controller.api import Advertiser, ApiServer
+from edge_controller.config import ConfigError, HomeConfig, load_config
+from edge_controller.home import API_VERSION, Home, load_or_create_token
+
+log = logging.getLogger(__name__)
+
+
+async def run_home(config: HomeConfig) -> int:
+    """Start the home, its API and its zeroconf announcement; stop cleanly on SIGTERM/SIGINT."""
+    home = Home.from_config(config)
+    token = load_or_create_token(config.path(config.api.token_file))
+    api = ApiServer(home, token, config.api.host, config.api.port)
+    advertiser = Advertiser(home.account, config.name, config.api.port, API_VERSION)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    await home.start()
+    try:
+        await api.start()
+        if config.api.zeroconf:
+            await advertiser.start()
+        log.info(
+            "%s is up: account %s, API %s, ledger height %d",
+            config.name,
+            home.account,
+            api.url,
+            home.ledger.height,
+        )
+        print(f"ready {api.url} {home.account}", flush=True)
+        await stop.wait()
+    finally:
+        log.info("stopping %s", config.name)
+        await advertiser.stop()
+        await api.stop()
+        await home.stop()
+    return 0
+
+
+def setup_logging(verbose: bool) -> None:
+    """INFO for the edge controller (DEBUG with -v); only warnings from libraries."""
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+    )
+    for noisy in ("amqtt", "transitions", "aiomqtt", "zeroconf", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def run_from_file(path: Path, verbose: bool = False) -> int:
+    """`energy-p2p-edge run -c FILE`: check the file, then run until stopped."""
+    try:
+        config = load_config(path)
+    except ConfigError as exc:
+        print(f"energy-p2p-edge: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(verbose)
+    return asyncio.run(run_home(config))

@@ -1,0 +1,72 @@
+"""The newcomer's main job: `energy-p2p-edge demo` trades within the first minute."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from .support import ROOT, wait_until
+
+pytestmark = pytest.mark.slow
+
+
+def get(url: str, token: str) -> dict:
+    request = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read())
+
+
+def test_the_demo_homes_trade_within_the_first_minute_and_stop_cleanly(tmp_path: Path) -> None:
+    state_file = tmp_path / "demo.json"
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge_controller",
+            "demo",
+            "--homes",
+            "3",
+            "--state-file",
+            str(state_file),
+            "--data-dir",
+            str(tmp_path / "homes"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+    try:
+        wait_until(state_file.exists, timeout=30, what="the demo's state file")
+        homes = json.loads(state_file.read_text())["homes"]
+        assert [h["name"] for h in homes] == ["Sunny House", "Hydrogen House", "Flat 3"]
+        flat = homes[2]
+
+        trades = wait_until(
+            lambda: get(f"{flat['url']}/api/v1/trades", flat["token"])["trades"],
+            timeout=60,
+            what="the consumer's first trade",
+        )
+        assert time.monotonic() - started < 75
+        sellers = {h["account"]: h["name"] for h in homes}
+        assert sellers[trades[0]["seller"]] in ("Sunny House", "Hydrogen House")
+        for home in homes:
+            status = get(f"{home['url']}/api/v1/status", home["token"])
+            assert status["community"]["name"] == "Demo Street"
+        page = urllib.request.urlopen(homes[0]["url"] + "/", timeout=10).read().decode()
+        assert "Energy P2P" in page and "/api/v1/ws" in page
+    finally:
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    assert process.returncode == 0, output[-3000:]
+    assert "trade:" in output and "stopping the demo" in output
