@@ -124,11 +124,12 @@ class Block:
         return 400 + sum(r.size for r in self.records)
 
     def check_signature(self, verifier: Verifier) -> None:
-        if not verifier.verify(self.header.sealer, self.sig, _block_message(self.hash)):
+        if not verifier.verify(self.header.sealer, self.sig, block_message(self.hash)):
             raise Rejected(Reason.BAD_BLOCK_SIGNATURE, f"block {self.hash[:12]} is not signed")
 
 
-def _block_message(block_hash: str) -> bytes:
+def block_message(block_hash: str) -> bytes:
+    """The bytes a sealer signs: the block hash under the block domain."""
     return BLOCK_SIGNING_DOMAIN + bytes.fromhex(block_hash)
 
 
@@ -150,7 +151,7 @@ def seal(header: Header, records: tuple[Record, ...], key: KeyPair) -> Block:
     """Sign a finished header (nonce already found, if any) into a block."""
     block_hash = header.hash
     return Block(
-        header=header, sig=key.sign(_block_message(block_hash)), records=records, hash=block_hash
+        header=header, sig=key.sign(block_message(block_hash)), records=records, hash=block_hash
     )
 
 

@@ -17,7 +17,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from .block import ZERO_HASH, Block, Header, parse_block, record_root, seal, search_nonce
+from .block import (
+    ZERO_HASH,
+    Block,
+    Header,
+    block_message,
+    parse_block,
+    record_root,
+    seal,
+    search_nonce,
+)
 from .consensus import (
     IndexEntry,
     block_work,
@@ -29,7 +38,8 @@ from .consensus import (
 from .errors import Reason, Rejected
 from .genesis import Genesis
 from .keys import KeyPair, Verifier
-from .records import Record, parse_record
+from .parallel import Check, SignaturePool, check_ahead
+from .records import Record, parse_record, signing_message
 from .rules import BlockContext, apply_block, apply_record, begin_block
 from .state import State
 from .store import Commit, MemoryStore, SqliteStore, Store
@@ -52,6 +62,7 @@ _WAITING = frozenset(
     }
 )
 MAX_ORPHANS = 256
+RECENT_BLOCKS = 64
 POOL_LIMIT = 20_000
 POOL_MAX_AGE_MS = 3_600_000
 
@@ -103,11 +114,13 @@ class Ledger:
         store: Store | None = None,
         verifier: Verifier | None = None,
         clock: Callable[[], int] = now_ms,
+        signature_pool: SignaturePool | None = None,
     ) -> None:
         self.genesis = genesis
         self.community = genesis.community_id
         self.store: Store = store if store is not None else MemoryStore()
         self.verifier = verifier or Verifier()
+        self.signature_pool = signature_pool
         self.clock = clock
         self.events = ChainEvents()
         self.state = State()
@@ -119,6 +132,9 @@ class Ledger:
         self.pool: dict[str, Record] = {}
         self._pool_added: dict[str, int] = {}
         self._orphans: dict[str, Block] = {}
+        # Blocks just received, so following them needs no second read and parse from disk.
+        self._recent: dict[str, Block] = {}
+        self._unstored: dict[str, Block] = {}
         self._session_connected: set[str] = set()
         self._session_disconnected: set[str] = set()
         _, entry = genesis_entry(genesis)
@@ -287,6 +303,61 @@ class Ledger:
         hash the caller should ask peers for.
         """
         block = wire if isinstance(wire, Block) else parse_block(wire, self.community)
+        now = self.clock() if now is None else now
+        early = self._admit(block, now)
+        if early is not None:
+            return early
+        depth = self._follow_best()
+        self._store_unconnected()
+        return self._outcome(block, depth, now)
+
+    def add_blocks(self, wires: list[Any], now: int | None = None) -> list[BlockResult | Rejected]:
+        """Add several blocks in order (a batch from sync), each with its own outcome.
+
+        The batch is followed in one step and written in one transaction. With a signature
+        pool its signatures are verified on the other cores while the main thread checks
+        headers, so catching up is not bound to one core.
+        """
+        now = self.clock() if now is None else now
+        pending: list[tuple[Block, Callable[[], None]] | Rejected] = []
+        for wire in wires:
+            try:
+                block = wire if isinstance(wire, Block) else parse_block(wire, self.community)
+            except Rejected as exc:
+                pending.append(exc)
+                continue
+            checks = _signature_checks(self.community, block)
+            pending.append((block, check_ahead(self.verifier, self.signature_pool, checks)))
+        outcomes: list[BlockResult | Rejected] = []
+        admitted: list[tuple[int, Block]] = []
+        for item in pending:
+            if isinstance(item, Rejected):
+                outcomes.append(item)
+                continue
+            block, wait = item
+            wait()
+            try:
+                early = self._admit(block, now)
+            except Rejected as exc:
+                outcomes.append(exc)
+                continue
+            if early is None:
+                admitted.append((len(outcomes), block))
+                early = BlockResult("side", block.hash)
+            outcomes.append(early)
+        if admitted:
+            depth = self._follow_best()
+            self._store_unconnected()
+            for position, block in admitted:
+                try:
+                    outcomes[position] = self._outcome(block, depth, now)
+                except Rejected as exc:
+                    outcomes[position] = exc
+        return outcomes
+
+    def _admit(self, block: Block, now: int) -> BlockResult | None:
+        """Check a block against its parent and index it (None); or say it is known or an
+        orphan. Raises `Rejected` when it is invalid. Its records are checked when followed."""
         known = self.index.get(block.hash)
         if known is not None:
             if known.invalid:
@@ -300,29 +371,45 @@ class Ledger:
             return BlockResult("orphan", block.hash, missing_parent=block.prev)
         if parent.invalid:
             raise self._invalid(block, Rejected(Reason.KNOWN_INVALID, "its parent is invalid"))
-        now = self.clock() if now is None else now
         try:
             self._check_block(block, parent, now)
         except Rejected as exc:
             raise self._invalid(block, exc) from None
-        entry = IndexEntry(
-            hash=block.hash,
-            prev=block.prev,
-            height=block.height,
-            time=block.header.time,
-            difficulty=block.header.difficulty,
-            sealer=block.header.sealer,
-            work=parent.work + block_work(self.genesis, block.header.difficulty),
+        self._add_entry(
+            IndexEntry(
+                hash=block.hash,
+                prev=block.prev,
+                height=block.height,
+                time=block.header.time,
+                difficulty=block.header.difficulty,
+                sealer=block.header.sealer,
+                work=parent.work + block_work(self.genesis, block.header.difficulty),
+            )
         )
-        self._add_entry(entry)
-        self.store.put_block(block, entry)
-        depth = self._follow_best()
+        # Written to disk with the change of best chain that connects it (one transaction),
+        # or on its own if it stays on a side branch.
+        self._unstored[block.hash] = block
+        self._recent[block.hash] = block
+        if len(self._recent) > RECENT_BLOCKS:
+            del self._recent[next(iter(self._recent))]
+        return None
+
+    def _outcome(self, block: Block, depth: int, now: int) -> BlockResult:
+        entry = self.index[block.hash]
         if entry.invalid:
             raise Rejected(Reason.INVALID_RECORD, f"block {block.hash[:12]}: {entry.invalid}")
         on_main = block.height < len(self.main) and self.main[block.height] == block.hash
         result = BlockResult("connected" if on_main else "side", block.hash, reorg_depth=depth)
         self._adopt_orphans(block.hash, now)
         return result
+
+    def _store_unconnected(self) -> None:
+        """Write the valid blocks that did not join the best chain (side branches)."""
+        for block_hash, block in list(self._unstored.items()):
+            entry = self.index[block_hash]
+            if not entry.invalid:
+                self.store.put_block(block, entry)
+        self._unstored.clear()
 
     def _invalid(self, block: Block, exc: Rejected) -> Rejected:
         if exc.reason not in _TRANSIENT:
@@ -424,6 +511,8 @@ class Ledger:
                     self._mark_invalid(new.hash, reason)
                     return 0, new.hash
                 commit.connected.append((block, self.state.journal[block_mark:]))
+                if new.hash in self._unstored:
+                    commit.new_blocks.append((self._unstored[new.hash], new))
             commit.journal = self.state.journal[mark:]
             self.store.commit(commit)
         except BaseException:
@@ -433,13 +522,19 @@ class Ledger:
             self._session_connected = set()
             self._session_disconnected = set()
         del self.state.journal[mark:]
+        for block, _ in commit.new_blocks:
+            self._unstored.pop(block.hash, None)
         del self.main[fork_height + 1 :]
         self.main.extend(e.hash for e in branch)
         self._after_reorg(disconnected_blocks, [b for b, _ in commit.connected])
         return len(disconnected_blocks), None
 
     def _load_block(self, block_hash: str) -> Block:
-        block = self.store.get_block(block_hash)
+        block = (
+            self._unstored.get(block_hash)
+            or self._recent.get(block_hash)
+            or self.store.get_block(block_hash)
+        )
         if block is None:
             raise RuntimeError(f"block {block_hash} is indexed but not stored")
         return block
@@ -569,6 +664,14 @@ class Ledger:
     def iter_main(self, start: int = 1) -> Iterator[Block]:
         for height in range(start, len(self.main)):
             yield self._load_block(self.main[height])
+
+
+def _signature_checks(community: str, block: Block) -> list[Check]:
+    checks: list[Check] = [
+        (r.signer, r.sig, signing_message(community, r.signer, r.body_bytes)) for r in block.records
+    ]
+    checks.append((block.header.sealer, block.sig, block_message(block.hash)))
+    return checks
 
 
 def _pool_order(records: list[Record]) -> list[Record]:

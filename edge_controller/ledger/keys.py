@@ -102,18 +102,29 @@ class Verifier:
 
     def verify(self, public_hex: str, signature: bytes, message: bytes) -> bool:
         """True when `signature` is `public_hex`'s signature of `message`."""
-        # The key is part of the cache entry: a signature is only good for its own key.
-        cache_key = hashlib.sha256(public_hex.encode() + signature + message).digest()
-        if cache_key in self._good:
+        if self._cache_size and self.is_known_good(public_hex, signature, message):
             return True
         try:
             self.public_key(public_hex).verify(signature, message)
         except (InvalidSignature, ValueError):
             return False
-        self._good[cache_key] = None
+        if self._cache_size:
+            self.remember_good(public_hex, signature, message)
+        return True
+
+    @staticmethod
+    def _cache_key(public_hex: str, signature: bytes, message: bytes) -> bytes:
+        # The key is part of the cache entry: a signature is only good for its own key.
+        return hashlib.sha256(public_hex.encode() + signature + message).digest()
+
+    def is_known_good(self, public_hex: str, signature: bytes, message: bytes) -> bool:
+        return self._cache_key(public_hex, signature, message) in self._good
+
+    def remember_good(self, public_hex: str, signature: bytes, message: bytes) -> None:
+        """Note a signature verified elsewhere (a worker process) as good."""
+        self._good[self._cache_key(public_hex, signature, message)] = None
         if len(self._good) > self._cache_size:
             self._good.popitem(last=False)
-        return True
 
     def forget(self) -> None:
         """Drop cached results, so the next checks really verify (e.g. `ledger verify`)."""

@@ -8,7 +8,7 @@ reason code; `apply_record` then leaves the state exactly as it found it.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Reason, Rejected
@@ -28,6 +28,7 @@ from .state import (
     Resource,
     State,
     Trade,
+    evolve,
 )
 
 MS_PER_HOUR = 3_600_000
@@ -44,6 +45,7 @@ class BlockContext:
     is_recorded: Callable[[str], bool] = lambda _id: False
     seen: set[str] = field(default_factory=set)
     fees: int = 0
+    applied: int = 0
 
     def __post_init__(self) -> None:
         self.registrars = frozenset(account_id(k) for k in self.genesis.registrars)
@@ -74,6 +76,7 @@ def apply_record(state: State, record: Record, ctx: BlockContext) -> None:
         state.revert(mark)
         raise
     ctx.seen.add(record.id)
+    ctx.applied += 1
 
 
 def _apply(state: State, record: Record, ctx: BlockContext) -> None:
@@ -91,11 +94,10 @@ def _apply(state: State, record: Record, ctx: BlockContext) -> None:
     if fee > account.balance:
         raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{who} cannot pay the fee of {fee}")
     state.accounts.put(
-        who, replace(account, seq=seq, seq_window=window, balance=account.balance - fee)
+        who, evolve(account, seq=seq, seq_window=window, balance=account.balance - fee)
     )
     _HANDLERS[body["kind"]](state, record, ctx, body)
     ctx.fees += fee
-    state.add_totals(records=1)
 
 
 # A signer's records may reach the sealers out of order (relayed by different homes), so a
@@ -132,7 +134,7 @@ def _use_sequence(account: Account, record: Record, ctx: BlockContext) -> tuple[
 
 def _credit(state: State, who: str, amount: int = 0, escrow: int = 0) -> None:
     a = state.account(who)
-    state.accounts.put(who, replace(a, balance=a.balance + amount, escrow=a.escrow + escrow))
+    state.accounts.put(who, evolve(a, balance=a.balance + amount, escrow=a.escrow + escrow))
 
 
 def _resource(state: State, resource_id: str) -> Resource:
@@ -254,12 +256,10 @@ def _create_trade(
     _credit(state, buyer, amount=prepaid - cost, escrow=cost - prepaid)
     remaining = offer.remaining - quantity
     state.offers.put(
-        offer.id, replace(offer, remaining=remaining, status="open" if remaining else "sold")
+        offer.id, evolve(offer, remaining=remaining, status="open" if remaining else "sold")
     )
     counted = energy if offer.mode == "energy" or resource.capacity_wh > 0 else 0
-    state.resources.put(
-        resource.id, replace(resource, committed_wh=resource.committed_wh + counted)
-    )
+    state.resources.put(resource.id, evolve(resource, committed_wh=resource.committed_wh + counted))
     existing = state.commitments.get(resource.id)
     state.commitments.put(
         resource.id, Commitments((*existing.trades, trade_id) if existing else (trade_id,))
@@ -289,7 +289,7 @@ def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
     resource = state.resources.rows[trade.resource]
     state.resources.put(
         resource.id,
-        replace(
+        evolve(
             resource,
             committed_wh=resource.committed_wh - trade.committed_wh,
             available_wh=max(resource.available_wh - delivered_wh, 0),
@@ -357,7 +357,7 @@ def _resource_update(state: State, record: Record, ctx: BlockContext, body: dict
         raise Rejected(Reason.NOT_OWNER, f"only the owner or meter of {resource.id} may update it")
     if body["available_wh"] > resource.capacity_wh:
         raise Rejected(Reason.EXCEEDS_ENERGY, "available energy above the registered capacity")
-    state.resources.put(resource.id, replace(resource, available_wh=body["available_wh"]))
+    state.resources.put(resource.id, evolve(resource, available_wh=body["available_wh"]))
 
 
 def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -471,7 +471,7 @@ def _confirmation(state: State, record: Record, ctx: BlockContext, body: dict[st
     _create_trade(
         state, ctx, offer, acceptance.buyer, acceptance.quantity, acceptance.price, acceptance.id
     )
-    state.acceptances.put(acceptance.id, replace(acceptance, status="confirmed"))
+    state.acceptances.put(acceptance.id, evolve(acceptance, status="confirmed"))
 
 
 def _rejection(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -481,7 +481,7 @@ def _rejection(state: State, record: Record, ctx: BlockContext, body: dict[str, 
         offer = _offer(state, acceptance.offer)
         if record.account not in (offer.seller, acceptance.buyer):
             raise Rejected(Reason.NOT_A_PARTY, "only the seller or the buyer may reject it")
-        state.acceptances.put(target, replace(acceptance, status="rejected"))
+        state.acceptances.put(target, evolve(acceptance, status="rejected"))
         return
     offer = _offer(state, target)
     # A buyer's rejection of an offer is kept as a signal to the seller; the offer stays open
@@ -500,7 +500,7 @@ def _cancel(state: State, record: Record, ctx: BlockContext, body: dict[str, Any
         if offer.best_bidder:
             _credit(state, offer.best_bidder, offer.best_bid_cost, -offer.best_bid_cost)
         _drop_auction(state, offer.id)
-    state.offers.put(offer.id, replace(offer, status="cancelled"))
+    state.offers.put(offer.id, evolve(offer, status="cancelled"))
 
 
 def _bid(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -525,7 +525,7 @@ def _bid(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) 
     _credit(state, record.account, -cost, cost)
     state.offers.put(
         offer.id,
-        replace(
+        evolve(
             offer,
             best_bid=record.id,
             best_bidder=record.account,
@@ -556,7 +556,7 @@ def close_auctions(state: State, ctx: BlockContext) -> None:
             continue
         _drop_auction(state, offer_id)
         if not offer.best_bidder:
-            state.offers.put(offer_id, replace(offer, status="closed"))
+            state.offers.put(offer_id, evolve(offer, status="closed"))
             continue
         mark = state.mark()
         try:
@@ -574,7 +574,7 @@ def close_auctions(state: State, ctx: BlockContext) -> None:
             # The resource can no longer supply it: the bidder gets the money back.
             state.revert(mark)
             _credit(state, offer.best_bidder, offer.best_bid_cost, -offer.best_bid_cost)
-            state.offers.put(offer_id, replace(offer, status="failed"))
+            state.offers.put(offer_id, evolve(offer, status="failed"))
 
 
 def _party(trade: Trade, who: str) -> None:
@@ -600,12 +600,12 @@ def _termination(state: State, record: Record, ctx: BlockContext, body: dict[str
             resource = state.resources.rows[trade.resource]
             state.resources.put(
                 resource.id,
-                replace(resource, committed_wh=resource.committed_wh - (committed - energy)),
+                evolve(resource, committed_wh=resource.committed_wh - (committed - energy)),
             )
             committed = energy
     state.trades.put(
         trade.id,
-        replace(trade, end=end, energy_wh=energy, committed_wh=committed, status="terminated"),
+        evolve(trade, end=end, energy_wh=energy, committed_wh=committed, status="terminated"),
     )
 
 
@@ -659,13 +659,13 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
     _credit(state, trade.buyer, amount=refund, escrow=-trade.cost)
     _credit(state, trade.seller, amount=paid)
     buyer = state.account(trade.buyer)
-    state.accounts.put(trade.buyer, replace(buyer, energy_in_wh=buyer.energy_in_wh + paid_wh))
+    state.accounts.put(trade.buyer, evolve(buyer, energy_in_wh=buyer.energy_in_wh + paid_wh))
     seller = state.account(trade.seller)
-    state.accounts.put(trade.seller, replace(seller, energy_out_wh=seller.energy_out_wh + paid_wh))
+    state.accounts.put(trade.seller, evolve(seller, energy_out_wh=seller.energy_out_wh + paid_wh))
     _release(state, trade, delivered_wh=paid_wh)
     state.trades.put(
         trade.id,
-        replace(trade, status="settled", delivered_wh=delivered, paid=paid, refunded=refund),
+        evolve(trade, status="settled", delivered_wh=delivered, paid=paid, refunded=refund),
     )
 
 
@@ -682,14 +682,14 @@ def _rating(state: State, record: Record, ctx: BlockContext, body: dict[str, Any
     account: Account = state.account(rated)
     state.accounts.put(
         rated,
-        replace(
+        evolve(
             account, rating_sum=account.rating_sum + score, rating_count=account.rating_count + 1
         ),
     )
     if by_buyer:
-        state.trades.put(trade.id, replace(trade, buyer_rating=score))
+        state.trades.put(trade.id, evolve(trade, buyer_rating=score))
     else:
-        state.trades.put(trade.id, replace(trade, seller_rating=score))
+        state.trades.put(trade.id, evolve(trade, seller_rating=score))
 
 
 def _topup(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -756,6 +756,8 @@ def begin_block(state: State, ctx: BlockContext) -> None:
 def end_block(state: State, ctx: BlockContext) -> None:
     """Book the block's fees for its sealer and pay the fees that are now confirmed."""
     confirmations = ctx.genesis.consensus.confirmations
+    if ctx.applied:
+        state.add_totals(records=ctx.applied)
     if ctx.fees:
         state.fees.put(str(ctx.height), PendingFee(ctx.sealer, ctx.fees))
     due = str(ctx.height - confirmations)

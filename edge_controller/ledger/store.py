@@ -26,6 +26,7 @@ class Commit:
     """One atomic change of the best chain: blocks off, blocks on, the rows they changed."""
 
     head: str
+    new_blocks: list[tuple[Block, IndexEntry]] = field(default_factory=list)
     disconnected: list[str] = field(default_factory=list)
     connected: list[tuple[Block, list[JournalEntry]]] = field(default_factory=list)
     journal: list[JournalEntry] = field(default_factory=list)
@@ -36,6 +37,18 @@ class Commit:
         for table, key, _old in self.journal:
             rows[(table.name, key)] = (table, table.rows.get(key, MISSING))
         return rows
+
+
+def first_writes(entries: list[JournalEntry]) -> list[JournalEntry]:
+    """The first journal entry of each row: its value before the block, all undo needs."""
+    seen: set[tuple[str, str]] = set()
+    first = []
+    for entry in entries:
+        row = (entry[0].name, entry[1])
+        if row not in seen:
+            seen.add(row)
+            first.append(entry)
+    return first
 
 
 @dataclass
@@ -85,6 +98,8 @@ class MemoryStore:
         return self.undo[block_hash]
 
     def commit(self, commit: Commit) -> None:
+        for block, entry in commit.new_blocks:
+            self.put_block(block, entry)
         for block_hash in commit.disconnected:
             self.undo.pop(block_hash, None)
             self.recorded.difference_update(r.id for r in self.blocks[block_hash].records)
@@ -178,6 +193,7 @@ class SqliteStore:
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
         wire = block.to_wire()
+        # Inside commit() this joins its transaction; alone it is a transaction of its own.
         self.db.execute(
             "INSERT OR IGNORE INTO blocks (hash, prev, height, header, sig, records, work)"
             " VALUES (?, ?, ?, ?, ?, ?, ?)",
@@ -218,6 +234,8 @@ class SqliteStore:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
+            for block, entry in commit.new_blocks:
+                self.put_block(block, entry)
             for block_hash in commit.disconnected:
                 db.execute("DELETE FROM main WHERE hash = ?", (block_hash,))
                 db.execute("DELETE FROM records WHERE block = ?", (block_hash,))
@@ -230,7 +248,7 @@ class SqliteStore:
                 )
                 undo = [
                     (t.name, key, None if old is MISSING else t.encode(old))
-                    for t, key, old in entries
+                    for t, key, old in first_writes(entries)
                 ]
                 db.execute(
                     "INSERT INTO undo VALUES (?, ?)",

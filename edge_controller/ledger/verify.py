@@ -16,10 +16,9 @@ import hashlib
 import json
 import os
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +29,8 @@ from .consensus import IndexEntry, block_work, check_header
 from .errors import Reason, Rejected
 from .genesis import Genesis
 from .keys import Verifier
-from .records import Record
+from .parallel import CHUNK, SignaturePool
+from .records import Record, signing_message
 from .rules import BlockContext, apply_block
 from .state import State
 
@@ -88,15 +88,16 @@ def verify_chain(
     Stops at the first invalid block and names it with its reason code. When every block
     is valid and `stored_state` is given (rows in table, key order), the replayed state
     digest is compared with theirs. `now` (UTC ms, default the wall clock) bounds block
-    times. Record signatures are checked on `workers` threads (default: one per CPU)
-    while the rules run, since the Ed25519 library releases the GIL.
+    times. Record signatures are checked by `workers` worker processes (default: one per
+    CPU; Ed25519 verification holds the GIL, so threads would not help) while the rules run.
     """
     started = time.perf_counter()
     now = now_ms() if now is None else now
     workers = workers or _usable_cpus()
     report = VerifyReport()
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        replay = _Replay(genesis, now, pool, workers)
+    pool = SignaturePool(workers) if workers > 1 else None
+    try:
+        replay = _Replay(genesis, now, pool)
         report.head = replay.entries[0].hash
         for wire in blocks:
             height = replay.entries[-1].height + 1
@@ -111,6 +112,9 @@ def verify_chain(
             report.head = block_hash
             if progress is not None:
                 progress(report.blocks, report.records)
+    finally:
+        if pool is not None:
+            pool.close()
     report.digest = replay.state.digest()
     if report.ok and stored_state is not None:
         # The replayed state goes first, so only one state is ever in memory.
@@ -137,16 +141,15 @@ class _BadBlock(Exception):
 class _Replay:
     """The verifier's whole memory: the state, one index entry per block, the record ids."""
 
-    def __init__(self, genesis: Genesis, now: int, pool: ThreadPoolExecutor, workers: int):
+    def __init__(self, genesis: Genesis, now: int, pool: SignaturePool | None) -> None:
         self.genesis = genesis
         self.community = genesis.community_id
         self.now = now
         self.pool = pool
-        self.workers = workers
         # No signature cache: every signature is checked exactly once here, so remembering
-        # the good ones would only cost memory. One verifier per thread: it is not shared.
-        self.verifiers = threading.local()
-        self.block_verifier = Verifier(cache_size=0)
+        # the good ones would only cost memory.
+        self.verifier = Verifier(cache_size=0)
+        self.block_verifier = self.verifier
         self.state = State()
         # The best chain only, so the ancestor at height h is simply entries[h].
         self.entries: list[IndexEntry] = [genesis_entry(genesis)[1]]
@@ -203,10 +206,7 @@ class _Replay:
             except Rejected as exc:
                 rule_error = exc
             # As a node does: a bad signature is the block's fault before any rule.
-            for future in signatures:
-                bad_signature = future.result()
-                if bad_signature is not None:
-                    raise bad_signature
+            self._first_bad_signature(block.records, signatures)
             if rule_error is not None:
                 raise rule_error
         except Rejected as exc:
@@ -230,25 +230,33 @@ class _Replay:
         )
         return block_hash, len(block.records)
 
-    def _check_signatures(self, records: Sequence[Record]) -> list[Future[Rejected | None]]:
-        """Start checking the records' signatures, one contiguous slice per worker, so
-        the first bad one in block order is the one reported."""
-        size = -(-len(records) // self.workers) or 1
-        return [
-            self.pool.submit(self._first_bad_signature, records[i : i + size])
-            for i in range(0, len(records), size)
+    def _check_signatures(self, records: Sequence[Record]) -> _Results | None:
+        """Start checking the records' signatures on the workers (None: no workers)."""
+        if self.pool is None:
+            return None
+        checks = [
+            (r.signer, r.sig, signing_message(self.community, r.signer, r.body_bytes))
+            for r in records
         ]
+        jobs = self.pool.submit(checks, size=max(CHUNK, -(-len(checks) // self.pool.workers)))
+        return _Results([future for _, future in jobs])
 
-    def _first_bad_signature(self, records: Sequence[Record]) -> Rejected | None:
-        verifier: Verifier | None = getattr(self.verifiers, "verifier", None)
-        if verifier is None:
-            verifier = self.verifiers.verifier = Verifier(cache_size=0)
-        for record in records:
-            try:
-                record.verify(self.community, verifier)
-            except Rejected as exc:
-                return exc
-        return None
+    def _first_bad_signature(self, records: Sequence[Record], started: _Results | None) -> None:
+        """Raise for the first record, in block order, whose signature is bad."""
+        results = started.results() if started is not None else None
+        for i, record in enumerate(records):
+            if results is None or not results[i]:
+                record.verify(self.community, self.verifier)
+
+
+class _Results:
+    """The workers' answers for one block, in record order."""
+
+    def __init__(self, futures: list[Future[list[bool]]]) -> None:
+        self.futures = futures
+
+    def results(self) -> list[bool]:
+        return [good for future in self.futures for good in future.result()]
 
 
 def _compare_stored_state(report: VerifyReport, rows: Iterable[tuple[str, str, str]]) -> None:

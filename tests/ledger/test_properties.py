@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import tempfile
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,13 +32,13 @@ from edge_controller.ledger import (
     Block,
     KeyPair,
     Ledger,
-    MemoryStore,
     Reason,
     Record,
     Rejected,
     SqliteStore,
     State,
 )
+from edge_controller.ledger import chain as chain_module
 from edge_controller.ledger.rules import BlockContext, apply_block
 from edge_controller.ledger.state import Trade
 
@@ -672,21 +671,6 @@ def test_random_records_keep_money_capacity_and_energy_and_replay_to_the_same_st
     event(f"trades created: {min(s.shadow.trades_created, 5)}+")
 
 
-class WatchingStore(MemoryStore):
-    """A memory store that reports when the ledger loads one of `watched` blocks (what a
-    reorganisation does to connect them, after rolling the old branch back)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.watched: set[str] = set()
-        self.on_load: Callable[[str], None] = lambda _hash: None
-
-    def get_block(self, block_hash: str) -> Block | None:
-        if block_hash in self.watched:
-            self.on_load(block_hash)
-        return super().get_block(block_hash)
-
-
 @settings(max_examples=30, deadline=None, suppress_health_check=SLOW_IS_FINE)
 @given(
     prefix=st.lists(OPS, min_size=5, max_size=40),
@@ -699,8 +683,7 @@ def test_a_reorg_restores_the_fork_state_and_returns_orphaned_records_to_the_poo
     prefix: list[Op], losing: list[Op], winning: list[Op], losing_blocks: int, min_fee: int
 ) -> None:
     c = community(min_fee, confirmations=2, max_records=5_000, sealers=3)
-    store = WatchingStore()
-    node = c.node(store)
+    node = c.node()
     s = Scenario(c, node)
     s.setup()
     for op in prefix:
@@ -739,10 +722,21 @@ def test_a_reorg_restores_the_fork_state_and_returns_orphaned_records_to_the_poo
     assert rival.head.work - fork.work > lost_work
 
     seen_at_fork: list[str] = []
-    store.watched = {won[0].hash}
-    store.on_load = lambda _h: seen_at_fork.append(node.state.digest())
-    for block in won:
-        node.add_block(block)
+    first_won = won[0].records
+    real_apply_block = chain_module.apply_block
+
+    def watching_apply_block(state: Any, records: Any, *args: Any, **kwargs: Any) -> None:
+        # The moment the reorganisation starts applying the winning branch.
+        if records == first_won and state is node.state:
+            seen_at_fork.append(state.digest())
+        real_apply_block(state, records, *args, **kwargs)
+
+    chain_module.apply_block = watching_apply_block
+    try:
+        for block in won:
+            node.add_block(block)
+    finally:
+        chain_module.apply_block = real_apply_block
 
     # Rolled back to exactly the fork point's state before the winning branch was applied.
     assert seen_at_fork[:1] == [fork_digest]
