@@ -26,8 +26,8 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
-from .block import Block, Header, parse_block
-from .chain import Ledger
+from .block import Block, Header
+from .chain import BlockResult, Ledger
 from .consensus import proof_is_valid
 from .errors import Reason, Rejected
 from .records import HEX64, integer, list_of, obj
@@ -236,33 +236,38 @@ class SyncNode:
     def _on_blocks(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         view = self._peer(peer)
         view.asked_at = -1
-        out: list[Outgoing] = []
-        for wire in message["blocks"]:
-            out.extend(self._add(peer, wire, now))
+        before = self.ledger.head.hash
+        # One batch: followed in one step and one transaction (and, with a signature pool,
+        # verified on the other cores).
+        outcomes = self.ledger.add_blocks(message["blocks"], now)
+        out = self._after(peer, outcomes, before, now)
         # Still behind the peer (a long chain comes in batches): ask for the next part.
         if view.work > self.ledger.head.work and view.asked_at < 0:
             out.extend(self._ask_headers(peer, now))
         return out
 
     def _on_block(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        return self._add(peer, message["block"], now)
-
-    def _add(self, peer: str, wire: Any, now: int) -> list[Outgoing]:
         before = self.ledger.head.hash
         try:
-            result = self.ledger.add_block(parse_block(wire, self.ledger.community), now)
+            outcome: BlockResult | Rejected = self.ledger.add_block(message["block"], now)
         except Rejected as exc:
-            self.rejected[exc.reason.value] += 1
-            log.info("sync: block from %s refused: %s", peer, exc)
-            return []
-        if result.status == "orphan":
-            view = self._peer(peer)
-            if view.asked_at < 0:
-                return self._ask_headers(peer, now)
-            return []
+            outcome = exc
+        return self._after(peer, [outcome], before, now)
+
+    def _after(
+        self, peer: str, outcomes: list[BlockResult | Rejected], before: str, now: int
+    ) -> list[Outgoing]:
+        """Count refusals, chase missing parents, announce a new head."""
+        out: list[Outgoing] = []
+        for outcome in outcomes:
+            if isinstance(outcome, Rejected):
+                self.rejected[outcome.reason.value] += 1
+                log.info("sync: block from %s refused: %s", peer, outcome)
+            elif outcome.status == "orphan" and self._peer(peer).asked_at < 0:
+                out.extend(self._ask_headers(peer, now))
         if self.ledger.head.hash != before:
-            return [(None, self.head_message())]
-        return []
+            out.append((None, self.head_message()))
+        return out
 
     def _on_record(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         self.ledger.submit(message["record"])
