@@ -343,6 +343,29 @@ def _add_bench(subparsers: Subparsers) -> None:
     ledger.add_argument("--json", action="store_true", help="print one JSON object")
     ledger.add_argument("--records", type=int, default=100_000, help="default: 100000")
     ledger.set_defaults(run=_bench_ledger)
+    market = targets.add_parser(
+        "market",
+        help="trading latency and node memory over a real broker",
+        description="Start a broker and --homes edge controller processes (half sellers "
+        "with simulated batteries, half automatic buyers); measure threshold to offer, offer "
+        "to acceptance and acceptance to block (p50/p99) and each node's resident memory.",
+    )
+    market.add_argument("--homes", type=int, default=10, help="default: 10")
+    market.add_argument("--offers", type=int, default=200, help="offers to time; default 200")
+    market.add_argument("--json", action="store_true", help="print one JSON object")
+    market.set_defaults(run=_bench_market)
+
+
+def _bench_market(args: argparse.Namespace) -> int:
+    from edge_controller.bench.market import run_market_benchmark
+
+    if not 2 <= args.homes <= 40:
+        raise UsageError("--homes must be from 2 to 40")
+    if args.offers < 1:
+        raise UsageError("--offers must be at least 1")
+    figures = run_market_benchmark(args.homes, args.offers, show_progress=not args.json)
+    print(json.dumps(figures, sort_keys=True) if args.json else json.dumps(figures, indent=2))
+    return EXIT_OK
 
 
 def _bench_ledger(args: argparse.Namespace) -> int:
