@@ -83,6 +83,7 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         "persistence true\n"
         f"persistence_location {tmp_path}/\n"
         "max_inflight_messages 1000\n"
+        "set_tcp_nodelay true\n"
     )
     broker = Mosquitto(port=port, config=config)
     broker.start()

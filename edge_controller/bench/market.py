@@ -268,7 +268,8 @@ def _start_broker(folder: Path) -> tuple[int, Any]:
     if binary is None:
         return port, None
     config = folder / "mosquitto.conf"
-    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n")
+    # Small MQTT packets must not wait for Nagle's algorithm (40 ms with delayed ACKs).
+    config.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\nset_tcp_nodelay true\n")
     process = subprocess.Popen(
         [binary, "-c", str(config)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

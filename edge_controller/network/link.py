@@ -9,11 +9,13 @@ validator) before the app's handler sees them; every refusal is logged and count
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
+import socket
 import ssl
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +44,8 @@ from edge_controller.network.settings import BrokerSettings, LinkLimits
 from edge_controller.network.topics import BROADCAST_KINDS, CommunityTopics, MessageKind
 
 log = logging.getLogger(__name__)
+# How many waiting messages a (re)connection loads from the outbox file at once.
+MAX_RELOAD = 100_000
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,16 @@ class LinkStats:
     # Why the last connection attempt or session ended, e.g. "Not authorized"; for the UI.
     last_error: str | None = None
     peers_online: list[str] = field(default_factory=list)
+
+
+def _no_delay(client: aiomqtt.Client) -> None:
+    """Send small packets at once: paho leaves Nagle's algorithm on, which with delayed
+    ACKs holds a record or an acceptance back for up to 40 ms."""
+    paho_client = getattr(client, "_client", None)  # aiomqtt keeps its paho client private
+    sock = paho_client.socket() if paho_client is not None else None
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
 
 def reconnect_delay(
@@ -118,6 +132,8 @@ class CommunityLink:
         self._outbox_open = False
         self._outbox_pending = 0
         self._outbox_wakeup = asyncio.Event()
+        self._queue: deque[OutboxEntry] = deque()
+        self._removals: set[asyncio.Task[None]] = set()
         self._outbox_empty = asyncio.Event()
         self._handlers: dict[MessageKind, MessageHandler] = {}
         self._peer_listeners: list[PeerListener] = []
@@ -178,6 +194,8 @@ class CommunityLink:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise
+        if self._removals:
+            await asyncio.gather(*self._removals, return_exceptions=True)
         await self._outbox.close()
         self._outbox_open = False
 
@@ -257,9 +275,12 @@ class CommunityLink:
                 f"message of {len(payload)} bytes exceeds {self.limits.max_message_bytes}"
                 " and would be refused by every peer"
             )
-        if await self._outbox.add(topic, envelope.message_id, payload):
+        seq = await self._outbox.add(topic, envelope.message_id, payload)
+        if seq is not None:
             self._outbox_pending += 1
             self._note_outbox_level()
+            # Sent from memory: the drain loop need not read back what was just written.
+            self._queue.append(OutboxEntry(seq, topic, envelope.message_id, payload))
         self._outbox_wakeup.set()
         return envelope.message_id
 
@@ -270,11 +291,18 @@ class CommunityLink:
             self._outbox_empty.clear()
 
     async def _drain_outbox(self, client: aiomqtt.Client) -> None:
+        # After a (re)connection the file is the truth: messages of a batch that failed are
+        # still in it. Merged with what was queued meanwhile, in outbox order.
+        stored = await self._outbox.pending(MAX_RELOAD)
+        merged = {entry.seq: entry for entry in [*stored, *self._queue]}
+        self._queue = deque(merged[seq] for seq in sorted(merged))
         while True:
             await self._outbox_wakeup.wait()
-            # Cleared before reading, so a message added during the read wakes us again.
+            # Cleared before taking, so a message added meanwhile wakes us again.
             self._outbox_wakeup.clear()
-            while batch := await self._outbox.pending(self.limits.outbox_batch):
+            while self._queue:
+                size = min(self.limits.outbox_batch, len(self._queue))
+                batch = [self._queue.popleft() for _ in range(size)]
                 await self._publish_batch(client, batch)
 
     async def _publish_batch(self, client: aiomqtt.Client, batch: list[OutboxEntry]) -> None:
@@ -291,7 +319,11 @@ class CommunityLink:
         acknowledged = [
             entry for entry, result in zip(batch, results, strict=True) if result is None
         ]
-        await self._outbox.remove([entry.seq for entry in acknowledged])
+        # Forgotten in the background: the next batch need not wait for this fsync. Should
+        # the process die first, the message is sent again (receivers drop duplicates).
+        removal = asyncio.create_task(self._outbox.remove([entry.seq for entry in acknowledged]))
+        self._removals.add(removal)
+        removal.add_done_callback(self._removals.discard)
         self._outbox_pending -= len(acknowledged)
         self._note_outbox_level()
         for entry in acknowledged:
@@ -334,6 +366,7 @@ class CommunityLink:
         client = self._new_client(session_ms)
         async with client:
             self._client = client
+            _no_delay(client)
             try:
                 await client.publish(
                     self.topics.status(self.node_id),

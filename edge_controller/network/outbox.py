@@ -53,8 +53,9 @@ class Outbox:
         """Open (or create) the file; returns how many messages are still waiting."""
         return await asyncio.to_thread(self._open)
 
-    async def add(self, topic: str, message_id: str, payload: bytes) -> bool:
-        """Store a message durably; False when the same message is already waiting."""
+    async def add(self, topic: str, message_id: str, payload: bytes) -> int | None:
+        """Store a message durably; its place in the queue, or None when the same message
+        is already waiting."""
         return await asyncio.to_thread(self._add, topic, message_id, payload)
 
     async def pending(self, limit: int) -> list[OutboxEntry]:
@@ -91,14 +92,14 @@ class Outbox:
             raise RuntimeError("the outbox is not open")
         return self._db
 
-    def _add(self, topic: str, message_id: str, payload: bytes) -> bool:
+    def _add(self, topic: str, message_id: str, payload: bytes) -> int | None:
         with self._lock:
             cursor = self._connection().execute(
                 "INSERT OR IGNORE INTO outbox (topic, message_id, payload, created_ms)"
                 " VALUES (?, ?, ?, ?)",
                 (topic, message_id, payload, time.time_ns() // 1_000_000),
             )
-            return cursor.rowcount == 1
+            return cursor.lastrowid if cursor.rowcount == 1 else None
 
     def _pending(self, limit: int) -> list[OutboxEntry]:
         with self._lock:
