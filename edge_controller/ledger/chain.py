@@ -41,7 +41,7 @@ from .keys import KeyPair, Verifier
 from .parallel import Check, SignaturePool, check_ahead
 from .records import Record, parse_record, signing_message
 from .rules import BlockContext, apply_block, apply_record, begin_block
-from .state import State
+from .state import PendingState, State
 from .store import Commit, MemoryStore, SqliteStore, Store
 
 log = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class Ledger:
         # Blocks just received, so following them needs no second read and parse from disk.
         self._recent: dict[str, Block] = {}
         self._unstored: dict[str, Block] = {}
+        self._pending: tuple[PendingState, BlockContext] | None = None
         self._session_connected: set[str] = set()
         self._session_disconnected: set[str] = set()
         _, entry = genesis_entry(genesis)
@@ -239,24 +240,42 @@ class Ledger:
         if self.is_recorded(record.id):
             raise Rejected(Reason.DUPLICATE, f"record {record.id[:12]} is already recorded")
         record.verify(self.community, self.verifier)
-        ctx = self.next_context()
-        mark = self.state.mark()
+        pending, ctx = self._pending_view()
+        apply_record(pending, record, ctx)
+        # Applied records leave nothing in the journal to undo: the view only grows.
+        pending.journal.clear()
         try:
-            begin_block(self.state, ctx)
-            for _ in self._apply_pool(ctx):
-                pass
-            apply_record(self.state, record, ctx)
-        finally:
-            self.state.revert(mark)
-        self._pool_put(record, ctx.time)
+            self._pool_put(record, ctx.time)
+        except Rejected:
+            self._forget_pending()  # the view holds a record the pool could not take
+            raise
         return record
 
+    def _pending_view(self) -> tuple[PendingState, BlockContext]:
+        """The pool's records applied over the best chain's state, for the next block."""
+        now = self.clock()
+        if self._pending is None:
+            ctx = self.next_context(now)
+            view = PendingState(self.state)
+            begin_block(view, ctx)
+            for _record, _why in self._apply_pool(ctx, state=view):
+                pass
+            view.journal.clear()
+            self._pending = (view, ctx)
+        view, ctx = self._pending
+        ctx.time = max(ctx.time, now)
+        return view, ctx
+
+    def _forget_pending(self) -> None:
+        self._pending = None
+
     def _apply_pool(
-        self, ctx: BlockContext, limit: tuple[int, int] | None = None
+        self, ctx: BlockContext, limit: tuple[int, int] | None = None, state: State | None = None
     ) -> Iterator[tuple[Record, Rejected | None]]:
         """Apply pooled records to the state in pool order, yielding each with its rejection
         (None when applied). Records that wait on a later one (an acceptance pooled before
         its offer after a reorg) get further passes while passes make progress."""
+        target = self.state if state is None else state
         pending = _pool_order(list(self.pool.values()))
         count, size = 0, 400
         while pending:
@@ -265,7 +284,7 @@ class Ledger:
                 if limit is not None and (count >= limit[0] or size + record.size > limit[1]):
                     return
                 try:
-                    apply_record(self.state, record, ctx)
+                    apply_record(target, record, ctx)
                 except Rejected as exc:
                     waiting.append((record, exc))
                     continue
@@ -286,6 +305,7 @@ class Ledger:
         self.store.pool_add(record, now)
 
     def _pool_drop(self, record: Record, why: Rejected) -> None:
+        self._forget_pending()
         self.pool.pop(record.id, None)
         self._pool_added.pop(record.id, None)
         self.store.pool_remove([record.id])
@@ -553,6 +573,7 @@ class Ledger:
         self._session_connected.add(record.id)
 
     def _after_reorg(self, disconnected: list[Block], connected: list[Block]) -> None:
+        self._forget_pending()
         included = {r.id for b in connected for r in b.records}
         for block in connected:
             for record in block.records:

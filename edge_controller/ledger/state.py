@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -208,7 +208,7 @@ class Table(Generic[V]):
     def __init__(self, name: str, row_type: type[V], journal: list[JournalEntry]) -> None:
         self.name = name
         self.row_type = row_type
-        self.rows: dict[str, V] = {}
+        self.rows: MutableMapping[str, V] = {}
         self._journal = journal
         fields = dataclasses.fields(row_type)  # type: ignore[arg-type]
         self._names = tuple(f.name for f in fields)
@@ -340,3 +340,58 @@ class AuctionIndex:
 
 _EMPTY_ACCOUNT = Account()
 _EMPTY_TOTALS = Totals()
+
+
+_GONE: Any = object()
+
+
+class OverlayRows(MutableMapping[str, V]):
+    """Rows written over a base table without touching it: reads fall through to the
+    base, writes and deletions stay here."""
+
+    def __init__(self, base: Mapping[str, V]) -> None:
+        self.base = base
+        self.own: dict[str, Any] = {}
+
+    def __getitem__(self, key: str) -> V:
+        if key in self.own:
+            value = self.own[key]
+            if value is _GONE:
+                raise KeyError(key)
+            return value  # type: ignore[no-any-return]
+        return self.base[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        value = self.own.get(key, _GONE) if key in self.own else self.base.get(key, default)
+        return default if value is _GONE else value
+
+    def __contains__(self, key: object) -> bool:
+        if key in self.own:
+            return self.own[key] is not _GONE
+        return key in self.base
+
+    def __setitem__(self, key: str, value: V) -> None:
+        self.own[key] = value
+
+    def __delitem__(self, key: str) -> None:
+        if key not in self:
+            raise KeyError(key)
+        self.own[key] = _GONE
+
+    def __iter__(self) -> Iterator[str]:
+        yield from (k for k, v in self.own.items() if v is not _GONE)
+        yield from (k for k in self.base if k not in self.own)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+class PendingState(State):
+    """The state the next block would start from with the pool's records applied: a
+    layer over the chain's state, so checking a new record against it costs one record,
+    not the whole pool again. Thrown away whenever the chain or the pool changes."""
+
+    def __init__(self, base: State) -> None:
+        super().__init__()
+        for table in self.tables():
+            table.rows = OverlayRows(base.table(table.name).rows)
