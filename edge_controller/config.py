@@ -65,6 +65,7 @@ class HomeConfig:
     api: ApiConfig = field(default_factory=ApiConfig)
     sealer: bool | None = None  # None: seal when the node key is a sealer in genesis
     control_interval_ms: int = 2_000
+    settlement_period_ms: int = 300_000
     devices: tuple[DeviceConfig, ...] = ()
     policy: MarketPolicy = field(default_factory=MarketPolicy)
 
@@ -231,6 +232,8 @@ def parse_config(data: Any, source: str = "configuration", base: Path | None = N
         api=api,
         sealer=sealer,
         control_interval_ms=r.integer(top, "control_interval_s", "", 2, 1, 3600) * 1000,
+        # Seed 003: metering periods from seconds to thirty minutes.
+        settlement_period_ms=r.integer(top, "settlement_period_s", "", 300, 1, 1800) * 1000,
         devices=devices,
         policy=policy,
     )

@@ -60,15 +60,20 @@ from edge_controller.runner import setup_logging
 log = logging.getLogger(__name__)
 
 TOP_UP = 200_000  # milli-units: 200 units of the community currency per home
+# Short windows and metering periods, so a trade is delivered and settled in a few minutes.
+SETTLEMENT_PERIOD_MS = 15_000
 
 SITE_QUANTITIES = (
     Quantity.GRID_POWER_W,
+    Quantity.IMPORT_ENERGY_WH,
+    Quantity.EXPORT_ENERGY_WH,
     Quantity.SOC_PERCENT,
     Quantity.CAPACITY_WH,
     Quantity.BATTERY_POWER_W,
     Quantity.POWER_W,
     Quantity.EXPORT_LIMIT_W,
 )
+METER_QUANTITIES = (Quantity.POWER_W, Quantity.IMPORT_ENERGY_WH)
 FUEL_CELL_QUANTITIES = (
     Quantity.POWER_W,
     Quantity.POWER_RATING_W,
@@ -117,9 +122,9 @@ def demo_sell_policy(**rules: Any) -> SellPolicy:
         fuel_cell=rules.get("fuel_cell"),
         pricing=FixedPrice(rules.get("price", 280)),
         min_offer_interval_ms=60_000,
-        delivery_lead_ms=20_000,
-        delivery_window_ms=120_000,
-        offer_validity_ms=60_000,
+        delivery_lead_ms=10_000,
+        delivery_window_ms=90_000,
+        offer_validity_ms=45_000,
     )
 
 
@@ -187,7 +192,7 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                                 reserve_percent=40,
                                 enable_delay_ms=3_000,
                                 disable_delay_ms=10_000,
-                                min_offer_wh=100,
+                                min_offer_wh=20,
                             ),
                             price=260,
                         ),
@@ -230,13 +235,17 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                 )
             )
         else:
+            # The flat's own meter (an EV charging at midday): its import is what the
+            # flat's home compares with the seller's export for each trade.
+            load = HouseholdLoad(110_000, start_ms=now, utc_offset_hours=offset, seed=i)
+            profile = simple_generic_profile(f"demo/{slug}/meter", METER_QUANTITIES)
             homes.append(
                 HomePlan(
                     name=f"Flat {i + 1}",
                     slug=slug,
-                    hardware=[],
-                    devices=[],
-                    resources=[],
+                    hardware=[("meter", load, METER_QUANTITIES, ())],
+                    devices=[DeviceConfig("meter", "meter", profile, f"{slug}/meter", 15_000)],
+                    resources=[ResourcePlan(f"{slug}/meter", "meter", 0, 0, 0)],
                     policy=consumer_policy(max_price=340 if i % 2 else 300),
                 )
             )
@@ -290,6 +299,31 @@ class Demo:
             ),
         )
         broker = BrokerSettings(host="127.0.0.1", port=self.broker_port)
+        for i, plan in enumerate(plans):
+            folder = self.data_dir / plan.slug
+            home = Home(
+                name=plan.name,
+                data_dir=folder,
+                genesis=genesis,
+                node_key=plan.key,
+                meter_key=plan.meter,
+                community_broker=broker,
+                devices=tuple(plan.devices),
+                policy=plan.policy,
+                clock=self.clock,
+                control_interval_ms=1_000,
+                settlement_period_ms=SETTLEMENT_PERIOD_MS,
+            )
+            token = load_or_create_token(folder / "api-token")
+            api = ApiServer(home, token, "127.0.0.1", self.api_port + i if self.api_port else 0)
+            await home.start()
+            # One client connecting at a time: amqtt 0.12 can fail a connection that
+            # arrives while another is being set up ("dictionary changed size").
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(home.link.wait_connected(), 10)
+                await asyncio.wait_for(_devices_connected(home), 10)
+            await api.start()
+            self.running.append(RunningHome(plan, home, api, token))
         simulators = [
             SimulatedMqttDevice(
                 f"{p.slug}/{name}",
@@ -306,25 +340,7 @@ class Demo:
                     serve_on_broker("127.0.0.1", self.broker_port, simulators, tick_interval_s=1.0)
                 )
             )
-        for i, plan in enumerate(plans):
-            folder = self.data_dir / plan.slug
-            home = Home(
-                name=plan.name,
-                data_dir=folder,
-                genesis=genesis,
-                node_key=plan.key,
-                meter_key=plan.meter,
-                community_broker=broker,
-                devices=tuple(plan.devices),
-                policy=plan.policy,
-                clock=self.clock,
-                control_interval_ms=1_000,
-            )
-            token = load_or_create_token(folder / "api-token")
-            api = ApiServer(home, token, "127.0.0.1", self.api_port + i if self.api_port else 0)
-            await home.start()
-            await api.start()
-            self.running.append(RunningHome(plan, home, api, token))
+
         await self._register_community(genesis)
 
     async def _register_community(self, genesis: Genesis) -> None:
@@ -432,18 +448,41 @@ async def run_demo(
     return 0
 
 
+async def _devices_connected(home: Home) -> None:
+    """Until every device of `home` is on the broker (the adapter offers no event)."""
+    for _ in range(400):
+        if all(d.device.connected for d in home.devices):
+            return
+        await asyncio.sleep(0.05)
+
+
 def _report_trades(demo: Demo, reported: set[str]) -> None:
+    """Print each new trade, and each settlement, once."""
     names = {r.home.account: r.plan.name for r in demo.running}
     for trade in demo.running[0].home.ledger.state.trades.rows.values():
-        if trade.id in reported:
-            continue
-        reported.add(trade.id)
-        print(
-            f"trade: {names.get(trade.buyer, trade.buyer[:10])} buys {trade.energy_wh} Wh"
-            f" from {names.get(trade.seller, trade.seller[:10])} at {trade.price / 1000:.3f}"
-            f" per kWh ({trade.mode}, {trade.quantity} {'Wh' if trade.mode == 'energy' else 'W'})",
-            flush=True,
-        )
+        buyer = names.get(trade.buyer, trade.buyer[:10])
+        seller = names.get(trade.seller, trade.seller[:10])
+        if trade.id not in reported:
+            reported.add(trade.id)
+            unit = "Wh" if trade.mode == "energy" else "W"
+            print(
+                f"trade: {buyer} buys {trade.energy_wh} Wh from {seller} at"
+                f" {trade.price / 1000:.3f} per kWh ({trade.mode}, {trade.quantity} {unit})",
+                flush=True,
+            )
+        if trade.status == "settled" and f"{trade.id}:settled" not in reported:
+            reported.add(f"{trade.id}:settled")
+            dispute = (
+                f", disputed: {buyer} measured {trade.disputed_wh} Wh"
+                if (trade.disputed_wh >= 0)
+                else ""
+            )
+            print(
+                f"settled: {seller} delivered {trade.delivered_wh} of {trade.energy_wh} Wh"
+                f" to {buyer}; paid {trade.paid / 1000:.3f}, refunded"
+                f" {trade.refunded / 1000:.3f}{dispute}",
+                flush=True,
+            )
 
 
 def demo_main(

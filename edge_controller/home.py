@@ -22,6 +22,7 @@ from typing import Any
 
 from edge_controller import __version__
 from edge_controller.config import DeviceConfig, HomeConfig
+from edge_controller.delivery import Delivery
 from edge_controller.devices import (
     Clock,
     DeviceCapabilities,
@@ -177,6 +178,7 @@ class Home:
         clock: Clock | None = None,
         sealer: bool | None = None,
         control_interval_ms: int = 2_000,
+        settlement_period_ms: int = 300_000,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -207,6 +209,16 @@ class Home:
         self.sealer = in_genesis if sealer is None else sealer and in_genesis
         self.control_interval_ms = control_interval_ms
         self.events = EventBus()
+        self.delivery = Delivery(
+            account=self.account,
+            meter_public=meter_key.public_hex if meter_key else "",
+            period_ms=settlement_period_ms,
+            issue=self.issue,
+            issue_as_meter=self._issue_as_meter,
+        )
+        # Prepaid cut-off: fired once when our balance reaches zero, once when it recovers.
+        self.cut_off = False
+        self.cutoff_hooks: list[Callable[[bool], None]] = []
         self.rejections: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._evaluated: set[str] = set()
@@ -236,6 +248,7 @@ class Home:
             clock=clock,
             sealer=config.sealer,
             control_interval_ms=config.control_interval_ms,
+            settlement_period_ms=config.settlement_period_ms,
         )
 
     # --- life cycle ----------------------------------------------------------------------
@@ -307,6 +320,11 @@ class Home:
         await self.link.publish(MessageKind.RECORD, record.to_wire())
         self._announce_record(record)
         return record
+
+    async def _issue_as_meter(self, kind: str, **fields: Any) -> Record:
+        if self.meter_key is None:
+            raise ActionError("no_meter_key", "this home has no meter key", 409)
+        return await self.issue(kind, key=self.meter_key, **fields)
 
     async def submit_signed(self, wire: Any) -> Record:
         """Take a record someone else signed (e.g. a registrar's certification) and relay it."""
@@ -391,6 +409,21 @@ class Home:
             for r in block.records
         ):
             self.events.publish("wallet", self.wallet(), now)
+            self._check_prepaid(now)
+
+    def _check_prepaid(self, now: int) -> None:
+        """Fire the cut-off hooks once when the balance reaches zero, and once when a
+        top-up lifts it again (a prepaid load, a USB port, an automation)."""
+        empty = self.ledger.state.account(self.account).balance <= 0
+        if empty == self.cut_off:
+            return
+        self.cut_off = empty
+        self.events.publish("prepaid_cutoff" if empty else "prepaid_restored", self.wallet(), now)
+        for hook in self.cutoff_hooks:
+            try:
+                hook(empty)
+            except Exception:
+                log.exception("%s: cut-off hook failed", self.name)
 
     # --- sealing --------------------------------------------------------------------------
 
@@ -454,6 +487,7 @@ class Home:
             if offer.id not in self._evaluated:
                 await self._consider_offer(offer)
         await self._answer_counters(now)
+        await self.delivery.cycle(self.ledger.state, self.devices, now)
 
     async def _answer_counters(self, now: int) -> None:
         """Confirm or decline buyers' counter-offers on our open offers, by the policy."""
@@ -758,7 +792,10 @@ class Home:
 
     def wallet(self, account: str | None = None) -> dict[str, Any]:
         who = account or self.account
-        return wallet_view(who, self.ledger.state.account(who), self.genesis.currency)
+        view = wallet_view(who, self.ledger.state.account(who), self.genesis.currency)
+        if who == self.account:
+            view["cut_off"] = self.cut_off
+        return view
 
     def offers(self, mine: bool = False, include_closed: bool = False) -> list[dict[str, Any]]:
         now = self.now

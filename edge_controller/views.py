@@ -58,6 +58,8 @@ def trade_view(trade: Trade, me: str = "") -> dict[str, Any]:
         "delivered_wh": trade.delivered_wh,
         "paid": trade.paid,
         "refunded": trade.refunded,
+        "buyer_measured_wh": None if trade.disputed_wh < 0 else trade.disputed_wh,
+        "disputed": trade.disputed_wh >= 0,
         "buyer_rating": None if trade.buyer_rating < 0 else trade.buyer_rating,
         "seller_rating": None if trade.seller_rating < 0 else trade.seller_rating,
         "time": trade.time,

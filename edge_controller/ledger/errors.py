@@ -42,6 +42,7 @@ class Reason(StrEnum):
     TRADE_CLOSED = "trade_closed"
     ALREADY_RATED = "already_rated"
     ALREADY_SETTLED = "already_settled"
+    ALREADY_DISPUTED = "already_disputed"
     EXCEEDS_METERED = "exceeds_metered"
     AUCTION_ONLY = "auction_only"
     NOT_AN_AUCTION = "not_an_auction"

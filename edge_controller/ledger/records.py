@@ -172,6 +172,7 @@ KINDS: dict[str, tuple[dict[str, Checker], dict[str, Checker]]] = {
         {},
     ),
     "settlement": ({"trade": HEX64, "delivered_wh": WH}, {}),
+    "dispute": ({"trade": HEX64, "measured_wh": WH}, {"reason": text(None, 200)}),
     "rating": ({"trade": HEX64, "score": integer(0, 10)}, {"comment": text(None, 200)}),
     "topup": ({"to": ACCOUNT, "amount": AMOUNT}, {"memo": text(None, 200)}),
     "transfer": ({"to": ACCOUNT, "amount": AMOUNT}, {"memo": text(None, 200)}),

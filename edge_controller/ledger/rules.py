@@ -654,6 +654,9 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
                 f"{delivered} Wh claimed, the meter recorded {metered} Wh in the window",
             )
     paid_wh = min(delivered, trade.energy_wh)
+    if trade.disputed_wh >= 0:
+        # The buyer measured less than the seller claims: pay what both agree was delivered.
+        paid_wh = min(paid_wh, trade.disputed_wh)
     paid = min(cost_of(paid_wh, trade.price), trade.cost)
     refund = trade.cost - paid
     _credit(state, trade.buyer, amount=refund, escrow=-trade.cost)
@@ -667,6 +670,17 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
         trade.id,
         evolve(trade, status="settled", delivered_wh=delivered, paid=paid, refunded=refund),
     )
+
+
+def _dispute(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    """The buyer's measured import disagrees with the seller's export: recorded on the trade.
+    Before settlement it caps the payment; after it, it stands for the registrar to see."""
+    trade = _trade(state, body["trade"])
+    if record.account != trade.buyer:
+        raise Rejected(Reason.NOT_A_PARTY, "only the buyer disputes a delivery")
+    if trade.disputed_wh >= 0:
+        raise Rejected(Reason.ALREADY_DISPUTED, f"trade {trade.id[:12]} is already disputed")
+    state.trades.put(trade.id, evolve(trade, disputed_wh=body["measured_wh"]))
 
 
 def _rating(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -720,6 +734,7 @@ _HANDLERS: dict[str, Handler] = {
     "termination": _termination,
     "meter_reading": _meter_reading,
     "settlement": _settlement,
+    "dispute": _dispute,
     "rating": _rating,
     "topup": _topup,
     "transfer": _transfer,

@@ -158,6 +158,8 @@ class Trade:
     refunded: int = 0
     buyer_rating: int = -1
     seller_rating: int = -1
+    # The buyer's own measurement when it disputes the delivery (-1: no dispute).
+    disputed_wh: int = -1
 
 
 @dataclass(frozen=True, slots=True)

@@ -531,3 +531,26 @@ def test_a_sequence_far_below_the_newest_is_a_replay(town: Town) -> None:
     c._seq[c.registrar.public_hex] += 64  # 64 newer records were signed since
     c.seal(town.ledger, c.topup(town.carol, 2))
     rejected(town.ledger, old, Reason.STALE_SEQUENCE)
+
+
+def test_a_buyers_dispute_caps_the_payment_at_what_it_measured(town: Town) -> None:
+    c, ledger = town.c, town.ledger
+    trade, start = deliver(town)  # 4 kWh agreed at 300
+    rejected(
+        ledger, c.sign(town.alice, "dispute", trade=trade.id, measured_wh=1), Reason.NOT_A_PARTY
+    )
+    c.now = start + HOUR
+    c.seal(
+        ledger,
+        read_meter(town, start, 4_000),
+        c.sign(town.bob, "dispute", trade=trade.id, measured_wh=2_500, reason="short"),
+    )
+    rejected(
+        ledger,
+        c.sign(town.bob, "dispute", trade=trade.id, measured_wh=2_000),
+        Reason.ALREADY_DISPUTED,
+    )
+    c.seal(ledger, c.sign(town.alice, "settlement", trade=trade.id, delivered_wh=4_000))
+    settled = ledger.state.trades.rows[trade.id]
+    assert (settled.delivered_wh, settled.disputed_wh, settled.paid) == (4_000, 2_500, 750)
+    assert ledger.state.account(town.bob.account).energy_in_wh == 2_500

@@ -1,0 +1,308 @@
+"""Delivery: trades held in the ledger become energy and money.
+
+Every control cycle a home
+- drives its devices for the trades the ledger holds whose window is running now (battery
+  discharge, fuel-cell setpoint), and only for those: a trade the ledger does not hold, or
+  one terminated, gets no setpoint;
+- signs a meter reading per settlement period for each of its metered resources, from the
+  device's energy counters, with the home's meter key;
+- as a seller, settles each trade once its window has been metered: the resource's export
+  is allocated to its trades first-in-first-out (seed 000, related patent 001), the trade
+  is paid for min(agreed, delivered) and the rest refunded;
+- as a buyer with a meter of its own, compares its measured import for the trade with the
+  seller's allocated export and records a dispute when they disagree beyond a tolerance
+  (the ledger then pays no more than the buyer measured);
+- rates the counterparty of every settled trade by how much was delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from edge_controller.devices import DeviceCommandError
+from edge_controller.ledger.state import State, Trade
+from edge_controller.metering import (
+    Direction,
+    MeteringError,
+    Reading,
+    SettlementPeriod,
+    Tolerance,
+    allocate,
+)
+from edge_controller.metering import Trade as MeteredTrade
+
+if TYPE_CHECKING:
+    from edge_controller.home import HomeDevice
+
+log = logging.getLogger(__name__)
+
+Issue = Callable[..., Awaitable[Any]]
+
+
+@dataclass
+class MeterCursor:
+    """Where a resource's meter readings stand: the last boundary and counters read."""
+
+    boundary_ms: int
+    export_wh: int
+    import_wh: int
+
+
+@dataclass
+class Delivery:
+    """One home's delivery, metering and settlement duties."""
+
+    account: str
+    meter_public: str
+    period_ms: int
+    issue: Issue
+    issue_as_meter: Issue
+    tolerance: Tolerance = field(default_factory=Tolerance)
+    _cursors: dict[str, MeterCursor] = field(default_factory=dict)
+    _setpoints: dict[str, int] = field(default_factory=dict)
+    _done: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def grace_ms(self) -> int:
+        """How long after a window ends its last reading is surely in the ledger."""
+        return self.period_ms + self.period_ms // 2
+
+    async def cycle(self, state: State, devices: list[HomeDevice], now: int) -> None:
+        await self.drive(state, devices, now)
+        await self.read_meters(state, devices, now)
+        await self.settle(state, now)
+        await self.check_as_buyer(state, now)
+        await self.rate(state)
+
+    # --- setpoints ----------------------------------------------------------------------
+
+    async def drive(self, state: State, devices: list[HomeDevice], now: int) -> None:
+        """Send each owned device the power its running trades ask for (0 when none)."""
+        for device in devices:
+            resource = state.resources.get(device.config.resource)
+            if resource is None or resource.owner != self.account:
+                continue
+            power = sum(
+                trade_power_w(t)
+                for t in _trades_of(state, resource.id)
+                if t.status in ("active", "terminated") and t.start <= now < t.end
+            )
+            if power == 0 and not self._setpoints.get(device.config.id):
+                # No trade runs and we never took the device over: leave it to its owner.
+                continue
+            caps = device.capabilities
+            if device.config.role == "battery" and caps.battery is not None:
+                await self._command(device.config.id, -power, caps.battery.set_power_setpoint_w)
+            elif device.config.role == "fuel_cell" and caps.generator is not None:
+                if power and self._setpoints.get(device.config.id, 0) == 0:
+                    await self._guarded(caps.generator.start())
+                await self._command(device.config.id, power, caps.generator.set_setpoint_w)
+
+    async def _command(
+        self, device_id: str, watts: int, send: Callable[[int], Awaitable[None]]
+    ) -> None:
+        if self._setpoints.get(device_id) == watts:
+            return
+        if await self._guarded(send(watts)):
+            self._setpoints[device_id] = watts
+            log.info("setpoint %s: %d W", device_id, watts)
+
+    async def _guarded(self, command: Awaitable[None]) -> bool:
+        try:
+            await command
+        except DeviceCommandError as exc:
+            log.warning("device command failed: %s", exc)
+            return False
+        return True
+
+    # --- meter readings -----------------------------------------------------------------
+
+    async def read_meters(self, state: State, devices: list[HomeDevice], now: int) -> None:
+        """At each period boundary, sign what each metered resource exported and imported
+        since the last boundary it was read at (a longer period after a gap)."""
+        boundary = now - now % self.period_ms
+        for device in devices:
+            resource = state.resources.get(device.config.resource)
+            meter = device.capabilities.energy_meter
+            if (
+                resource is None
+                or resource.owner != self.account
+                or resource.meter != self.meter_public
+                or meter is None
+            ):
+                continue
+            exported, imported = meter.export_wh(), meter.import_wh()
+            fresh = [r for r in (exported, imported) if r is not None and r.fresh(now)]
+            if not fresh:
+                continue  # the meter is silent: no reading, the window gets what was metered
+            export_wh = exported.value if exported is not None else 0
+            import_wh = imported.value if imported is not None else 0
+            cursor = self._cursors.get(resource.id)
+            if cursor is None or export_wh < cursor.export_wh or import_wh < cursor.import_wh:
+                # First sight, or the counters were reset: start counting from here.
+                self._cursors[resource.id] = MeterCursor(boundary, export_wh, import_wh)
+                continue
+            if boundary <= cursor.boundary_ms:
+                continue
+            log_end = state.meters.get(resource.id)
+            start = max(cursor.boundary_ms, log_end.last_end if log_end else 0)
+            if start < boundary:
+                try:
+                    await self.issue_as_meter(
+                        "meter_reading",
+                        resource=resource.id,
+                        start=start,
+                        end=boundary,
+                        export_wh=export_wh - cursor.export_wh,
+                        import_wh=import_wh - cursor.import_wh,
+                    )
+                except Exception as exc:  # an ActionError from the ledger: log, move on
+                    log.warning("meter reading of %s refused: %s", resource.id, exc)
+            self._cursors[resource.id] = MeterCursor(boundary, export_wh, import_wh)
+
+    # --- settlement, disputes, ratings --------------------------------------------------
+
+    async def settle(self, state: State, now: int) -> None:
+        """Settle our sales whose window ended and was metered."""
+        for trade in list(state.trades.rows.values()):
+            if (
+                trade.seller != self.account
+                or trade.status == "settled"
+                or now < trade.end + 2 * self.grace_ms
+                or (trade.id, "settle") in self._done
+            ):
+                continue
+            delivered = delivered_wh(state, trade, Direction.EXPORT)
+            self._done.add((trade.id, "settle"))
+            try:
+                await self.issue("settlement", trade=trade.id, delivered_wh=delivered)
+                log.info("settled %s: %d of %d Wh", trade.id[:10], delivered, trade.energy_wh)
+            except Exception as exc:
+                log.warning("settlement of %s refused: %s", trade.id[:10], exc)
+
+    async def check_as_buyer(self, state: State, now: int) -> None:
+        """Compare what our meter took in for a trade with what the seller's meter sent out;
+        dispute before the seller settles when they disagree beyond the tolerance."""
+        my_meters = [
+            r.id
+            for r in state.resources.rows.values()
+            if r.owner == self.account and r.kind == "meter" and r.meter
+        ]
+        if not my_meters:
+            return
+        for trade in list(state.trades.rows.values()):
+            if (
+                trade.buyer != self.account
+                or trade.status == "settled"
+                or trade.disputed_wh >= 0
+                or now < trade.end + self.grace_ms
+                or (trade.id, "check") in self._done
+            ):
+                continue
+            self._done.add((trade.id, "check"))
+            seller_wh = delivered_wh(state, trade, Direction.EXPORT)
+            buyer_wh = sum(imported_for(state, meter, trade, self.account) for meter in my_meters)
+            if abs(seller_wh - buyer_wh) <= self.tolerance.allowed_wh(seller_wh, buyer_wh):
+                continue
+            if buyer_wh >= seller_wh:
+                continue  # we took in more than was sent: nothing to hold back
+            try:
+                await self.issue(
+                    "dispute",
+                    trade=trade.id,
+                    measured_wh=buyer_wh,
+                    reason=f"seller's meter {seller_wh} Wh, ours {buyer_wh} Wh",
+                )
+                log.warning(
+                    "disputed %s: seller %d Wh, measured %d Wh", trade.id[:10], seller_wh, buyer_wh
+                )
+            except Exception as exc:
+                log.warning("dispute of %s refused: %s", trade.id[:10], exc)
+
+    async def rate(self, state: State) -> None:
+        """Rate the counterparty of each settled trade once, by its delivery."""
+        for trade in list(state.trades.rows.values()):
+            if trade.status != "settled" or (trade.id, "rate") in self._done:
+                continue
+            if trade.buyer == self.account and trade.buyer_rating < 0:
+                score = delivery_score(trade)
+            elif trade.seller == self.account and trade.seller_rating < 0:
+                score = 5 if trade.disputed_wh >= 0 else 10
+            else:
+                continue
+            self._done.add((trade.id, "rate"))
+            try:
+                await self.issue("rating", trade=trade.id, score=score)
+            except Exception as exc:
+                log.info("rating of %s refused: %s", trade.id[:10], exc)
+
+
+def trade_power_w(trade: Trade) -> int:
+    """The power a trade asks of its resource while its window runs."""
+    if trade.mode == "capacity":
+        return trade.quantity
+    hours_ms = max(trade.end - trade.start, 1)
+    return trade.energy_wh * 3_600_000 // hours_ms
+
+
+def delivery_score(trade: Trade) -> int:
+    """A mark out of 10 for the seller: the share of the agreed energy that was paid for."""
+    if trade.energy_wh == 0:
+        return 10
+    paid_wh = trade.paid * 1000 // trade.price if trade.price else trade.delivered_wh
+    return max(0, min(10, round(10 * min(paid_wh, trade.energy_wh) / trade.energy_wh)))
+
+
+def _trades_of(state: State, resource: str) -> list[Trade]:
+    commitments = state.commitments.get(resource)
+    held = commitments.trades if commitments else ()
+    return [state.trades.rows[t] for t in held]
+
+
+def _readings(state: State, resource: str) -> list[Reading]:
+    log_ = state.meters.get(resource)
+    if log_ is None:
+        return []
+    readings = []
+    for i in range(log_.count):
+        r = state.readings.rows[f"{resource}#{i}"]
+        readings.append(
+            Reading(resource, SettlementPeriod(r.start, r.end), r.import_wh, r.export_wh)
+        )
+    return readings
+
+
+def delivered_wh(state: State, trade: Trade, direction: Direction) -> int:
+    """What the seller's resource delivered to `trade`: its metered export shared among all
+    its trades first-in-first-out (earlier trades are served first)."""
+    trades = [
+        t
+        for t in state.trades.rows.values()
+        if t.resource == trade.resource and t.start < trade.end and trade.start < t.end
+    ]
+    return _allocated(_readings(state, trade.resource), trades, trade.id, direction)
+
+
+def imported_for(state: State, meter: str, trade: Trade, buyer: str) -> int:
+    """What the buyer's meter took in for `trade`, sharing its import among the buyer's
+    overlapping purchases first-in-first-out."""
+    trades = [
+        t
+        for t in state.trades.rows.values()
+        if t.buyer == buyer and t.start < trade.end and trade.start < t.end
+    ]
+    return _allocated(_readings(state, meter), trades, trade.id, Direction.IMPORT)
+
+
+def _allocated(
+    readings: list[Reading], trades: list[Trade], trade_id: str, direction: Direction
+) -> int:
+    metered = [MeteredTrade(t.id, t.start, t.end, t.energy_wh, t.time) for t in trades]
+    try:
+        return allocate(readings, metered, direction).delivery(trade_id).delivered_wh
+    except MeteringError as exc:
+        log.warning("allocation of %s failed: %s", trade_id[:10], exc)
+        return 0
