@@ -34,7 +34,7 @@ from edge_controller.devices import (
 )
 from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
 from edge_controller.ledger.records import sign_record
-from edge_controller.ledger.rules import cost_of, energy_of, peak_capacity
+from edge_controller.ledger.rules import cost_of, energy_of, offer_of, peak_capacity
 from edge_controller.ledger.state import Offer as LedgerOffer
 from edge_controller.ledger.sync import Outgoing, SyncNode
 from edge_controller.market import (
@@ -400,7 +400,8 @@ class Home:
                 if trade is not None and self.account in (trade.buyer, trade.seller):
                     mine = True
                     self.events.publish("trade", trade_view(trade, self.account), now)
-            if record.kind == "offer" and record.account != self.account:
+            if record.kind == "offer":
+                # Ours too: the owner's dashboard sees its offer go from pending to open.
                 offer = self.ledger.state.offers.get(record.id)
                 if offer is not None:
                     self.events.publish("offer", offer_view(offer, now), now)
@@ -653,26 +654,7 @@ class Home:
         offer = self.ledger.state.offers.get(record.id)
         if offer is not None:
             return offer
-        body = record.body
-        auction = body.get("auction") or {}
-        return LedgerOffer(
-            id=record.id,
-            seller=record.account,
-            resource=body["resource"],
-            mode=body["mode"],
-            quantity=body["quantity"],
-            remaining=body["quantity"],
-            price=body["price"],
-            start=body["start"],
-            end=body["end"],
-            expires=body["expires"],
-            to=tuple(body.get("to", ())),
-            min_quantity=body.get("min_quantity", 1),
-            request=body.get("request", ""),
-            auction_closes=auction.get("closes", 0),
-            auction_cap=auction.get("cap", 0),
-            time=body["time"],
-        )
+        return offer_of(record)
 
     def _all_open_offers(self, now: int) -> list[LedgerOffer]:
         """Open offers in the ledger and in the pool (signed, not yet sealed)."""
@@ -893,7 +875,11 @@ class Home:
         self, offer_id: str, quantity: int | None = None, price: int | None = None
     ) -> dict[str, Any]:
         offer = self._find_offer(offer_id)
-        fields: dict[str, Any] = {"offer": offer_id, "quantity": quantity or offer.remaining}
+        # Only a missing quantity means "all that remains"; 0 is refused by the ledger.
+        fields: dict[str, Any] = {
+            "offer": offer_id,
+            "quantity": offer.remaining if quantity is None else quantity,
+        }
         if price is not None:
             fields["price"] = price
         record = await self.issue("acceptance", **fields)

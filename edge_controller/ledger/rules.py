@@ -360,6 +360,30 @@ def _resource_update(state: State, record: Record, ctx: BlockContext, body: dict
     state.resources.put(resource.id, evolve(resource, available_wh=body["available_wh"]))
 
 
+def offer_of(record: Record) -> Offer:
+    """The offer an offer record makes, before any of it is sold."""
+    body = record.body
+    auction = body.get("auction") or {}
+    return Offer(
+        id=record.id,
+        seller=record.account,
+        resource=body["resource"],
+        mode=body["mode"],
+        quantity=body["quantity"],
+        remaining=body["quantity"],
+        price=body["price"],
+        start=body["start"],
+        end=body["end"],
+        expires=body["expires"],
+        to=tuple(body.get("to", ())),
+        min_quantity=body.get("min_quantity", 1),
+        request=body.get("request", ""),
+        auction_closes=auction.get("closes", 0),
+        auction_cap=auction.get("cap", 0),
+        time=body["time"],
+    )
+
+
 def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
     resource = _resource(state, body["resource"])
     if record.account != resource.owner:
@@ -376,7 +400,6 @@ def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[st
     if record.account in to:
         raise Rejected(Reason.OWN_OFFER, "an offer cannot be addressed to its seller")
     auction = body.get("auction")
-    closes = cap = 0
     if auction is not None:
         closes, cap = auction["closes"], auction["cap"]
         if not ctx.time < closes <= expires:
@@ -384,27 +407,7 @@ def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[st
         if cap < body["price"]:
             raise Rejected(Reason.MALFORMED, "the bid cap is below the reserve price")
     _check_resource_can_supply(state, resource, body["mode"], quantity, start, end)
-    state.offers.put(
-        record.id,
-        Offer(
-            id=record.id,
-            seller=record.account,
-            resource=resource.id,
-            mode=body["mode"],
-            quantity=quantity,
-            remaining=quantity,
-            price=body["price"],
-            start=start,
-            end=end,
-            expires=expires,
-            to=to,
-            min_quantity=min_quantity,
-            request=request,
-            auction_closes=closes,
-            auction_cap=cap,
-            time=body["time"],
-        ),
-    )
+    state.offers.put(record.id, offer_of(record))
     if auction is not None:
         index = state.open_auctions.get("")
         state.open_auctions.put("", AuctionIndex((*(index.offers if index else ()), record.id)))
