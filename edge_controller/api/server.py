@@ -63,6 +63,11 @@ async def body(request: web.Request) -> dict[str, Any]:
         return {}
     try:
         data = json.loads(await request.text())
+    except web.HTTPRequestEntityTooLarge:
+        # A chunked body has no Content-Length: aiohttp stops reading at the limit.
+        raise ActionError(
+            "too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes", 413
+        ) from None
     except json.JSONDecodeError as exc:
         raise ActionError("invalid_json", f"the body is not JSON: {exc.msg}", 400) from None
     if not isinstance(data, dict):
@@ -211,15 +216,19 @@ async def post_bid(request: web.Request) -> web.Response:
 async def post_request(request: web.Request) -> web.Response:
     data = await body(request)
     home = home_of(request)
-    start = field(data, "start", int, required=False) or home.now + 60_000
-    end = field(data, "end", int, required=False) or start + 3_600_000
+    # Only missing fields take defaults: an explicit 0 goes to the ledger, which refuses it.
+    start = field(data, "start", int, required=False)
+    start = home.now + 60_000 if start is None else start
+    end = field(data, "end", int, required=False)
+    end = start + 3_600_000 if end is None else end
+    expires = field(data, "expires", int, required=False)
     result = await home.request_energy(
         mode=field(data, "mode", str),
         quantity=field(data, "quantity", int),
         max_price=field(data, "max_price", int),
         start=start,
         end=end,
-        expires=field(data, "expires", int, required=False) or start,
+        expires=start if expires is None else expires,
     )
     return ok(result, status=201)
 
@@ -259,10 +268,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     given = given or request.query.get("token", "")
     if not hmac.compare_digest(given, token):
-        try:
-            first = await ws.receive_json(timeout=10)
-        except (TimeoutError, TypeError, ValueError):
-            first = {}
+        first: Any = {}
+        # Only a client that gave no token at all gets to send it as its first message.
+        if not given:
+            try:
+                first = await ws.receive_json(timeout=10)
+            except (TimeoutError, TypeError, ValueError):
+                first = {}
         if not (
             isinstance(first, dict) and hmac.compare_digest(str(first.get("token", "")), token)
         ):

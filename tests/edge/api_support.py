@@ -133,23 +133,25 @@ def error_message(answer: Answer, code: str) -> str:
 
 
 async def eventually(
-    check: Callable[[], Awaitable[T]],
+    check: Callable[[], Awaitable[T | None]],
     what: str,
-    timeout: float = 15.0,
+    within: float = 15.0,
     every: float = 0.1,
 ) -> T:
-    """Poll `check` until it returns something truthy; fail naming `what` after `timeout`."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
+    """Poll `check` until it returns something truthy; fail naming `what` after `within` s."""
+    deadline = time.monotonic() + within
+    last: object = None
     while time.monotonic() < deadline:
         try:
-            last = await check()
+            result = await check()
         except ApiRefusal as exc:
             last = exc
-        if last and not isinstance(last, Exception):
-            return last
+        else:
+            if result:
+                return result
+            last = result
         await asyncio.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+    raise AssertionError(f"timed out after {within}s waiting for {what} (last: {last!r})")
 
 
 def seller_policy() -> MarketPolicy:
@@ -326,10 +328,10 @@ class Street:
             await server.stop()
             await self.homes[slug].stop()
 
-    async def in_a_block_everywhere(self, record_id: str, timeout: float = 15.0) -> None:
+    async def in_a_block_everywhere(self, record_id: str, within: float = 15.0) -> None:
         """Wait until every home's ledger holds `record_id` in a block."""
 
         async def held() -> bool:
             return all(h.ledger.is_recorded(record_id) for h in self)
 
-        await eventually(held, f"record {record_id[:12]} in a block in every home", timeout)
+        await eventually(held, f"record {record_id[:12]} in a block in every home", within)
