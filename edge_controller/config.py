@@ -176,6 +176,7 @@ TOP_LEVEL = {
     "api",
     "sealer",
     "control_interval_s",
+    "settlement_period_s",
     "devices",
     "policy",
 }

@@ -64,6 +64,7 @@ class Delivery:
     _cursors: dict[str, MeterCursor] = field(default_factory=dict)
     _setpoints: dict[str, int] = field(default_factory=dict)
     _done: set[tuple[str, str]] = field(default_factory=set)
+    _retry_at: dict[tuple[str, str], int] = field(default_factory=dict)
 
     @property
     def grace_ms(self) -> int:
@@ -97,9 +98,13 @@ class Delivery:
             if device.config.role == "battery" and caps.battery is not None:
                 await self._command(device.config.id, -power, caps.battery.set_power_setpoint_w)
             elif device.config.role == "fuel_cell" and caps.generator is not None:
-                if power and self._setpoints.get(device.config.id, 0) == 0:
+                was = self._setpoints.get(device.config.id, 0)
+                if power and was == 0:
                     await self._guarded(caps.generator.start())
                 await self._command(device.config.id, power, caps.generator.set_setpoint_w)
+                if power == 0 and was:
+                    # Its trades are over: stop burning hydrogen at no load.
+                    await self._guarded(caps.generator.stop())
 
     async def _command(
         self, device_id: str, watts: int, send: Callable[[int], Awaitable[None]]
@@ -165,23 +170,36 @@ class Delivery:
 
     # --- settlement, disputes, ratings --------------------------------------------------
 
+    def _due(self, key: tuple[str, str], now: int) -> bool:
+        return key not in self._done and now >= self._retry_at.get(key, 0)
+
+    async def _attempt(self, key: tuple[str, str], now: int, kind: str, **fields: Any) -> bool:
+        """Issue a record for `key` once; after a refusal, try again a period later."""
+        try:
+            await self.issue(kind, **fields)
+        except Exception as exc:  # an ActionError from the ledger: retried later
+            log.warning("%s of %s refused: %s", kind, key[0][:10], exc)
+            self._retry_at[key] = now + self.period_ms
+            return False
+        self._done.add(key)
+        return True
+
     async def settle(self, state: State, now: int) -> None:
-        """Settle our sales whose window ended and was metered."""
+        """Settle our sales once their window is metered: when the meter's readings reach
+        past the window's end (and a little later, so a buyer can dispute first), or, for
+        a meter that went silent, some periods after the end."""
         for trade in list(state.trades.rows.values()):
-            if (
-                trade.seller != self.account
-                or trade.status == "settled"
-                or now < trade.end + 2 * self.grace_ms
-                or (trade.id, "settle") in self._done
-            ):
+            key = (trade.id, "settle")
+            if trade.seller != self.account or trade.status == "settled" or not self._due(key, now):
+                continue
+            if now < trade.end + 2 * self.grace_ms:
+                continue
+            metered_to = _metered_until(state, trade.resource)
+            if metered_to < trade.end and now < trade.end + 6 * self.grace_ms:
                 continue
             delivered = delivered_wh(state, trade, Direction.EXPORT)
-            self._done.add((trade.id, "settle"))
-            try:
-                await self.issue("settlement", trade=trade.id, delivered_wh=delivered)
+            if await self._attempt(key, now, "settlement", trade=trade.id, delivered_wh=delivered):
                 log.info("settled %s: %d of %d Wh", trade.id[:10], delivered, trade.energy_wh)
-            except Exception as exc:
-                log.warning("settlement of %s refused: %s", trade.id[:10], exc)
 
     async def check_as_buyer(self, state: State, now: int) -> None:
         """Compare what our meter took in for a trade with what the seller's meter sent out;
@@ -194,33 +212,30 @@ class Delivery:
         if not my_meters:
             return
         for trade in list(state.trades.rows.values()):
+            key = (trade.id, "check")
             if (
                 trade.buyer != self.account
                 or trade.status == "settled"
                 or trade.disputed_wh >= 0
-                or now < trade.end + self.grace_ms
-                or (trade.id, "check") in self._done
+                or not self._due(key, now)
             ):
                 continue
-            self._done.add((trade.id, "check"))
+            # Both meters must have reported past the window's end before comparing.
+            covered = min(_metered_until(state, r) for r in (trade.resource, *my_meters))
+            if covered < trade.end:
+                continue
             seller_wh = delivered_wh(state, trade, Direction.EXPORT)
             buyer_wh = sum(imported_for(state, meter, trade, self.account) for meter in my_meters)
-            if abs(seller_wh - buyer_wh) <= self.tolerance.allowed_wh(seller_wh, buyer_wh):
+            agree = abs(seller_wh - buyer_wh) <= self.tolerance.allowed_wh(seller_wh, buyer_wh)
+            if agree or buyer_wh >= seller_wh:
+                # Within tolerance, or we took in more than was sent: nothing to hold back.
+                self._done.add(key)
                 continue
-            if buyer_wh >= seller_wh:
-                continue  # we took in more than was sent: nothing to hold back
-            try:
-                await self.issue(
-                    "dispute",
-                    trade=trade.id,
-                    measured_wh=buyer_wh,
-                    reason=f"seller's meter {seller_wh} Wh, ours {buyer_wh} Wh",
-                )
-                log.warning(
-                    "disputed %s: seller %d Wh, measured %d Wh", trade.id[:10], seller_wh, buyer_wh
-                )
-            except Exception as exc:
-                log.warning("dispute of %s refused: %s", trade.id[:10], exc)
+            reason = f"seller's meter {seller_wh} Wh, ours {buyer_wh} Wh"
+            if await self._attempt(
+                key, now, "dispute", trade=trade.id, measured_wh=buyer_wh, reason=reason
+            ):
+                log.warning("disputed %s: %s", trade.id[:10], reason)
 
     async def rate(self, state: State) -> None:
         """Rate the counterparty of each settled trade once, by its delivery."""
@@ -238,6 +253,12 @@ class Delivery:
                 await self.issue("rating", trade=trade.id, score=score)
             except Exception as exc:
                 log.info("rating of %s refused: %s", trade.id[:10], exc)
+
+
+def _metered_until(state: State, resource: str) -> int:
+    """The end of the resource's last recorded meter reading (0: none yet)."""
+    meter_log = state.meters.get(resource)
+    return meter_log.last_end if meter_log else 0
 
 
 def trade_power_w(trade: Trade) -> int:

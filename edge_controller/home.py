@@ -256,6 +256,7 @@ class Home:
     async def start(self) -> None:
         """Connect and start the control, sealing and sync loops (returns at once)."""
         await self.link.start()
+        self._check_prepaid(self.now)
         self._spawn(self._loop(self.control_interval_ms, self.control_cycle), "control")
         self._spawn(self._loop(SYNC_INTERVAL_MS, self._sync_tick), "sync")
         if self.sealer:

@@ -301,7 +301,7 @@ class StoredChain:
             raise ChainFileError(f"{self.path}: no such ledger database")
         uri = self.path.resolve().as_uri() + "?mode=ro"
         try:
-            self.db = sqlite3.connect(uri, uri=True)
+            self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
             row = self.db.execute("SELECT value FROM meta WHERE key = 'community'").fetchone()
         except sqlite3.DatabaseError as exc:
             raise ChainFileError(f"{self.path}: not a ledger database ({exc})") from None
@@ -342,14 +342,21 @@ class StoredChain:
         yield from self.db.execute("SELECT tbl, key, value FROM state ORDER BY tbl, key")
 
     def verify(self, progress: Progress | None = None) -> VerifyReport:
-        """Verify the stored best chain, then the stored state and head against it."""
-        report = verify_chain(
-            self.genesis,
-            (block.wire for block in self.blocks()),
-            progress,
-            stored_state=self.state_rows,
-        )
-        head = self.head()
+        """Verify the stored best chain, then the stored state and head against it.
+
+        All of it is read in one transaction: a node may keep writing while it is checked,
+        and the chain, the state and the head must come from the same moment."""
+        self.db.execute("BEGIN")
+        try:
+            report = verify_chain(
+                self.genesis,
+                (block.wire for block in self.blocks()),
+                progress,
+                stored_state=self.state_rows,
+            )
+            head = self.head()
+        finally:
+            self.db.execute("COMMIT")
         if report.ok and head and head != report.head:
             report.reason = STORE_MISMATCH
             report.message = f"the stored head {head[:16]} is not the last block of the chain"

@@ -96,6 +96,7 @@ class Community:
         broker_port: int,
         devices: list[dict[str, Any]] | None = None,
         policy: dict[str, Any] | None = None,
+        settlement_period_s: int | None = None,
     ) -> Path:
         """Write the home's edge.yaml and return its path."""
         document: dict[str, Any] = {
@@ -109,6 +110,8 @@ class Community:
         }
         if policy is not None:
             document["policy"] = policy
+        if settlement_period_s is not None:
+            document["settlement_period_s"] = settlement_period_s
         path = self.folder / f"{home}.yaml"
         path.write_text(yaml.safe_dump(document))
         return path
