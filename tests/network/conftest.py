@@ -7,9 +7,7 @@ import datetime
 import getpass
 import ipaddress
 import shutil
-import socket
 import subprocess
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edge_controller.network import BrokerSettings, CommunityLink, LinkLimits, Validator
+from tests.conftest import free_port, wait_for_port
 
 # Short reconnect pauses so broker restarts cost a fraction of a second in tests.
 FAST_LIMITS = LinkLimits(reconnect_initial_s=0.05, reconnect_max_s=0.5, publish_timeout_s=5.0)
@@ -85,27 +84,10 @@ def wait_until() -> Callable[[Condition, float], Awaitable[None]]:
     return _wait_until
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def free_tcp_port() -> int:
     """A loopback port nothing listens on: a broker that is down."""
-    return _free_port()
-
-
-def _wait_for_port(port: int, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    return free_port()
 
 
 USERNAME = "home-a"
@@ -118,7 +100,7 @@ def password_mosquitto(tmp_path: Path) -> Iterator[BrokerSettings]:
     passwd = shutil.which("mosquitto_passwd") or "/usr/bin/mosquitto_passwd"
     password_file = tmp_path / "passwords"
     subprocess.run([passwd, "-b", "-c", str(password_file), USERNAME, PASSWORD], check=True)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "mosquitto-auth.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\n"
@@ -141,7 +123,7 @@ def _running_mosquitto(config: Path, log: Path, port: int) -> Iterator[None]:
         process = subprocess.Popen([binary, "-c", str(config)], stdout=output, stderr=output)
     try:
         try:
-            _wait_for_port(port)
+            wait_for_port(port)
         except TimeoutError as error:
             raise RuntimeError(f"mosquitto did not start: {log.read_text()}") from error
         yield
@@ -160,7 +142,7 @@ class RestartableMosquitto:
     host = "127.0.0.1"
 
     def __init__(self, directory: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.config = directory / "mosquitto-persistent.conf"
         self.config.write_text(
             f"listener {self.port} 127.0.0.1\n"
@@ -250,7 +232,7 @@ def tls_mosquitto(tmp_path: Path) -> Iterator[BrokerSettings]:
     ca = _write_certificate(certs, "ca", None, server=False)
     _write_certificate(certs, "broker", ca, server=True)
     _write_certificate(certs, "home", ca, server=False)
-    port = _free_port()
+    port = free_port()
     config = tmp_path / "mosquitto-tls.conf"
     config.write_text(
         f"listener {port} 127.0.0.1\n"
