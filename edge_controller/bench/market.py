@@ -22,16 +22,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import os
 import shutil
 import socket
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,7 @@ from typing import Any
 import yaml
 from amqtt.broker import Broker
 
+from edge_controller.bench.processes import EdgeProcess
 from edge_controller.devices import (
     Command,
     Quantity,
@@ -88,71 +86,6 @@ class WatchedBattery(SimulatedMqttDevice):
 
 
 @dataclass
-class HomeProcess:
-    name: str
-    config: Path
-    log: Path
-    process: subprocess.Popen[str] | None = None
-    url: str = ""
-    account: str = ""
-    token: str = ""
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "edge_controller", "run", "-c", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=self.log.open("w"),
-            text=True,
-        )
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        for line in self.process.stdout:
-            if line.startswith("ready "):
-                _, self.url, self.account = line.split()
-                break
-            if time.monotonic() > deadline:
-                break
-        if not self.url:
-            raise RuntimeError(f"{self.name} did not start: {self.log.read_text()[-2000:]}")
-        document = yaml.safe_load(self.config.read_text())
-        self.token = (Path(document["data_dir"]) / "api-token").read_text().strip()
-        threading.Thread(target=self._drain, daemon=True).start()
-
-    def _drain(self) -> None:
-        assert self.process is not None and self.process.stdout is not None
-        for _ in self.process.stdout:
-            pass
-
-    def call(self, method: str, path: str, body: Any = None) -> Any:
-        request = urllib.request.Request(
-            f"{self.url}/api/v1/{path}",
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return json.loads(response.read())
-
-    def rss_mb(self) -> float:
-        assert self.process is not None
-        for line in Path(f"/proc/{self.process.pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-        return 0.0
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-
-@dataclass
 class Street:
     """The benchmark's community: genesis, registrar, keys and configuration files."""
 
@@ -161,7 +94,7 @@ class Street:
     broker_port: int
     registrar: KeyPair = field(default_factory=KeyPair.generate)
     keys: list[KeyPair] = field(default_factory=list)
-    processes: list[HomeProcess] = field(default_factory=list)
+    processes: list[EdgeProcess] = field(default_factory=list)
     seq: int = 0
 
     def __post_init__(self) -> None:
@@ -196,7 +129,7 @@ class Street:
             }
             config = self.folder / f"home-{i}.yaml"
             config.write_text(yaml.safe_dump(document))
-            self.processes.append(HomeProcess(f"home-{i}", config, self.folder / f"home-{i}.log"))
+            self.processes.append(EdgeProcess(config, self.folder / f"home-{i}.log"))
 
     def _battery(self, i: int) -> dict[str, Any]:
         base = f"bench/home-{i}/battery"
@@ -295,9 +228,9 @@ async def _run(homes: int, offers: int, folder: Path, say: Any) -> dict[str, Any
     simulators: asyncio.Task[None] | None = None
     try:
         for process in street.processes:
-            process.start()
+            process.launch()
         for process in street.processes:
-            await asyncio.to_thread(process.wait_ready)
+            await asyncio.to_thread(process.wait_ready, 60)
         say(f"{homes} homes running on {'Mosquitto' if mosquitto else 'amqtt'}")
         relay = street.processes[0]
         for i, key in enumerate(street.keys):

@@ -1,16 +1,11 @@
-"""Edge controller processes for tests: real `energy-p2p-edge run` processes on loopback."""
+"""Edge controller processes for tests: real `energy-p2p-edge run` processes on loopback.
+
+`EdgeProcess` and `ApiError` come from `edge_controller.bench.processes`, which the market
+benchmark uses too; re-exported here for the tests."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import subprocess
-import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,10 +13,12 @@ from typing import Any
 
 import yaml
 
+from edge_controller.bench.processes import ApiError, EdgeProcess
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
+__all__ = ["ROOT", "ApiError", "Community", "EdgeProcess", "wait_until"]
 
 
 @dataclass
@@ -115,96 +112,6 @@ class Community:
         path = self.folder / f"{home}.yaml"
         path.write_text(yaml.safe_dump(document))
         return path
-
-
-class ApiError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"HTTP {status}: {body}")
-        self.status = status
-        self.body = body
-
-
-class EdgeProcess:
-    """One `energy-p2p-edge run -c FILE` process and a small client for its API."""
-
-    def __init__(self, config: Path, log_path: Path) -> None:
-        self.config = config
-        self.log_path = log_path
-        self.process: subprocess.Popen[str] | None = None
-        self.url = ""
-        self.token = ""
-        self.account = ""
-
-    def start(self, timeout: float = 30.0) -> EdgeProcess:
-        document = yaml.safe_load(self.config.read_text())
-        env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        log = self.log_path.open("a")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "edge_controller", "run", "-c", str(self.config)],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-            env=env,
-            cwd=ROOT,
-        )
-        ready: list[str] = []
-
-        def read_ready() -> None:
-            assert self.process is not None and self.process.stdout is not None
-            for line in self.process.stdout:
-                if line.startswith("ready "):
-                    ready.append(line)
-                    break
-            # Keep draining so the child never blocks on a full pipe.
-            for _ in self.process.stdout:
-                pass
-
-        threading.Thread(target=read_ready, daemon=True).start()
-        deadline = time.monotonic() + timeout
-        while not ready:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"edge controller exited: {self.log_path.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"edge controller not ready: {self.log_path.read_text()[-3000:]}"
-                )
-            time.sleep(0.05)
-        _, self.url, self.account = ready[0].split()
-        token_file = Path(document["data_dir"]) / "api-token"
-        self.token = token_file.read_text().strip()
-        return self
-
-    def kill9(self) -> None:
-        assert self.process is not None
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-
-    def call(self, method: str, path: str, body: Any = None, token: str | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(f"{self.url}/api/v1/{path}", data=data, method=method)
-        request.add_header("Authorization", f"Bearer {self.token if token is None else token}")
-        if data is not None:
-            request.add_header("Content-Type", "application/json")
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:
-                return json.loads(response.read())
-        except urllib.error.HTTPError as exc:
-            raise ApiError(exc.code, json.loads(exc.read() or b"null")) from None
-
-    def get(self, path: str) -> Any:
-        return self.call("GET", path)
-
-    def post(self, path: str, body: Any = None) -> Any:
-        return self.call("POST", path, body if body is not None else {})
 
 
 def wait_until(
