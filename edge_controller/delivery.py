@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge_controller.devices import DeviceCommandError
+from edge_controller.ledger.rules import allocated_export
 from edge_controller.ledger.state import State, Trade
 from edge_controller.metering import (
     Direction,
@@ -197,7 +198,7 @@ class Delivery:
             metered_to = _metered_until(state, trade.resource)
             if metered_to < trade.end and now < trade.end + 6 * self.grace_ms:
                 continue
-            delivered = delivered_wh(state, trade, Direction.EXPORT)
+            delivered = allocated_export(state, trade)
             if await self._attempt(key, now, "settlement", trade=trade.id, delivered_wh=delivered):
                 log.info("settled %s: %d of %d Wh", trade.id[:10], delivered, trade.energy_wh)
 
@@ -224,7 +225,7 @@ class Delivery:
             covered = min(_metered_until(state, r) for r in (trade.resource, *my_meters))
             if covered < trade.end:
                 continue
-            seller_wh = delivered_wh(state, trade, Direction.EXPORT)
+            seller_wh = allocated_export(state, trade)
             buyer_wh = sum(imported_for(state, meter, trade, self.account) for meter in my_meters)
             agree = abs(seller_wh - buyer_wh) <= self.tolerance.allowed_wh(seller_wh, buyer_wh)
             if agree or buyer_wh >= seller_wh:
@@ -294,17 +295,6 @@ def _readings(state: State, resource: str) -> list[Reading]:
             Reading(resource, SettlementPeriod(r.start, r.end), r.import_wh, r.export_wh)
         )
     return readings
-
-
-def delivered_wh(state: State, trade: Trade, direction: Direction) -> int:
-    """What the seller's resource delivered to `trade`: its metered export shared among all
-    its trades first-in-first-out (earlier trades are served first)."""
-    trades = [
-        t
-        for t in state.trades.rows.values()
-        if t.resource == trade.resource and t.start < trade.end and trade.start < t.end
-    ]
-    return _allocated(_readings(state, trade.resource), trades, trade.id, direction)
 
 
 def imported_for(state: State, meter: str, trade: Trade, buyer: str) -> int:

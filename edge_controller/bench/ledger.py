@@ -83,6 +83,7 @@ class PendingTrade:
     seller: Home
     buyer: Home
     resource: str
+    agreed_wh: int
     delivered_wh: int
 
 
@@ -186,11 +187,16 @@ def _trade_blocks(street: BenchCommunity) -> Iterator[tuple[int, list[Record]]]:
                         "import_wh": imported,
                     }
                     records.append(street.sign(meter, at - 2000, reading))
+            # The ledger shares each resource's export among its trades first-in-first-out
+            # (in the order they were made): the sellers claim exactly that.
+            unclaimed = dict(exported)
             for trade in closing:
+                claim = min(trade.agreed_wh, unclaimed.get(trade.resource, 0))
+                unclaimed[trade.resource] = unclaimed.get(trade.resource, 0) - claim
                 settlement = {
                     "kind": "settlement",
                     "trade": trade.id,
-                    "delivered_wh": trade.delivered_wh,
+                    "delivered_wh": claim,
                 }
                 records.append(street.sign(trade.seller.key, at - 2000, settlement))
             for home in homes:
@@ -266,12 +272,15 @@ def _trade_blocks(street: BenchCommunity) -> Iterator[tuple[int, list[Record]]]:
                 acceptance = street.sign(buyer.key, at - 2000, accept)
                 records.append(acceptance)
                 if offer.body["mode"] == "capacity":
-                    energy = quantity * SLOT_MS // 3_600_000
-                    delivered = energy * 97 // 100
+                    agreed = quantity * SLOT_MS // 3_600_000
+                    delivered = agreed * 97 // 100
                 else:
+                    agreed = quantity
                     delivered = quantity - 5 * ((seller.index + slot) % 3)
                 resource_id = str(offer.body["resource"])
-                trades.append(PendingTrade(acceptance.id, seller, buyer, resource_id, delivered))
+                trades.append(
+                    PendingTrade(acceptance.id, seller, buyer, resource_id, agreed, delivered)
+                )
         pending[slot + 1] = trades
         yield at, records
         slot += 1

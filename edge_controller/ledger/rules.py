@@ -264,6 +264,7 @@ def _create_trade(
     state.commitments.put(
         resource.id, Commitments((*existing.trades, trade_id) if existing else (trade_id,))
     )
+    _remember_trade(state, resource.id, trade_id, ctx.time)
     trade = Trade(
         id=trade_id,
         offer=offer.id,
@@ -301,6 +302,67 @@ def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
         state.commitments.put(resource.id, Commitments(remaining))
     else:
         state.commitments.delete(resource.id)
+
+
+# A trade more than this long over no longer shares any reading with new trades.
+TRADE_MEMORY_MS = 7 * 24 * 3_600_000
+
+
+def _remember_trade(state: State, resource_id: str, trade_id: str, now: int) -> None:
+    index = state.resource_trades.get(resource_id)
+    kept = tuple(
+        t
+        for t in (index.trades if index else ())
+        if state.trades.rows[t].end > now - TRADE_MEMORY_MS
+    )
+    state.resource_trades.put(resource_id, Commitments((*kept, trade_id)))
+
+
+def allocated_export(state: State, trade: Trade) -> int:
+    """What the resource's signed meter readings delivered to `trade`: in each reading, the
+    trades whose window it overlaps take, in the order they were made, their pro-rata part
+    of its export, each up to what remains of its agreed energy (first-in-first-out)."""
+    index = state.resource_trades.get(trade.resource)
+    trades = [state.trades.rows[t] for t in (index.trades if index else (trade.id,))]
+    # Earlier trades take from readings before this one's window too: go back as far as
+    # the chain of overlapping trades reaches.
+    start, moved = trade.start, True
+    while moved:
+        moved = False
+        for earlier in trades:
+            if earlier.start < start < earlier.end:
+                start, moved = earlier.start, True
+    sharing = [t for t in trades if t.start < trade.end and start < t.end]
+    if trade.id not in {t.id for t in sharing}:
+        return 0
+    remaining = {t.id: t.energy_wh for t in sharing}
+    for reading in _readings_between(state, trade.resource, start, trade.end):
+        available = reading.export_wh
+        length = reading.end - reading.start
+        for t in sharing:
+            overlap = min(reading.end, t.end) - max(reading.start, t.start)
+            if overlap <= 0 or remaining[t.id] == 0:
+                continue
+            taken = min(remaining[t.id], reading.export_wh * overlap // length, available)
+            remaining[t.id] -= taken
+            available -= taken
+    return trade.energy_wh - remaining[trade.id]
+
+
+def _readings_between(state: State, resource_id: str, start: int, end: int) -> list[Reading]:
+    """The resource's readings overlapping [start, end), oldest first."""
+    log = state.meters.get(resource_id)
+    found: list[Reading] = []
+    if log is None:
+        return found
+    for i in range(log.count - 1, -1, -1):
+        reading = state.readings.rows[f"{resource_id}#{i}"]
+        if reading.end <= start:
+            break
+        if reading.start < end:
+            found.append(reading)
+    found.reverse()
+    return found
 
 
 def metered_export(state: State, resource_id: str, start: int, end: int) -> int:
@@ -650,11 +712,17 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
     delivered = body["delivered_wh"]
     resource = state.resources.rows[trade.resource]
     if resource.meter:
+        # The ledger shares the metered export among the resource's trades itself, so no
+        # two trades can be paid for the same energy.
+        allocated = allocated_export(state, trade)
         metered = metered_export(state, resource.id, trade.start, trade.end)
-        if delivered > metered:
+        # What is paid must be the trade's own share; an over-delivery beyond the agreement
+        # may be claimed (and is recorded) as far as the window's readings show it.
+        if min(delivered, trade.energy_wh) > allocated or delivered > metered:
             raise Rejected(
                 Reason.EXCEEDS_METERED,
-                f"{delivered} Wh claimed, the meter recorded {metered} Wh in the window",
+                f"{delivered} Wh claimed; the readings give this trade {allocated} Wh"
+                f" ({metered} Wh in its window)",
             )
     paid_wh = min(delivered, trade.energy_wh)
     if trade.disputed_wh >= 0:

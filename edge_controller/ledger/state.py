@@ -269,6 +269,8 @@ class State:
         self.totals_table = Table("totals", Totals, j)
         # Open capacity/energy commitments per resource, as `resource -> trade ids`.
         self.commitments: Table[Commitments] = Table("commitments", Commitments, j)
+        # Every trade of a resource in the order it was made (first-in-first-out delivery).
+        self.resource_trades: Table[Commitments] = Table("resource_trades", Commitments, j)
         # Offers that are auctions and still open, so closing them needs no scan.
         self.open_auctions: Table[AuctionIndex] = Table("open_auctions", AuctionIndex, j)
 

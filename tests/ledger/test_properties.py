@@ -104,8 +104,13 @@ def peak_load(trades: list[Trade], start: int, end: int) -> int:
 
 def counts_energy(trade: Trade, capacity_wh: int) -> bool:
     """Whether a trade draws on its resource's stored energy: energy sales always, capacity
-    sales when the resource stores energy (a battery, hydrogen)."""
+    sales when the resource stores energy (a battery, hydrogen) when the trade is made."""
     return trade.mode == "energy" or capacity_wh > 0
+
+
+# Whether each trade drew on stored energy, decided from its resource as it was when the
+# trade was made (a later re-registration adding or removing storage must not change it).
+COUNTED_AT_CREATION: dict[str, bool] = {}
 
 
 @dataclass
@@ -119,7 +124,11 @@ class View:
 
     @property
     def committed_wh(self) -> int:
-        return sum(t.energy_wh for t in self.open_trades if counts_energy(t, self.capacity_wh))
+        return sum(
+            t.energy_wh
+            for t in self.open_trades
+            if COUNTED_AT_CREATION.get(t.id, counts_energy(t, self.capacity_wh))
+        )
 
 
 def views(state: State) -> dict[str, View]:
@@ -146,8 +155,12 @@ def check_new_trades_fit(before: dict[str, View], known: set[str], state: State)
         for trade in capacity:
             load = peak_load(held + capacity, trade.start, trade.end)
             assert load <= view.power_w, (rid, trade, load, view)
+        for trade in trades:
+            COUNTED_AT_CREATION[trade.id] = counts_energy(trade, view.capacity_wh)
         drawn = sum(t.energy_wh for t in trades if counts_energy(t, view.capacity_wh))
-        assert drawn <= view.available_wh - view.committed_wh, (rid, trades, view)
+        # A sale that draws no stored energy (storage since removed) has nothing to fit.
+        if drawn:
+            assert drawn <= view.available_wh - view.committed_wh, (rid, trades, view)
 
 
 class Shadow:

@@ -554,3 +554,26 @@ def test_a_buyers_dispute_caps_the_payment_at_what_it_measured(town: Town) -> No
     settled = ledger.state.trades.rows[trade.id]
     assert (settled.delivered_wh, settled.disputed_wh, settled.paid) == (4_000, 2_500, 750)
     assert ledger.state.account(town.bob.account).energy_in_wh == 2_500
+
+
+def test_overlapping_trades_share_the_metered_export_first_in_first_out(town: Town) -> None:
+    c, ledger = town.c, town.ledger
+    start = c.now + HOUR
+    offer = c.offer(town.alice, "fc-a", 8_000, price=300, start=start)
+    first, second = c.accept(town.bob, offer, 4_000), c.accept(town.carol, offer, 4_000)
+    c.seal(ledger, offer, first, second)
+    c.now = start + HOUR
+    # The fuel cell delivered 6 kWh in the hour: the first trade takes its 4 kWh first.
+    c.seal(ledger, read_meter(town, start, 6_000))
+    rejected(
+        ledger,
+        c.sign(town.alice, "settlement", trade=second.id, delivered_wh=4_000),
+        Reason.EXCEEDS_METERED,
+    )
+    c.seal(
+        ledger,
+        c.sign(town.alice, "settlement", trade=first.id, delivered_wh=4_000),
+        c.sign(town.alice, "settlement", trade=second.id, delivered_wh=2_000),
+    )
+    assert ledger.state.trades.rows[first.id].paid == 1_200
+    assert ledger.state.trades.rows[second.id].paid == 600
