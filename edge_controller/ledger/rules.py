@@ -264,7 +264,6 @@ def _create_trade(
     state.commitments.put(
         resource.id, Commitments((*existing.trades, trade_id) if existing else (trade_id,))
     )
-    _remember_trade(state, resource.id, trade_id, ctx.time)
     trade = Trade(
         id=trade_id,
         offer=offer.id,
@@ -282,6 +281,7 @@ def _create_trade(
         time=ctx.time,
     )
     state.trades.put(trade_id, trade)
+    _remember_trade(state, resource.id, trade_id, ctx.time)
     return trade
 
 
@@ -304,18 +304,28 @@ def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
         state.commitments.delete(resource.id)
 
 
-# A trade more than this long over no longer shares any reading with new trades.
-TRADE_MEMORY_MS = 7 * 24 * 3_600_000
+def _reach_back(trades: list[Trade], start: int) -> int:
+    """How far back the chain of trades overlapping `start` reaches: earlier trades take
+    their first-in-first-out share from readings before a later trade's window too."""
+    moved = True
+    while moved:
+        moved = False
+        for earlier in trades:
+            if earlier.start < start < earlier.end:
+                start, moved = earlier.start, True
+    return start
 
 
 def _remember_trade(state: State, resource_id: str, trade_id: str, now: int) -> None:
+    """Add a trade to its resource's list, dropping those no unsettled trade (nor any
+    trade from now on) can share a reading with any more."""
     index = state.resource_trades.get(resource_id)
-    kept = tuple(
-        t
-        for t in (index.trades if index else ())
-        if state.trades.rows[t].end > now - TRADE_MEMORY_MS
+    trades = [state.trades.rows[t] for t in (*(index.trades if index else ()), trade_id)]
+    open_starts = [t.start for t in trades if t.status != "settled"]
+    horizon = _reach_back(trades, min([now, *open_starts]))
+    state.resource_trades.put(
+        resource_id, Commitments(tuple(t.id for t in trades if t.end > horizon))
     )
-    state.resource_trades.put(resource_id, Commitments((*kept, trade_id)))
 
 
 def allocated_export(state: State, trade: Trade) -> int:
@@ -324,14 +334,7 @@ def allocated_export(state: State, trade: Trade) -> int:
     of its export, each up to what remains of its agreed energy (first-in-first-out)."""
     index = state.resource_trades.get(trade.resource)
     trades = [state.trades.rows[t] for t in (index.trades if index else (trade.id,))]
-    # Earlier trades take from readings before this one's window too: go back as far as
-    # the chain of overlapping trades reaches.
-    start, moved = trade.start, True
-    while moved:
-        moved = False
-        for earlier in trades:
-            if earlier.start < start < earlier.end:
-                start, moved = earlier.start, True
+    start = _reach_back(trades, trade.start)
     sharing = [t for t in trades if t.start < trade.end and start < t.end]
     if trade.id not in {t.id for t in sharing}:
         return 0
