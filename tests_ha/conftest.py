@@ -6,6 +6,8 @@ test fixtures (`hass`, `enable_custom_integrations`, `aioclient_mock`, ...) by i
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+
 import pytest
 
 # Imported before any `hass` fixture runs, so that `custom_components` is this checkout's
@@ -13,6 +15,9 @@ import pytest
 # its configuration directory first on sys.path, and in tests that directory is the
 # plugin's own testing_config/, whose `custom_components` would otherwise win.
 import custom_components  # noqa: F401
+from custom_components.energy_p2p import api
+
+from .edge import EdgeHome, FakeEdge, start_demo
 
 
 @pytest.fixture(autouse=True)
@@ -21,3 +26,36 @@ def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
 
     Home Assistant refuses custom integrations in tests unless this fixture is used.
     """
+
+
+@pytest.fixture(scope="session")
+def edge_demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[EdgeHome]]:
+    """A REAL edge controller: the demo's three homes, one process for the whole session.
+
+    Tests reach it over loopback and must ask for `socket_enabled`. They must not change
+    what they do not restore: other tests share these homes.
+    """
+    demo = start_demo(tmp_path_factory.mktemp("demo"))
+    try:
+        yield demo.homes
+    finally:
+        demo.stop()
+
+
+@pytest.fixture
+async def fake_edge(socket_enabled: None) -> AsyncIterator[FakeEdge]:
+    """A stand-in edge controller serving recorded responses, for conditions the real one
+    cannot be made to produce on demand."""
+    edge = FakeEdge()
+    await edge.start()
+    try:
+        yield edge
+    finally:
+        await edge.stop()
+
+
+@pytest.fixture
+def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reconnect the event stream after 50 ms, 100 ms, ... at most 200 ms."""
+    monkeypatch.setattr(api, "RECONNECT_MIN_DELAY", 0.05)
+    monkeypatch.setattr(api, "RECONNECT_MAX_DELAY", 0.2)

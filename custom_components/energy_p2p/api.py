@@ -1,0 +1,269 @@
+"""An async client of the edge controller's HTTP + WebSocket API, version 1 (docs/api.md).
+
+It knows nothing of Home Assistant beyond taking an aiohttp session, so it could become
+its own library, as Envoy's `pyenphase` is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from .const import API_PATH, API_VERSION, RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY
+
+_LOGGER = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
+# The server closes a WebSocket whose token it refused with this code (after an
+# `error` event): the handshake itself always succeeds.
+WS_CLOSE_UNAUTHORIZED = 4401
+# Three of the server's 30 s heartbeats missed.
+STREAM_SILENCE_TIMEOUT = 90.0
+_WS_ENDED = frozenset(
+    {
+        aiohttp.WSMsgType.CLOSE,
+        aiohttp.WSMsgType.CLOSING,
+        aiohttp.WSMsgType.CLOSED,
+        aiohttp.WSMsgType.ERROR,
+    }
+)
+
+type JSON = dict[str, Any]
+type EventHandler = Callable[[str, Any], Awaitable[None]]
+type StateHandler = Callable[[], Awaitable[None]]
+
+
+class EnergyP2PError(Exception):
+    """Any failure talking to the edge controller."""
+
+
+class CannotConnect(EnergyP2PError):
+    """The edge controller did not answer (down, unreachable, timed out)."""
+
+
+class InvalidAuth(EnergyP2PError):
+    """The edge controller refused the token (401)."""
+
+
+class ApiError(EnergyP2PError):
+    """The edge controller answered with an error: its machine-readable code and message."""
+
+    def __init__(self, code: str, message: str, status: int | None = None) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+        self.status = status
+
+
+class UnsupportedApiVersion(ApiError):
+    """The edge controller speaks an API version this integration does not."""
+
+    def __init__(self, version: object) -> None:
+        super().__init__(
+            "unsupported_api_version",
+            f"the edge controller speaks API version {version}, this integration {API_VERSION}",
+        )
+        self.version = version
+
+
+def check_api_version(status: JSON) -> None:
+    """Raise `UnsupportedApiVersion` unless `status` (GET status) is API version 1."""
+    if status.get("api_version") != API_VERSION:
+        raise UnsupportedApiVersion(status.get("api_version"))
+
+
+def reconnect_delay(attempt: int) -> float:
+    """Seconds to wait before reconnect `attempt` (0-based): doubling, capped."""
+    return float(min(RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY * 2 ** min(attempt, 16)))
+
+
+class EnergyP2PClient:
+    """The edge controller's API at `host:port`, authenticated with `token`."""
+
+    def __init__(self, session: aiohttp.ClientSession, host: str, port: int, token: str) -> None:
+        self._session = session
+        self.host = host
+        self.port = port
+        self._token = token
+        self.base_url = f"http://{_url_host(host)}:{port}{API_PATH}"
+
+    @property
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self._token}"}
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        params: dict[str, str] | None = None,
+        body: JSON | None = None,
+    ) -> JSON:
+        try:
+            async with self._session.request(
+                method,
+                f"{self.base_url}/{path}",
+                params=params,
+                json=body,
+                headers=self._headers,
+                timeout=REQUEST_TIMEOUT,
+            ) as response:
+                try:
+                    payload: Any = await response.json(content_type=None)
+                except ValueError:
+                    payload = None
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise CannotConnect(f"{method} {path}: {exc!r}") from exc
+        if status == 401:
+            raise InvalidAuth(_error_message(payload, "unauthorized"))
+        if status >= 400:
+            error = payload.get("error") if isinstance(payload, dict) else None
+            if isinstance(error, dict):
+                raise ApiError(str(error.get("code")), str(error.get("message")), status)
+            raise ApiError("http_error", f"HTTP {status} from {method} {path}", status)
+        if not isinstance(payload, dict):
+            raise ApiError("malformed_response", f"{method} {path} did not return an object")
+        return payload
+
+    async def get_status(self) -> JSON:
+        """`GET status`: the node, its community, ledger, broker and peers."""
+        return await self._request("GET", "status")
+
+    async def get_checked_status(self) -> JSON:
+        """`GET status`, refusing an edge controller with another API version."""
+        status = await self.get_status()
+        check_api_version(status)
+        return status
+
+    async def get_wallet(self, account: str | None = None) -> JSON:
+        """`GET wallet`: this home's wallet, or `account`'s."""
+        return await self._request("GET", "wallet", {"account": account} if account else None)
+
+    async def get_devices(self) -> list[JSON]:
+        """`GET devices`: the devices with their latest readings."""
+        return _list(await self._request("GET", "devices"), "devices")
+
+    async def get_offers(self, mine: bool = False, include_closed: bool = False) -> list[JSON]:
+        """`GET offers`: open offers (or all), newest first."""
+        params = {"mine": "1"} if mine else {}
+        if include_closed:
+            params["all"] = "1"
+        return _list(await self._request("GET", "offers", params or None), "offers")
+
+    async def get_trades(self, include_others: bool = False) -> list[JSON]:
+        """`GET trades`: our trades (or the community's), newest first."""
+        params = {"all": "1"} if include_others else None
+        return _list(await self._request("GET", "trades", params), "trades")
+
+    async def get_settlements(self) -> list[JSON]:
+        """`GET settlements`: our settled trades."""
+        return _list(await self._request("GET", "settlements"), "settlements")
+
+    async def get_market(self) -> JSON:
+        """`GET market`: trades, volume and prices over the last 24 hours."""
+        return await self._request("GET", "market")
+
+    async def get_blocks(self, start: int | None = None, limit: int | None = None) -> list[JSON]:
+        """`GET ledger/blocks`: the newest blocks, or `limit` from height `start`."""
+        params = {}
+        if start is not None:
+            params["from"] = str(start)
+        if limit is not None:
+            params["limit"] = str(limit)
+        return _list(await self._request("GET", "ledger/blocks", params or None), "blocks")
+
+    async def get_policy(self) -> JSON:
+        """`GET policy`: the owner's market policy."""
+        return await self._request("GET", "policy")
+
+    async def set_policy(self, policy: JSON) -> JSON:
+        """`PUT policy`: returns the policy in force (`ApiError` `invalid_policy` if bad)."""
+        return await self._request("PUT", "policy", body=policy)
+
+    async def stream_events(
+        self,
+        on_event: EventHandler,
+        on_connected: StateHandler,
+        on_disconnected: StateHandler,
+        on_auth_failed: StateHandler,
+    ) -> None:
+        """Follow `GET ws` until cancelled, reconnecting with capped exponential backoff.
+
+        `on_connected` runs after each `hello` (the caller should re-read what it shows:
+        events may have been missed), `on_disconnected` once when a connection is lost (or the
+        first cannot be made), `on_auth_failed` when the token is refused
+        (the stream then ends). Every other event goes to `on_event(event, data)`.
+        """
+        attempt = 0
+        connected: bool | None = None  # unknown until the first attempt
+        while True:
+            try:
+                async with self._session.ws_connect(
+                    f"{self.base_url}/ws", headers=self._headers
+                ) as ws:
+                    while True:
+                        # The server pings every 30 s and sends telemetry every control
+                        # cycle: this much silence means the connection is dead.
+                        message = await ws.receive(timeout=STREAM_SILENCE_TIMEOUT)
+                        if message.type in _WS_ENDED:
+                            break
+                        if message.type is not aiohttp.WSMsgType.TEXT:
+                            continue
+                        try:
+                            event = message.json()
+                        except ValueError:
+                            continue  # `pong`, or something that is not an event
+                        if not isinstance(event, dict):
+                            continue
+                        name, data = event.get("event"), event.get("data")
+                        if name == "error" and _is_unauthorized(data):
+                            await on_auth_failed()
+                            return
+                        if name == "hello":
+                            attempt = 0
+                            connected = True
+                            await on_connected()
+                        elif isinstance(name, str):
+                            await on_event(name, data)
+                    if ws.close_code == WS_CLOSE_UNAUTHORIZED:
+                        await on_auth_failed()
+                        return
+            except aiohttp.WSServerHandshakeError as exc:
+                if exc.status == 401:
+                    await on_auth_failed()
+                    return
+                _LOGGER.debug("event stream handshake failed: %s", exc)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                _LOGGER.debug("event stream failed: %r", exc)
+            if connected is not False:
+                connected = False
+                await on_disconnected()
+            delay = reconnect_delay(attempt)
+            attempt += 1
+            _LOGGER.debug("event stream reconnecting in %.0f s", delay)
+            await asyncio.sleep(delay)
+
+
+def _url_host(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _list(payload: JSON, key: str) -> list[JSON]:
+    value = payload.get(key)
+    if not isinstance(value, list):
+        raise ApiError("malformed_response", f"the answer has no list {key!r}")
+    return [item for item in value if isinstance(item, dict)]
+
+
+def _error_message(payload: Any, default: str) -> str:
+    if isinstance(payload, dict) and isinstance(payload.get("error"), dict):
+        return str(payload["error"].get("message", default))
+    return default
+
+
+def _is_unauthorized(data: Any) -> bool:
+    return isinstance(data, dict) and data.get("code") == "unauthorized"

@@ -1,0 +1,205 @@
+"""Keeps what the edge controller shows: a full read on refresh, events as they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.exceptions import ConfigEntryAuthFailed
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+
+from .api import (
+    JSON,
+    ApiError,
+    CannotConnect,
+    EnergyP2PClient,
+    InvalidAuth,
+    UnsupportedApiVersion,
+    check_api_version,
+)
+from .const import DOMAIN, RESYNC_INTERVAL
+
+if TYPE_CHECKING:
+    from homeassistant.core import HomeAssistant
+
+    from . import EnergyP2PConfigEntry
+
+_LOGGER = logging.getLogger(__name__)
+
+# Offers in these states can still be accepted; the others leave the list.
+LIVE_OFFER_STATUSES = frozenset({"pending", "open"})
+
+
+@dataclass(frozen=True, slots=True)
+class EnergyP2PState:
+    """Everything the edge controller showed, as its API returned it (docs/api.md)."""
+
+    status: JSON
+    wallet: JSON
+    devices: list[JSON] = field(default_factory=list)
+    offers: list[JSON] = field(default_factory=list)
+    trades: list[JSON] = field(default_factory=list)
+    settlements: list[JSON] = field(default_factory=list)
+    market: JSON = field(default_factory=dict)
+    policy: JSON = field(default_factory=dict)
+
+    @property
+    def node_id(self) -> str:
+        """The edge controller's node id (its account)."""
+        return str(self.status["node_id"])
+
+    @property
+    def currency(self) -> str:
+        """The community currency's symbol."""
+        return str(self.wallet.get("currency") or self.status["community"]["currency"])
+
+
+class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
+    """Reads the edge controller on refresh and applies its WebSocket events in between."""
+
+    config_entry: EnergyP2PConfigEntry
+
+    def __init__(
+        self, hass: HomeAssistant, entry: EnergyP2PConfigEntry, client: EnergyP2PClient
+    ) -> None:
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} {client.host}:{client.port}",
+            update_interval=RESYNC_INTERVAL,
+        )
+        self.client = client
+        self.stream_connected = False
+
+    async def _async_update_data(self) -> EnergyP2PState:
+        client = self.client
+        try:
+            status = await client.get_status()
+            check_api_version(status)
+            wallet, devices, offers, trades, settlements, market = await asyncio.gather(
+                client.get_wallet(),
+                client.get_devices(),
+                client.get_offers(),
+                client.get_trades(),
+                client.get_settlements(),
+                client.get_market(),
+            )
+            policy = await client.get_policy()
+        except InvalidAuth as exc:
+            raise ConfigEntryAuthFailed(
+                translation_domain=DOMAIN, translation_key="invalid_auth"
+            ) from exc
+        except UnsupportedApiVersion as exc:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="unsupported_api_version",
+                translation_placeholders={"version": str(exc.version)},
+            ) from exc
+        except (CannotConnect, ApiError) as exc:
+            raise UpdateFailed(
+                translation_domain=DOMAIN,
+                translation_key="cannot_connect",
+                translation_placeholders={"error": str(exc)},
+            ) from exc
+        return EnergyP2PState(
+            status=status,
+            wallet=wallet,
+            devices=devices,
+            offers=offers,
+            trades=trades,
+            settlements=settlements,
+            market=market,
+            policy=policy,
+        )
+
+    # --- the event stream ------------------------------------------------------------------
+
+    async def async_follow_events(self) -> None:
+        """Follow the edge controller's events until the entry unloads."""
+        await self.client.stream_events(
+            self._on_event, self._on_connected, self._on_disconnected, self._on_auth_failed
+        )
+
+    async def _on_connected(self) -> None:
+        self.stream_connected = True
+        # Events may have been missed while the stream was down: read everything again.
+        # A refresh that succeeds after failures is what makes the entities available and
+        # logs (once) that the edge controller is back.
+        await self.async_refresh()
+
+    async def _on_disconnected(self) -> None:
+        self.stream_connected = False
+        # If the edge controller is gone this refresh fails: entities become unavailable
+        # and the coordinator logs it once (and once more when a refresh succeeds again).
+        await self.async_refresh()
+
+    async def _on_auth_failed(self) -> None:
+        self.stream_connected = False
+        await self.async_refresh()  # raises ConfigEntryAuthFailed inside: starts reauth
+
+    async def _on_event(self, event: str, data: Any) -> None:
+        if self.data is None or not isinstance(data, dict):
+            return
+        if event == "record_rejected":
+            _LOGGER.warning(
+                "The ledger dropped our %s %s: %s (%s)",
+                data.get("kind"),
+                data.get("id"),
+                data.get("message"),
+                data.get("code"),
+            )
+            return
+        updated = apply_event(self.data, event, data)
+        if updated is not self.data:
+            # Not async_set_updated_data: that would postpone the periodic resync with
+            # every telemetry event, i.e. forever.
+            self.data = updated
+            self.async_update_listeners()
+
+
+def apply_event(state: EnergyP2PState, event: str, data: JSON) -> EnergyP2PState:
+    """The state after one WebSocket event; `state` itself if the event changes nothing."""
+    match event:
+        case "block":
+            return _apply_block(state, data)
+        case "offer":
+            return replace(state, offers=_upsert_offer(state.offers, data))
+        case "trade":
+            return replace(state, trades=_upsert(state.trades, data))
+        case "wallet":
+            return replace(state, wallet=data)
+        case "prepaid_cutoff":
+            return replace(state, wallet={**data, "cut_off": True})
+        case "prepaid_restored":
+            return replace(state, wallet={**data, "cut_off": False})
+        case "telemetry":
+            devices = data.get("devices")
+            if isinstance(devices, list):
+                return replace(state, devices=devices)
+        case "policy":
+            return replace(state, policy=data)
+    return state
+
+
+def _apply_block(state: EnergyP2PState, block: JSON) -> EnergyP2PState:
+    ledger = state.status.get("ledger", {})
+    height = block.get("height")
+    if not isinstance(height, int) or height < ledger.get("height", 0):
+        return state
+    ledger = {**ledger, "height": height, "head": block.get("hash"), "head_time": block["time"]}
+    return replace(state, status={**state.status, "ledger": ledger})
+
+
+def _upsert(rows: list[JSON], row: JSON) -> list[JSON]:
+    """`rows` with `row` replacing the one of the same id, or first (newest first)."""
+    others = [r for r in rows if r.get("id") != row.get("id")]
+    return [row, *others]
+
+
+def _upsert_offer(offers: list[JSON], offer: JSON) -> list[JSON]:
+    if offer.get("status") in LIVE_OFFER_STATUSES:
+        return _upsert(offers, offer)
+    return [o for o in offers if o.get("id") != offer.get("id")]

@@ -1,0 +1,49 @@
+"""The integration's package: manifest, HACS metadata, translations and icons agree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from custom_components.energy_p2p.binary_sensor import BINARY_SENSORS
+from custom_components.energy_p2p.const import DOMAIN
+from custom_components.energy_p2p.sensor import SENSORS
+
+PACKAGE = Path(__file__).resolve().parent.parent / "custom_components" / DOMAIN
+
+
+def load(name: str) -> dict:
+    return json.loads((PACKAGE / name).read_text())
+
+
+def test_manifest_declares_what_home_assistant_and_hacs_need() -> None:
+    manifest = load("manifest.json")
+    assert manifest["domain"] == DOMAIN
+    assert manifest["config_flow"] is True
+    assert manifest["iot_class"] == "local_push"
+    assert manifest["integration_type"] == "hub"
+    assert manifest["zeroconf"] == ["_energy-p2p._tcp.local."]
+    assert manifest["requirements"] == []
+    assert {"version", "documentation", "issue_tracker", "codeowners"} <= manifest.keys()
+    hacs = json.loads((PACKAGE.parent.parent / "hacs.json").read_text())
+    assert hacs["name"] == manifest["name"] == "Energy P2P"
+    assert hacs["homeassistant"] == "2026.10.0"
+    assert hacs["render_readme"] is True
+
+
+def test_english_translations_are_the_strings() -> None:
+    # Custom integrations load translations/en.json; strings.json is the source.
+    assert load("translations/en.json") == load("strings.json")
+
+
+def test_every_entity_has_a_translated_name_and_an_icon() -> None:
+    strings, icons = load("strings.json")["entity"], load("icons.json")["entity"]
+    for platform, descriptions in (("sensor", SENSORS), ("binary_sensor", BINARY_SENSORS)):
+        keys = {d.translation_key for d in descriptions}
+        assert keys == set(strings[platform]) == set(icons[platform])
+        assert len({d.key for d in descriptions}) == len(descriptions)
+
+
+def test_the_integration_never_imports_the_edge_controller() -> None:
+    for source in PACKAGE.glob("*.py"):
+        assert "edge_controller" not in source.read_text(), source.name
