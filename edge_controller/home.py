@@ -34,7 +34,7 @@ from edge_controller.devices import (
 )
 from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
 from edge_controller.ledger.records import sign_record
-from edge_controller.ledger.rules import cost_of, energy_of, offer_of, peak_capacity
+from edge_controller.ledger.rules import energy_of, offer_of, peak_capacity
 from edge_controller.ledger.state import Offer as LedgerOffer
 from edge_controller.ledger.sync import Outgoing, SyncNode
 from edge_controller.market import (
@@ -927,11 +927,6 @@ class Home:
                 raise ActionError("unknown_offer", f"no offer {offer_id}", 404)
             offer = self._pending_offer(record)
         return offer
-
-    def quote(self, offer_id: str, quantity: int) -> int:
-        """What buying `quantity` of an offer costs, in milli-units."""
-        offer = self._find_offer(offer_id)
-        return cost_of(energy_of(offer.mode, quantity, offer.start, offer.end), offer.price)
 
 
 def _offer_fields(intent: OfferIntent) -> dict[str, Any]:

@@ -282,15 +282,6 @@ class SqliteStore:
     def pool_remove(self, record_ids: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM pool WHERE id = ?", [(i,) for i in record_ids])
 
-    def iter_main_blocks(self, start: int = 0) -> Iterator[dict[str, Any]]:
-        """The best chain's blocks in JSON form, from `start` (for verify and export)."""
-        for header, sig, records in self.db.execute(
-            "SELECT b.header, b.sig, b.records FROM main m JOIN blocks b ON b.hash = m.hash"
-            " WHERE m.height >= ? ORDER BY m.height",
-            (start,),
-        ):
-            yield {"header": json.loads(header), "sig": sig, "records": json.loads(records)}
-
     def close(self) -> None:
         self.db.close()
 
