@@ -17,6 +17,7 @@ import yaml
 from edge_controller.devices import Profile, ProfileError, profile_from_config
 from edge_controller.market import MarketPolicy, ValidationError
 from edge_controller.network import BrokerSettings
+from edge_controller.usb.sessions import UsbSettings
 
 DEVICE_ROLES = ("pv", "battery", "fuel_cell", "grid_meter", "meter")
 DEFAULT_API_PORT = 8780
@@ -52,6 +53,38 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
+class VirtualPhoneConfig:
+    """A phone of the virtual USB world (the demo's), plugged in `plug_after_ms` after start."""
+
+    port: int
+    vendor_id: int = 0x18D1
+    product_id: int = 0x4EE7
+    serial: str = "VIRTUAL0001"
+    manufacturer: str = "Google"
+    product: str = "Pixel"
+    battery_wh: float = 15.0
+    soc: float = 0.2
+    max_power_w: float = 15.0
+    plug_after_ms: int = 5_000
+
+
+@dataclass(frozen=True)
+class UsbConfig:
+    """USB-PD charging: which hub, which meter, and how the owner sells charge."""
+
+    settings: UsbSettings
+    hub_vendor_id: int | None = None
+    hub_product_id: int | None = None
+    hub_location: str | None = None
+    virtual: bool = False  # a virtual USB world instead of real hardware (demo, tests)
+    virtual_ports: int = 4
+    virtual_per_port_power: bool = True
+    virtual_phones: tuple[VirtualPhoneConfig, ...] = ()
+    meter: tuple[tuple[str, Any], ...] = (("type", "fnirsi"),)  # open_meter's settings
+    meter_port: int = 1  # the hub port the meter stands in front of
+
+
+@dataclass(frozen=True)
 class HomeConfig:
     """Everything one home's edge controller needs to start."""
 
@@ -68,6 +101,7 @@ class HomeConfig:
     settlement_period_ms: int = 300_000
     devices: tuple[DeviceConfig, ...] = ()
     policy: MarketPolicy = field(default_factory=MarketPolicy)
+    usb: UsbConfig | None = None
 
     def path(self, relative: Path) -> Path:
         """A path from the file, relative to the data directory unless absolute."""
@@ -179,6 +213,7 @@ TOP_LEVEL = {
     "settlement_period_s",
     "devices",
     "policy",
+    "usb",
 }
 
 
@@ -237,6 +272,7 @@ def parse_config(data: Any, source: str = "configuration", base: Path | None = N
         settlement_period_ms=r.integer(top, "settlement_period_s", "", 300, 1, 1800) * 1000,
         devices=devices,
         policy=policy,
+        usb=_usb(r, top["usb"], name) if top.get("usb") is not None else None,
     )
     if r.problems:
         raise ConfigError(source, r.problems)
@@ -275,6 +311,128 @@ def _devices(r: _Reader, data: Any) -> tuple[DeviceConfig, ...]:
         stale = r.integer(entry, "stale_after_s", path, 30, 1, 86_400)
         devices.append(DeviceConfig(device_id, str(role), profile, resource, stale * 1000))
     return tuple(devices)
+
+
+USB_KEYS = {
+    "hub",
+    "meter",
+    "ports",
+    "price",
+    "free_trickle",
+    "max_session_s",
+    "watchdog_s",
+    "auto_purchase_wh",
+    "resource_prefix",
+    "virtual",
+}
+PHONE_KEYS = {
+    "port",
+    "vendor_id",
+    "product_id",
+    "serial",
+    "manufacturer",
+    "product",
+    "battery_wh",
+    "soc_percent",
+    "max_power_w",
+    "plug_after_s",
+}
+
+
+def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
+    """The `usb:` section: hub (vendor/product id, location, or `virtual`), meter
+    (fnirsi, typec or virtual, and the port it stands in front of), ports, price, free
+    trickle, session and watchdog limits, and the virtual world of the demo."""
+    path = "usb"
+    section = r.mapping(data, path)
+    r.unknown(section, path, USB_KEYS)
+    hub = section.get("hub", {})
+    virtual = hub == "virtual"
+    hub_section = {} if virtual else r.mapping(hub, "usb.hub")
+    r.unknown(hub_section, "usb.hub", {"vendor_id", "product_id", "location"})
+    ids: dict[str, int | None] = {}
+    for key in ("vendor_id", "product_id"):
+        ids[key] = (
+            r.integer(hub_section, key, "usb.hub", 0, 0, 0xFFFF) if key in hub_section else None
+        )
+    location = hub_section.get("location")
+    if location is not None and not isinstance(location, str):
+        r.problem("usb.hub.location", 'expected a text such as "1-1.3"')
+        location = None
+    ports_value = section.get("ports", [1])
+    ports: tuple[int, ...] = (1,)
+    if (
+        not isinstance(ports_value, list)
+        or not ports_value
+        or not all(type(p) is int and 1 <= p <= 15 for p in ports_value)
+        or len(set(ports_value)) != len(ports_value)
+    ):
+        r.problem("usb.ports", "expected a list of distinct hub port numbers from 1 to 15")
+    else:
+        ports = tuple(ports_value)
+    meter = dict(r.mapping(section.get("meter"), "usb.meter"))
+    meter_port = r.integer(meter, "port", "usb.meter", ports[0], 1, 15)
+    meter.pop("port", None)
+    meter_type = meter.get("type", "virtual" if virtual else "fnirsi")
+    if meter_type not in ("fnirsi", "typec", "virtual"):
+        r.problem("usb.meter.type", "expected fnirsi, typec or virtual")
+    if meter_type == "virtual" and not virtual:
+        r.problem("usb.meter.type", "a virtual meter needs the virtual hub (usb.hub: virtual)")
+    meter["type"] = "fnirsi" if meter_type == "virtual" else meter_type
+    trickle = section.get("free_trickle", False)
+    trickle_mw: int | None = None
+    if trickle is not False:
+        trickle_mw = r.integer(section, "free_trickle", path, 0, 1, 100_000)
+    prefix = section.get("resource_prefix") or _slug(home_name) or "usb"
+    if not isinstance(prefix, str):
+        r.problem("usb.resource_prefix", "expected a text")
+        prefix = "usb"
+    virtual_section = r.mapping(section.get("virtual"), "usb.virtual")
+    r.unknown(virtual_section, "usb.virtual", {"ports", "per_port_power", "phones"})
+    phones = []
+    for i, item in enumerate(virtual_section.get("phones", []) or []):
+        where = f"usb.virtual.phones[{i}]"
+        phone = r.mapping(item, where)
+        r.unknown(phone, where, PHONE_KEYS)
+        phones.append(
+            VirtualPhoneConfig(
+                port=r.integer(phone, "port", where, 1, 1, 15),
+                vendor_id=r.integer(phone, "vendor_id", where, 0x18D1, 0, 0xFFFF),
+                product_id=r.integer(phone, "product_id", where, 0x4EE7, 0, 0xFFFF),
+                serial=r.text(phone, "serial", where, f"VIRTUAL{i + 1:04d}"),
+                manufacturer=r.text(phone, "manufacturer", where, "Google"),
+                product=r.text(phone, "product", where, "Pixel"),
+                battery_wh=r.integer(phone, "battery_wh", where, 15, 1, 200),
+                soc=r.integer(phone, "soc_percent", where, 20, 0, 100) / 100,
+                max_power_w=r.integer(phone, "max_power_w", where, 15, 1, 100),
+                plug_after_ms=r.integer(phone, "plug_after_s", where, 5, 0, 86_400) * 1000,
+            )
+        )
+    settings = UsbSettings(
+        ports=ports,
+        price=r.integer(section, "price", path, 2_000, 0, 10**9),
+        free_trickle_mw=trickle_mw,
+        max_session_ms=r.integer(section, "max_session_s", path, 14_400, 60, 7 * 86_400) * 1000,
+        watchdog_ms=r.integer(section, "watchdog_s", path, 5, 2, 600) * 1000,
+        auto_purchase_wh=r.integer(section, "auto_purchase_wh", path, 0, 0, 1_000),
+        resource_prefix=prefix,
+    )
+    return UsbConfig(
+        settings=settings,
+        hub_vendor_id=ids["vendor_id"],
+        hub_product_id=ids["product_id"],
+        hub_location=location,
+        virtual=virtual,
+        virtual_ports=r.integer(virtual_section, "ports", "usb.virtual", 4, 1, 15),
+        virtual_per_port_power=r.boolean(virtual_section, "per_port_power", "usb.virtual", True),
+        virtual_phones=tuple(phones),
+        meter=tuple(sorted(meter.items())),
+        meter_port=meter_port,
+    )
+
+
+def _slug(name: str) -> str:
+    return "-".join("".join(c if c.isalnum() else " " for c in name.lower()).split())[:40]
 
 
 def load_config(path: Path) -> HomeConfig:

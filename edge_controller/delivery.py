@@ -146,33 +146,55 @@ class Delivery:
                 continue  # the meter is silent: no reading, the window gets what was metered
             export_wh = exported.value if exported is not None else 0
             import_wh = imported.value if imported is not None else 0
-            cursor = self._cursors.get(resource.id)
-            if cursor is None or export_wh < cursor.export_wh or import_wh < cursor.import_wh:
-                # First sight, or the counters were reset: start counting from here.
-                self._cursors[resource.id] = MeterCursor(boundary, export_wh, import_wh)
-                continue
-            if boundary <= cursor.boundary_ms:
-                continue
-            log_end = state.meters.get(resource.id)
-            start = max(cursor.boundary_ms, log_end.last_end if log_end else 0)
-            if start < boundary:
-                try:
-                    await self.issue_as_meter(
-                        "meter_reading",
-                        resource=resource.id,
-                        start=start,
-                        end=boundary,
-                        export_wh=export_wh - cursor.export_wh,
-                        import_wh=import_wh - cursor.import_wh,
-                    )
-                except Exception as exc:  # an ActionError from the ledger: log, move on
-                    log.warning("meter reading of %s refused: %s", resource.id, exc)
-            self._cursors[resource.id] = MeterCursor(boundary, export_wh, import_wh)
+            await self.record_meter(state, resource.id, boundary, export_wh, import_wh)
+
+    async def record_meter(
+        self, state: State, resource_id: str, end: int, export_wh: int, import_wh: int
+    ) -> bool:
+        """Sign what a resource's energy counters (Wh) moved since its cursor, up to `end`
+        (a period boundary, or the end of a USB charging session). True when signed."""
+        cursor = self._cursors.get(resource_id)
+        if cursor is None or export_wh < cursor.export_wh or import_wh < cursor.import_wh:
+            # First sight, or the counters were reset: start counting from here.
+            self._cursors[resource_id] = MeterCursor(end, export_wh, import_wh)
+            return False
+        if end <= cursor.boundary_ms:
+            return False
+        log_end = state.meters.get(resource_id)
+        start = max(cursor.boundary_ms, log_end.last_end if log_end else 0)
+        signed = False
+        if start < end:
+            try:
+                await self.issue_as_meter(
+                    "meter_reading",
+                    resource=resource_id,
+                    start=start,
+                    end=end,
+                    export_wh=export_wh - cursor.export_wh,
+                    import_wh=import_wh - cursor.import_wh,
+                )
+                signed = True
+            except Exception as exc:  # an ActionError from the ledger: log, move on
+                log.warning("meter reading of %s refused: %s", resource_id, exc)
+        self._cursors[resource_id] = MeterCursor(end, export_wh, import_wh)
+        return signed
+
+    def meter_cursor(self, resource_id: str) -> MeterCursor | None:
+        """Where a resource's signed readings stand (None: not read since start-up)."""
+        return self._cursors.get(resource_id)
+
+    def resume_meter(
+        self, resource_id: str, boundary_ms: int, export_wh: int, import_wh: int
+    ) -> None:
+        """Go on counting from a cursor kept across a restart (a USB port's)."""
+        self._cursors[resource_id] = MeterCursor(boundary_ms, export_wh, import_wh)
 
     # --- settlement, disputes, ratings --------------------------------------------------
 
-    def _due(self, key: tuple[str, str], now: int) -> bool:
-        return key not in self._done and now >= self._retry_at.get(key, 0)
+    def _due(self, key: tuple[str, str], now: int, retry_now: bool = False) -> bool:
+        if key in self._done:
+            return False
+        return retry_now or now >= self._retry_at.get(key, 0)
 
     async def _attempt(self, key: tuple[str, str], now: int, kind: str, **fields: Any) -> bool:
         """Issue a record for `key` once; after a refusal, try again a period later."""
@@ -185,13 +207,21 @@ class Delivery:
         self._done.add(key)
         return True
 
-    async def settle(self, state: State, now: int) -> None:
+    async def settle(self, state: State, now: int, retry_now: bool = False) -> list[str]:
         """Settle our sales once their window is metered: when the meter's readings reach
         past the window's end (and a little later, so a buyer can dispute first), or, for
-        a meter that went silent, some periods after the end."""
+        a meter that went silent, some periods after the end. Returns the trades settled.
+
+        `retry_now` (the owner asked to settle now) also retries at once a settlement the
+        ledger refused, instead of a period later."""
+        settled: list[str] = []
         for trade in list(state.trades.rows.values()):
             key = (trade.id, "settle")
-            if trade.seller != self.account or trade.status == "settled" or not self._due(key, now):
+            if (
+                trade.seller != self.account
+                or trade.status == "settled"
+                or not self._due(key, now, retry_now)
+            ):
                 continue
             if now < trade.end + 2 * self.grace_ms:
                 continue
@@ -201,6 +231,8 @@ class Delivery:
             delivered = allocated_export(state, trade)
             if await self._attempt(key, now, "settlement", trade=trade.id, delivered_wh=delivered):
                 log.info("settled %s: %d of %d Wh", trade.id[:10], delivered, trade.energy_wh)
+                settled.append(trade.id)
+        return settled
 
     async def check_as_buyer(self, state: State, now: int) -> None:
         """Compare what our meter took in for a trade with what the seller's meter sent out;

@@ -26,7 +26,7 @@ from typing import Any
 from amqtt.broker import Broker
 
 from edge_controller.api import ApiServer
-from edge_controller.config import DeviceConfig
+from edge_controller.config import DeviceConfig, UsbConfig, VirtualPhoneConfig
 from edge_controller.devices import (
     Command,
     Quantity,
@@ -56,12 +56,18 @@ from edge_controller.market import (
 )
 from edge_controller.network import BrokerSettings
 from edge_controller.runner import setup_logging
+from edge_controller.usb.sessions import UsbRefusal, UsbSettings
 
 log = logging.getLogger(__name__)
 
 TOP_UP = 200_000  # milli-units: 200 units of the community currency per home
 # Short windows and metering periods, so a trade is delivered and settled in a few minutes.
 SETTLEMENT_PERIOD_MS = 15_000
+# The consumer's phone: a fast-charging phone buys 1 Wh (about two and a half minutes at
+# 25 W), paid from a wallet the flat funds when the phone is paired.
+USB_PRICE = 2_000  # milli-units per kWh
+USB_CHARGE_WH = 1
+USB_WALLET_FUND = 1_000
 
 SITE_QUANTITIES = (
     Quantity.GRID_POWER_W,
@@ -109,6 +115,7 @@ class HomePlan:
     devices: list[DeviceConfig]
     resources: list[ResourcePlan]
     policy: MarketPolicy
+    usb: UsbConfig | None = None
     key: KeyPair = field(default_factory=KeyPair.generate)
     meter: KeyPair = field(default_factory=KeyPair.generate)
 
@@ -245,11 +252,35 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                     slug=slug,
                     hardware=[("meter", load, METER_QUANTITIES, ())],
                     devices=[DeviceConfig("meter", "meter", profile, f"{slug}/meter", 15_000)],
-                    resources=[ResourcePlan(f"{slug}/meter", "meter", 0, 0, 0)],
+                    resources=[
+                        ResourcePlan(f"{slug}/meter", "meter", 0, 0, 0),
+                        *(
+                            [ResourcePlan(f"{slug}/usb-1", "usb_port", 60, 1_000, 1_000)]
+                            if i == 2
+                            else []
+                        ),
+                    ],
                     policy=consumer_policy(max_price=340 if i % 2 else 300),
+                    usb=demo_usb(slug) if i == 2 else None,
                 )
             )
     return homes
+
+
+def demo_usb(slug: str) -> UsbConfig:
+    """A virtual hub with one charging port, a meter in front of it, and a phone plugged
+    in a few seconds after start."""
+    return UsbConfig(
+        settings=UsbSettings(ports=(1,), price=USB_PRICE, watchdog_ms=5_000, resource_prefix=slug),
+        virtual=True,
+        virtual_ports=4,
+        virtual_phones=(
+            VirtualPhoneConfig(
+                port=1, serial="DEMO0001", soc=0.2, max_power_w=25.0, plug_after_ms=3_000
+            ),
+        ),
+        meter_port=1,
+    )
 
 
 @dataclass
@@ -313,6 +344,7 @@ class Demo:
                 clock=self.clock,
                 control_interval_ms=1_000,
                 settlement_period_ms=SETTLEMENT_PERIOD_MS,
+                usb=plan.usb,
             )
             token = load_or_create_token(folder / "api-token")
             api = ApiServer(home, token, "127.0.0.1", self.api_port + i if self.api_port else 0)
@@ -342,6 +374,9 @@ class Demo:
             )
 
         await self._register_community(genesis)
+        for running in self.running:
+            if running.home.usb is not None:
+                self._tasks.append(asyncio.create_task(_phone_buys_a_charge(running.home)))
 
     async def _register_community(self, genesis: Genesis) -> None:
         """The registrar certifies every resource and tops up every wallet."""
@@ -446,6 +481,31 @@ async def run_demo(
         print("stopping the demo...", flush=True)
         await demo.stop()
     return 0
+
+
+async def _phone_buys_a_charge(home: Home) -> None:
+    """The owner pairs the phone that was plugged in (funding its wallet from the home)
+    and it buys a charge, as soon as the port's registration and the top-up are in."""
+    usb = home.usb
+    assert usb is not None
+    for _ in range(240):
+        await asyncio.sleep(0.5)
+        port = usb.ports[1]
+        try:
+            if port.pairing_code is not None:
+                paired = await usb.pair(port.pairing_code, USB_WALLET_FUND)
+                log.info("%s: phone %s paired with wallet %s", home.name, *paired.values())
+            if port.device is not None and port.pairing_code is None:
+                session = await usb.purchase(1, energy_wh=USB_CHARGE_WH)
+                print(
+                    f"usb: a phone on {home.name}'s port 1 buys {USB_CHARGE_WH} Wh"
+                    f" (trade {str(session['trade'])[:10]})",
+                    flush=True,
+                )
+                return
+        except UsbRefusal as exc:
+            # Registration or top-up not in the ledger yet: try again shortly.
+            log.debug("%s: phone cannot buy yet: %s", home.name, exc.message)
 
 
 async def _devices_connected(home: Home) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_controller import __version__
-from edge_controller.config import DeviceConfig, HomeConfig
+from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
 from edge_controller.delivery import Delivery
 from edge_controller.devices import (
     Clock,
@@ -61,6 +61,9 @@ from edge_controller.market import (
     evaluate_offer,
 )
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
+from edge_controller.usb.sessions import UsbCharging, UsbRefusal, open_hardware
+from edge_controller.usb.store import UsbStore
+from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
 from edge_controller.views import (
     block_view,
     offer_view,
@@ -89,11 +92,14 @@ _NOT_FOUND = {
 class ActionError(Exception):
     """An API action was refused; `code` is machine-readable, `status` the HTTP status."""
 
-    def __init__(self, code: str, message: str, status: int = 400) -> None:
+    def __init__(
+        self, code: str, message: str, status: int = 400, details: dict[str, Any] | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.status = status
+        self.details = details or {}  # more fields of the error body (a pairing code)
 
     @classmethod
     def from_rejection(cls, exc: Rejected) -> ActionError:
@@ -179,6 +185,8 @@ class Home:
         sealer: bool | None = None,
         control_interval_ms: int = 2_000,
         settlement_period_ms: int = 300_000,
+        usb: UsbConfig | None = None,
+        usb_world: VirtualUsbWorld | None = None,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -225,6 +233,9 @@ class Home:
         self._cancelled: set[str] = set()
         self._automatic: set[str] = set()
         self._last_available: dict[str, int] = {}
+        self.usb_config = usb
+        self.usb_world = usb_world
+        self.usb = self._usb_charging(usb) if usb is not None else None
         self.ledger.events.connected.append(self._on_block_connected)
         self.ledger.events.dropped.append(self._on_record_dropped)
         self.link.on_message(MessageKind.RECORD, self._on_record_message)
@@ -249,6 +260,46 @@ class Home:
             sealer=config.sealer,
             control_interval_ms=config.control_interval_ms,
             settlement_period_ms=config.settlement_period_ms,
+            usb=config.usb,
+        )
+
+    def _usb_charging(self, config: UsbConfig) -> UsbCharging:
+        """USB-PD charging on the configured hub and meter (or the virtual world's)."""
+        backend = None
+        if config.virtual:
+            if self.usb_world is None:
+                self.usb_world = VirtualUsbWorld(
+                    self.clock,
+                    ports=config.virtual_ports,
+                    per_port_power=config.virtual_per_port_power,
+                    meter_port=config.meter_port,
+                )
+            backend = self.usb_world.backend
+        hardware = open_hardware(
+            hub_vendor_id=config.hub_vendor_id,
+            hub_product_id=config.hub_product_id,
+            hub_location=config.hub_location,
+            meter=dict(config.meter),
+            meter_port=config.meter_port,
+            backend=backend,
+            clock=self.clock if config.virtual else None,
+        )
+        return UsbCharging(
+            settings=config.settings,
+            hub=hardware.hub,
+            hub_error=hardware.hub_error,
+            hub_description=hardware.hub_description,
+            meters=hardware.meters,
+            meter_error=hardware.meter_error,
+            store=UsbStore(self.data_dir / "usb.sqlite3"),
+            wallet_dir=self.data_dir / "usb-wallets",
+            ledger=self.ledger,
+            issue=self.issue,
+            meters_signer=self.delivery,
+            publish=self.events.publish,
+            clock=self.clock,
+            seller=self.account,
+            meter_public=self.meter_key.public_hex if self.meter_key else "",
         )
 
     # --- life cycle ----------------------------------------------------------------------
@@ -261,6 +312,10 @@ class Home:
         self._spawn(self._loop(SYNC_INTERVAL_MS, self._sync_tick), "sync")
         if self.sealer:
             self._spawn(self._loop(250, self._maybe_seal), "seal")
+        if self.usb is not None:
+            await self.usb.start()
+            if self.usb_world is not None and self.usb_config is not None:
+                self._spawn(self._plug_virtual_phones(self.usb_world, self.usb_config), "phones")
         if self.devices:
             broker = self.device_broker
             self._spawn(
@@ -276,6 +331,9 @@ class Home:
 
     async def stop(self) -> None:
         """Stop the loops, say offline to the community and close the ledger."""
+        if self.usb is not None:
+            await self.usb.stop()
+            self.usb.store.close()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -284,6 +342,24 @@ class Home:
         self._tasks.clear()
         await self.link.stop()
         self.ledger.close()
+
+    async def _plug_virtual_phones(self, world: VirtualUsbWorld, config: UsbConfig) -> None:
+        """The demo's phones, plugged into the virtual hub some seconds after start."""
+        for phone in sorted(config.virtual_phones, key=lambda p: p.plug_after_ms):
+            await asyncio.sleep(phone.plug_after_ms / 1000)
+            world.plug(
+                phone.port,
+                VirtualPhone(
+                    phone.vendor_id,
+                    phone.product_id,
+                    phone.serial,
+                    phone.manufacturer,
+                    phone.product,
+                    battery_wh=phone.battery_wh,
+                    soc=phone.soc,
+                    max_power_w=phone.max_power_w,
+                ),
+            )
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coroutine))
@@ -919,6 +995,44 @@ class Home:
         record = await self.issue("termination", trade=trade_id)
         return {"termination": record.id}
 
+    async def settle_now(self) -> dict[str, Any]:
+        """Settle every sale that is due now rather than at the next control cycle, and
+        retry at once any settlement the ledger refused before."""
+        settled = await self.delivery.settle(self.ledger.state, self.now, retry_now=True)
+        return {"settled": settled}
+
+    # --- USB charging -----------------------------------------------------------------------
+
+    def _usb_or_refuse(self) -> UsbCharging:
+        if self.usb is None:
+            raise ActionError("usb_not_configured", "this home has no usb: section", 404)
+        return self.usb
+
+    def usb_view(self) -> dict[str, Any]:
+        return self._usb_or_refuse().view()
+
+    async def usb_purchase(
+        self,
+        port: int,
+        energy_wh: int | None = None,
+        amount: int | None = None,
+        wallet: str | None = None,
+    ) -> dict[str, Any]:
+        usb = self._usb_or_refuse()
+        return await _usb_action(usb.purchase(port, energy_wh, amount, wallet))
+
+    async def usb_stop(self, port: int) -> dict[str, Any]:
+        usb = self._usb_or_refuse()
+        return await _usb_action(usb.stop_session(port))
+
+    async def usb_pair(self, code: str, fund: int | None = None) -> dict[str, Any]:
+        usb = self._usb_or_refuse()
+        return await _usb_action(usb.pair(code, fund))
+
+    async def usb_set_port(self, port: int, enabled: bool) -> dict[str, Any]:
+        usb = self._usb_or_refuse()
+        return await _usb_action(usb.set_enabled(port, enabled))
+
     def _find_offer(self, offer_id: str) -> LedgerOffer:
         offer = self.ledger.state.offers.get(offer_id)
         if offer is None:
@@ -927,6 +1041,14 @@ class Home:
                 raise ActionError("unknown_offer", f"no offer {offer_id}", 404)
             offer = self._pending_offer(record)
         return offer
+
+
+async def _usb_action(action: Awaitable[dict[str, Any]]) -> dict[str, Any]:
+    """A USB charging action, its refusals as API errors."""
+    try:
+        return await action
+    except UsbRefusal as exc:
+        raise ActionError(exc.code, exc.message, exc.status, exc.details) from None
 
 
 def _offer_fields(intent: OfferIntent) -> dict[str, Any]:

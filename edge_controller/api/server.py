@@ -30,8 +30,11 @@ TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def error_response(status: int, code: str, message: str) -> web.Response:
-    return web.json_response({"error": {"code": code, "message": message}}, status=status)
+def error_response(
+    status: int, code: str, message: str, details: dict[str, Any] | None = None
+) -> web.Response:
+    error = {"code": code, "message": message, **(details or {})}
+    return web.json_response({"error": error}, status=status)
 
 
 @web.middleware
@@ -46,7 +49,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
     try:
         return await handler(request)
     except ActionError as exc:
-        return error_response(exc.status, exc.code, exc.message)
+        return error_response(exc.status, exc.code, exc.message, exc.details)
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
@@ -247,6 +250,52 @@ async def post_terminate(request: web.Request) -> web.Response:
     return ok(await home_of(request).terminate_trade(request.match_info["trade_id"]), 201)
 
 
+async def post_settle(request: web.Request) -> web.Response:
+    return ok(await home_of(request).settle_now())
+
+
+def port_number(request: web.Request) -> int:
+    text = request.match_info["port"]
+    if not text.isdigit():
+        raise ActionError("unknown_port", f"{text!r} is not a port number", 404)
+    return int(text)
+
+
+async def get_usb(request: web.Request) -> web.Response:
+    return ok(home_of(request).usb_view())
+
+
+async def post_usb_purchase(request: web.Request) -> web.Response:
+    data = await body(request)
+    wallet = field(data, "wallet", str, required=False)
+    result = await home_of(request).usb_purchase(
+        port_number(request),
+        energy_wh=field(data, "energy_wh", int, required=False),
+        amount=field(data, "amount", int, required=False),
+        wallet=wallet,
+    )
+    return ok(result, status=201)
+
+
+async def post_usb_stop(request: web.Request) -> web.Response:
+    return ok(await home_of(request).usb_stop(port_number(request)))
+
+
+async def post_usb_pair(request: web.Request) -> web.Response:
+    data = await body(request)
+    code = field(data, "code", str)
+    fund = field(data, "fund", int, required=False)
+    if fund is not None and fund < 1:
+        raise ActionError("invalid_field", "fund must be at least 1", 422)
+    return ok(await home_of(request).usb_pair(code, fund), status=201)
+
+
+async def put_usb_port(request: web.Request) -> web.Response:
+    data = await body(request)
+    enabled = field(data, "enabled", bool)
+    return ok(await home_of(request).usb_set_port(port_number(request), enabled))
+
+
 async def post_record(request: web.Request) -> web.Response:
     """Relay a record someone else signed (a registrar's certification or top-up)."""
     record = await home_of(request).submit_signed(await body(request))
@@ -326,11 +375,17 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_post(f"{PREFIX}/trades/{{trade_id}}/rate", post_rate)
     r.add_post(f"{PREFIX}/trades/{{trade_id}}/terminate", post_terminate)
     r.add_get(f"{PREFIX}/settlements", get_settlements)
+    r.add_post(f"{PREFIX}/settle", post_settle)
     r.add_get(f"{PREFIX}/market", get_market)
     r.add_get(f"{PREFIX}/ledger/blocks", get_blocks)
     r.add_get(f"{PREFIX}/policy", get_policy)
     r.add_put(f"{PREFIX}/policy", put_policy)
     r.add_post(f"{PREFIX}/records", post_record)
+    r.add_get(f"{PREFIX}/usb", get_usb)
+    r.add_post(f"{PREFIX}/usb/pair", post_usb_pair)
+    r.add_post(f"{PREFIX}/usb/{{port}}/purchase", post_usb_purchase)
+    r.add_post(f"{PREFIX}/usb/{{port}}/stop", post_usb_stop)
+    r.add_put(f"{PREFIX}/usb/{{port}}", put_usb_port)
     r.add_get(f"{PREFIX}/ws", websocket)
     return app
 

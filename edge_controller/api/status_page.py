@@ -1,4 +1,5 @@
-"""A small status page per home: wallet, offers, trades and ledger height at a glance.
+"""A small status page per home: wallet, offers, trades, ledger height and USB charging
+(ports, sessions, the pairing code of an unknown phone) at a glance.
 
 The page itself is public and holds no data; its script reads the API with the token
 given in the URL (`/?token=...`, as the demo prints it) or typed in once and kept in the
@@ -42,6 +43,13 @@ PAGE = """<!doctype html>
 </div>
 <h2>Open offers</h2><table><thead><tr><th>Seller</th><th>Resource</th><th>Quantity</th>
 <th>Price /kWh</th><th>Window</th><th>Status</th></tr></thead><tbody id="offers"></tbody></table>
+<section id="usb" style="display:none"><h2>USB charging</h2>
+<div class="muted" id="usb-hub"></div>
+<table><thead><tr><th>Port</th><th>Phone</th><th>Pairing code</th><th>Power</th>
+<th>Session</th><th>Delivered / bought</th></tr></thead><tbody id="usb-ports"></tbody></table>
+<table><thead><tr><th>Started</th><th>Port</th><th>Phone</th><th>Delivered</th><th>Paid</th>
+<th>Refunded</th><th>Ended</th></tr></thead><tbody id="usb-sessions"></tbody></table>
+</section>
 <h2>Trades</h2><table><thead><tr><th>Role</th><th>Energy</th><th>Price /kWh</th><th>Cost</th>
 <th>Window</th><th>Status</th></tr></thead><tbody id="trades"></tbody></table>
 </main>
@@ -85,8 +93,31 @@ async function refresh(){
  for (const x of trades.trades.slice(0, 30)) t.appendChild(row([x.role, x.energy_wh + " Wh",
   money(x.price), money(x.cost), time(x.start) + "\u2013" + time(x.end), x.status]));
 }
+async function refreshUsb(){
+ const r = await fetch("/api/v1/usb", {headers: {Authorization: "Bearer " + token}});
+ if (!r.ok) return;  // no usb: section in this home's edge.yaml
+ const usb = await r.json();
+ document.getElementById("usb").style.display = "block";
+ const problems = [usb.hub.error, usb.meter.error].filter(e => e).map(e => e.message);
+ document.getElementById("usb-hub").textContent = usb.hub.description + " · " +
+  usb.meter.description + (problems.length ? " · " + problems.join("; ") : "");
+ const wh = m => (m/1000).toFixed(2) + " Wh";
+ const p = document.getElementById("usb-ports"); p.replaceChildren();
+ for (const x of usb.ports){ const a = x.attached, s = x.session;
+  p.appendChild(row([x.port + (x.enabled ? "" : " (disabled)"),
+   a ? (a.identity.product || a.identity.key) : "\u2013",
+   a && a.pairing_code ? a.pairing_code : "",
+   x.powered ? (x.power_mw/1000).toFixed(1) + " W" : "off",
+   s ? s.state : (x.error ? x.error.message : ""),
+   s ? wh(s.delivered_mwh) + " / " + wh(s.bought_mwh) : ""])); }
+ const t = document.getElementById("usb-sessions"); t.replaceChildren();
+ for (const x of usb.sessions.slice(0, 10)) t.appendChild(row([time(x.started), x.port,
+  x.phone, wh(x.delivered_mwh), x.paid === null ? "" : money(x.paid),
+  x.refunded === null ? "" : money(x.refunded), x.ended ? x.reason : x.state]));
+}
 let pending = null;
-function soon(){ if (!pending) pending = setTimeout(() => {pending = null; refresh();}, 300); }
+function soon(){ if (!pending) pending = setTimeout(() => {pending = null; refresh();
+ refreshUsb();}, 300); }
 function connect(){
  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host
   + "/api/v1/ws?token=" + encodeURIComponent(token));
@@ -95,7 +126,8 @@ function connect(){
 }
 if (!token){document.getElementById("login").style.display="block";
  document.getElementById("main").style.display="none";}
-else {refresh(); connect(); setInterval(refresh, 15000);}
+else {refresh(); refreshUsb(); connect(); setInterval(refresh, 15000);
+ setInterval(refreshUsb, 5000);}
 </script></body></html>
 """
 

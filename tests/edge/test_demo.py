@@ -1,5 +1,6 @@
 """The newcomer's main job: `energy-p2p-edge demo` trades within the first minute and
-delivers and settles its first trade within three."""
+delivers and settles its first trade within three; the flat's phone buys a charge over
+USB within the first minute and it is metered and settled in the ledger."""
 
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ def get(url: str, token: str) -> dict:
 def test_the_demo_homes_trade_at_once_and_settle_within_three_minutes(tmp_path: Path) -> None:
     state_file = tmp_path / "demo.json"
     started = time.monotonic()
+    started_ms = int(time.time() * 1000)
     process = subprocess.Popen(
         [
             sys.executable,
@@ -53,8 +55,13 @@ def test_the_demo_homes_trade_at_once_and_settle_within_three_minutes(tmp_path: 
         assert [h["name"] for h in homes] == ["Sunny House", "Hydrogen House", "Flat 3"]
         flat = homes[2]
 
+        # The flat buys from its neighbours (and sells USB charge to the phone's wallet).
         trades = wait_until(
-            lambda: get(f"{flat['url']}/api/v1/trades", flat["token"])["trades"],
+            lambda: [
+                t
+                for t in get(f"{flat['url']}/api/v1/trades", flat["token"])["trades"]
+                if t["role"] == "buyer"
+            ],
             timeout=60,
             what="the consumer's first trade",
         )
@@ -76,8 +83,34 @@ def test_the_demo_homes_trade_at_once_and_settle_within_three_minutes(tmp_path: 
         )[0]
         assert settled["energy_wh"] > 0 and settled["delivered_wh"] > 0
         assert settled["paid"] + settled["refunded"] == settled["cost"]
+
+        # The flat's phone was plugged in, paired and bought a charge in the first minute:
+        # GET usb shows the session and its trade; readings and settlement reach the ledger.
+        usb = get(f"{flat['url']}/api/v1/usb", flat["token"])
+        assert usb["hub"]["switchable"] and usb["meter"]["ok"], usb
+        session = usb["sessions"][0]
+        assert session["started"] - started_ms < 60_000, session
+        assert session["trade"] and session["bought_mwh"] == 1_000
+        assert usb["ports"][0]["attached"]["wallet"] == session["wallet"]
+
+        def phone_settled() -> dict | None:
+            usb = get(f"{flat['url']}/api/v1/usb", flat["token"])
+            done = usb["sessions"][0]
+            return done if done["settled"] else None
+
+        receipt = wait_until(phone_settled, timeout=240 - (time.monotonic() - started),
+                             what="the phone's charge settled")  # fmt: skip
+        assert receipt["reason"] == "delivered" and receipt["state"] == "ended"
+        assert 900 <= receipt["delivered_mwh"] <= 1_500
+        assert receipt["paid"] + receipt["refunded"] == receipt["cost"] > 0
+        assert not get(f"{flat['url']}/api/v1/usb", flat["token"])["ports"][0]["powered"]
+        trades = get(f"{flat['url']}/api/v1/trades?all=1", flat["token"])["trades"]
+        usb_trade = next(t for t in trades if t["id"] == receipt["trade"])
+        assert usb_trade["status"] == "settled" and usb_trade["delivered_wh"] == 1
+        assert usb_trade["resource"] == usb["ports"][0]["resource"]
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
     assert process.returncode == 0, output[-3000:]
     assert "trade:" in output and "settled:" in output and "stopping the demo" in output
+    assert "usb: a phone on Flat 3's port 1 buys 1 Wh" in output
