@@ -7,8 +7,11 @@ test fixtures (`hass`, `enable_custom_integrations`, `aioclient_mock`, ...) by i
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from unittest.mock import PropertyMock, patch
 
 import pytest
+from pytest_homeassistant_custom_component.syrupy import HomeAssistantSnapshotExtension
+from syrupy.assertion import SnapshotAssertion
 
 # Imported before any `hass` fixture runs, so that `custom_components` is this checkout's
 # (on sys.path through pytest.ini's `pythonpath`): Home Assistant imports the name with
@@ -59,3 +62,22 @@ def fast_reconnect(monkeypatch: pytest.MonkeyPatch) -> None:
     """Reconnect the event stream after 50 ms, 100 ms, ... at most 200 ms."""
     monkeypatch.setattr(api, "RECONNECT_MIN_DELAY", 0.05)
     monkeypatch.setattr(api, "RECONNECT_MAX_DELAY", 0.2)
+
+
+@pytest.fixture
+def entity_registry_enabled_by_default() -> Iterator[None]:
+    """Every entity enabled, also those disabled by default (as Home Assistant's own test
+    suite does for snapshots of a whole platform)."""
+    with patch(
+        "homeassistant.helpers.entity.Entity.entity_registry_enabled_default",
+        return_value=True,
+        new_callable=PropertyMock,
+    ):
+        yield
+
+
+@pytest.fixture
+def snapshot(snapshot: SnapshotAssertion) -> SnapshotAssertion:
+    """Syrupy's snapshot with Home Assistant's extension (registry ids, times and contexts
+    as ANY). The plugin defines this fixture too, but syrupy's own plugin shadows it."""
+    return snapshot.use_extension(HomeAssistantSnapshotExtension)

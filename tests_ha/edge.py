@@ -193,6 +193,8 @@ class FakeEdge:
     )
     # path (e.g. "market") -> (HTTP status, JSON body) to answer instead
     failures: dict[str, tuple[int, Any]] = field(default_factory=dict)
+    # (method and path, JSON body) of every request with a body, e.g. ("POST offers", {...})
+    bodies: list[tuple[str, Any]] = field(default_factory=list)
     port: int = 0
     requests: list[str] = field(default_factory=list)
     _runner: web.AppRunner | None = None
@@ -243,6 +245,8 @@ class FakeEdge:
     async def _http(self, request: web.Request) -> web.Response:
         path = request.match_info["path"]
         self.requests.append(f"{request.method} {path}")
+        if request.can_read_body:
+            self.bodies.append((f"{request.method} {path}", await request.json()))
         if not self._authorized(request):
             return _error(401, "unauthorized", "wrong token")
         if path in self.failures:
@@ -253,6 +257,16 @@ class FakeEdge:
         if request.method == "PUT" and path == "policy":
             self.responses["policy"] = await request.json()
             return web.json_response(self.responses["policy"])
+        if request.method == "PUT" and path.startswith("usb/") and "usb" in self.responses:
+            # As the real one: the port switched on or off for charging, answered with it.
+            ports = self.responses["usb"]["ports"]
+            port = next((p for p in ports if str(p["port"]) == path[4:]), None)
+            if port is None:
+                return _error(404, "unknown_port", f"no USB port {path[4:]}")
+            port["enabled"] = bool((await request.json())["enabled"])
+            return web.json_response(port)
+        if request.method == "POST" and path == "settle":
+            return web.json_response({"settled": []})
         key = path.replace("/", "_")
         if request.method != "GET" or key not in self.responses:
             return _error(404, "not_found", f"no {path}")

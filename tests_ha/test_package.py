@@ -5,9 +5,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from custom_components.energy_p2p.binary_sensor import BINARY_SENSORS
+from homeassistant.helpers.entity import EntityDescription
+
+from custom_components.energy_p2p.binary_sensor import (
+    BINARY_SENSORS,
+    NODE_ONLINE,
+    PORT_BINARY_SENSORS,
+)
+from custom_components.energy_p2p.button import SETTLE_NOW
 from custom_components.energy_p2p.const import DOMAIN
-from custom_components.energy_p2p.sensor import SENSORS
+from custom_components.energy_p2p.entity import OWN_DEVICE_ROLES, USB_PORT
+from custom_components.energy_p2p.event import OFFERS, TRADES, USB_SESSIONS
+from custom_components.energy_p2p.number import NUMBERS
+from custom_components.energy_p2p.select import PRICING_STRATEGY
+from custom_components.energy_p2p.sensor import DEVICE_SENSORS, SENSORS
+from custom_components.energy_p2p.switch import POLICY_SWITCHES, PORT_ENABLED
 
 PACKAGE = Path(__file__).resolve().parent.parent / "custom_components" / DOMAIN
 
@@ -38,10 +50,35 @@ def test_english_translations_are_the_strings() -> None:
 
 def test_every_entity_has_a_translated_name_and_an_icon() -> None:
     strings, icons = load("strings.json")["entity"], load("icons.json")["entity"]
-    for platform, descriptions in (("sensor", SENSORS), ("binary_sensor", BINARY_SENSORS)):
+    every: dict[str, tuple[EntityDescription, ...]] = {
+        "sensor": (*SENSORS, *DEVICE_SENSORS),
+        "binary_sensor": (*BINARY_SENSORS, NODE_ONLINE, *PORT_BINARY_SENSORS),
+        "switch": (*POLICY_SWITCHES, PORT_ENABLED),
+        "number": NUMBERS,
+        "select": (PRICING_STRATEGY,),
+        "button": (SETTLE_NOW,),
+        "event": (OFFERS, TRADES, USB_SESSIONS),
+    }
+    assert set(every) == set(strings) == set(icons)
+    for platform, descriptions in every.items():
         keys = {d.translation_key for d in descriptions}
-        assert keys == set(strings[platform]) == set(icons[platform])
-        assert len({d.key for d in descriptions}) == len(descriptions)
+        assert keys == set(strings[platform]) == set(icons[platform]), platform
+        assert len({d.key for d in descriptions}) == len(descriptions), platform
+    # Each event type and each state of an enum has its translation.
+    for description in (OFFERS, TRADES, USB_SESSIONS):
+        states = strings["event"][description.translation_key]["state_attributes"]
+        assert set(states["event_type"]["state"]) == set(description.event_types or ())
+    for description in DEVICE_SENSORS:
+        if description.options:
+            assert set(strings["sensor"][description.translation_key]["state"]) == set(
+                description.options
+            )
+    assert set(strings["select"]["pricing_strategy"]["state"]) == set(
+        PRICING_STRATEGY.options or ()
+    )
+    # Every device name a device under the edge controller can get.
+    kinds = {*OWN_DEVICE_ROLES, *(f"{role}_named" for role in OWN_DEVICE_ROLES), USB_PORT}
+    assert set(load("strings.json")["device"]) == kinds
 
 
 def test_the_integration_never_imports_the_edge_controller() -> None:

@@ -10,6 +10,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -184,6 +185,72 @@ class EnergyP2PClient:
         """`PUT policy`: returns the policy in force (`ApiError` `invalid_policy` if bad)."""
         return await self._request("PUT", "policy", body=policy)
 
+    async def get_usb(self) -> JSON:
+        """`GET usb`: the USB charging hub, meter, ports and recent sessions (404: none)."""
+        return await self._request("GET", "usb")
+
+    async def set_usb_port(self, port: int, enabled: bool) -> JSON:
+        """`PUT usb/{port}`: switch a USB port on or off for sale; returns the port."""
+        return await self._request("PUT", f"usb/{port}", body={"enabled": enabled})
+
+    async def settle(self) -> JSON:
+        """`POST settle`: settle every due sale now; {`settled`: [trade ids]}."""
+        return await self._request("POST", "settle", body={})
+
+    # --- acting: each returns the edge controller's 201 answer (docs/api.md, "Acting") ----
+
+    async def create_offer(self, offer: JSON) -> JSON:
+        """`POST offers`: sign and publish an offer; returns it (`status: pending`)."""
+        return await self._request("POST", "offers", body=offer)
+
+    async def accept_offer(
+        self, offer_id: str, quantity: int | None = None, price: int | None = None
+    ) -> JSON:
+        """`POST offers/{id}/accept`: {`acceptance` (the trade id), `conditional`}."""
+        body: JSON = {}
+        if quantity is not None:
+            body["quantity"] = quantity
+        if price is not None:
+            body["price"] = price
+        return await self._request("POST", f"offers/{_segment(offer_id)}/accept", body=body)
+
+    async def reject_offer(self, offer_id: str, reason: str | None = None) -> JSON:
+        """`POST offers/{id}/reject`: {`rejection`}."""
+        body: JSON = {"reason": reason} if reason else {}
+        return await self._request("POST", f"offers/{_segment(offer_id)}/reject", body=body)
+
+    async def cancel_offer(self, offer_id: str) -> JSON:
+        """`POST offers/{id}/cancel` (our own offers only): {`cancel`}."""
+        return await self._request("POST", f"offers/{_segment(offer_id)}/cancel", body={})
+
+    async def bid(self, offer_id: str, price: int) -> JSON:
+        """`POST offers/{id}/bids`: {`bid`}."""
+        return await self._request(
+            "POST", f"offers/{_segment(offer_id)}/bids", body={"price": price}
+        )
+
+    async def request_energy(self, request: JSON) -> JSON:
+        """`POST requests`: {`request`}."""
+        return await self._request("POST", "requests", body=request)
+
+    async def rate_trade(self, trade_id: str, score: int, comment: str | None = None) -> JSON:
+        """`POST trades/{id}/rate`: {`rating`}."""
+        body: JSON = {"score": score}
+        if comment:
+            body["comment"] = comment
+        return await self._request("POST", f"trades/{_segment(trade_id)}/rate", body=body)
+
+    async def terminate_trade(self, trade_id: str) -> JSON:
+        """`POST trades/{id}/terminate`: {`termination`}."""
+        return await self._request("POST", f"trades/{_segment(trade_id)}/terminate", body={})
+
+    async def buy_usb_charge(
+        self, port: int, energy_wh: int | None = None, amount: int | None = None
+    ) -> JSON:
+        """`POST usb/{port}/purchase` with `energy_wh` or `amount`: the USB session."""
+        body: JSON = {"energy_wh": energy_wh} if energy_wh is not None else {"amount": amount}
+        return await self._request("POST", f"usb/{port}/purchase", body=body)
+
     async def stream_events(
         self,
         on_event: EventHandler,
@@ -250,6 +317,11 @@ class EnergyP2PClient:
 
 def _url_host(host: str) -> str:
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def _segment(value: str) -> str:
+    """`value` as one path segment: an id typed by a user cannot reach another endpoint."""
+    return quote(value, safe="")
 
 
 def _list(payload: JSON, key: str) -> list[JSON]:

@@ -1,4 +1,5 @@
-"""Binary sensors of the edge controller: ledger in sync, prepaid cut-off, broker."""
+"""Binary sensors: node online, ledger in sync, prepaid cut-off, community broker; and for
+each USB port whether a phone is attached."""
 
 from __future__ import annotations
 
@@ -15,8 +16,15 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
+from .api import JSON
 from .coordinator import EnergyP2PCoordinator, EnergyP2PState
-from .entity import EnergyP2PEntity
+from .entity import (
+    USB_PORT,
+    EnergyP2PEntity,
+    EnergyP2PSubDeviceEntity,
+    SubDevice,
+    async_add_sub_device_entities,
+)
 
 PARALLEL_UPDATES = 0
 
@@ -26,6 +34,13 @@ class EnergyP2PBinarySensorEntityDescription(BinarySensorEntityDescription):
     """A binary sensor read from the edge controller's state."""
 
     value_fn: Callable[[EnergyP2PState], bool | None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class EnergyP2PPortBinarySensorEntityDescription(BinarySensorEntityDescription):
+    """A binary sensor of a USB port, read from the port (GET usb)."""
+
+    value_fn: Callable[[JSON], bool | None]
 
 
 def _flag(value: object) -> bool | None:
@@ -54,17 +69,45 @@ BINARY_SENSORS: tuple[EnergyP2PBinarySensorEntityDescription, ...] = (
     ),
 )
 
+NODE_ONLINE = BinarySensorEntityDescription(
+    key="node_online",
+    translation_key="node_online",
+    device_class=BinarySensorDeviceClass.CONNECTIVITY,
+)
+
+PORT_BINARY_SENSORS: tuple[EnergyP2PPortBinarySensorEntityDescription, ...] = (
+    EnergyP2PPortBinarySensorEntityDescription(
+        key="phone_attached",
+        translation_key="phone_attached",
+        device_class=BinarySensorDeviceClass.PLUG,
+        value_fn=lambda port: port.get("attached") is not None,
+    ),
+)
+
 
 async def async_setup_entry(
     hass: HomeAssistant,
     entry: EnergyP2PConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the edge controller's binary sensors."""
+    """Add the edge controller's binary sensors, and those of each USB port."""
     coordinator = entry.runtime_data.coordinator
     async_add_entities(
-        EnergyP2PBinarySensor(coordinator, description) for description in BINARY_SENSORS
+        [
+            *(EnergyP2PBinarySensor(coordinator, description) for description in BINARY_SENSORS),
+            EnergyP2PNodeOnline(coordinator, NODE_ONLINE),
+        ]
     )
+
+    def port_sensors(device: SubDevice) -> list[EnergyP2PPortBinarySensor]:
+        if device.kind != USB_PORT:
+            return []
+        return [
+            EnergyP2PPortBinarySensor(coordinator, description, device)
+            for description in PORT_BINARY_SENSORS
+        ]
+
+    async_add_sub_device_entities(entry, async_add_entities, port_sensors)
 
 
 class EnergyP2PBinarySensor(EnergyP2PEntity, BinarySensorEntity):
@@ -84,3 +127,30 @@ class EnergyP2PBinarySensor(EnergyP2PEntity, BinarySensorEntity):
     def is_on(self) -> bool | None:
         """Whether it is on now."""
         return self.entity_description.value_fn(self.coordinator.data)
+
+
+class EnergyP2PNodeOnline(EnergyP2PEntity, BinarySensorEntity):
+    """On while the edge controller answers and its event stream is connected.
+
+    Never unavailable itself: it is what tells that the edge controller is gone."""
+
+    @property
+    def available(self) -> bool:
+        """Always: off, not unavailable, when the edge controller is gone."""
+        return True
+
+    @property
+    def is_on(self) -> bool:
+        """Whether the edge controller is online now."""
+        return self.coordinator.last_update_success and self.coordinator.stream_connected
+
+
+class EnergyP2PPortBinarySensor(EnergyP2PSubDeviceEntity, BinarySensorEntity):
+    """A binary sensor of a USB port."""
+
+    entity_description: EnergyP2PPortBinarySensorEntityDescription
+
+    @property
+    def is_on(self) -> bool | None:
+        """Whether it is on now."""
+        return self.entity_description.value_fn(self.data)

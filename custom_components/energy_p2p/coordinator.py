@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.core import CALLBACK_TYPE, callback
 from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
+from homeassistant.util import dt as dt_util
 
 from .api import (
     JSON,
@@ -20,6 +23,7 @@ from .api import (
     check_api_version,
 )
 from .const import DOMAIN, RESYNC_INTERVAL
+from .repairs import EdgeHealth
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant
@@ -30,6 +34,8 @@ _LOGGER = logging.getLogger(__name__)
 
 # Offers in these states can still be accepted; the others leave the list.
 LIVE_OFFER_STATUSES = frozenset({"pending", "open"})
+# `GET usb` lists at most this many recent sessions, newest first.
+USB_SESSIONS_KEPT = 20
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,8 @@ class EnergyP2PState:
     settlements: list[JSON] = field(default_factory=list)
     market: JSON = field(default_factory=dict)
     policy: JSON = field(default_factory=dict)
+    # `GET usb`, or None when the edge controller has no USB charging (it answers 404).
+    usb: JSON | None = None
 
     @property
     def node_id(self) -> str:
@@ -73,12 +81,17 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
         )
         self.client = client
         self.stream_connected = False
+        self._event_listeners: list[EventListener] = []
+        self.health = EdgeHealth(hass, entry)
 
     async def _async_update_data(self) -> EnergyP2PState:
         client = self.client
         try:
+            asked = dt_util.utcnow()
             status = await client.get_status()
+            answered = dt_util.utcnow()
             check_api_version(status)
+            self.health.status_read(status, asked, answered)
             wallet, devices, offers, trades, settlements, market = await asyncio.gather(
                 client.get_wallet(),
                 client.get_devices(),
@@ -88,11 +101,13 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
                 client.get_market(),
             )
             policy = await client.get_policy()
+            usb = await self._async_get_usb()
         except InvalidAuth as exc:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"
             ) from exc
         except UnsupportedApiVersion as exc:
+            self.health.api_version_refused(exc.version)
             raise UpdateFailed(
                 translation_domain=DOMAIN,
                 translation_key="unsupported_api_version",
@@ -113,7 +128,32 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
             settlements=settlements,
             market=market,
             policy=policy,
+            usb=usb,
         )
+
+    async def _async_get_usb(self) -> JSON | None:
+        try:
+            return await self.client.get_usb()
+        except ApiError as exc:
+            if exc.status == 404:
+                return None  # no USB charging here (or an edge controller that predates it)
+            raise
+
+    @callback
+    def async_apply(self, event: str, data: JSON) -> None:
+        """Apply what the edge controller answered or pushed (an event's data) at once."""
+        updated = apply_event(self.data, event, data)
+        if updated is not self.data:
+            # Not async_set_updated_data: that would postpone the periodic resync with
+            # every telemetry event, i.e. forever.
+            self.data = updated
+            self.async_update_listeners()
+
+    @callback
+    def async_add_event_listener(self, listener: EventListener) -> CALLBACK_TYPE:
+        """Call `listener(event, data, state before it)` after each WebSocket event."""
+        self._event_listeners.append(listener)
+        return lambda: self._event_listeners.remove(listener)
 
     # --- the event stream ------------------------------------------------------------------
 
@@ -152,12 +192,15 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
                 data.get("code"),
             )
             return
-        updated = apply_event(self.data, event, data)
-        if updated is not self.data:
-            # Not async_set_updated_data: that would postpone the periodic resync with
-            # every telemetry event, i.e. forever.
-            self.data = updated
-            self.async_update_listeners()
+        before = self.data
+        self.async_apply(event, data)
+        if event == "block":
+            self.health.ledger_seen(self.data.status, dt_util.utcnow())
+        for listener in list(self._event_listeners):
+            listener(event, data, before)
+
+
+type EventListener = Callable[[str, JSON, EnergyP2PState], None]
 
 
 def apply_event(state: EnergyP2PState, event: str, data: JSON) -> EnergyP2PState:
@@ -181,7 +224,31 @@ def apply_event(state: EnergyP2PState, event: str, data: JSON) -> EnergyP2PState
                 return replace(state, devices=devices)
         case "policy":
             return replace(state, policy=data)
+        case "usb":
+            return _apply_usb_port(state, data)
+        case "usb_session":
+            return _apply_usb_session(state, data)
     return state
+
+
+def _apply_usb_port(state: EnergyP2PState, port: JSON) -> EnergyP2PState:
+    if state.usb is None or not isinstance(port.get("port"), int):
+        return state  # the next full read brings the USB section
+    others = [p for p in state.usb.get("ports", []) if p.get("port") != port["port"]]
+    ports = sorted([*others, port], key=lambda p: int(p.get("port", 0)))
+    return replace(state, usb={**state.usb, "ports": ports})
+
+
+def _apply_usb_session(state: EnergyP2PState, data: JSON) -> EnergyP2PState:
+    session = data.get("session")
+    if state.usb is None or not isinstance(session, dict):
+        return state
+    sessions = _upsert(state.usb.get("sessions", []), session)[:USB_SESSIONS_KEPT]
+    ports = [
+        {**p, "session": session} if p.get("port") == session.get("port") else p
+        for p in state.usb.get("ports", [])
+    ]
+    return replace(state, usb={**state.usb, "ports": ports, "sessions": sessions})
 
 
 def _apply_block(state: EnergyP2PState, block: JSON) -> EnergyP2PState:

@@ -1,4 +1,5 @@
-"""Sensors of the edge controller: wallet, energy traded, market, ledger and network."""
+"""Sensors: the wallet, energy traded, market, ledger and network of the edge controller;
+the readings of its inverter, battery and fuel cell; each USB port's power and session."""
 
 from __future__ import annotations
 
@@ -12,37 +13,60 @@ from homeassistant.components.sensor import (
     SensorEntityDescription,
     SensorStateClass,
 )
-from homeassistant.const import EntityCategory, UnitOfEnergy
+from homeassistant.const import (
+    PERCENTAGE,
+    EntityCategory,
+    UnitOfElectricCurrent,
+    UnitOfElectricPotential,
+    UnitOfEnergy,
+    UnitOfMass,
+    UnitOfPower,
+)
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from . import EnergyP2PConfigEntry
+from .api import JSON
 from .coordinator import EnergyP2PCoordinator, EnergyP2PState
-from .entity import EnergyP2PEntity
+from .entity import (
+    USB_PORT,
+    EnergyP2PEntity,
+    EnergyP2PSubDeviceEntity,
+    SubDevice,
+    async_add_sub_device_entities,
+    reading,
+)
+from .policy import to_units
 
 # Coordinator-driven: no polling of our own, so no limit on parallel updates.
 PARALLEL_UPDATES = 0
 
 type StateValue = int | float | str | datetime | None
 
+FUEL_CELL_STATES = ["off", "starting", "running", "stopping", "fault"]
+# A port with no session is idle; the others are the session's state (usb contract).
+USB_SESSION_STATES = ["idle", "starting", "charging", "stopping", "ended", "failed"]
+
 
 @dataclass(frozen=True, kw_only=True)
 class EnergyP2PSensorEntityDescription(SensorEntityDescription):
-    """A sensor read from the edge controller's state."""
+    """A sensor of the edge controller, read from its state."""
 
     value_fn: Callable[[EnergyP2PState], StateValue]
     # The unit when it depends on the community (its currency), else the static one.
     unit_fn: Callable[[EnergyP2PState], str] | None = None
+    # Whether this home has what the sensor shows (e.g. a grid meter).
+    exists_fn: Callable[[EnergyP2PState], bool] = lambda state: True
 
 
-def _money(milli: object) -> float | None:
-    """The API's integer milli-units of the currency as units."""
-    return milli / 1000 if isinstance(milli, int) else None
+@dataclass(frozen=True, kw_only=True)
+class EnergyP2PDeviceSensorEntityDescription(SensorEntityDescription):
+    """A sensor of a device under the edge controller (of `kinds`), read from its data."""
 
-
-def _price_unit(state: EnergyP2PState) -> str:
-    return f"{state.currency}/kWh"
+    kinds: tuple[str, ...]
+    value_fn: Callable[[JSON], StateValue]
+    exists_fn: Callable[[JSON], bool] = lambda data: True
 
 
 def _trades_today(state: EnergyP2PState) -> int:
@@ -55,6 +79,28 @@ def _last_block(state: EnergyP2PState) -> datetime | None:
     return dt_util.utc_from_timestamp(head_time / 1000) if isinstance(head_time, int) else None
 
 
+def _grid_power(state: EnergyP2PState) -> int | None:
+    """Power from (+) or to (-) the grid: a grid meter's, else the home's own meter's."""
+    for role, quantity in (("grid_meter", "grid_power_w"), ("meter", "power_w")):
+        for device in state.devices:
+            if device.get("role") == role and quantity in device:
+                value = reading(device, quantity)
+                return value if isinstance(value, int) else None
+    return None
+
+
+def _has_grid_meter(state: EnergyP2PState) -> bool:
+    return any(
+        (d.get("role") == "grid_meter" and "grid_power_w" in d)
+        or (d.get("role") == "meter" and "power_w" in d)
+        for d in state.devices
+    )
+
+
+def _price_unit(state: EnergyP2PState) -> str:
+    return f"{state.currency}/kWh"
+
+
 SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
     EnergyP2PSensorEntityDescription(
         key="balance",
@@ -63,7 +109,7 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         state_class=SensorStateClass.TOTAL,
         suggested_display_precision=2,
         unit_fn=lambda state: state.currency,
-        value_fn=lambda state: _money(state.wallet.get("balance")),
+        value_fn=lambda state: to_units(state.wallet.get("balance")),
     ),
     EnergyP2PSensorEntityDescription(
         key="escrow",
@@ -72,9 +118,10 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         state_class=SensorStateClass.TOTAL,
         suggested_display_precision=2,
         unit_fn=lambda state: state.currency,
-        value_fn=lambda state: _money(state.wallet.get("escrow")),
+        value_fn=lambda state: to_units(state.wallet.get("escrow")),
     ),
     EnergyP2PSensorEntityDescription(
+        # Total increasing, in Wh: the Energy dashboard takes it as grid consumption.
         key="energy_bought",
         translation_key="energy_bought",
         device_class=SensorDeviceClass.ENERGY,
@@ -84,6 +131,7 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         value_fn=lambda state: state.wallet.get("energy_bought_wh"),
     ),
     EnergyP2PSensorEntityDescription(
+        # ... and this one as return to the grid.
         key="energy_sold",
         translation_key="energy_sold",
         device_class=SensorDeviceClass.ENERGY,
@@ -93,12 +141,21 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         value_fn=lambda state: state.wallet.get("energy_sold_wh"),
     ),
     EnergyP2PSensorEntityDescription(
+        key="grid_power",
+        translation_key="grid_power",
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        value_fn=_grid_power,
+        exists_fn=_has_grid_meter,
+    ),
+    EnergyP2PSensorEntityDescription(
         key="market_average_price",
         translation_key="market_average_price",
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=3,
         unit_fn=_price_unit,
-        value_fn=lambda state: _money(state.market.get("average_price")),
+        value_fn=lambda state: to_units(state.market.get("average_price")),
     ),
     EnergyP2PSensorEntityDescription(
         key="market_last_price",
@@ -106,7 +163,7 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         suggested_display_precision=3,
         unit_fn=_price_unit,
-        value_fn=lambda state: _money(state.market.get("last_price")),
+        value_fn=lambda state: to_units(state.market.get("last_price")),
     ),
     EnergyP2PSensorEntityDescription(
         # Over the last 24 hours: a rolling figure, neither a measurement nor a total.
@@ -132,6 +189,7 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         key="ledger_height",
         translation_key="ledger_height",
         state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=lambda state: state.status.get("ledger", {}).get("height"),
     ),
     EnergyP2PSensorEntityDescription(
@@ -141,13 +199,213 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         value_fn=lambda state: len(state.status.get("peers") or ()),
     ),
     EnergyP2PSensorEntityDescription(
-        # A timestamp, not an age in seconds: the frontend shows "2 minutes ago" and the
-        # state does not change every second (Home Assistant's guidance for ages).
+        # A timestamp, not an age in seconds: the frontend shows "2 minutes ago" (the
+        # block's age) and the state does not change every second (HA's guidance for ages).
         key="last_block",
         translation_key="last_block",
         device_class=SensorDeviceClass.TIMESTAMP,
         entity_category=EntityCategory.DIAGNOSTIC,
         value_fn=_last_block,
+    ),
+    EnergyP2PSensorEntityDescription(
+        # Records waiting for a block: diagnostic, of interest only when it grows.
+        key="ledger_pool",
+        translation_key="ledger_pool",
+        state_class=SensorStateClass.MEASUREMENT,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=lambda state: state.status.get("ledger", {}).get("pool"),
+    ),
+)
+
+
+def _has(quantity: str) -> Callable[[JSON], bool]:
+    return lambda data: quantity in data
+
+
+def _reading(quantity: str) -> Callable[[JSON], StateValue]:
+    def value(data: JSON) -> StateValue:
+        found = reading(data, quantity)
+        return found if isinstance(found, int | float | str) else None
+
+    return value
+
+
+def _resource(field: str) -> Callable[[JSON], StateValue]:
+    def value(data: JSON) -> StateValue:
+        found = (data.get("resource") or {}).get(field)
+        return found if isinstance(found, int) else None
+
+    return value
+
+
+def _fuel_cell_state(data: JSON) -> str | None:
+    found = reading(data, "state")
+    return found if found in FUEL_CELL_STATES else None
+
+
+def _milli(field: str) -> Callable[[JSON], StateValue]:
+    def value(data: JSON) -> StateValue:
+        found = data.get(field)
+        return found / 1000 if isinstance(found, int) else None
+
+    return value
+
+
+def _session_energy(data: JSON) -> float | None:
+    """Energy the port delivered in its current (or last) session, Wh; 0 before any."""
+    session = data.get("session")
+    if not isinstance(session, dict):
+        return 0.0
+    delivered = session.get("delivered_mwh")
+    return delivered / 1000 if isinstance(delivered, int) else None
+
+
+def _session_state(data: JSON) -> str | None:
+    session = data.get("session")
+    if not isinstance(session, dict):
+        return "idle"
+    state = session.get("state")
+    return state if state in USB_SESSION_STATES else None
+
+
+DEVICE_SENSORS: tuple[EnergyP2PDeviceSensorEntityDescription, ...] = (
+    EnergyP2PDeviceSensorEntityDescription(
+        key="pv_power",
+        translation_key="pv_power",
+        kinds=("pv",),
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        value_fn=_reading("power_w"),
+        exists_fn=_has("power_w"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="battery_soc",
+        translation_key="battery_soc",
+        kinds=("battery",),
+        device_class=SensorDeviceClass.BATTERY,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=PERCENTAGE,
+        value_fn=_reading("soc_percent"),
+        exists_fn=_has("soc_percent"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        # Positive while charging, negative while discharging.
+        key="battery_power",
+        translation_key="battery_power",
+        kinds=("battery",),
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        value_fn=_reading("battery_power_w"),
+        exists_fn=_has("battery_power_w"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="battery_capacity",
+        translation_key="battery_capacity",
+        kinds=("battery",),
+        device_class=SensorDeviceClass.ENERGY_STORAGE,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=_reading("capacity_wh"),
+        exists_fn=_has("capacity_wh"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="fuel_cell_power",
+        translation_key="fuel_cell_power",
+        kinds=("fuel_cell",),
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        value_fn=_reading("power_w"),
+        exists_fn=_has("power_w"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="hydrogen",
+        translation_key="hydrogen",
+        kinds=("fuel_cell",),
+        device_class=SensorDeviceClass.WEIGHT,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfMass.GRAMS,
+        value_fn=_reading("hydrogen_g"),
+        exists_fn=_has("hydrogen_g"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="fuel_cell_state",
+        translation_key="fuel_cell_state",
+        kinds=("fuel_cell",),
+        device_class=SensorDeviceClass.ENUM,
+        options=FUEL_CELL_STATES,
+        value_fn=_fuel_cell_state,
+        exists_fn=_has("state"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        # What the ledger holds as still to sell: the battery's energy above its reserve,
+        # the hydrogen's electrical energy.
+        key="available_energy",
+        translation_key="available_energy",
+        kinds=("battery", "fuel_cell"),
+        device_class=SensorDeviceClass.ENERGY_STORAGE,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
+        # Unknown until the ledger holds the device's resource (registered by the registrar).
+        value_fn=_resource("available_wh"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="usb_power",
+        translation_key="usb_power",
+        kinds=(USB_PORT,),
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        suggested_display_precision=1,
+        value_fn=_milli("power_mw"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        # Starts again from 0 with each session: total_increasing takes that as a reset.
+        key="usb_energy",
+        translation_key="usb_energy",
+        kinds=(USB_PORT,),
+        device_class=SensorDeviceClass.ENERGY,
+        state_class=SensorStateClass.TOTAL_INCREASING,
+        native_unit_of_measurement=UnitOfEnergy.WATT_HOUR,
+        suggested_display_precision=1,
+        value_fn=_session_energy,
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="usb_session_state",
+        translation_key="usb_session_state",
+        kinds=(USB_PORT,),
+        device_class=SensorDeviceClass.ENUM,
+        options=USB_SESSION_STATES,
+        value_fn=_session_state,
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="usb_voltage",
+        translation_key="usb_voltage",
+        kinds=(USB_PORT,),
+        device_class=SensorDeviceClass.VOLTAGE,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricPotential.VOLT,
+        suggested_display_precision=2,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=_milli("voltage_mv"),
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        key="usb_current",
+        translation_key="usb_current",
+        kinds=(USB_PORT,),
+        device_class=SensorDeviceClass.CURRENT,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfElectricCurrent.AMPERE,
+        suggested_display_precision=2,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        entity_registry_enabled_default=False,
+        value_fn=_milli("current_ma"),
     ),
 )
 
@@ -157,9 +415,23 @@ async def async_setup_entry(
     entry: EnergyP2PConfigEntry,
     async_add_entities: AddConfigEntryEntitiesCallback,
 ) -> None:
-    """Add the edge controller's sensors."""
+    """Add the edge controller's sensors, and those of each device under it."""
     coordinator = entry.runtime_data.coordinator
-    async_add_entities(EnergyP2PSensor(coordinator, description) for description in SENSORS)
+    async_add_entities(
+        EnergyP2PSensor(coordinator, description)
+        for description in SENSORS
+        if description.exists_fn(coordinator.data)
+    )
+
+    def device_sensors(device: SubDevice) -> list[EnergyP2PDeviceSensor]:
+        data = device.data(coordinator.data) or {}
+        return [
+            EnergyP2PDeviceSensor(coordinator, description, device)
+            for description in DEVICE_SENSORS
+            if device.kind in description.kinds and description.exists_fn(data)
+        ]
+
+    async_add_sub_device_entities(entry, async_add_entities, device_sensors)
 
 
 class EnergyP2PSensor(EnergyP2PEntity, SensorEntity):
@@ -184,3 +456,14 @@ class EnergyP2PSensor(EnergyP2PEntity, SensorEntity):
         if self.entity_description.unit_fn is not None:
             return self.entity_description.unit_fn(self.coordinator.data)
         return self.entity_description.native_unit_of_measurement
+
+
+class EnergyP2PDeviceSensor(EnergyP2PSubDeviceEntity, SensorEntity):
+    """A sensor of a device under the edge controller."""
+
+    entity_description: EnergyP2PDeviceSensorEntityDescription
+
+    @property
+    def native_value(self) -> StateValue:
+        """The value now."""
+        return self.entity_description.value_fn(self.data)
