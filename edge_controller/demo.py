@@ -376,7 +376,7 @@ class Demo:
         await self._register_community(genesis)
         for running in self.running:
             if running.home.usb is not None:
-                self._tasks.append(asyncio.create_task(_phone_buys_a_charge(running.home)))
+                self._tasks.append(asyncio.create_task(phone_buys_a_charge(running.home)))
 
     async def _register_community(self, genesis: Genesis) -> None:
         """The registrar certifies every resource and tops up every wallet."""
@@ -483,7 +483,7 @@ async def run_demo(
     return 0
 
 
-async def _phone_buys_a_charge(home: Home) -> None:
+async def phone_buys_a_charge(home: Home) -> None:
     """The owner pairs the phone that was plugged in (funding its wallet from the home)
     and it buys a charge, as soon as the port's registration and the top-up are in."""
     usb = home.usb

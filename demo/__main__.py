@@ -1,0 +1,124 @@
+"""`python -m demo` (what `scripts/demo` runs): simulated homes trading, inside a real
+Home Assistant with the Energy P2P dashboard, until Ctrl-C.
+
+Starts the community (`demo.community`), then Home Assistant (`demo.hass`): onboarded with
+an owner account, one Energy P2P config entry per home, the dashboard in the sidebar.
+Prints the URL and the login, then each trade, settlement and phone charge as it happens.
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+
+from demo.community import EmbeddedCommunity, make_community
+from demo.hass import Login, new_login, start_hass
+from demo.processes import free_port
+
+
+class Stop(Exception):
+    """Ctrl-C or SIGTERM: stop everything."""
+
+
+def _raise_stop(signum: int, frame: FrameType | None) -> None:
+    raise Stop
+
+
+def _follow(log: Path, done: threading.Event) -> None:
+    """Print the demo's trade, settlement and phone-charge lines as they are written."""
+    with log.open(errors="replace") as f:
+        while not done.is_set():
+            line = f.readline()
+            if not line:
+                time.sleep(0.3)
+                continue
+            if line.startswith(("trade:", "settled:", "usb:")):
+                print(line, end="", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
+    parser.add_argument("--homes", type=int, default=3, help="how many homes (3 to 12)")
+    parser.add_argument(
+        "--layout",
+        choices=("embedded", "processes"),
+        default="embedded",
+        help="embedded: one process with its own MQTT broker (default); "
+        "processes: Mosquitto and one edge controller process per home",
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=8123,
+        help="Home Assistant's port (default 8123, or a free one when it is taken)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="the address Home Assistant listens on (0.0.0.0: the LAN too)",
+    )
+    parser.add_argument("--password", help="the owner's password (default: a new random one)")
+    parser.add_argument(
+        "--state-dir", type=Path, help="keep everything here (default: a new folder under /tmp)"
+    )
+    args = parser.parse_args(argv)
+    if not 3 <= args.homes <= 12:
+        parser.error("--homes must be from 3 to 12")
+
+    # Home Assistant sees /tmp and the checkout at the same paths (scripts/ha-python).
+    folder = args.state_dir or Path(tempfile.mkdtemp(prefix="energy-p2p-demo-", dir="/tmp"))
+    folder = folder.resolve()
+    login = Login("demo", args.password) if args.password else new_login()
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    started = time.monotonic()
+    community = make_community(args.layout, folder / "community", args.homes)
+    hass = None
+    done = threading.Event()
+    try:
+        print(f"Starting {args.homes} simulated homes ({args.layout}) ...", flush=True)
+        community.start()
+        print(
+            "Starting Home Assistant and setting it up (onboarding, one entry per home, "
+            "the dashboard) ...",
+            flush=True,
+        )
+        port = free_port(args.port)
+        hass = start_hass(folder / "home-assistant", community.homes, port, args.host, login)
+        took = time.monotonic() - started
+        print(
+            f"\nEnergy P2P is running (ready in {took:.0f} s). Ctrl-C stops everything.\n\n"
+            f"  Home Assistant  {hass.dashboard_url}\n"
+            f"  login           {login.username} / {login.password}\n"
+        )
+        for home in community.homes:
+            print(f"  {home.name:<15} {home.url}/?token={home.token}")
+        print(f"\n  logs and data   {folder}\n", flush=True)
+        if isinstance(community, EmbeddedCommunity):
+            threading.Thread(target=_follow, args=(community.log, done), daemon=True).start()
+        while True:
+            for child in [*community.children, hass.child]:
+                child.check_alive()
+            time.sleep(1)
+    except Stop:
+        print("\nstopping ...", flush=True)
+        return 0
+    finally:
+        # Nothing may interrupt the clean-up.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        done.set()
+        if hass is not None:
+            hass.child.stop()
+        community.stop()
+        print("stopped.", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,281 @@
+"""The simulated community the showcase runs: a broker and three (or more) demo homes.
+
+Two layouts of the same homes (`edge_controller.demo.plan_homes`: PV + battery, fuel cell,
+consumers):
+- `EmbeddedCommunity`: the single `energy-p2p-edge demo` process with its embedded MQTT
+  broker (amqtt): what `scripts/demo` runs, nothing else to install.
+- `ProcessCommunity`: a Mosquitto broker and one edge controller process per home
+  (`python -m demo.home`), the registrar's records submitted through the first home's
+  API: what the end-to-end test runs, as homes on separate machines would.
+Both give `homes` (each home's API URL and token) and `children` (to stop and to check
+that nothing is left behind).
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import signal
+import sys
+import time
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+from demo.hass import CHECKOUT, HomeAccess
+from demo.processes import Child, free_port, wait_for_port
+from edge_controller.demo import TOP_UP, plan_homes
+from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
+
+
+class Community(Protocol):
+    homes: list[HomeAccess]
+    children: list[Child]
+
+    def start(self) -> None: ...
+    def stop(self) -> None: ...
+
+
+def _python_env() -> dict[str, str]:
+    # The checkout's code, whatever snapshot is installed.
+    return {**os.environ, "PYTHONPATH": str(CHECKOUT), "PYTHONUNBUFFERED": "1"}
+
+
+def _homes_from_state(state: dict[str, Any]) -> list[HomeAccess]:
+    return [
+        HomeAccess(h["name"], h["slug"], h["account"], h["url"], h["token"]) for h in state["homes"]
+    ]
+
+
+class EmbeddedCommunity:
+    """`energy-p2p-edge demo`: every home and an embedded broker in one process."""
+
+    def __init__(self, folder: Path, homes: int = 3) -> None:
+        self.folder = folder
+        self.count = homes
+        self.homes: list[HomeAccess] = []
+        self.log = folder / "edge-demo.log"
+        state = folder / "demo.json"
+        self.state_file = state
+        self.children = [
+            Child(
+                "edge-demo",
+                [
+                    sys.executable,
+                    "-m",
+                    "edge_controller",
+                    "demo",
+                    "--homes",
+                    str(homes),
+                    "--state-file",
+                    str(state),
+                    "--data-dir",
+                    str(folder / "homes"),
+                ],
+                self.log,
+                cwd=CHECKOUT,
+                env=_python_env(),
+                stop_signal=signal.SIGINT,  # as Ctrl-C would: it prints its goodbye
+                stdout=None,
+            )
+        ]
+
+    def start(self, timeout: float = 90) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        child = self.children[0].start()
+        deadline = time.monotonic() + timeout
+        while not (self.state_file.exists() and self.state_file.read_text().strip()):
+            child.check_alive()
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the demo homes did not start:\n{child.log_tail()}")
+            time.sleep(0.2)
+        self.homes = _homes_from_state(json.loads(self.state_file.read_text()))
+
+    def stop(self) -> None:
+        for child in reversed(self.children):
+            child.stop()
+
+
+class ProcessCommunity:
+    """Mosquitto and one edge controller process per home, as separate machines would be."""
+
+    def __init__(
+        self,
+        folder: Path,
+        homes: int = 3,
+        block_interval_ms: int = 2_000,
+        phone_buys: bool = False,
+    ) -> None:
+        self.folder = folder
+        self.count = homes
+        self.phone_buys = phone_buys
+        self.block_interval_ms = block_interval_ms
+        self.homes: list[HomeAccess] = []
+        self.children: list[Child] = []
+        self.registrar = KeyPair.generate()
+        self._seq = 0
+
+    def _mosquitto(self, port: int) -> Child:
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        if not Path(binary).exists():
+            raise FileNotFoundError(
+                "mosquitto is not installed: run scripts/ensure-system-packages"
+            )
+        config = self.folder / "mosquitto.conf"
+        config.write_text(
+            f"listener {port} 127.0.0.1\n"
+            # Run as root, mosquitto would drop to its own user, who cannot write here.
+            f"user {getpass.getuser()}\n"
+            "allow_anonymous true\n"
+            "max_inflight_messages 1000\n"
+            "set_tcp_nodelay true\n"
+        )
+        return Child("mosquitto", [binary, "-c", str(config)], self.folder / "mosquitto.log")
+
+    def _write_community(self, broker_port: int) -> Path:
+        """The genesis, each home's keys and API port, and when the homes were planned."""
+        planned = int(time.time() * 1000)
+        slugs = [p.slug for p in plan_homes(self.count, planned)]
+        keys: dict[str, dict[str, Any]] = {}
+        sealers: list[str] = []
+        for slug in slugs:
+            data = self.folder / slug
+            data.mkdir(parents=True, exist_ok=True)
+            node, meter = KeyPair.generate(), KeyPair.generate()
+            node.save(data / "node.key")
+            meter.save(data / "meter.key")
+            keys[slug] = {
+                "node": str(data / "node.key"),
+                "meter": str(data / "meter.key"),
+                "api_port": free_port(),
+            }
+            sealers.append(node.public_hex)
+        self.genesis = Genesis(
+            name="Demo Street",
+            currency="DEMO",
+            currency_name="Demo Street credits",
+            time=planned - 1_000,
+            registrars=(self.registrar.public_hex,),
+            consensus=Consensus(
+                mode="poa",
+                block_interval_ms=self.block_interval_ms,
+                sealers=tuple(sealers[:3]),
+                confirmations=2,
+            ),
+        )
+        genesis = self.folder / "genesis.json"
+        self.genesis.save(genesis)
+        community = self.folder / "community.json"
+        community.write_text(
+            json.dumps(
+                {
+                    "homes": self.count,
+                    "planned_ms": planned,
+                    "genesis": str(genesis),
+                    "broker": {"host": "127.0.0.1", "port": broker_port},
+                    "keys": keys,
+                },
+                indent=2,
+            )
+        )
+        self._slugs = slugs
+        return community
+
+    def start(self, timeout: float = 60) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        broker_port = free_port()
+        broker = self._mosquitto(broker_port).start()
+        self.children.append(broker)
+        wait_for_port(broker_port, 10, broker)
+        community = self._write_community(broker_port)
+        for slug in self._slugs:
+            self.children.append(
+                Child(
+                    f"home {slug}",
+                    [
+                        sys.executable,
+                        "-m",
+                        "demo.home",
+                        str(community),
+                        slug,
+                        *(["--phone-buys"] if self.phone_buys else []),
+                    ],
+                    self.folder / f"{slug}.log",
+                    cwd=CHECKOUT,
+                    env=_python_env(),
+                ).start()
+            )
+        deadline = time.monotonic() + timeout
+        for slug, child in zip(self._slugs, self.children[1:], strict=True):
+            state = self.folder / f"{slug}.json"
+            while not state.exists():
+                child.check_alive()
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"home {slug} did not start:\n{child.log_tail()}")
+                time.sleep(0.1)
+            h = json.loads(state.read_text())
+            self.homes.append(HomeAccess(h["name"], h["slug"], h["account"], h["url"], h["token"]))
+        self._register()
+
+    def _register(self) -> None:
+        """The registrar certifies every resource and tops up every wallet (as the demo)."""
+        planned = plan_homes(self.count, int(time.time() * 1000))
+        relay = self.homes[0]
+        for home, plan in zip(self.homes, planned, strict=True):
+            bodies: list[dict[str, Any]] = [{"kind": "topup", "to": home.account, "amount": TOP_UP}]
+            meter = KeyPair.load(self.folder / home.slug / "meter.key")
+            for r in plan.resources:
+                bodies.append(
+                    {
+                        "kind": "registration",
+                        "resource": r.id,
+                        "owner": home.account,
+                        "resource_kind": r.kind,
+                        "power_w": r.power_w,
+                        "capacity_wh": r.capacity_wh,
+                        "available_wh": r.available_wh,
+                        "meter": meter.public_hex,
+                        "location": f"Demo Street {home.slug}",
+                    }
+                )
+            for body in bodies:
+                self._seq += 1
+                record = sign_record(
+                    self.registrar,
+                    self.genesis.community_id,
+                    {"seq": self._seq, "time": int(time.time() * 1000), **body},
+                )
+                _post(relay, "records", record.to_wire())
+
+    def stop(self) -> None:
+        # The homes first, so none of them reconnects in a loop to a vanished broker.
+        for child in reversed(self.children):
+            child.stop()
+
+
+def _post(home: HomeAccess, path: str, body: Any) -> Any:
+    request = urllib.request.Request(
+        f"{home.url}/api/v1/{path}",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Authorization": f"Bearer {home.token}", "Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return json.loads(response.read() or b"null")
+
+
+def make_community(layout: str, folder: Path, homes: int = 3) -> Community:
+    """`embedded` (one demo process, amqtt) or `processes` (Mosquitto, a process per home)."""
+    if layout == "embedded":
+        return EmbeddedCommunity(folder, homes)
+    if layout == "processes":
+        # As in the one-process demo, the flat's phone buys a charge by itself.
+        return ProcessCommunity(folder, homes, phone_buys=True)
+    raise ValueError(f"unknown layout {layout!r}: expected embedded or processes")
+
+
+def all_children(*groups: Sequence[Child]) -> list[Child]:
+    return [c for group in groups for c in group]
