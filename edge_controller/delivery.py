@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from edge_controller.devices import DeviceCommandError
+from edge_controller.devices.capabilities import Battery
 from edge_controller.ledger.rules import allocated_export
 from edge_controller.ledger.state import State, Trade
 from edge_controller.metering import (
@@ -82,7 +83,8 @@ class Delivery:
     # --- setpoints ----------------------------------------------------------------------
 
     async def drive(self, state: State, devices: list[HomeDevice], now: int) -> None:
-        """Send each owned device the power its running trades ask for (0 when none)."""
+        """Send each owned device the power its running trades ask for; once none runs,
+        release a battery to its own management and stop a fuel cell."""
         for device in devices:
             resource = state.resources.get(device.config.resource)
             if resource is None or resource.owner != self.account:
@@ -97,7 +99,12 @@ class Delivery:
                 continue
             caps = device.capabilities
             if device.config.role == "battery" and caps.battery is not None:
-                await self._command(device.config.id, -power, caps.battery.set_power_setpoint_w)
+                if power == 0:
+                    # Its last trade is over: hand it back to its own energy management
+                    # (self-consumption) instead of holding it idle at 0 W.
+                    await self._release(device.config.id, caps.battery)
+                else:
+                    await self._command(device.config.id, -power, caps.battery.set_power_setpoint_w)
             elif device.config.role == "fuel_cell" and caps.generator is not None:
                 was = self._setpoints.get(device.config.id, 0)
                 if power and was == 0:
@@ -115,6 +122,11 @@ class Delivery:
         if await self._guarded(send(watts)):
             self._setpoints[device_id] = watts
             log.info("setpoint %s: %d W", device_id, watts)
+
+    async def _release(self, device_id: str, battery: Battery) -> None:
+        if await self._guarded(battery.release_setpoint()):
+            del self._setpoints[device_id]
+            log.info("setpoint %s: released to its own energy management", device_id)
 
     async def _guarded(self, command: Awaitable[None]) -> bool:
         try:

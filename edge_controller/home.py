@@ -482,6 +482,10 @@ class Home:
                 offer = self.ledger.state.offers.get(record.id)
                 if offer is not None:
                     self.events.publish("offer", offer_view(offer, now), now)
+        if block.records:
+            # Any community trade or offer may have changed the market summary: the
+            # dashboard's chart follows it here rather than at its next full read.
+            self.events.publish("market", self.market(), now)
         if mine or any(
             r.kind in ("topup", "transfer") and r.body.get("to") == self.account
             for r in block.records
@@ -896,6 +900,9 @@ class Home:
         return [t for t in self.trades(limit=10_000) if t["status"] == "settled"][:limit]
 
     def market(self) -> dict[str, Any]:
+        """Every community trade made (its acceptance in a block) in the last 24 h, whether
+        it is still to be delivered, being delivered or settled, at its agreed energy and
+        price; a capacity trade's energy is its power over its window (W x hours)."""
         since = self.now - MARKET_WINDOW_MS
         trades = sorted(
             (t for t in self.ledger.state.trades.rows.values() if t.time >= since),

@@ -224,6 +224,8 @@ def apply_event(state: EnergyP2PState, event: str, data: JSON) -> EnergyP2PState
                 return replace(state, devices=devices)
         case "policy":
             return replace(state, policy=data)
+        case "market":
+            return replace(state, market=data)
         case "usb":
             return _apply_usb_port(state, data)
         case "usb_session":

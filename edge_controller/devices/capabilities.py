@@ -63,6 +63,11 @@ class Battery(Protocol):
         """Ask the battery to charge (positive) or discharge (negative) at `watts`."""
         ...
 
+    async def release_setpoint(self) -> None:
+        """Drop our setpoint and hand the battery back to its own energy management
+        (self-consumption), rather than pinning it at 0 W."""
+        ...
+
 
 class ControllableGenerator(Protocol):
     """A generator that can be started, stopped and given a power setpoint."""

@@ -7,6 +7,7 @@ cell on the generic profile yields a controllable generator and fuel-cell teleme
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from edge_controller.devices.adapter import MqttDevice
@@ -22,6 +23,10 @@ from edge_controller.devices.capabilities import (
 from edge_controller.devices.profiles import Command, Quantity
 from edge_controller.devices.readings import Reading
 
+log = logging.getLogger(__name__)
+
+# The integer a release command carries (its payload template places it, if at all).
+RELEASE_VALUE = 1
 # A PEM fuel cell turns about 0.06 kg of hydrogen into 1 kWh of electricity.
 HYDROGEN_G_PER_KWH = 60
 
@@ -74,6 +79,19 @@ class MqttBattery:
     async def set_power_setpoint_w(self, watts: int) -> None:
         """Charge (positive) or discharge (negative) at `watts`."""
         await self._device.send(Command.BATTERY_SETPOINT_W, watts)
+
+    async def release_setpoint(self) -> None:
+        """Hand the battery back to its own management with the profile's release command;
+        a profile without one can only be told 0 W, which holds the battery idle."""
+        if self._device.supports(Command.BATTERY_RELEASE):
+            await self._device.send(Command.BATTERY_RELEASE, RELEASE_VALUE)
+            return
+        log.warning(
+            "%s: the profile has no battery_release command: holding the battery at 0 W"
+            " instead of handing it back to its own energy management",
+            self._device.device_id,
+        )
+        await self._device.send(Command.BATTERY_SETPOINT_W, 0)
 
 
 class MqttGenerator:

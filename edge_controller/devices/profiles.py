@@ -50,6 +50,8 @@ class Command(StrEnum):
     SETPOINT_W = "setpoint_w"
     START_STOP = "start_stop"
     BATTERY_SETPOINT_W = "battery_setpoint_w"
+    # Hands the battery back to its own energy management (self-consumption); sent as 1.
+    BATTERY_RELEASE = "battery_release"
     EXPORT_LIMIT_W = "export_limit_w"
 
 

@@ -158,6 +158,8 @@ class BatteryModel:
 
     The setpoint is AC power, positive to charge. Power is limited by the inverter's
     ratings, and falls to zero when the battery is full (charging) or empty (discharging).
+    Once released (`battery_release`), the battery follows its own energy management
+    instead: `own_power_w`, which a `SimulatedSite` sets to the PV surplus (self-consumption).
     """
 
     def __init__(
@@ -178,6 +180,10 @@ class BatteryModel:
         self.charge_efficiency = charge_efficiency
         self.discharge_efficiency = discharge_efficiency
         self.setpoint_w = 0
+        # Whether its own energy management runs it (no setpoint from outside) and what
+        # that management asks for now.
+        self.released = False
+        self.own_power_w = 0
         self.charged_wh = 0.0
         self.discharged_wh = 0.0
         self._now_ms = start_ms
@@ -189,7 +195,8 @@ class BatteryModel:
 
     def power_w(self) -> int:
         """AC power now, positive while charging, zero when full or empty."""
-        wanted = max(-self.max_discharge_w, min(self.setpoint_w, self.max_charge_w))
+        asked = self.own_power_w if self.released else self.setpoint_w
+        wanted = max(-self.max_discharge_w, min(asked, self.max_charge_w))
         if wanted > 0 and self.stored_wh >= self.capacity_wh:
             return 0
         if wanted < 0 and self.stored_wh <= 0.0:
@@ -227,9 +234,13 @@ class BatteryModel:
         }
 
     def obey(self, command: Command, value: int) -> bool:
-        """Charge/discharge setpoint in W."""
+        """Charge/discharge setpoint in W, or release to its own management."""
         if command == Command.BATTERY_SETPOINT_W:
             self.setpoint_w = value
+            self.released = False
+            return True
+        if command == Command.BATTERY_RELEASE:
+            self.released = True
             return True
         return False
 
@@ -457,6 +468,11 @@ class SimulatedSite:
         self._curtail(self._now_ms)
 
     def _curtail(self, at_ms: int) -> None:
+        if self.battery.released:
+            # Self-consumption: store the PV surplus, cover the load when PV falls short
+            # (from what the panels could give: an export limit curtails only the rest).
+            pv_w = min(self.pv.available_w(at_ms), self.pv.peak_w) if self.pv.producing else 0
+            self.battery.own_power_w = round(pv_w - self.load.power_at(at_ms))
         if self.export_limit_w < 0:
             self.pv.limit_w = self.pv.peak_w
             return
@@ -478,9 +494,11 @@ class SimulatedSite:
         }
 
     def obey(self, command: Command, value: int) -> bool:
-        """Battery setpoint and grid export limit."""
-        if command == Command.BATTERY_SETPOINT_W:
-            return self.battery.obey(command, value)
+        """Battery setpoint or release, and grid export limit."""
+        if command in (Command.BATTERY_SETPOINT_W, Command.BATTERY_RELEASE):
+            ok = self.battery.obey(command, value)
+            self._curtail(self._now_ms)
+            return ok
         if command == Command.EXPORT_LIMIT_W:
             self.export_limit_w = max(-1, value)
             self._curtail(self._now_ms)

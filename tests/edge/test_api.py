@@ -294,6 +294,50 @@ async def test_market_sums_the_last_day_of_trades_for_the_dashboard(street: Stre
     assert [(h["price"], h["energy_wh"]) for h in market["history"]] == [(250, 400), (300, 600)]
 
 
+async def test_a_trade_counts_in_the_market_from_when_it_is_made_and_is_pushed_at_once(
+    street: Street,
+) -> None:
+    """The dashboard's chart must show a trade while it waits for, or is in, its delivery
+    window: counted from its block, at its agreed energy, and pushed to a home that is
+    no party to it (its last full read of the market was before the trade)."""
+    corner = street.corner
+    async with street.session.ws_connect(f"{corner.url}/api/v1/ws?token={corner.token}") as ws:
+        await _hello(ws)
+        now = (await street.sunny.get("status"))["time"]
+        # 1 kW of the fuel cell for one hour starting in ten minutes: 1 000 Wh, nothing
+        # delivered or settled for a long while.
+        window = {"start": now + 600_000, "end": now + 600_000 + 3_600_000}
+        _, capacity = await buy(
+            street,
+            street.flat,
+            resource=FUEL_CELL,
+            mode="capacity",
+            quantity=1_000,
+            price=300,
+            **window,
+        )
+        pushed: dict[str, Any] = {}
+        async with asyncio.timeout(15):  # telemetry keeps coming: bound the whole wait
+            while pushed.get("trades") != 1:
+                message = await ws.receive_json()
+                if message["event"] == "market":
+                    pushed = message["data"]
+    market = await corner.get("market")
+    assert market == pushed
+    trade = await street.flat.trade(capacity)
+    assert trade is not None and trade["status"] == "active" and trade["delivered_wh"] == 0
+    assert (market["trades"], market["volume_wh"], market["last_price"]) == (1, 1_000, 300)
+    assert market["average_price"] == 300
+    assert market["history"] == [{"time": trade["time"], "price": 300, "energy_wh": 1_000}]
+
+    # An energy trade next to it: both counted, the average weighted by energy.
+    await buy(street, street.flat, quantity=400, price=250)
+    market = await corner.get("market")
+    assert (market["trades"], market["volume_wh"], market["last_price"]) == (2, 1_400, 250)
+    assert market["average_price"] == (300 + 100) * 1000 // 1_400
+    assert await street.flat.get("settlements") == {"settlements": []}
+
+
 async def test_a_counter_offer_within_the_sellers_policy_becomes_a_trade_at_the_counter_price(
     street: Street,
 ) -> None:
