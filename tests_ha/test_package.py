@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import json
+import struct
 from pathlib import Path
 
 from homeassistant.helpers.entity import EntityDescription
+from homeassistant.util.yaml import load_yaml_dict
 
+from custom_components.energy_p2p import services
 from custom_components.energy_p2p.binary_sensor import (
     BINARY_SENSORS,
     NODE_ONLINE,
@@ -79,6 +82,88 @@ def test_every_entity_has_a_translated_name_and_an_icon() -> None:
     # Every device name a device under the edge controller can get.
     kinds = {*OWN_DEVICE_ROLES, *(f"{role}_named" for role in OWN_DEVICE_ROLES), USB_PORT}
     assert set(load("strings.json")["device"]) == kinds
+
+
+def test_every_action_is_described_translated_and_has_an_icon() -> None:
+    actions = {v for k, v in vars(services).items() if k.startswith("SERVICE_")}
+    described = load_yaml_dict(str(PACKAGE / "services.yaml"))
+    strings = load("strings.json")["services"]
+    assert actions == set(described) == set(strings) == set(load("icons.json")["services"])
+    for action, spec in described.items():
+        assert set(spec["fields"]) == set(strings[action]["fields"]), action
+        assert strings[action]["name"] and strings[action]["description"], action
+
+
+# Every rule of Home Assistant's Integration Quality Scale, Bronze to Platinum.
+QUALITY_RULES = {
+    *("action-setup", "appropriate-polling", "brands", "common-modules"),
+    *("config-flow-test-coverage", "config-flow", "dependency-transparency", "docs-actions"),
+    *("docs-high-level-description", "docs-installation-instructions"),
+    *("docs-removal-instructions", "entity-event-setup", "entity-unique-id"),
+    *("has-entity-name", "runtime-data", "test-before-configure", "test-before-setup"),
+    *("unique-config-entry", "action-exceptions", "config-entry-unloading"),
+    *("docs-configuration-parameters", "docs-installation-parameters", "entity-unavailable"),
+    *("integration-owner", "log-when-unavailable", "parallel-updates"),
+    *("reauthentication-flow", "test-coverage", "devices", "diagnostics"),
+    *("discovery-update-info", "discovery", "docs-data-update", "docs-examples"),
+    *("docs-known-limitations", "docs-supported-devices", "docs-supported-functions"),
+    *("docs-troubleshooting", "docs-use-cases", "dynamic-devices", "entity-category"),
+    *("entity-device-class", "entity-disabled-by-default", "entity-translations"),
+    *("exception-translations", "icon-translations", "reconfiguration-flow", "repair-issues"),
+    *("stale-devices", "async-dependency", "inject-websession", "strict-typing"),
+}
+
+
+def test_the_quality_scale_names_every_rule_and_its_documentation_exists() -> None:
+    rules = load_yaml_dict(str(PACKAGE / "quality_scale.yaml"))["rules"]
+    assert set(rules) == QUALITY_RULES
+    for name, rule in rules.items():
+        status = rule if isinstance(rule, str) else rule["status"]
+        assert status in ("done", "todo", "exempt"), name
+        if status == "exempt":
+            assert rule["comment"], f"{name}: an exemption needs its reason"
+    # The docs-* rules point at the integration's documentation: it has each part.
+    docs = (PACKAGE.parent.parent / "docs" / "home-assistant.md").read_text()
+    for heading in (
+        "## Installation",
+        "## Configuration",
+        "## Supported devices and entities",
+        "## Actions",
+        "## Data updates",
+        "## Examples",
+        "## Use cases",
+        "## Known limitations",
+        "## Troubleshooting",
+        "## Removing the integration",
+    ):
+        assert f"\n{heading}\n" in docs, heading
+    for action in load_yaml_dict(str(PACKAGE / "services.yaml")):
+        assert f"`energy_p2p.{action}`" in docs, action
+
+
+def png_size(path: Path) -> tuple[int, int, int]:
+    """Width, height and colour type from a PNG's IHDR chunk (the first, at byte 8)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path.name
+    width, height, _depth, colour = struct.unpack(">IIBB", data[16:26])
+    return width, height, colour
+
+
+def test_the_brand_images_home_assistant_serves_have_its_sizes() -> None:
+    # Home Assistant 2026.3+ serves a custom integration's brand/ folder: a square icon of
+    # 256 px (512 at 2x) and a logo 128-256 px on its shortest side (256-512 at 2x).
+    brand = PACKAGE / "brand"
+    assert (brand / "icon.svg").is_file()  # their source (scripts/make-brand-images)
+    assert png_size(brand / "icon.png")[:2] == (256, 256)
+    assert png_size(brand / "icon@2x.png")[:2] == (512, 512)
+    for logo in ("logo", "dark_logo"):
+        width, height, _ = png_size(brand / f"{logo}.png")
+        width_2x, height_2x, _ = png_size(brand / f"{logo}@2x.png")
+        assert 128 <= min(width, height) <= 256, logo
+        assert (height_2x, abs(width_2x - 2 * width) <= 2) == (2 * height, True), logo
+    for image in brand.glob("*.png"):
+        assert png_size(image)[2] == 6, image.name  # RGBA: a transparent background
+        assert image.stat().st_size < 50_000, image.name
 
 
 def test_the_integration_never_imports_the_edge_controller() -> None:

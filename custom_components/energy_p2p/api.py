@@ -251,6 +251,14 @@ class EnergyP2PClient:
         body: JSON = {"energy_wh": energy_wh} if energy_wh is not None else {"amount": amount}
         return await self._request("POST", f"usb/{port}/purchase", body=body)
 
+    async def pair_phone(self, code: str, fund: int | None = None) -> JSON:
+        """`POST usb/pair`: bind the phone showing `code` to a new wallet, funded with
+        `fund` milli-units from the home's account; {`phone`, `wallet`}."""
+        body: JSON = {"code": code}
+        if fund is not None:
+            body["fund"] = fund
+        return await self._request("POST", "usb/pair", body=body)
+
     async def stream_events(
         self,
         on_event: EventHandler,

@@ -102,6 +102,7 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
             )
             policy = await client.get_policy()
             usb = await self._async_get_usb()
+            self.health.usb_read(usb)
         except InvalidAuth as exc:
             raise ConfigEntryAuthFailed(
                 translation_domain=DOMAIN, translation_key="invalid_auth"

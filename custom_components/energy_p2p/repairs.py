@@ -4,11 +4,14 @@
 - `clock_skew`: its clock is far from Home Assistant's; every record it signs carries its
   time, and the community refuses records from the future and judges expiry by it.
 - `ledger_stalled`: its ledger stopped growing although peers are online.
+- `usb_hub_not_switchable`: its USB charging hub cannot switch ports' power, so it can
+  neither start nor cut off a paid charge (a different hub is needed).
 
 The coordinator reports each GET status (and each block) to `EdgeHealth`, which raises an
 issue when a condition appears and deletes it when the condition goes away. The first two
 have a repair flow that checks again (after the owner fixed the cause); a stalled ledger
-clears itself with the next block.
+clears itself with the next block, the hub issue with the first read that shows a hub
+that switches.
 """
 
 from __future__ import annotations
@@ -30,7 +33,14 @@ if TYPE_CHECKING:
 ISSUE_API_VERSION: Final = "unsupported_api_version"
 ISSUE_CLOCK_SKEW: Final = "clock_skew"
 ISSUE_LEDGER_STALLED: Final = "ledger_stalled"
-ISSUES: Final = (ISSUE_API_VERSION, ISSUE_CLOCK_SKEW, ISSUE_LEDGER_STALLED)
+ISSUE_USB_HUB: Final = "usb_hub_not_switchable"
+ISSUES: Final = (ISSUE_API_VERSION, ISSUE_CLOCK_SKEW, ISSUE_LEDGER_STALLED, ISSUE_USB_HUB)
+# Nothing in Home Assistant can fix these: they go away when their cause does.
+NOT_FIXABLE: Final = frozenset({ISSUE_LEDGER_STALLED, ISSUE_USB_HUB})
+# uhubctl's list of hubs known to switch each port's power (VBUS) on its own.
+SWITCHING_HUBS_URL: Final = "https://github.com/mvp/uhubctl#compatible-usb-hubs"
+# The edge controller's code for a hub with ganged (or no) port power switching.
+NO_PORT_POWER: Final = "no_port_power"
 
 # The community's default `max_future_ms`: peers refuse records and blocks stamped further
 # ahead than this, so a larger offset makes the home's own records bounce.
@@ -84,7 +94,8 @@ class EdgeHealth:
             self.hass,
             DOMAIN,
             issue_id(kind, self.entry.entry_id),
-            is_fixable=kind != ISSUE_LEDGER_STALLED,
+            is_fixable=kind not in NOT_FIXABLE,
+            learn_more_url=SWITCHING_HUBS_URL if kind == ISSUE_USB_HUB else None,
             severity=severity,
             translation_key=kind,
             translation_placeholders={"title": self.entry.title, **placeholders},
@@ -154,6 +165,26 @@ class EdgeHealth:
             )
         else:
             self._delete(ISSUE_LEDGER_STALLED)
+
+    @callback
+    def usb_read(self, usb: dict[str, Any] | None) -> None:
+        """A GET usb (None: no USB charging): is there a hub that cannot switch its ports?"""
+        hub = (usb or {}).get("hub") or {}
+        error = hub.get("error") or {}
+        # A hub that is missing (unplugged, or not found yet) is not switchable either,
+        # but it tells with an error of its own: a different hub is no answer to that.
+        ganged = error.get("code") == NO_PORT_POWER or (
+            hub.get("switchable") is False and not error
+        )
+        if not ganged:
+            self._delete(ISSUE_USB_HUB)
+            return
+        self._create(
+            ISSUE_USB_HUB,
+            ir.IssueSeverity.ERROR,
+            hub=str(hub.get("description") or "?"),
+            reason=str(error.get("message") or "no per-port power switching"),
+        )
 
 
 class RecheckRepairFlow(RepairsFlow):

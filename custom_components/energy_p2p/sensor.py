@@ -269,6 +269,13 @@ def _session_state(data: JSON) -> str | None:
     return state if state in USB_SESSION_STATES else None
 
 
+def _pairing_code(data: JSON) -> str | None:
+    """The code an unpaired phone on the port shows; None when paired or nothing is there."""
+    attached = data.get("attached")
+    code = attached.get("pairing_code") if isinstance(attached, dict) else None
+    return code if isinstance(code, str) and code else None
+
+
 DEVICE_SENSORS: tuple[EnergyP2PDeviceSensorEntityDescription, ...] = (
     EnergyP2PDeviceSensorEntityDescription(
         key="pv_power",
@@ -382,6 +389,14 @@ DEVICE_SENSORS: tuple[EnergyP2PDeviceSensorEntityDescription, ...] = (
         device_class=SensorDeviceClass.ENUM,
         options=USB_SESSION_STATES,
         value_fn=_session_state,
+    ),
+    EnergyP2PDeviceSensorEntityDescription(
+        # A phone seen for the first time shows this code until the owner pairs it
+        # (the pair phone action): only then can it buy charge from its own wallet.
+        key="usb_pairing_code",
+        translation_key="usb_pairing_code",
+        kinds=(USB_PORT,),
+        value_fn=_pairing_code,
     ),
     EnergyP2PDeviceSensorEntityDescription(
         key="usb_voltage",

@@ -41,6 +41,7 @@ SERVICE_BID: Final = "bid"
 SERVICE_TERMINATE_TRADE: Final = "terminate_trade"
 SERVICE_RATE_TRADE: Final = "rate_trade"
 SERVICE_BUY_USB_CHARGE: Final = "buy_usb_charge"
+SERVICE_PAIR_PHONE: Final = "pair_phone"
 SERVICE_GET_WALLET: Final = "get_wallet"
 SERVICE_GET_OFFERS: Final = "get_offers"
 SERVICE_GET_TRADES: Final = "get_trades"
@@ -108,6 +109,14 @@ BUY_USB_CHARGE_SCHEMA = vol.Schema(
         vol.Required("port"): vol.All(vol.Coerce(int), vol.Range(min=1)),
         vol.Exclusive("energy_wh", "charge"): _QUANTITY,
         vol.Exclusive("amount", "charge"): vol.All(vol.Coerce(float), vol.Range(min=0.001)),
+    }
+)
+PAIR_PHONE_SCHEMA = vol.Schema(
+    {
+        **_ENTRY,
+        # As the status page or the pairing code sensor shows it; stray spaces are typos.
+        vol.Required("code"): vol.All(cv.string, str.strip, vol.Length(min=1, max=50)),
+        vol.Optional("fund"): vol.All(vol.Coerce(float), vol.Range(min=0.001)),
     }
 )
 GET_WALLET_SCHEMA = vol.Schema(_ENTRY)
@@ -337,6 +346,27 @@ def async_setup_services(hass: HomeAssistant) -> None:
         )
         return session_in_units(session)
 
+    async def pair_phone(call: ServiceCall) -> ServiceResponse:
+        entry = loaded_entry(hass, call)
+        code, fund = call.data["code"], call.data.get("fund")
+        try:
+            return await call_edge(
+                entry,
+                entry.runtime_data.client.pair_phone(
+                    code, None if fund is None else to_milli(fund)
+                ),
+            )
+        except ServiceValidationError as exc:
+            # No phone shows the code: mistyped, or the phone was unplugged or paired.
+            cause = exc.__cause__
+            if isinstance(cause, ApiError) and cause.code == "unknown_code":
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="unknown_code",
+                    translation_placeholders={"code": code},
+                ) from cause
+            raise
+
     async def get_wallet(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
         wallet = await call_edge(entry, entry.runtime_data.client.get_wallet())
@@ -375,6 +405,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         (SERVICE_TERMINATE_TRADE, terminate_trade, TERMINATE_TRADE_SCHEMA),
         (SERVICE_RATE_TRADE, rate_trade, RATE_TRADE_SCHEMA),
         (SERVICE_BUY_USB_CHARGE, buy_usb_charge, BUY_USB_CHARGE_SCHEMA),
+        (SERVICE_PAIR_PHONE, pair_phone, PAIR_PHONE_SCHEMA),
     )
     for name, handler, schema in actions:
         # The edge controller's answer (the offer, the trade id, the USB session) for
