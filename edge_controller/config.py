@@ -17,7 +17,10 @@ import yaml
 from edge_controller.devices import Profile, ProfileError, profile_from_config
 from edge_controller.market import MarketPolicy, ValidationError
 from edge_controller.network import BrokerSettings
+from edge_controller.usb.hub import check_sysfs_hub
 from edge_controller.usb.sessions import UsbSettings
+from edge_controller.usb.types import UsbError
+from edge_controller.usb.virtual import PD_MAX_CURRENT_A, PD_VOLTAGES_MV
 
 DEVICE_ROLES = ("pv", "battery", "fuel_cell", "grid_meter", "meter")
 DEFAULT_API_PORT = 8780
@@ -65,6 +68,7 @@ class VirtualPhoneConfig:
     battery_wh: float = 15.0
     soc: float = 0.2
     max_power_w: float = 15.0
+    pd_voltage_mv: int = 5_000  # the USB-PD contract: 5 V, or 9/15/20 V for fast charging
     plug_after_ms: int = 5_000
 
 
@@ -76,6 +80,8 @@ class UsbConfig:
     hub_vendor_id: int | None = None
     hub_product_id: int | None = None
     hub_location: str | None = None
+    hub_sysfs: str | None = None  # switch ports through /sys/bus/usb/devices (Linux >= 6.0)
+    hub_sysfs_root: str = "/"  # where /sys is (a temporary tree in tests)
     virtual: bool = False  # a virtual USB world instead of real hardware (demo, tests)
     virtual_ports: int = 4
     virtual_per_port_power: bool = True
@@ -324,6 +330,7 @@ USB_KEYS = {
     "auto_purchase_wh",
     "resource_prefix",
     "virtual",
+    "reopen_s",
 }
 PHONE_KEYS = {
     "port",
@@ -335,6 +342,7 @@ PHONE_KEYS = {
     "battery_wh",
     "soc_percent",
     "max_power_w",
+    "pd_voltage_mv",
     "plug_after_s",
 }
 
@@ -349,7 +357,9 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
     hub = section.get("hub", {})
     virtual = hub == "virtual"
     hub_section = {} if virtual else r.mapping(hub, "usb.hub")
-    r.unknown(hub_section, "usb.hub", {"vendor_id", "product_id", "location"})
+    r.unknown(
+        hub_section, "usb.hub", {"vendor_id", "product_id", "location", "sysfs", "sysfs_root"}
+    )
     ids: dict[str, int | None] = {}
     for key in ("vendor_id", "product_id"):
         ids[key] = (
@@ -359,6 +369,7 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
     if location is not None and not isinstance(location, str):
         r.problem("usb.hub.location", 'expected a text such as "1-1.3"')
         location = None
+    sysfs, sysfs_root = _usb_sysfs(r, hub_section)
     ports_value = section.get("ports", [1])
     ports: tuple[int, ...] = (1,)
     if (
@@ -394,6 +405,19 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
         where = f"usb.virtual.phones[{i}]"
         phone = r.mapping(item, where)
         r.unknown(phone, where, PHONE_KEYS)
+        max_power_w = r.integer(phone, "max_power_w", where, 15, 1, 100)
+        pd_voltage_mv = phone.get("pd_voltage_mv", PD_VOLTAGES_MV[0])
+        if type(pd_voltage_mv) is not int or pd_voltage_mv not in PD_VOLTAGES_MV:
+            volts = ", ".join(str(v) for v in PD_VOLTAGES_MV)
+            r.problem(f"{where}.pd_voltage_mv", f"expected a USB-PD voltage: {volts}")
+            pd_voltage_mv = PD_VOLTAGES_MV[0]
+        elif max_power_w > pd_voltage_mv / 1000 * PD_MAX_CURRENT_A:
+            r.problem(
+                f"{where}.max_power_w",
+                f"{max_power_w} W at {pd_voltage_mv} mV needs more than"
+                f" {PD_MAX_CURRENT_A:g} A; raise pd_voltage_mv",
+            )
+            max_power_w = 1
         phones.append(
             VirtualPhoneConfig(
                 port=r.integer(phone, "port", where, 1, 1, 15),
@@ -404,7 +428,8 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
                 product=r.text(phone, "product", where, "Pixel"),
                 battery_wh=r.integer(phone, "battery_wh", where, 15, 1, 200),
                 soc=r.integer(phone, "soc_percent", where, 20, 0, 100) / 100,
-                max_power_w=r.integer(phone, "max_power_w", where, 15, 1, 100),
+                max_power_w=max_power_w,
+                pd_voltage_mv=pd_voltage_mv,
                 plug_after_ms=r.integer(phone, "plug_after_s", where, 5, 0, 86_400) * 1000,
             )
         )
@@ -416,12 +441,15 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
         watchdog_ms=r.integer(section, "watchdog_s", path, 5, 2, 600) * 1000,
         auto_purchase_wh=r.integer(section, "auto_purchase_wh", path, 0, 0, 1_000),
         resource_prefix=prefix,
+        reopen_ms=r.integer(section, "reopen_s", path, 10, 1, 3_600) * 1000,
     )
     return UsbConfig(
         settings=settings,
         hub_vendor_id=ids["vendor_id"],
         hub_product_id=ids["product_id"],
         hub_location=location,
+        hub_sysfs=sysfs,
+        hub_sysfs_root=sysfs_root,
         virtual=virtual,
         virtual_ports=r.integer(virtual_section, "ports", "usb.virtual", 4, 1, 15),
         virtual_per_port_power=r.boolean(virtual_section, "per_port_power", "usb.virtual", True),
@@ -429,6 +457,36 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
         meter=tuple(sorted(meter.items())),
         meter_port=meter_port,
     )
+
+
+def _usb_sysfs(r: _Reader, hub: Mapping[str, Any]) -> tuple[str | None, str]:
+    """`usb.hub.sysfs` ("1-1.3", or "usbN" for a root hub) picks the sysfs `disable` files
+    for port power; it names the hub by its place, so ids or a location beside it are an
+    error. `sysfs_root` (tests) is where /sys is."""
+    root = hub.get("sysfs_root", "/")
+    if not isinstance(root, str) or not root:
+        r.problem("usb.hub.sysfs_root", "expected a directory path")
+        root = "/"
+    if "sysfs" not in hub:
+        if "sysfs_root" in hub:
+            r.problem("usb.hub.sysfs_root", "only goes with usb.hub.sysfs")
+        return None, root
+    name = hub["sysfs"]
+    if not isinstance(name, str):
+        r.problem("usb.hub.sysfs", 'expected a text such as "1-1.3"')
+        return None, root
+    others = sorted(key for key in ("vendor_id", "product_id", "location") if key in hub)
+    if others:
+        r.problem(
+            "usb.hub.sysfs",
+            f"names the hub by its sysfs path; leave out {', '.join(others)} "
+            "(those select a hub for hub class requests)",
+        )
+    try:
+        return check_sysfs_hub(name), root
+    except UsbError as exc:
+        r.problem("usb.hub.sysfs", exc.message)
+        return None, root
 
 
 def _slug(name: str) -> str:

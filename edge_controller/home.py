@@ -34,7 +34,7 @@ from edge_controller.devices import (
 )
 from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
 from edge_controller.ledger.records import sign_record
-from edge_controller.ledger.rules import energy_of, offer_of, peak_capacity
+from edge_controller.ledger.rules import energy_of, offer_of, peak_power
 from edge_controller.ledger.state import Offer as LedgerOffer
 from edge_controller.ledger.sync import Outgoing, SyncNode
 from edge_controller.market import (
@@ -279,6 +279,8 @@ class Home:
             hub_vendor_id=config.hub_vendor_id,
             hub_product_id=config.hub_product_id,
             hub_location=config.hub_location,
+            hub_sysfs=config.hub_sysfs,
+            hub_sysfs_root=config.hub_sysfs_root,
             meter=dict(config.meter),
             meter_port=config.meter_port,
             backend=backend,
@@ -300,6 +302,7 @@ class Home:
             clock=self.clock,
             seller=self.account,
             meter_public=self.meter_key.public_hex if self.meter_key else "",
+            opener=hardware.opener,
         )
 
     # --- life cycle ----------------------------------------------------------------------
@@ -358,6 +361,7 @@ class Home:
                     battery_wh=phone.battery_wh,
                     soc=phone.soc,
                     max_power_w=phone.max_power_w,
+                    pd_voltage_mv=phone.pd_voltage_mv,
                 ),
             )
 
@@ -657,7 +661,12 @@ class Home:
                         resource=resource.id,
                         soc_percent=float(soc.value),
                         capacity_wh=capacity.value,
-                        max_discharge_w=resource.power_w,
+                        # The ledger books energy trades at their average power: what
+                        # they hold of the rating in the window is not for sale again.
+                        max_discharge_w=max(
+                            0,
+                            resource.power_w - peak_power(self.ledger.state, resource.id, *window),
+                        ),
                         fresh=soc.fresh(now) and capacity.fresh(now),
                         committed_wh=resource.committed_wh,
                     )
@@ -674,7 +683,7 @@ class Home:
                         power_rating_w=resource.power_w,
                         available_energy_wh=max(0, energy.value - resource.committed_wh),
                         fresh=energy.fresh(now),
-                        committed_w=peak_capacity(self.ledger.state, resource.id, *window),
+                        committed_w=peak_power(self.ledger.state, resource.id, *window),
                         fault=bool(faults and faults.value)
                         or bool(state and state.value is FuelCellState.FAULT),
                     )
@@ -697,7 +706,7 @@ class Home:
                         load_w=load,
                         fresh=fresh,
                         grid_export_w=export,
-                        committed_w=peak_capacity(self.ledger.state, resource.id, *window),
+                        committed_w=peak_power(self.ledger.state, resource.id, *window),
                     )
                 )
         return readings

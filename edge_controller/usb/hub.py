@@ -53,6 +53,7 @@ POWER_SWITCHING_PER_PORT = 0x0001
 
 _TIMEOUT_MS = 1000
 _LOCATION = re.compile(r"^(\d+)-(\d+(?:\.\d+)*)$")
+_ROOT_HUB = re.compile(r"^usb\d+$")
 
 
 def parse_location(location: str) -> tuple[int, tuple[int, ...]]:
@@ -64,6 +65,17 @@ def parse_location(location: str) -> tuple[int, tuple[int, ...]]:
             code="invalid_config",
         )
     return int(match.group(1)), tuple(int(part) for part in match.group(2).split("."))
+
+
+def check_sysfs_hub(name: str) -> str:
+    """A hub's name in /sys/bus/usb/devices: "1-1.3", or "usb1" for a root hub."""
+    name = name.strip()
+    if not (_LOCATION.match(name) or _ROOT_HUB.match(name)):
+        raise UsbError(
+            f"sysfs hub {name!r} is not of the form BUS-PORT[.PORT...] (e.g. 1-1.3) or usbN",
+            code="invalid_config",
+        )
+    return name
 
 
 def format_location(bus: int, ports: tuple[int, ...]) -> str:
@@ -320,7 +332,7 @@ class SysfsPortPower:
     """
 
     def __init__(self, hub_path: str, root: str | os.PathLike[str] = "/") -> None:
-        self._hub = hub_path.strip()
+        self._hub = check_sysfs_hub(hub_path)
         devices = Path(root) / "sys" / "bus" / "usb" / "devices"
         self._devices = devices
         if self._hub.startswith("usb"):
@@ -365,7 +377,7 @@ class SysfsPortPower:
         try:
             path.write_text("0" if on else "1")
         except OSError as error:
-            raise PortUnavailable(f"cannot write {path}: {error.strerror or error}") from error
+            raise self._failure(f"cannot write {path}", error) from error
 
     def ports(self) -> list[PortStatus]:
         """Every port: powered from `disable`, connected when the port links a device."""
@@ -375,7 +387,7 @@ class SysfsPortPower:
             try:
                 disabled = path.read_text().strip() == "1"
             except OSError as error:
-                raise PortUnavailable(f"cannot read {path}: {error.strerror or error}") from error
+                raise self._failure(f"cannot read {path}", error) from error
             device = self._device_on(port)
             result.append(
                 PortStatus(
@@ -383,6 +395,12 @@ class SysfsPortPower:
                 )
             )
         return result
+
+    def _failure(self, what: str, error: OSError) -> UsbError:
+        # The kernel removes the hub's directory when it is unplugged.
+        if not self._interface_dir.is_dir():
+            return HubMissing(f"hub {self._hub} is gone ({self._interface_dir} is missing)")
+        return PortUnavailable(f"{what}: {error.strerror or error}")
 
     def _port_dir(self, port: int) -> Path:
         return self._interface_dir / f"{self._hub}-port{port}"

@@ -14,6 +14,12 @@ and settles it: the wallet pays for what was delivered and gets the rest back.
 
 Every port is off at start-up; sessions a crash left open are ended then with reason
 "restart" and their delivered part settled. Blocking USB calls run in worker threads.
+
+Hot-plug: a hub or meter missing at start-up or unplugged later is opened again every
+`reopen_ms`. While the hub is gone its sessions end (reason "error") and nothing is
+powered; when it returns every port is switched off first, as at start-up. A meter gone
+from the bus ends its port's session at once (reason "meter_failed"): a new meter counts
+from zero, so the session could not go on with it.
 """
 
 from __future__ import annotations
@@ -31,10 +37,11 @@ from edge_controller.devices import Clock
 from edge_controller.ledger import KeyPair, Ledger, Record
 from edge_controller.ledger.rules import cost_of
 from edge_controller.ledger.state import State
-from edge_controller.usb.hub import open_hub
+from edge_controller.usb.hub import SysfsPortPower, open_hub
 from edge_controller.usb.meters import open_meter
 from edge_controller.usb.store import Binding, PortCursor, SessionRow, UsbStore
 from edge_controller.usb.types import (
+    HubMissing,
     MeterError,
     MeterSample,
     NoPortPowerControl,
@@ -111,6 +118,7 @@ class UsbSettings:
     auto_purchase_wh: int = 0  # bought on attach for a bound phone (0: only through the API)
     resource_prefix: str = "usb"
     interval_ms: int = 1_000
+    reopen_ms: int = 10_000  # how often a missing hub or meter is looked for again
 
     def resource(self, port: int) -> str:
         """The ledger resource id of a port."""
@@ -234,6 +242,7 @@ class UsbCharging:
         seller: str,
         meter_public: str,
         hub_description: str = "",
+        opener: HardwareOpener | None = None,
     ) -> None:
         self.settings = settings
         self.hub = hub
@@ -241,6 +250,10 @@ class UsbCharging:
         self.hub_description = hub.description if hub is not None else hub_description
         self.meters = dict(meters)
         self.meter_error = meter_error
+        first_meter = next(iter(self.meters.values()), None)
+        self.meter_description = first_meter.description if first_meter is not None else ""
+        self.opener = opener
+        self._next_reopen_ms = 0
         self.store = store
         self.wallet_dir = wallet_dir
         self.ledger = ledger
@@ -269,6 +282,9 @@ class UsbCharging:
     async def start(self, run: bool = True) -> None:
         """Every port off, open sessions ended ("restart") and settled; then the loop."""
         self._load_wallets()
+        for what, error in (("hub", self.hub_error), ("meter", self.meter_error)):
+            if error is not None:
+                log.warning("USB %s: %s (%s)%s", what, error.message, error.code, self._retrying)
         async with self._lock:
             for port in self.ports.values():
                 await self._set_power(port, False)
@@ -313,6 +329,7 @@ class UsbCharging:
     async def tick(self) -> None:
         """One cycle: port status, attach/detach, meters, cut-offs, readings, receipts."""
         async with self._lock:
+            await self._reopen()
             statuses = await self._statuses()
             for port in self.ports.values():
                 await self._follow_port(port, statuses.get(port.port))
@@ -335,6 +352,9 @@ class UsbCharging:
             return {}
         try:
             statuses = await asyncio.to_thread(self.hub.ports)
+        except HubMissing as exc:
+            await self._hub_lost(exc)
+            return {}
         except UsbError as exc:
             self.hub_error = exc
             return {}
@@ -398,6 +418,8 @@ class UsbCharging:
             sample = await asyncio.to_thread(meter.read)
         except UsbError as exc:
             port.meter_error = exc
+            if exc.code == "meter_missing":
+                await self._meter_lost(port, exc)
             return
         why = check_sample(sample, port.sample)
         if why is not None:
@@ -419,6 +441,9 @@ class UsbCharging:
             return False
         try:
             await asyncio.to_thread(self.hub.set_power, port.port, on)
+        except HubMissing as exc:
+            await self._hub_lost(exc)
+            return False
         except UsbError as exc:
             port.error = exc
             log.warning("port %d: cannot switch %s: %s", port.port, "on" if on else "off", exc)
@@ -427,6 +452,90 @@ class UsbCharging:
         if port.error is not None and port.error.code != "port_unavailable":
             port.error = None
         return True
+
+    # --- hot-plug --------------------------------------------------------------------------
+
+    @property
+    def _retrying(self) -> str:
+        if self.opener is None:
+            return ""
+        return f"; looking for it again every {self.settings.reopen_ms // 1000} s"
+
+    async def _reopen(self) -> None:
+        """Every `reopen_ms`, try to open the hub or the meter where one is missing."""
+        opener = self.opener
+        if opener is None or self.now < self._next_reopen_ms:
+            return
+        hub_missing = self.hub is None
+        meter_missing = opener.meter_port not in self.meters
+        if not (hub_missing or meter_missing):
+            return
+        self._next_reopen_ms = self.now + self.settings.reopen_ms
+        if hub_missing:
+            try:
+                hub = await asyncio.to_thread(opener.open_hub)
+            except UsbError as exc:
+                if self.hub_error is None or exc.code != self.hub_error.code:
+                    log.warning("USB hub: %s (%s)%s", exc.message, exc.code, self._retrying)
+                self.hub_error = exc
+            else:
+                await self._hub_back(hub)
+        if meter_missing:
+            try:
+                meter = await asyncio.to_thread(opener.open_meter)
+            except UsbError as exc:
+                if self.meter_error is None or exc.code != self.meter_error.code:
+                    log.warning("USB meter: %s (%s)%s", exc.message, exc.code, self._retrying)
+                self.meter_error = exc
+            else:
+                self._meter_back(opener.meter_port, meter)
+
+    async def _hub_lost(self, error: UsbError) -> None:
+        """The hub left the bus: its sessions end, its phones are gone with it."""
+        if self.hub is None:
+            return
+        log.warning("USB %s is gone: %s%s", self.hub_description, error.message, self._retrying)
+        self.hub, self.hub_error = None, error
+        self._next_reopen_ms = self.now + self.settings.reopen_ms
+        for port in self.ports.values():
+            port.powered = False
+            if port.session is not None:
+                await self._end(port, "error", error=error)
+            port.device, port.since, port.connected = None, None, False
+            port.pairing_code, port.trickle = None, False
+
+    async def _hub_back(self, hub: PortPower) -> None:
+        """The hub is there (again): every port off first, as at start-up."""
+        self.hub, self.hub_error, self.hub_description = hub, None, hub.description
+        log.info("USB %s is there; every port off", hub.description)
+        for port in self.ports.values():
+            port.error = None
+            await self._set_power(port, False)
+
+    async def _meter_lost(self, port: PortState, error: UsbError) -> None:
+        """The meter left the bus: let it go, end the port's session, look for it again."""
+        meter = self.meters.pop(port.port, None)
+        if meter is None:
+            return
+        log.warning("USB meter %s is gone: %s%s", meter.description, error.message, self._retrying)
+        close = getattr(meter, "close", None)
+        if close is not None:
+            with contextlib.suppress(Exception):  # a gone device may refuse to be released
+                await asyncio.to_thread(close)
+        self.meter_error = error
+        port.sample = None
+        self._next_reopen_ms = self.now + self.settings.reopen_ms
+        if port.session is not None and port.session.state == "charging":
+            await self._end(port, "meter_failed", error=error)
+
+    def _meter_back(self, port_number: int, meter: UsbMeter) -> None:
+        """A meter is there (again); its energy counter starts afresh."""
+        self.meters[port_number] = meter
+        self.meter_error, self.meter_description = None, meter.description
+        log.info("USB meter %s is there", meter.description)
+        port = self.ports.get(port_number)
+        if port is not None:
+            port.sample, port.meter_error, port.last_valid_ms = None, None, 0
 
     # --- sessions --------------------------------------------------------------------------
 
@@ -528,11 +637,15 @@ class UsbCharging:
         buyer = self._wallet_for(port.device, wallet, port.pairing_code)
         meter = self.meters.get(port.port)
         if meter is None:
+            if self.meter_error is not None:
+                raise UsbRefusal(self.meter_error.code, self.meter_error.message)
             raise UsbRefusal("meter_missing", f"no meter stands in front of port {port.port}")
         try:
             start_sample = await asyncio.to_thread(meter.read)
         except UsbError as exc:
             port.meter_error = exc
+            if exc.code == "meter_missing":
+                await self._meter_lost(port, exc)
             raise UsbRefusal(exc.code, exc.message) from None
         why = check_sample(start_sample, port.sample)
         if why is not None:
@@ -584,7 +697,11 @@ class UsbCharging:
         row.meter_start_mwh = start_sample.energy_mwh
         if not port.powered and not await self._set_power(port, True):
             port.session = row
-            error = port.error or UsbError("the port did not switch on", "port_unavailable")
+            error = (
+                port.error
+                or self.hub_error
+                or UsbError("the port did not switch on", "port_unavailable")
+            )
             await self._end(port, "error", error=error)
             raise UsbRefusal(error.code, error.message)
         row.state = "charging"
@@ -894,9 +1011,17 @@ class UsbCharging:
             "current_ma": sample.current_ma if sample else 0,
             "trickle": port.trickle,
             "error": error_view(port.error),
-            "meter_error": error_view(port.meter_error) if port.port in self.meters else None,
+            "meter_error": error_view(self._port_meter_error(port)),
             "session": session_view(port.session) if port.session else None,
         }
+
+    def _port_meter_error(self, port: PortState) -> UsbError | None:
+        """The meter's error on the port it stands in front of (also while it is missing)."""
+        if port.port in self.meters:
+            return port.meter_error
+        if self.opener is not None and port.port == self.opener.meter_port:
+            return self.meter_error
+        return None
 
     def view(self) -> dict[str, Any]:
         """`GET usb`: hub, meter, ports and recent sessions."""
@@ -911,7 +1036,7 @@ class UsbCharging:
                 "error": error_view(self.hub_error),
             },
             "meter": {
-                "description": meter.description if meter is not None else "",
+                "description": meter.description if meter is not None else self.meter_description,
                 "ok": meter is not None and meter_error is None,
                 "error": error_view(meter_error),
             },
@@ -934,6 +1059,60 @@ class _PooledTrade:
     status = "active"
 
 
+@dataclass(frozen=True)
+class HardwareOpener:
+    """How to open the configured hub and meter: at start-up, and again every `reopen_ms`
+    while one of them is missing. Each call raises a `UsbError` saying why it cannot."""
+
+    hub_vendor_id: int | None = None
+    hub_product_id: int | None = None
+    hub_location: str | None = None
+    hub_sysfs: str | None = None  # "1-1.3": switch ports through sysfs, not hub requests
+    hub_sysfs_root: str = "/"
+    meter: Mapping[str, Any] = field(default_factory=lambda: {"type": "fnirsi"})
+    meter_port: int = 1
+    backend: Any = None
+    clock: Clock | None = None
+
+    @property
+    def hub_wanted(self) -> str:
+        """The configured hub for people, shown while it cannot be opened."""
+        if self.hub_sysfs is not None:
+            return f"hub {self.hub_sysfs} (sysfs)"
+        wanted = ", ".join(
+            part
+            for part in (
+                f"{self.hub_vendor_id:04x}" if self.hub_vendor_id is not None else "",
+                f"{self.hub_product_id:04x}" if self.hub_product_id is not None else "",
+                f"at {self.hub_location}" if self.hub_location else "",
+            )
+            if part
+        )
+        return f"USB hub {wanted}".strip()
+
+    def open_hub(self) -> PortPower:
+        """The hub: through sysfs when configured so, else hub class requests over pyusb."""
+        try:
+            if self.hub_sysfs is not None:
+                return SysfsPortPower(self.hub_sysfs, root=self.hub_sysfs_root)
+            return open_hub(
+                self.hub_vendor_id, self.hub_product_id, self.hub_location, backend=self.backend
+            )
+        except UsbError:
+            raise
+        except Exception as exc:  # pyusb without libusb, permissions: say so, do not crash
+            raise UsbError(f"cannot open the USB hub: {exc}", "port_unavailable") from exc
+
+    def open_meter(self) -> UsbMeter:
+        """The meter in front of `meter_port`."""
+        try:
+            return open_meter(self.meter, self.backend, clock=self.clock)
+        except UsbError:
+            raise
+        except Exception as exc:
+            raise MeterError(f"cannot open the USB meter: {exc}", "meter_missing") from exc
+
+
 @dataclass
 class UsbHardware:
     """The hub and meter as opened at start-up, or why they could not be."""
@@ -943,6 +1122,7 @@ class UsbHardware:
     hub_description: str
     meters: dict[int, UsbMeter]
     meter_error: UsbError | None
+    opener: HardwareOpener | None = None
 
 
 def open_hardware(
@@ -954,38 +1134,40 @@ def open_hardware(
     meter_port: int,
     backend: Any = None,
     clock: Clock | None = None,
+    hub_sysfs: str | None = None,
+    hub_sysfs_root: str = "/",
 ) -> UsbHardware:
-    """Open the configured hub and meter with pyusb (`backend`: libusb when None, or the
-    virtual world's). A failure is kept to be shown in `GET usb`, never raised."""
-    wanted = ", ".join(
-        part
-        for part in (
-            f"{hub_vendor_id:04x}" if hub_vendor_id is not None else "",
-            f"{hub_product_id:04x}" if hub_product_id is not None else "",
-            f"at {hub_location}" if hub_location else "",
-        )
-        if part
+    """Open the configured hub (pyusb with `backend`, libusb when None, or the virtual
+    world's; or sysfs with `hub_sysfs`) and meter. A failure is kept to be shown in
+    `GET usb`, never raised; the returned `opener` tries again later."""
+    opener = HardwareOpener(
+        hub_vendor_id=hub_vendor_id,
+        hub_product_id=hub_product_id,
+        hub_location=hub_location,
+        hub_sysfs=hub_sysfs,
+        hub_sysfs_root=hub_sysfs_root,
+        meter=dict(meter),
+        meter_port=meter_port,
+        backend=backend,
+        clock=clock,
     )
     hub: PortPower | None = None
     hub_error: UsbError | None = None
     try:
-        hub = open_hub(hub_vendor_id, hub_product_id, hub_location, backend=backend)
+        hub = opener.open_hub()
     except UsbError as exc:
         hub_error = exc
-    except Exception as exc:  # pyusb without libusb, permissions: say so, do not crash
-        hub_error = UsbError(f"cannot open the USB hub: {exc}", "port_unavailable")
     meters: dict[int, UsbMeter] = {}
     meter_error: UsbError | None = None
     try:
-        meters[meter_port] = open_meter(meter, backend, clock=clock)
+        meters[meter_port] = opener.open_meter()
     except UsbError as exc:
         meter_error = exc
-    except Exception as exc:
-        meter_error = MeterError(f"cannot open the USB meter: {exc}", "meter_missing")
     return UsbHardware(
         hub=hub,
         hub_error=hub_error,
-        hub_description=hub.description if hub is not None else f"USB hub {wanted}".strip(),
+        hub_description=hub.description if hub is not None else opener.hub_wanted,
         meters=meters,
         meter_error=meter_error,
+        opener=opener,
     )

@@ -36,6 +36,10 @@ _GET_DESCRIPTOR = 6
 _PORT_POWER = 8
 _PACKET_INTERVAL_MS = 4 * FNIRSI_SAMPLE_INTERVAL_MS  # four samples per HID report
 _MAX_BACKLOG = 4
+# USB-PD's fixed supply voltages (standard power range) and the most a 5 A e-marked cable
+# carries: what a virtual phone may negotiate.
+PD_VOLTAGES_MV = (5_000, 9_000, 15_000, 20_000)
+PD_MAX_CURRENT_A = 5.0
 
 
 def _pipe_error(what: str) -> usb.core.USBError:
@@ -54,7 +58,9 @@ class VirtualPhone:
     """A phone with a battery that charges on a CC/CV curve from USB VBUS.
 
     Below about 80 % it takes its full power (constant current); above it the power
-    falls towards ~1 W (constant voltage) and stops at 100 %.
+    falls towards ~1 W (constant voltage) and stops at 100 %. `pd_voltage_mv` is the
+    USB-PD contract it negotiates (5 V for a plain phone, 9/15/20 V for fast-charging
+    phones, tablets and laptops); the port then carries that voltage while it charges.
     """
 
     CV_START = 0.8
@@ -72,12 +78,20 @@ class VirtualPhone:
         soc: float = 0.2,
         *,
         max_power_w: float = 15.0,
+        pd_voltage_mv: int = 5_000,
         strings_fail: bool = False,
     ) -> None:
         if not 0.0 <= soc <= 1.0:
             raise ValueError("state of charge is between 0 and 1")
         if battery_wh <= 0 or max_power_w <= 0:
             raise ValueError("battery size and charge power must be positive")
+        if pd_voltage_mv not in PD_VOLTAGES_MV:
+            raise ValueError(f"a USB-PD contract is one of {PD_VOLTAGES_MV} mV")
+        if max_power_w > pd_voltage_mv / 1000 * PD_MAX_CURRENT_A:
+            raise ValueError(
+                f"{max_power_w:g} W at {pd_voltage_mv / 1000:g} V needs more than"
+                f" {PD_MAX_CURRENT_A:g} A; negotiate a higher voltage"
+            )
         self.vendor_id = vendor_id
         self.product_id = product_id
         self.serial = serial
@@ -86,6 +100,7 @@ class VirtualPhone:
         self.battery_wh = battery_wh
         self.soc = soc
         self.max_power_w = max_power_w
+        self.pd_voltage_mv = pd_voltage_mv
         self.strings_fail = strings_fail
         self.delivered_wh = 0.0  # energy taken from the port, the truth a meter should see
 
@@ -99,8 +114,9 @@ class VirtualPhone:
         return max(self.FLOOR_W, self.max_power_w * taper)
 
     def voltage_v(self) -> float:
-        """VBUS at the phone: 5.1 V at no load, a little cable drop under load."""
-        return 5.1 - 0.04 * self.current_a_at(5.0)
+        """VBUS at the phone: the contract's voltage plus 0.1 V at no load, less a little
+        cable drop under load."""
+        return vbus_v(self.pd_voltage_mv, self.demand_w())
 
     def current_a_at(self, volts: float) -> float:
         """The current for the present demand at `volts`."""
@@ -121,8 +137,14 @@ class VirtualPhone:
     def __repr__(self) -> str:
         return (
             f"VirtualPhone({self.vendor_id:04x}:{self.product_id:04x} {self.serial!r} "
-            f"soc={self.soc:.3f})"
+            f"{self.pd_voltage_mv / 1000:g} V soc={self.soc:.3f})"
         )
+
+
+def vbus_v(contract_mv: int, power_w: float) -> float:
+    """VBUS under a contract: sources aim 0.1 V high, the cable drops 40 mOhm x current."""
+    nominal_v = contract_mv / 1000
+    return nominal_v + 0.1 - 0.04 * power_w / nominal_v
 
 
 @dataclass
@@ -822,12 +844,14 @@ class VirtualUsbWorld:
             if not live:
                 return 0.0, 0.0
             power_w = 0.0
+            contract_mv = PD_VOLTAGES_MV[0]  # an empty port offers plain 5 V
             for number in live:
                 phone = self._port(number).phone
                 if phone is not None:
                     power_w += phone.demand_w()
-            # 5.1 V at no load, a little cable drop under load, as a phone sees it.
-            volts = 5.1 - 0.04 * power_w / 5.0
+                    # Upstream of several phones, the hub asks for the highest contract.
+                    contract_mv = max(contract_mv, phone.pd_voltage_mv)
+            volts = vbus_v(contract_mv, power_w)
             return volts, power_w / volts
 
     def devices(self) -> list[_Device]:

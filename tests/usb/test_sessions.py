@@ -55,10 +55,15 @@ async def test_an_unknown_phone_stays_unpowered_and_shows_a_pairing_code(rig: Us
     assert refused.value.code == "not_paired" and refused.value.details["pairing_code"] == code
 
 
+@pytest.mark.parametrize(
+    "kind",
+    [{}, {"max_power_w": 60.0, "pd_voltage_mv": 20_000}],
+    ids=["25W-at-5V", "60W-at-20V"],
+)
 async def test_a_full_purchase_stops_within_the_overshoot_bound_and_settles(
-    rig: UsbRig,
+    rig: UsbRig, kind: dict[str, Any]
 ) -> None:
-    wallet = await plugged_and_paired(rig, fund=1_000)
+    wallet = await plugged_and_paired(rig, fund=1_000, **kind)
     assert rig.home is not None
     assert rig.home.wallet(wallet)["balance"] == 1_000
     session = await rig.usb.purchase(1, energy_wh=2)

@@ -120,3 +120,35 @@ def test_world_rejects_impossible_setups() -> None:
         world.plug(1, phone())
     with pytest.raises(ValueError):
         VirtualPhone(1, 2, None, soc=1.5)
+
+
+def test_usb_pd_phone_draws_its_power_at_the_contract_voltage() -> None:
+    # A 60 W device on a 20 V contract: 3 A through the meter, well inside its 6 A.
+    clock = SimulatedClock(START)
+    world = VirtualUsbWorld(clock, meter_port=1)
+    tablet = VirtualPhone(
+        0x18D1, 0x4EE7, "T1", battery_wh=40.0, soc=0.2, max_power_w=60.0, pd_voltage_mv=20_000
+    )
+    world.plug(1, tablet)
+    meter = open_meter({"type": "fnirsi"}, world.backend)
+    first = meter.read()
+    assert 19_900 <= first.voltage_mv <= 20_100
+    assert first.current_ma == pytest.approx(3_000, rel=0.01)
+    assert first.power_mw == pytest.approx(60_000, rel=0.01)
+
+    clock.advance(60_000)  # a minute at 60 W: 1 Wh, on the phone's side and the meter's
+    later = meter.read()
+    assert tablet.delivered_wh == pytest.approx(1.0, rel=0.01)
+    assert later.energy_mwh == pytest.approx(1_000, rel=0.02)
+    # The same CC/CV taper above 80 %, still at 20 V.
+    tablet.soc = 0.9
+    assert tablet.demand_w() == pytest.approx(30.0)
+    assert 19_900 <= meter.read().voltage_mv <= 20_100
+
+
+def test_usb_pd_contract_must_be_a_pd_voltage_within_5_amps() -> None:
+    with pytest.raises(ValueError, match="USB-PD contract"):
+        VirtualPhone(1, 2, None, pd_voltage_mv=12_345)
+    with pytest.raises(ValueError, match="more than 5 A"):
+        VirtualPhone(1, 2, None, max_power_w=60.0)  # 12 A at 5 V
+    assert VirtualPhone(1, 2, None, max_power_w=100.0, pd_voltage_mv=20_000).voltage_v() < 20.1

@@ -25,10 +25,12 @@ PORT_RESOURCE = "test/usb-1"
 SETTLEMENT_PERIOD_MS = 15_000
 
 
-def phone(serial: str = "PHONE1", max_power_w: float = 25.0, soc: float = 0.2) -> VirtualPhone:
+def phone(
+    serial: str = "PHONE1", max_power_w: float = 25.0, soc: float = 0.2, pd_voltage_mv: int = 5_000
+) -> VirtualPhone:
     return VirtualPhone(
         0x18D1, 0x4EE7, serial, "Google", "Pixel 8", battery_wh=15.0, soc=soc,
-        max_power_w=max_power_w,
+        max_power_w=max_power_w, pd_voltage_mv=pd_voltage_mv,
     )  # fmt: skip
 
 
@@ -53,6 +55,8 @@ class UsbRig:
             ports=(1, 2), price=PRICE, watchdog_ms=5_000, resource_prefix="test"
         )
     )
+    # More UsbConfig fields (a sysfs hub, another meter); the virtual world is the default.
+    usb_options: dict[str, Any] = field(default_factory=dict)
     home: Home | None = None
     _seq: int = 0
 
@@ -83,7 +87,9 @@ class UsbRig:
             community_broker=BrokerSettings(host="127.0.0.1", port=self.broker_port),
             clock=self.clock,
             settlement_period_ms=SETTLEMENT_PERIOD_MS,
-            usb=UsbConfig(settings=self.settings, virtual=True, meter_port=1),
+            usb=UsbConfig(
+                **{"settings": self.settings, "virtual": True, "meter_port": 1, **self.usb_options}
+            ),
             usb_world=self.world,
         )
         return self.home
