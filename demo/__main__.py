@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from demo.community import EmbeddedCommunity, make_community
+from demo.community import CommunityFolderError, EmbeddedCommunity, make_community
 from demo.hass import Login, new_login, start_hass
 from demo.processes import free_port
 
@@ -109,6 +109,9 @@ def main(argv: list[str] | None = None) -> int:
     except Stop:
         print("\nstopping ...", flush=True)
         return 0
+    except CommunityFolderError as exc:
+        print(f"scripts/demo: error: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
         # Nothing may interrupt the clean-up.
         signal.signal(signal.SIGINT, signal.SIG_IGN)

@@ -28,7 +28,12 @@ from typing import Any, Protocol
 from demo.hass import CHECKOUT, HomeAccess
 from demo.processes import Child, free_port, wait_for_port
 from edge_controller.demo import TOP_UP, plan_homes
-from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
+from edge_controller.home import load_or_create_key
+from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected, sign_record
+
+
+class CommunityFolderError(Exception):
+    """The folder holds a community the launcher cannot continue from."""
 
 
 class Community(Protocol):
@@ -85,6 +90,8 @@ class EmbeddedCommunity:
 
     def start(self, timeout: float = 90) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
+        # The demo keeps its community in --data-dir; the URLs of an earlier run are stale.
+        self.state_file.unlink(missing_ok=True)
         child = self.children[0].start()
         deadline = time.monotonic() + timeout
         while not (self.state_file.exists() and self.state_file.read_text().strip()):
@@ -117,6 +124,7 @@ class ProcessCommunity:
         self.children: list[Child] = []
         self.registrar = KeyPair.generate()
         self._seq = 0
+        self._new_homes: set[str] = set()
 
     def _mosquitto(self, port: int) -> Child:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -136,51 +144,70 @@ class ProcessCommunity:
         return Child("mosquitto", [binary, "-c", str(config)], self.folder / "mosquitto.log")
 
     def _write_community(self, broker_port: int) -> Path:
-        """The genesis, each home's keys and API port, and when the homes were planned."""
+        """The genesis, each home's keys and API port, and when the homes were planned.
+        The genesis, registrar and keys of an earlier start in this folder are kept, so a
+        restart continues the same community."""
         planned = int(time.time() * 1000)
         slugs = [p.slug for p in plan_homes(self.count, planned)]
         keys: dict[str, dict[str, Any]] = {}
         sealers: list[str] = []
+        genesis_file = self.folder / "genesis.json"
+        community = self.folder / "community.json"
+        try:
+            if genesis_file.exists():
+                self._seq = int(json.loads(community.read_text())["registrar_seq"])
+            self.registrar = load_or_create_key(self.folder / "registrar.key")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise CommunityFolderError(f"{self.folder}: no demo community: {exc!r}") from None
         for slug in slugs:
             data = self.folder / slug
             data.mkdir(parents=True, exist_ok=True)
-            node, meter = KeyPair.generate(), KeyPair.generate()
-            node.save(data / "node.key")
-            meter.save(data / "meter.key")
+            if not (data / "node.key").exists():
+                self._new_homes.add(slug)
+            node = load_or_create_key(data / "node.key")
+            load_or_create_key(data / "meter.key")
             keys[slug] = {
                 "node": str(data / "node.key"),
                 "meter": str(data / "meter.key"),
                 "api_port": free_port(),
             }
             sealers.append(node.public_hex)
-        self.genesis = Genesis(
-            name="Demo Street",
-            currency="DEMO",
-            currency_name="Demo Street credits",
-            time=planned - 1_000,
-            registrars=(self.registrar.public_hex,),
-            consensus=Consensus(
-                mode="poa",
-                block_interval_ms=self.block_interval_ms,
-                sealers=tuple(sealers[:3]),
-                confirmations=2,
-            ),
-        )
-        genesis = self.folder / "genesis.json"
-        self.genesis.save(genesis)
-        community = self.folder / "community.json"
-        community.write_text(
-            json.dumps(
-                {
-                    "homes": self.count,
-                    "planned_ms": planned,
-                    "genesis": str(genesis),
-                    "broker": {"host": "127.0.0.1", "port": broker_port},
-                    "keys": keys,
-                },
-                indent=2,
+        if genesis_file.exists():
+            try:
+                self.genesis = Genesis.load(genesis_file)
+            except (OSError, ValueError, Rejected) as exc:
+                raise CommunityFolderError(f"{genesis_file}: {exc}") from None
+            if self.registrar.public_hex not in self.genesis.registrars or any(
+                key != sealer
+                for key, sealer in zip(sealers, self.genesis.consensus.sealers, strict=False)
+            ):
+                raise CommunityFolderError(
+                    f"{self.folder}: the keys there are not those {genesis_file} names"
+                )
+        else:
+            self.genesis = Genesis(
+                name="Demo Street",
+                currency="DEMO",
+                currency_name="Demo Street credits",
+                time=planned - 1_000,
+                registrars=(self.registrar.public_hex,),
+                consensus=Consensus(
+                    mode="poa",
+                    block_interval_ms=self.block_interval_ms,
+                    sealers=tuple(sealers[:3]),
+                    confirmations=2,
+                ),
             )
-        )
+            self.genesis.save(genesis_file)
+        self._community = {
+            "homes": self.count,
+            "planned_ms": planned,
+            "genesis": str(genesis_file),
+            "broker": {"host": "127.0.0.1", "port": broker_port},
+            "keys": keys,
+            "registrar_seq": self._seq,
+        }
+        community.write_text(json.dumps(self._community, indent=2))
         self._slugs = slugs
         return community
 
@@ -192,6 +219,8 @@ class ProcessCommunity:
         wait_for_port(broker_port, 10, broker)
         community = self._write_community(broker_port)
         for slug in self._slugs:
+            # A home's state file of an earlier run names its old port and token.
+            (self.folder / f"{slug}.json").unlink(missing_ok=True)
             self.children.append(
                 Child(
                     f"home {slug}",
@@ -221,10 +250,13 @@ class ProcessCommunity:
         self._register()
 
     def _register(self) -> None:
-        """The registrar certifies every resource and tops up every wallet (as the demo)."""
+        """The registrar certifies each new home's resources and tops up its wallet, once:
+        the homes of an earlier start in this folder are in the ledger already."""
         planned = plan_homes(self.count, int(time.time() * 1000))
         relay = self.homes[0]
         for home, plan in zip(self.homes, planned, strict=True):
+            if plan.slug not in self._new_homes:
+                continue
             bodies: list[dict[str, Any]] = [{"kind": "topup", "to": home.account, "amount": TOP_UP}]
             meter = KeyPair.load(self.folder / home.slug / "meter.key")
             for r in plan.resources:
@@ -249,6 +281,9 @@ class ProcessCommunity:
                     {"seq": self._seq, "time": int(time.time() * 1000), **body},
                 )
                 _post(relay, "records", record.to_wire())
+                # The next start continues after the sequence numbers the ledger has seen.
+                self._community["registrar_seq"] = self._seq
+                (self.folder / "community.json").write_text(json.dumps(self._community, indent=2))
 
     def stop(self) -> None:
         # The homes first, so none of them reconnects in a loop to a vanished broker.

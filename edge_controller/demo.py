@@ -15,6 +15,7 @@ import json
 import logging
 import signal
 import socket
+import sqlite3
 import sys
 import tempfile
 import time
@@ -43,8 +44,9 @@ from edge_controller.devices.simulators import (
     SimulatedHardware,
     SimulatedSite,
 )
-from edge_controller.home import Home, load_or_create_token
-from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
+from edge_controller.home import Home, load_or_create_key, load_or_create_token
+from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected, sign_record
+from edge_controller.ledger.store import StoreMismatch
 from edge_controller.market import (
     AcceptanceCriteria,
     BatterySellRule,
@@ -61,10 +63,17 @@ from edge_controller.usb.sessions import UsbRefusal, UsbSettings
 log = logging.getLogger(__name__)
 
 TOP_UP = 200_000  # milli-units: 200 units of the community currency per home
+# What a data dir keeps so that the next start continues the same community: this file
+# (the genesis), the registrar's key beside it, and each home's keys in its own folder.
+COMMUNITY_FILE = "demo-community.json"
+COMMUNITY_KIND = "energy-p2p demo community"
+REGISTRAR_KEY = "registrar.key"
+NODE_KEY = "node.key"
+METER_KEY = "meter.key"
 # Short windows and metering periods, so a trade is delivered and settled in a few minutes.
 SETTLEMENT_PERIOD_MS = 15_000
-# The consumer's phone: a fast-charging phone buys 1 Wh (about two and a half minutes at
-# 25 W), paid from a wallet the flat funds when the phone is paired.
+# The consumer's phone: a USB-PD fast-charging phone buys 1 Wh (about a minute at 60 W on a
+# 20 V contract), paid from a wallet the flat funds when the phone is paired.
 USB_PRICE = 2_000  # milli-units per kWh
 USB_CHARGE_WH = 1
 USB_WALLET_FUND = 1_000
@@ -269,18 +278,27 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
 
 def demo_usb(slug: str) -> UsbConfig:
     """A virtual hub with one charging port, a meter in front of it, and a phone plugged
-    in a few seconds after start."""
+    in a few seconds after start: a 60 W USB-PD device at 20 V, so 1 Wh takes a minute."""
     return UsbConfig(
         settings=UsbSettings(ports=(1,), price=USB_PRICE, watchdog_ms=5_000, resource_prefix=slug),
         virtual=True,
         virtual_ports=4,
         virtual_phones=(
             VirtualPhoneConfig(
-                port=1, serial="DEMO0001", soc=0.2, max_power_w=25.0, plug_after_ms=3_000
+                port=1,
+                serial="DEMO0001",
+                soc=0.2,
+                max_power_w=60.0,
+                pd_voltage_mv=20_000,
+                plug_after_ms=3_000,
             ),
         ),
         meter_port=1,
     )
+
+
+class DemoDataError(Exception):
+    """The data dir holds something the demo cannot continue from."""
 
 
 @dataclass
@@ -312,40 +330,35 @@ class Demo:
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
+        """Start the broker, the homes and their simulated devices, then register the
+        community. Raises `DemoDataError` when the data dir holds another community."""
         now = self.clock.now_ms()
+        plans = plan_homes(self.count, now)
+        genesis, new_homes = await asyncio.to_thread(self._load_or_create_community, plans, now)
         self.broker = Broker(
             {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.broker_port}"}}}
         )
         await self.broker.start()
-        plans = plan_homes(self.count, now)
-        sealers = tuple(p.key.public_hex for p in plans[:3])
-        genesis = Genesis(
-            name="Demo Street",
-            currency="DEMO",
-            currency_name="Demo Street credits",
-            time=now - 1_000,
-            registrars=(self.registrar.public_hex,),
-            consensus=Consensus(
-                mode="poa", block_interval_ms=2_000, sealers=sealers, confirmations=2
-            ),
-        )
         broker = BrokerSettings(host="127.0.0.1", port=self.broker_port)
         for i, plan in enumerate(plans):
             folder = self.data_dir / plan.slug
-            home = Home(
-                name=plan.name,
-                data_dir=folder,
-                genesis=genesis,
-                node_key=plan.key,
-                meter_key=plan.meter,
-                community_broker=broker,
-                devices=tuple(plan.devices),
-                policy=plan.policy,
-                clock=self.clock,
-                control_interval_ms=1_000,
-                settlement_period_ms=SETTLEMENT_PERIOD_MS,
-                usb=plan.usb,
-            )
+            try:
+                home = Home(
+                    name=plan.name,
+                    data_dir=folder,
+                    genesis=genesis,
+                    node_key=plan.key,
+                    meter_key=plan.meter,
+                    community_broker=broker,
+                    devices=tuple(plan.devices),
+                    policy=plan.policy,
+                    clock=self.clock,
+                    control_interval_ms=1_000,
+                    settlement_period_ms=SETTLEMENT_PERIOD_MS,
+                    usb=plan.usb,
+                )
+            except (StoreMismatch, sqlite3.DatabaseError) as exc:
+                raise DemoDataError(f"{folder}: {exc}") from None
             token = load_or_create_token(folder / "api-token")
             api = ApiServer(home, token, "127.0.0.1", self.api_port + i if self.api_port else 0)
             await home.start()
@@ -373,21 +386,116 @@ class Demo:
                 )
             )
 
-        await self._register_community(genesis)
+        await self._register_community(genesis, new_homes)
         for running in self.running:
             if running.home.usb is not None:
                 self._tasks.append(asyncio.create_task(phone_buys_a_charge(running.home)))
 
-    async def _register_community(self, genesis: Genesis) -> None:
-        """The registrar certifies every resource and tops up every wallet."""
+    def _load_or_create_community(
+        self, plans: list[HomePlan], now: int
+    ) -> tuple[Genesis, set[str]]:
+        """The community the data dir holds (its genesis, registrar key and each home's
+        keys), created on first start; gives `plans` their keys. Returns the genesis and
+        the slugs of the homes whose keys are new this start: only they get a top-up."""
+        folder = self.data_dir
+        community_file = folder / COMMUNITY_FILE
+        genesis: Genesis | None = None
+        if community_file.exists():
+            genesis = _read_community(community_file)
+        elif folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+            raise DemoDataError(
+                f"{folder} is not a demo community ({COMMUNITY_FILE} is missing) nor an empty"
+                " folder: give --data-dir an empty or new folder"
+            )
+        new_homes: set[str] = set()
+        try:
+            if genesis is not None:
+                # A sealer's lost key cannot be replaced: the genesis names it for good.
+                for plan in plans[: len(genesis.consensus.sealers)]:
+                    if not (folder / plan.slug / NODE_KEY).exists():
+                        raise DemoDataError(f"{folder / plan.slug / NODE_KEY} is missing")
+            self.registrar = load_or_create_key(folder / REGISTRAR_KEY)
+            for plan in plans:
+                if not (folder / plan.slug / NODE_KEY).exists():
+                    new_homes.add(plan.slug)
+                plan.key = load_or_create_key(folder / plan.slug / NODE_KEY)
+                plan.meter = load_or_create_key(folder / plan.slug / METER_KEY)
+        except (OSError, ValueError) as exc:
+            raise DemoDataError(f"{folder}: cannot read or write a key: {exc}") from None
+        if genesis is None:
+            genesis = Genesis(
+                name="Demo Street",
+                currency="DEMO",
+                currency_name="Demo Street credits",
+                time=now - 1_000,
+                registrars=(self.registrar.public_hex,),
+                consensus=Consensus(
+                    mode="poa",
+                    block_interval_ms=2_000,
+                    sealers=tuple(p.key.public_hex for p in plans[:3]),
+                    confirmations=2,
+                ),
+            )
+            # Written last and whole: a community file always has its keys beside it.
+            tmp = community_file.with_suffix(".tmp")
+            tmp.write_text(
+                json.dumps({"kind": COMMUNITY_KIND, "genesis": genesis.to_json()}, indent=2) + "\n"
+            )
+            tmp.replace(community_file)
+            log.info("demo community %s created in %s", genesis.community_id, folder)
+            return genesis, new_homes
+        if self.registrar.public_hex not in genesis.registrars:
+            raise DemoDataError(
+                f"{folder / REGISTRAR_KEY} is not the registrar of the community in"
+                f" {community_file}"
+            )
+        sealers = genesis.consensus.sealers
+        for plan, sealer in zip(plans, sealers, strict=False):
+            if plan.key.public_hex != sealer:
+                raise DemoDataError(
+                    f"{folder / plan.slug / NODE_KEY} is not the key the community in"
+                    f" {community_file} names as sealer"
+                )
+        log.info("demo community %s continues from %s", genesis.community_id, folder)
+        return genesis, new_homes
+
+    def _registrar_next_seq(self) -> int:
+        """After the registrar's highest sequence any home's ledger or pool holds."""
+        account = self.registrar.account
+        seqs = [0]
+        for running in self.running:
+            ledger = running.home.ledger
+            seqs.append(ledger.state.account(account).seq)
+            seqs.extend(r.seq for r in ledger.pool.values() if r.account == account)
+        return max(seqs) + 1
+
+    def _is_registered(self, resource_id: str) -> bool:
+        """Whether a home's ledger holds `resource_id`, or a pool its registration: a
+        second registration would reset the resource's available energy."""
+        for running in self.running:
+            ledger = running.home.ledger
+            if ledger.state.resources.get(resource_id) is not None:
+                return True
+            if any(
+                r.body["kind"] == "registration" and r.body["resource"] == resource_id
+                for r in ledger.pool.values()
+            ):
+                return True
+        return False
+
+    async def _register_community(self, genesis: Genesis, new_homes: set[str]) -> None:
+        """The registrar certifies every resource not yet registered and tops up each new
+        home's wallet once (a restart must not print money again)."""
         relay = self.running[0].home
-        seq = 0
+        seq = self._registrar_next_seq() - 1
         for running in self.running:
             plan = running.plan
-            bodies: list[dict[str, Any]] = [
-                {"kind": "topup", "to": plan.key.account, "amount": TOP_UP}
-            ]
+            bodies: list[dict[str, Any]] = []
+            if plan.slug in new_homes:
+                bodies.append({"kind": "topup", "to": plan.key.account, "amount": TOP_UP})
             for r in plan.resources:
+                if self._is_registered(r.id):
+                    continue
                 bodies.append(
                     {
                         "kind": "registration",
@@ -451,7 +559,11 @@ async def run_demo(
 ) -> int:
     """Run the demo until Ctrl-C (or for `duration_s`); prints each home's URL and token."""
     demo = Demo(homes, data_dir=data_dir, api_port=api_port)
-    await demo.start()
+    try:
+        await demo.start()
+    except DemoDataError:
+        await demo.stop()
+        raise
     state = demo.state()
     print(
         f"Energy P2P demo: {len(demo.running)} homes on an embedded broker "
@@ -481,6 +593,20 @@ async def run_demo(
         print("stopping the demo...", flush=True)
         await demo.stop()
     return 0
+
+
+def _read_community(path: Path) -> Genesis:
+    """The genesis of the demo community kept in `path`, or `DemoDataError` saying why not."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DemoDataError(f"{path} is not a demo community file: {exc}") from None
+    if type(data) is not dict or data.get("kind") != COMMUNITY_KIND:
+        raise DemoDataError(f"{path} is not a demo community file (no kind {COMMUNITY_KIND!r})")
+    try:
+        return Genesis.from_json(data.get("genesis"))
+    except Rejected as exc:
+        raise DemoDataError(f"{path}: bad genesis: {exc}") from None
 
 
 async def phone_buys_a_charge(home: Home) -> None:
@@ -558,4 +684,8 @@ def demo_main(
         print("energy-p2p-edge: error: --homes must be from 3 to 12", file=sys.stderr)
         return 2
     setup_logging(verbose)
-    return asyncio.run(run_demo(homes, state_file, duration_s, data_dir, api_port))
+    try:
+        return asyncio.run(run_demo(homes, state_file, duration_s, data_dir, api_port))
+    except DemoDataError as exc:
+        print(f"energy-p2p-edge: error: {exc}", file=sys.stderr)
+        return 2
