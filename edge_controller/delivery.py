@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_controller.devices import DeviceCommandError
 from edge_controller.devices.capabilities import Battery
-from edge_controller.ledger.rules import allocated_export
+from edge_controller.ledger.rules import allocated_export, trade_power_w
 from edge_controller.ledger.state import State, Trade
 from edge_controller.metering import (
     Direction,
@@ -90,7 +90,7 @@ class Delivery:
             if resource is None or resource.owner != self.account:
                 continue
             power = sum(
-                trade_power_w(t)
+                trade_power_w(state, t)
                 for t in _trades_of(state, resource.id)
                 if t.status in ("active", "terminated") and t.start <= now < t.end
             )
@@ -304,14 +304,6 @@ def _metered_until(state: State, resource: str) -> int:
     """The end of the resource's last recorded meter reading (0: none yet)."""
     meter_log = state.meters.get(resource)
     return meter_log.last_end if meter_log else 0
-
-
-def trade_power_w(trade: Trade) -> int:
-    """The power a trade asks of its resource while its window runs."""
-    if trade.mode == "capacity":
-        return trade.quantity
-    hours_ms = max(trade.end - trade.start, 1)
-    return trade.energy_wh * 3_600_000 // hours_ms
 
 
 def delivery_score(trade: Trade) -> int:

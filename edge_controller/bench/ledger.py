@@ -57,7 +57,9 @@ FUEL_CELL_WH = 50_000
 BATTERY_W = 5_000
 BATTERY_WH = 13_500
 FUEL_CELL_OFFER_W = 1_800  # sold as two halves to two neighbours
-BATTERY_OFFER_WH = 400
+# Five battery offers share each 15-minute slot: 250 Wh each is 1 kW, 5 kW in all, the
+# battery's rating (the ledger books an energy trade at its average power).
+BATTERY_OFFER_WH = 250
 INITIAL_TOPUP = 5_000_000  # milli-units
 # Blocks are timed in small batches, each prepared (generated and signed) just before.
 BLOCKS_PER_BATCH = 6

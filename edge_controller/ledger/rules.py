@@ -181,18 +181,38 @@ def _check_addressee(offer: Offer, buyer: str) -> None:
         raise Rejected(Reason.NOT_ADDRESSEE, f"offer {offer.id[:12]} is private to other homes")
 
 
-def peak_capacity(state: State, resource_id: str, start: int, end: int) -> int:
-    """The highest sum of capacity commitments of a resource at any instant of a window."""
+def average_power_w(energy_wh: int, start: int, end: int) -> int:
+    """The power in W an energy trade asks of its resource: its Wh spread evenly over the
+    window, rounded up so that the ledger never books less than delivery draws."""
+    if end <= start:
+        return 0
+    return -(-energy_wh * MS_PER_HOUR // (end - start))
+
+
+def trade_power_w(state: State, trade: Trade) -> int:
+    """The power a trade holds of its resource while its window runs: a capacity trade its
+    W, an energy trade its average power over the window it was agreed for (a termination
+    shortens `trade.end` but not the rate it was booked at, as for capacity)."""
+    if trade.mode == "capacity":
+        return trade.quantity
+    offer = state.offers.rows[trade.offer]
+    return average_power_w(trade.energy_wh, offer.start, offer.end)
+
+
+def peak_power(state: State, resource_id: str, start: int, end: int) -> int:
+    """The highest sum of the power a resource's trades hold at any instant of a window:
+    capacity trades at their W, energy trades at their average power."""
     commitments = state.commitments.get(resource_id)
     if commitments is None:
         return 0
     events: list[tuple[int, int]] = []
     for trade_id in commitments.trades:
         t = state.trades.rows[trade_id]
-        if t.mode == "capacity" and t.start < end and start < t.end:
-            events.append((max(t.start, start), t.quantity))
-            events.append((min(t.end, end), -t.quantity))
-    # Windows are half-open: a commitment ending at t frees its capacity for one starting at t,
+        if t.start < end and start < t.end:
+            power = trade_power_w(state, t)
+            events.append((max(t.start, start), power))
+            events.append((min(t.end, end), -power))
+    # Windows are half-open: a commitment ending at t frees its power for one starting at t,
     # so at equal times the releases (negative) sort first.
     events.sort()
     peak = running = 0
@@ -205,13 +225,16 @@ def peak_capacity(state: State, resource_id: str, start: int, end: int) -> int:
 def _check_resource_can_supply(
     state: State, resource: Resource, mode: str, quantity: int, start: int, end: int
 ) -> None:
-    if mode == "capacity":
-        free = resource.power_w - peak_capacity(state, resource.id, start, end)
-        if quantity > free:
-            raise Rejected(
-                Reason.EXCEEDS_CAPACITY,
-                f"{resource.id} has {max(free, 0)} W free in that window, not {quantity} W",
-            )
+    # Delivery drives an energy trade at its average power, so both modes must fit within
+    # the registered rating at every instant of the window (a rating of 0 W supplies none).
+    needed = quantity if mode == "capacity" else average_power_w(quantity, start, end)
+    free = resource.power_w - peak_power(state, resource.id, start, end)
+    if needed > free:
+        asked = "" if mode == "capacity" else f" ({quantity} Wh over the window)"
+        raise Rejected(
+            Reason.EXCEEDS_CAPACITY,
+            f"{resource.id} has {max(free, 0)} W free in that window, needs {needed} W{asked}",
+        )
     # Energy-limited resources (battery, hydrogen) must also hold the energy behind a
     # capacity sale; a PV inverter registers no storage and is limited by power alone.
     if mode == "energy" or resource.capacity_wh > 0:

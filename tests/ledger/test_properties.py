@@ -9,7 +9,8 @@ test checks, by its own arithmetic over the state tables, that:
 - money is conserved apart from registrar top-ups;
 - no trade was ever created that did not fit its resource's free capacity (at every instant
   of its window) and free energy at the moment it was created;
-- the capacity of a resource whose rating was never lowered is never over-committed;
+- the capacity of a resource whose rating was never lowered is never over-committed,
+  counting capacity trades at their W and energy trades at their average power;
 
 and at the end that replaying the chain into a fresh node, and reopening the SQLite file,
 give the state the node reached block by block. A second property forks the chain and checks
@@ -91,13 +92,23 @@ def money_held(state: State) -> int:
     return wallets + sum(f.amount for f in state.fees.rows.values())
 
 
-def peak_load(trades: list[Trade], start: int, end: int) -> int:
-    """The highest sum of capacity (W) of `trades` at any instant of [start, end).
+def power_of(trade: Trade, state: State) -> int:
+    """The W a trade holds while it runs: a capacity trade its quantity, an energy trade its
+    Wh spread over the window it was agreed for (its offer's), rounded up."""
+    if trade.mode == "capacity":
+        return trade.quantity
+    offer = state.offers.rows[trade.offer]
+    hours_ms = offer.end - offer.start
+    return (trade.energy_wh * 3_600_000 + hours_ms - 1) // hours_ms
+
+
+def peak_load(trades: list[Trade], start: int, end: int, state: State) -> int:
+    """The highest sum of power (W) of `trades` at any instant of [start, end).
 
     Windows are half-open, so a trade ending at t and one starting at t do not overlap."""
     instants = {start} | {t.start for t in trades if start <= t.start < end}
     return max(
-        (sum(t.quantity for t in trades if t.start <= i < t.end) for i in instants),
+        (sum(power_of(t, state) for t in trades if t.start <= i < t.end) for i in instants),
         default=0,
     )
 
@@ -150,10 +161,8 @@ def check_new_trades_fit(before: dict[str, View], known: set[str], state: State)
             new.setdefault(trade.resource, []).append(trade)
     for rid, trades in new.items():
         view = before[rid]
-        capacity = [t for t in trades if t.mode == "capacity"]
-        held = [t for t in view.open_trades if t.mode == "capacity"]
-        for trade in capacity:
-            load = peak_load(held + capacity, trade.start, trade.end)
+        for trade in trades:
+            load = peak_load(view.open_trades + trades, trade.start, trade.end, state)
             assert load <= view.power_w, (rid, trade, load, view)
         for trade in trades:
             COUNTED_AT_CREATION[trade.id] = counts_energy(trade, view.capacity_wh)
@@ -325,9 +334,9 @@ class Scenario:
             self.max_power[rid] = max(self.max_power.get(rid, 0), view.power_w)
             assert resource.committed_wh == view.committed_wh, (rid, resource, view)
             if rid not in self.lowered:
-                capacity = [t for t in view.open_trades if t.mode == "capacity"]
-                for trade in capacity:
-                    assert peak_load(capacity, trade.start, trade.end) <= view.power_w
+                for trade in view.open_trades:
+                    load = peak_load(view.open_trades, trade.start, trade.end, state)
+                    assert load <= view.power_w, (rid, trade, load, view)
 
     # -- operations ------------------------------------------------------------------------
 
@@ -356,6 +365,10 @@ class Scenario:
             c.offer(alice, "fc-0", 6_000, start=start, hours=2, fee=self.min_fee),
             c.offer(dave, "bat-1", 4_000, mode="energy", start=start, fee=self.min_fee),
             c.offer(alice, "pv-2", 3_000, start=start, fee=self.min_fee),
+            # Each fits alone; taken with the ones above they would ask more power than the
+            # rating (4 + 3 kW of a 5 kW battery, 6 + 5 kW of a 10 kW fuel cell).
+            c.offer(dave, "bat-1", 3_000, mode="energy", start=start, fee=self.min_fee),
+            c.offer(alice, "fc-0", 10_000, mode="energy", start=start, hours=2, fee=self.min_fee),
         ):
             assert self.submit(record) is not None
             self.offers.append(record.id)
@@ -371,6 +384,14 @@ class Scenario:
         assert self.submit(auction) is not None
         self.offers.append(auction.id)
         self.auctions.append(auction.id)
+        self.seal()
+        # The battery's 4 kWh hour is sold (4 kW of its 5 kW): more than 1 kWh of its 3 kWh
+        # offer for the same hour would ask more power than its rating.
+        sale = c.sign(
+            self.people[1], "acceptance", offer=self.offers[1], quantity=4_000, fee=self.min_fee
+        )
+        assert self.submit(sale) is not None
+        self.trades.append(sale.id)
         self.seal()
 
     def run(self, op: Op) -> None:
@@ -784,4 +805,6 @@ def test_energy_sold_never_exceeds_the_available_energy_after_a_registration_add
     )
     c.seal(ledger, c.sign(bob, "termination", trade=sale.id))  # hands the 3 kW back unused
     assert ledger.state.resources.rows["pv-2"].committed_wh >= 0
-    rejected(ledger, c.offer(alice, "pv-2", 13_000, mode="energy"), Reason.EXCEEDS_ENERGY)
+    # Over three hours (4.3 kW, within the 6 kW rating) so only the energy is short.
+    thirteen_kwh = c.offer(alice, "pv-2", 13_000, mode="energy", hours=3)
+    rejected(ledger, thirteen_kwh, Reason.EXCEEDS_ENERGY)

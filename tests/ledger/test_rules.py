@@ -146,6 +146,112 @@ def test_capacity_is_checked_at_every_instant_of_overlapping_windows(town: Town)
     rejected(ledger, overlapping, Reason.EXCEEDS_CAPACITY)
 
 
+def register_battery(t: Town, power_w: int = 5_000) -> KeyPair:
+    """A battery of `power_w` holding 20 kWh, owned by dave."""
+    dave = t.c.key("dave")
+    battery = t.c.register(
+        "bat-d", dave, kind="battery", power_w=power_w, capacity_wh=20_000, available_wh=20_000
+    )
+    t.c.seal(t.ledger, battery)
+    return dave
+
+
+def test_overlapping_energy_trades_are_refused_beyond_the_power_rating(town: Town) -> None:
+    c, ledger = town.c, town.ledger
+    dave = register_battery(town)
+    start = c.now + HOUR
+    # Two 4 kWh offers for the same hour: each alone is 4 kW of the 5 kW rating.
+    first = c.offer(dave, "bat-d", 4_000, mode="energy", start=start)
+    second = c.offer(dave, "bat-d", 4_000, mode="energy", start=start)
+    c.seal(ledger, first, second, c.accept(town.bob, first, 4_000))
+    # Delivered at their average power they would ask the battery for 8 kW.
+    error = rejected(ledger, c.accept(town.carol, second, 4_000), Reason.EXCEEDS_CAPACITY)
+    assert "has 1000 W free in that window, needs 4000 W" in error.message
+    third = c.offer(dave, "bat-d", 4_000, mode="energy", start=start + HOUR // 2)
+    rejected(ledger, third, Reason.EXCEEDS_CAPACITY)
+    c.seal(ledger, c.accept(town.carol, second, 1_000))  # 1 kW more: exactly the rating
+    assert ledger.state.offers.rows[second.id].remaining == 3_000
+
+
+def test_energy_trades_in_adjacent_windows_both_run_at_full_power(town: Town) -> None:
+    c, ledger = town.c, town.ledger
+    dave = register_battery(town)
+    start = c.now + HOUR
+    # 5 kWh in an hour is the whole 5 kW; windows are half-open, so the next hour is free.
+    this_hour = c.offer(dave, "bat-d", 5_000, mode="energy", start=start)
+    next_hour = c.offer(dave, "bat-d", 5_000, mode="energy", start=start + HOUR)
+    c.seal(ledger, this_hour, next_hour)
+    c.seal(ledger, c.accept(town.bob, this_hour, 5_000), c.accept(town.carol, next_hour, 5_000))
+    assert {t.buyer for t in ledger.state.trades.rows.values()} == {
+        town.bob.account,
+        town.carol.account,
+    }
+
+
+def test_energy_and_capacity_trades_share_one_power_rating(town: Town) -> None:
+    c, ledger = town.c, town.ledger
+    start = c.now + HOUR
+    seven_kw = c.offer(town.alice, "fc-a", 7_000, start=start)
+    # 8 kWh over two hours is 4 kW, 1 kW more than the 3 kW the capacity sale leaves.
+    energy = c.offer(town.alice, "fc-a", 8_000, mode="energy", start=start, hours=2)
+    c.seal(ledger, seven_kw, energy, c.accept(town.bob, seven_kw, 7_000))
+    error = rejected(ledger, c.accept(town.carol, energy, 8_000), Reason.EXCEEDS_CAPACITY)
+    assert "has 3000 W free in that window, needs 4000 W (8000 Wh over the window)" in str(error)
+    # A counter-offer is checked when the seller confirms it, as any acceptance.
+    counter = c.accept(town.carol, energy, 8_000, price=250)
+    c.seal(ledger, counter)
+    confirm = c.sign(town.alice, "confirmation", acceptance=counter.id)
+    rejected(ledger, confirm, Reason.EXCEEDS_CAPACITY)
+    c.seal(ledger, c.accept(town.carol, energy, 6_000))  # 3 kW: fits
+    # The other way round: the energy trades hold 3 kW of the fuel cell's second hour.
+    rejected(
+        ledger, c.offer(town.alice, "fc-a", 8_000, start=start + HOUR), Reason.EXCEEDS_CAPACITY
+    )
+    c.seal(ledger, c.offer(town.alice, "fc-a", 7_000, start=start + HOUR))
+
+
+def test_an_auction_the_power_rating_can_no_longer_serve_fails_and_refunds(town: Town) -> None:
+    c, ledger = town.c, town.ledger
+    dave = register_battery(town)
+    start = c.now + HOUR
+    closes = c.now + 30_000
+    auction = c.offer(
+        dave, "bat-d", 3_000, mode="energy", start=start, auction={"closes": closes, "cap": 900}
+    )
+    direct = c.offer(dave, "bat-d", 3_000, mode="energy", start=start)
+    c.seal(ledger, auction, direct)
+    c.seal(ledger, c.sign(town.bob, "bid", offer=auction.id, price=400))
+    c.seal(ledger, c.accept(town.carol, direct, 3_000))  # 3 kW taken: 2 kW left, 3 kW bid
+    c.now = closes
+    c.seal(ledger)
+    assert ledger.state.offers.rows[auction.id].status == "failed"
+    assert balance(town, town.bob) == 10_000_000
+
+
+def test_a_terminated_energy_trade_hands_its_power_back_from_that_moment(town: Town) -> None:
+    c, ledger = town.c, town.ledger
+    dave = register_battery(town)
+    start = c.now + HOUR
+    offer = c.offer(dave, "bat-d", 4_000, mode="energy", start=start)
+    sale = c.accept(town.bob, offer, 4_000)
+    c.seal(ledger, offer, sale)
+    rejected(
+        ledger,
+        c.offer(dave, "bat-d", 5_000, mode="energy", start=start + HOUR // 2),
+        Reason.EXCEEDS_CAPACITY,
+    )
+    c.seal(ledger, c.sign(town.bob, "termination", trade=sale.id, at=start + HOUR // 2))
+    # Until then it holds the 4 kW it was booked at (not 4 kWh over half an hour, 8 kW).
+    rejected(
+        ledger, c.offer(dave, "bat-d", 2_000, mode="energy", start=start), Reason.EXCEEDS_CAPACITY
+    )
+    c.seal(
+        ledger,
+        c.offer(dave, "bat-d", 1_000, mode="energy", start=start),
+        c.offer(dave, "bat-d", 5_000, mode="energy", start=start + HOUR // 2),
+    )
+
+
 def test_an_owner_offers_only_its_own_resources(town: Town) -> None:
     rejected(town.ledger, town.c.offer(town.bob, "fc-a", 1_000), Reason.NOT_OWNER)
     rejected(town.ledger, town.c.offer(town.alice, "fc-zz", 1_000), Reason.UNKNOWN_RESOURCE)
@@ -182,9 +288,11 @@ def test_energy_sold_never_exceeds_the_energy_available(town: Town) -> None:
             available_wh=5_000,
         ),
     )
-    first = c.offer(battery_owner, "bat-d", 3_000, mode="energy")
-    second = c.offer(battery_owner, "bat-d", 3_000, mode="energy")
-    rejected(ledger, c.offer(battery_owner, "bat-d", 6_000, mode="energy"), Reason.EXCEEDS_ENERGY)
+    # Two-hour windows keep every sale here within the 5 kW rating: only energy is short.
+    first = c.offer(battery_owner, "bat-d", 3_000, mode="energy", hours=2)
+    second = c.offer(battery_owner, "bat-d", 3_000, mode="energy", hours=2)
+    six_kwh = c.offer(battery_owner, "bat-d", 6_000, mode="energy", hours=2)
+    rejected(ledger, six_kwh, Reason.EXCEEDS_ENERGY)
     c.seal(ledger, first, second, c.accept(town.bob, first, 3_000))
     # Each offer alone fits, but only 2 kWh remain uncommitted once the first is sold.
     rejected(ledger, c.accept(town.carol, second, 3_000), Reason.EXCEEDS_ENERGY)
