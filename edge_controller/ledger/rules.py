@@ -195,8 +195,11 @@ def trade_power_w(state: State, trade: Trade) -> int:
     shortens `trade.end` but not the rate it was booked at, as for capacity)."""
     if trade.mode == "capacity":
         return trade.quantity
-    offer = state.offers.rows[trade.offer]
-    return average_power_w(trade.energy_wh, offer.start, offer.end)
+    offer = state.offers.get(trade.offer)
+    # The offer's window is the one the trade was booked over (a termination shortens only
+    # the trade's); the trade's own start and end stand in where the offer is not kept.
+    start, end = (offer.start, offer.end) if offer is not None else (trade.start, trade.end)
+    return average_power_w(trade.energy_wh, start, end)
 
 
 def peak_power(state: State, resource_id: str, start: int, end: int) -> int:
@@ -225,6 +228,18 @@ def peak_power(state: State, resource_id: str, start: int, end: int) -> int:
 def _check_resource_can_supply(
     state: State, resource: Resource, mode: str, quantity: int, start: int, end: int
 ) -> None:
+    # What a resource holds comes first: an energy sale it has not the energy for is refused
+    # as such, whatever its power. Energy-limited resources (battery, hydrogen) must also
+    # hold the energy behind a capacity sale; a PV inverter registers no storage and is
+    # limited by power alone.
+    if mode == "energy" or resource.capacity_wh > 0:
+        energy = energy_of(mode, quantity, start, end)
+        free_wh = resource.available_wh - resource.committed_wh
+        if energy > free_wh:
+            raise Rejected(
+                Reason.EXCEEDS_ENERGY,
+                f"{resource.id} has {max(free_wh, 0)} Wh uncommitted, not {energy} Wh",
+            )
     # Delivery drives an energy trade at its average power, so both modes must fit within
     # the registered rating at every instant of the window (a rating of 0 W supplies none).
     needed = quantity if mode == "capacity" else average_power_w(quantity, start, end)
@@ -235,16 +250,6 @@ def _check_resource_can_supply(
             Reason.EXCEEDS_CAPACITY,
             f"{resource.id} has {max(free, 0)} W free in that window, needs {needed} W{asked}",
         )
-    # Energy-limited resources (battery, hydrogen) must also hold the energy behind a
-    # capacity sale; a PV inverter registers no storage and is limited by power alone.
-    if mode == "energy" or resource.capacity_wh > 0:
-        energy = energy_of(mode, quantity, start, end)
-        free_wh = resource.available_wh - resource.committed_wh
-        if energy > free_wh:
-            raise Rejected(
-                Reason.EXCEEDS_ENERGY,
-                f"{resource.id} has {max(free_wh, 0)} Wh uncommitted, not {energy} Wh",
-            )
 
 
 def _create_trade(
