@@ -336,7 +336,14 @@ class Demo:
         plans = plan_homes(self.count, now)
         genesis, new_homes = await asyncio.to_thread(self._load_or_create_community, plans, now)
         self.broker = Broker(
-            {"listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.broker_port}"}}}
+            {
+                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.broker_port}"}},
+                # Only what the demo needs: anonymous clients on loopback. amqtt's defaults
+                # also load its $SYS statistics plugin, which nobody here reads.
+                "plugins": {
+                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
+                },
+            }
         )
         await self.broker.start()
         broker = BrokerSettings(host="127.0.0.1", port=self.broker_port)
