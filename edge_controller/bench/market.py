@@ -246,7 +246,9 @@ async def _run(homes: int, offers: int, folder: Path, say: Any) -> dict[str, Any
                     resource=f"home-{i}/battery",
                     owner=key.account,
                     resource_kind="battery",
-                    power_w=100_000,
+                    # As large as the simulated battery's 10 MW: the threshold offer (about
+                    # 0.5 MWh over its hour) and the 3 kW offers by hand must fit together.
+                    power_w=10_000_000,
                     capacity_wh=1_000_000,
                     available_wh=790_000,
                 )
