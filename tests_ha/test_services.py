@@ -16,7 +16,7 @@ from homeassistant.setup import async_setup_component
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.energy_p2p import services
+from custom_components.energy_p2p import policy
 from custom_components.energy_p2p.const import DOMAIN
 
 from .edge import EdgeHome, FakeEdge, LoopbackProxy, eventually, until
@@ -379,12 +379,12 @@ async def test_a_refused_token_fails_the_action_and_asks_for_a_new_one(
 
 
 def test_money_and_times_in_the_apis_units() -> None:
-    assert services.to_milli(0.25) == 250
-    assert services.to_milli(0.0015) == 2  # rounded, not truncated
-    assert services.from_milli(199985) == 199.985
-    assert services.from_milli(None) is None
+    assert policy.to_milli(0.25) == 250
+    assert policy.to_milli(0.0015) == 2  # rounded, not truncated
+    assert policy.to_units(199985) == 199.985
+    assert policy.to_units(None) is None
     zone = dt_util.get_default_time_zone()
     aware = datetime(2026, 11, 22, 12, 0, tzinfo=dt_util.UTC)
-    assert services.to_ms(aware) == 1795348800000
+    assert policy.to_ms(aware) == 1795348800000
     naive = datetime(2026, 11, 22, 12, 0)
-    assert services.to_ms(naive) == ms(naive.replace(tzinfo=zone))
+    assert policy.to_ms(naive) == ms(naive.replace(tzinfo=zone))

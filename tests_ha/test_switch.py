@@ -93,7 +93,7 @@ async def test_a_usb_port_is_opened_and_closed(hass: HomeAssistant, fake_edge: F
             ServiceValidationError,
             "invalid_policy",
         ),
-        (409, {"error": {"code": "busy", "message": "later"}}, HomeAssistantError, "refused"),
+        (409, {"error": {"code": "busy", "message": "later"}}, ServiceValidationError, "refused"),
         (
             401,
             {"error": {"code": "unauthorized", "message": "no"}},

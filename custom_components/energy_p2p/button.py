@@ -30,4 +30,4 @@ class EnergyP2PSettleButton(EnergyP2PEntity, ButtonEntity):
 
     async def async_press(self) -> None:
         """Ask the edge controller to settle what is due."""
-        await async_call_edge(self.coordinator.client.settle())
+        await async_call_edge(self.coordinator.config_entry, self.coordinator.client.settle())

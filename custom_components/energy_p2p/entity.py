@@ -182,11 +182,11 @@ def async_add_sub_device_entities(
     def add_new() -> None:
         if not coordinator.last_update_success:
             return
-        current = set(sub_devices(coordinator.data))
+        current = sub_devices(coordinator.data)
         # A device that went away is removed with its entities (StaleDevices); if it
         # comes back, its entities must be added again.
         known.intersection_update(current)
-        new = [d for d in sub_devices(coordinator.data) if d not in known]
+        new = [d for d in current if d not in known]
         known.update(new)
         entities = [entity for device in new for entity in make(device)]
         if entities:
@@ -226,11 +226,13 @@ def current_identifiers(state: EnergyP2PState) -> frozenset[str]:
     return frozenset({node_id, *(f"{node_id}_{d.key}" for d in sub_devices(state))})
 
 
-async def async_call_edge[T](call: Awaitable[T]) -> T:
-    """Await a call to the edge controller; its failures as translated errors."""
+async def async_call_edge[T](entry: EnergyP2PConfigEntry, call: Awaitable[T]) -> T:
+    """Await a call to the edge controller; its failures as translated errors (a refused
+    token also asks the user for a new one)."""
     try:
         return await call
     except InvalidAuth as exc:
+        entry.async_start_reauth(entry.runtime_data.coordinator.hass)
         raise HomeAssistantError(translation_domain=DOMAIN, translation_key="invalid_auth") from exc
     except CannotConnect as exc:
         raise HomeAssistantError(
@@ -240,16 +242,16 @@ async def async_call_edge[T](call: Awaitable[T]) -> T:
         ) from exc
     except ApiError as exc:
         placeholders = {"code": exc.code, "message": exc.message}
-        if exc.code == "invalid_policy":
+        if exc.code == "invalid_policy" or (exc.status is not None and 400 <= exc.status < 500):
+            # The edge controller (its ledger) refused what was asked: the user's to fix.
             raise ServiceValidationError(
                 translation_domain=DOMAIN,
-                translation_key="invalid_policy",
+                translation_key="invalid_policy" if exc.code == "invalid_policy" else "refused",
                 translation_placeholders=placeholders,
             ) from exc
         raise HomeAssistantError(
             translation_domain=DOMAIN,
-            # 409 and the like: the ledger's reason code; 5xx: the edge controller failed.
-            translation_key="edge_error" if (exc.status or 0) >= 500 else "refused",
+            translation_key="edge_error",
             translation_placeholders=placeholders,
         ) from exc
 
@@ -262,7 +264,9 @@ async def async_change_policy(
     document = change(coordinator.data.policy)
     if document is None:
         raise ServiceValidationError(translation_domain=DOMAIN, translation_key="no_single_price")
-    policy = await async_call_edge(coordinator.client.set_policy(document))
+    policy = await async_call_edge(
+        coordinator.config_entry, coordinator.client.set_policy(document)
+    )
     coordinator.async_apply("policy", policy)
 
 

@@ -99,10 +99,6 @@ def trade_attributes(trade: JSON, currency: str) -> dict[str, Any]:
 def session_attributes(session: JSON, currency: str) -> dict[str, Any]:
     """A USB charging session (energy in Wh, money in currency units)."""
 
-    def wh(field: str) -> float | None:
-        value = session.get(field)
-        return value / 1000 if isinstance(value, int) else None
-
     error = session.get("error")
     return {
         "session_id": session.get("id"),
@@ -111,8 +107,8 @@ def session_attributes(session: JSON, currency: str) -> dict[str, Any]:
         "wallet": session.get("wallet"),
         "trade_id": session.get("trade"),
         "state": session.get("state"),
-        "bought_wh": wh("bought_mwh"),
-        "delivered_wh": wh("delivered_mwh"),
+        "bought_wh": to_units(session.get("bought_mwh")),
+        "delivered_wh": to_units(session.get("delivered_mwh")),
         "price": to_units(session.get("price")),
         "cost": to_units(session.get("cost")),
         "paid": to_units(session.get("paid")),

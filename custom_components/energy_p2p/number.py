@@ -17,9 +17,10 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
 from .api import JSON
-from .coordinator import EnergyP2PCoordinator, EnergyP2PState
+from .coordinator import EnergyP2PState
 from .entity import EnergyP2PEntity, async_change_policy
 from .policy import (
+    as_int,
     min_sell_price,
     section,
     to_milli,
@@ -53,10 +54,6 @@ def _has(role: str, rule: str) -> Callable[[EnergyP2PState], bool]:
     )
 
 
-def _int(value: object) -> float | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
-
-
 NUMBERS: tuple[EnergyP2PNumberEntityDescription, ...] = (
     EnergyP2PNumberEntityDescription(
         # Selling stops the same gap below it as before (hysteresis).
@@ -69,7 +66,7 @@ NUMBERS: tuple[EnergyP2PNumberEntityDescription, ...] = (
         native_max_value=100,
         native_step=1,
         mode=NumberMode.SLIDER,
-        value_fn=lambda policy: _int(section(policy, "sell", "battery", "enable_soc_percent")),
+        value_fn=lambda policy: as_int(section(policy, "sell", "battery", "enable_soc_percent")),
         change_fn=lambda policy, value: with_sell_soc(policy, round(value)),
         exists_fn=_has("battery", "battery"),
     ),
@@ -83,7 +80,7 @@ NUMBERS: tuple[EnergyP2PNumberEntityDescription, ...] = (
         native_max_value=100,
         native_step=1,
         mode=NumberMode.SLIDER,
-        value_fn=lambda policy: _int(section(policy, "sell", "battery", "reserve_percent")),
+        value_fn=lambda policy: as_int(section(policy, "sell", "battery", "reserve_percent")),
         change_fn=lambda policy, value: with_reserve(policy, round(value)),
         exists_fn=_has("battery", "battery"),
     ),
@@ -97,7 +94,7 @@ NUMBERS: tuple[EnergyP2PNumberEntityDescription, ...] = (
         native_max_value=100_000,
         native_step=50,
         mode=NumberMode.BOX,
-        value_fn=lambda policy: _int(section(policy, "sell", "pv", "enable_surplus_w")),
+        value_fn=lambda policy: as_int(section(policy, "sell", "pv", "enable_surplus_w")),
         change_fn=lambda policy, value: with_surplus(policy, round(value)),
         exists_fn=_has("pv", "pv"),
     ),
@@ -146,12 +143,6 @@ class EnergyP2PNumber(EnergyP2PEntity, NumberEntity):
     """A threshold or price of the edge controller's market policy."""
 
     entity_description: EnergyP2PNumberEntityDescription
-
-    def __init__(
-        self, coordinator: EnergyP2PCoordinator, description: EnergyP2PNumberEntityDescription
-    ) -> None:
-        """Describe the number by `description`."""
-        super().__init__(coordinator, description)
 
     @property
     def native_value(self) -> float | None:

@@ -3,13 +3,17 @@
 The edge controller keeps the policy; Home Assistant edits it by reading the whole
 document, changing one part and writing the whole document back. These functions make
 the changed document; none of them touches the one given. Money in Home Assistant is in
-currency units (0.25 per kWh), in the API integer milli-units (250).
+currency units (0.25 per kWh), in the API integer milli-units (250). The conversions
+to and from the API's units live here for the whole integration.
 """
 
 from __future__ import annotations
 
 import copy
+from datetime import datetime
 from typing import Any, Final
+
+from homeassistant.util import dt as dt_util
 
 from .api import JSON
 
@@ -29,9 +33,22 @@ def to_milli(units: float) -> int:
     return round(units * 1000)
 
 
+def to_ms(moment: datetime) -> int:
+    """A datetime as the API's UTC milliseconds; a naive one is in Home Assistant's time zone."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt_util.get_default_time_zone())
+    return int(moment.timestamp() * 1000)
+
+
 def to_units(milli: object) -> float | None:
-    """The API's integer milli-units as currency units."""
-    return milli / 1000 if isinstance(milli, int) and not isinstance(milli, bool) else None
+    """The API's integer milli-units (of money, Wh, W, V or A) as units; None if no figure."""
+    whole = as_int(milli)
+    return None if whole is None else whole / 1000
+
+
+def as_int(value: object) -> int | None:
+    """An integer of the API, None for anything else (a bool is no number here)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def section(policy: JSON, *path: str) -> Any:
@@ -108,9 +125,9 @@ def min_sell_price(policy: JSON) -> int | None:
     pricing = section(policy, "sell", "pricing") or {}
     match pricing.get("kind"):
         case "fixed":
-            return _int(pricing.get("price"))
+            return as_int(pricing.get("price"))
         case "demand":
-            return _int(pricing.get("floor"))
+            return as_int(pricing.get("floor"))
     return None
 
 
@@ -124,8 +141,8 @@ def with_min_sell_price(policy: JSON, price: int) -> JSON | None:
         case "demand":
             pricing["floor"] = price
             # Keep the document valid: floor <= reference <= ceiling.
-            pricing["reference"] = max(price, _int(pricing.get("reference")) or price)
-            pricing["ceiling"] = max(pricing["reference"], _int(pricing.get("ceiling")) or 0)
+            pricing["reference"] = max(price, as_int(pricing.get("reference")) or price)
+            pricing["ceiling"] = max(pricing["reference"], as_int(pricing.get("ceiling")) or 0)
         case _:
             return None
     document["sell"]["pricing"] = pricing
@@ -143,7 +160,7 @@ def current_price(policy: JSON) -> int:
     """What the pricing asks in ordinary hours (milli-units per kWh)."""
     pricing = section(policy, "sell", "pricing") or {}
     for key in ("price", "reference", "default_price"):
-        value = _int(pricing.get(key))
+        value = as_int(pricing.get(key))
         if value is not None:
             return value
     return 250  # the edge controller's default price
@@ -177,7 +194,3 @@ def pricing_of_kind(policy: JSON, kind: str) -> JSON:
             new = {"kind": "demand", "floor": price // 2, "ceiling": price * 2, "reference": price}
     document["sell"]["pricing"] = new
     return document
-
-
-def _int(value: object) -> int | None:
-    return value if isinstance(value, int) and not isinstance(value, bool) else None

@@ -26,6 +26,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
 from .const import API_VERSION, DOMAIN
+from .policy import to_ms
 
 if TYPE_CHECKING:
     from . import EnergyP2PConfigEntry
@@ -62,16 +63,12 @@ def async_delete_issues(hass: HomeAssistant, entry_id: str) -> None:
         ir.async_delete_issue(hass, DOMAIN, issue_id(kind, entry_id))
 
 
-def _ms(moment: datetime) -> int:
-    return int(moment.timestamp() * 1000)
-
-
 def clock_offset_ms(edge_time: int, asked: datetime, answered: datetime) -> int:
     """How far the edge controller's clock is from ours, in ms (positive: it is ahead).
 
     Its `time` was read somewhere between asking and the answer: only the distance
     outside that interval is certain, so a slow answer never looks like a skewed clock."""
-    low, high = _ms(asked), _ms(answered)
+    low, high = to_ms(asked), to_ms(answered)
     if edge_time < low:
         return edge_time - low
     if edge_time > high:
@@ -148,7 +145,7 @@ class EdgeHealth:
         # the edge controller's since its head block was sealed.
         unchanged_for = now - self._height_since
         head_age_ms = (
-            _ms(now) + self.clock_offset_ms - head_time if isinstance(head_time, int) else None
+            to_ms(now) + self.clock_offset_ms - head_time if isinstance(head_time, int) else None
         )
         limit = LEDGER_STALL_LIMIT
         if (

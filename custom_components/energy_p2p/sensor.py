@@ -28,7 +28,7 @@ from homeassistant.util import dt as dt_util
 
 from . import EnergyP2PConfigEntry
 from .api import JSON
-from .coordinator import EnergyP2PCoordinator, EnergyP2PState
+from .coordinator import EnergyP2PState
 from .entity import (
     USB_PORT,
     EnergyP2PEntity,
@@ -79,22 +79,23 @@ def _last_block(state: EnergyP2PState) -> datetime | None:
     return dt_util.utc_from_timestamp(head_time / 1000) if isinstance(head_time, int) else None
 
 
-def _grid_power(state: EnergyP2PState) -> int | None:
-    """Power from (+) or to (-) the grid: a grid meter's, else the home's own meter's."""
+def _grid_meter(state: EnergyP2PState) -> tuple[JSON, str] | None:
+    """The meter of the home's grid connection and what it reports the power as: a grid
+    meter, else the home's own meter; None when the home has neither."""
     for role, quantity in (("grid_meter", "grid_power_w"), ("meter", "power_w")):
         for device in state.devices:
             if device.get("role") == role and quantity in device:
-                value = reading(device, quantity)
-                return value if isinstance(value, int) else None
+                return device, quantity
     return None
 
 
-def _has_grid_meter(state: EnergyP2PState) -> bool:
-    return any(
-        (d.get("role") == "grid_meter" and "grid_power_w" in d)
-        or (d.get("role") == "meter" and "power_w" in d)
-        for d in state.devices
-    )
+def _grid_power(state: EnergyP2PState) -> int | None:
+    """Power from (+) or to (-) the grid."""
+    meter = _grid_meter(state)
+    if meter is None:
+        return None
+    value = reading(*meter)
+    return value if isinstance(value, int) else None
 
 
 def _price_unit(state: EnergyP2PState) -> str:
@@ -147,7 +148,7 @@ SENSORS: tuple[EnergyP2PSensorEntityDescription, ...] = (
         state_class=SensorStateClass.MEASUREMENT,
         native_unit_of_measurement=UnitOfPower.WATT,
         value_fn=_grid_power,
-        exists_fn=_has_grid_meter,
+        exists_fn=lambda state: _grid_meter(state) is not None,
     ),
     EnergyP2PSensorEntityDescription(
         key="market_average_price",
@@ -245,11 +246,7 @@ def _fuel_cell_state(data: JSON) -> str | None:
 
 
 def _milli(field: str) -> Callable[[JSON], StateValue]:
-    def value(data: JSON) -> StateValue:
-        found = data.get(field)
-        return found / 1000 if isinstance(found, int) else None
-
-    return value
+    return lambda data: to_units(data.get(field))
 
 
 def _session_energy(data: JSON) -> float | None:
@@ -257,8 +254,7 @@ def _session_energy(data: JSON) -> float | None:
     session = data.get("session")
     if not isinstance(session, dict):
         return 0.0
-    delivered = session.get("delivered_mwh")
-    return delivered / 1000 if isinstance(delivered, int) else None
+    return to_units(session.get("delivered_mwh"))
 
 
 def _session_state(data: JSON) -> str | None:
@@ -453,12 +449,6 @@ class EnergyP2PSensor(EnergyP2PEntity, SensorEntity):
     """A sensor whose state is its description's `value_fn` of the edge controller's state."""
 
     entity_description: EnergyP2PSensorEntityDescription
-
-    def __init__(
-        self, coordinator: EnergyP2PCoordinator, description: EnergyP2PSensorEntityDescription
-    ) -> None:
-        """Describe the sensor by `description`."""
-        super().__init__(coordinator, description)
 
     @property
     def native_value(self) -> StateValue:

@@ -7,8 +7,7 @@ milliseconds (docs/api.md).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Coroutine
-from datetime import datetime
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Final
 
 import probatio as vol
@@ -20,12 +19,13 @@ from homeassistant.core import (
     SupportsResponse,
     callback,
 )
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
-from homeassistant.util import dt as dt_util
 
-from .api import JSON, ApiError, CannotConnect, InvalidAuth
+from .api import JSON, ApiError
 from .const import DOMAIN
+from .entity import async_call_edge
+from .policy import to_milli, to_ms, to_units
 
 if TYPE_CHECKING:
     from . import EnergyP2PConfigEntry
@@ -46,8 +46,6 @@ SERVICE_GET_WALLET: Final = "get_wallet"
 SERVICE_GET_OFFERS: Final = "get_offers"
 SERVICE_GET_TRADES: Final = "get_trades"
 
-# The API counts money in thousandths of the currency unit (prices: per kWh).
-MILLI: Final = 1000
 MODES: Final = ("energy", "capacity")
 # Prefer selling from the battery: it is what "surplus" usually means.
 DEFAULT_RESOURCE_KIND: Final = "battery"
@@ -132,48 +130,31 @@ GET_TRADES_SCHEMA = vol.Schema({**_ENTRY, vol.Optional("include_all", default=Fa
 type Handler = Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]]
 
 
-def to_milli(value: float) -> int:
-    """Currency units (or per kWh) to the API's milli-units."""
-    return round(value * MILLI)
-
-
-def from_milli(value: Any) -> Any:
-    """The API's milli-units to currency units; `None` (no figure) stays `None`."""
-    return value / MILLI if isinstance(value, int) and not isinstance(value, bool) else value
-
-
-def to_ms(moment: datetime) -> int:
-    """A datetime as UTC milliseconds; a naive one is in Home Assistant's time zone."""
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt_util.get_default_time_zone())
-    return int(moment.timestamp() * 1000)
-
-
 def wallet_in_units(wallet: JSON) -> JSON:
     """GET wallet with `balance` and `escrow` in currency units."""
-    return {**wallet, **{k: from_milli(wallet.get(k)) for k in ("balance", "escrow")}}
+    return {**wallet, **{k: to_units(wallet.get(k)) for k in ("balance", "escrow")}}
 
 
 def offer_in_units(offer: JSON) -> JSON:
     """An offer with its price (and auction cap / best bid) in currency units per kWh."""
-    result = {**offer, "price": from_milli(offer.get("price"))}
+    result = {**offer, "price": to_units(offer.get("price"))}
     if isinstance(auction := offer.get("auction"), dict):
         result["auction"] = {
             **auction,
-            **{k: from_milli(auction.get(k)) for k in ("cap", "best_bid")},
+            **{k: to_units(auction.get(k)) for k in ("cap", "best_bid")},
         }
     return result
 
 
 def trade_in_units(trade: JSON) -> JSON:
     """A trade with its price, cost, payment and refund in currency units."""
-    return {**trade, **{k: from_milli(trade.get(k)) for k in ("price", "cost", "paid", "refunded")}}
+    return {**trade, **{k: to_units(trade.get(k)) for k in ("price", "cost", "paid", "refunded")}}
 
 
 def session_in_units(session: JSON) -> JSON:
     """A USB session with its price, cost, payment and refund in currency units."""
     money = ("price", "cost", "paid", "refunded")
-    return {**session, **{k: from_milli(session[k]) for k in money if k in session}}
+    return {**session, **{k: to_units(session[k]) for k in money if k in session}}
 
 
 def loaded_entry(hass: HomeAssistant, call: ServiceCall) -> EnergyP2PConfigEntry:
@@ -194,35 +175,6 @@ def loaded_entry(hass: HomeAssistant, call: ServiceCall) -> EnergyP2PConfigEntry
         )
     loaded: EnergyP2PConfigEntry = entry
     return loaded
-
-
-async def call_edge[T](entry: EnergyP2PConfigEntry, request: Awaitable[T]) -> T:
-    """Await one API request, its failures turned into translated errors for the user."""
-    try:
-        return await request
-    except InvalidAuth as exc:
-        entry.async_start_reauth(entry.runtime_data.coordinator.hass)
-        raise HomeAssistantError(translation_domain=DOMAIN, translation_key="invalid_auth") from exc
-    except CannotConnect as exc:
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders={"error": str(exc)},
-        ) from exc
-    except ApiError as exc:
-        placeholders = {"code": exc.code, "message": exc.message}
-        if exc.status is not None and 400 <= exc.status < 500:
-            # The edge controller (its ledger) refused what was asked: the user's to fix.
-            raise ServiceValidationError(
-                translation_domain=DOMAIN,
-                translation_key="refused",
-                translation_placeholders=placeholders,
-            ) from exc
-        raise HomeAssistantError(
-            translation_domain=DOMAIN,
-            translation_key="edge_error",
-            translation_placeholders=placeholders,
-        ) from exc
 
 
 def default_resource(entry: EnergyP2PConfigEntry) -> str:
@@ -264,7 +216,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         }
         if data.get("to"):
             offer["to"] = data["to"]
-        created = await call_edge(entry, entry.runtime_data.client.create_offer(offer))
+        created = await async_call_edge(entry, entry.runtime_data.client.create_offer(offer))
         # Shown at once; the rest (acceptances, trades) arrives as WebSocket events.
         entry.runtime_data.coordinator.async_apply("offer", created)
         return offer_in_units(created)
@@ -272,7 +224,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
     async def accept_offer(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
         price = call.data.get("price")
-        accepted = await call_edge(
+        accepted = await async_call_edge(
             entry,
             entry.runtime_data.client.accept_offer(
                 call.data["offer_id"],
@@ -285,13 +237,13 @@ def async_setup_services(hass: HomeAssistant) -> None:
     async def reject_offer(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
         client = entry.runtime_data.client
-        return await call_edge(
+        return await async_call_edge(
             entry, client.reject_offer(call.data["offer_id"], call.data.get("reason"))
         )
 
     async def cancel_offer(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
-        cancelled = await call_edge(
+        cancelled = await async_call_edge(
             entry, entry.runtime_data.client.cancel_offer(call.data["offer_id"])
         )
         return cancelled
@@ -305,18 +257,18 @@ def async_setup_services(hass: HomeAssistant) -> None:
             "max_price": to_milli(data["max_price"]),
             **_times(data, "start", "end"),
         }
-        return await call_edge(entry, entry.runtime_data.client.request_energy(request))
+        return await async_call_edge(entry, entry.runtime_data.client.request_energy(request))
 
     async def bid(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
         client = entry.runtime_data.client
-        return await call_edge(
+        return await async_call_edge(
             entry, client.bid(call.data["offer_id"], to_milli(call.data["price"]))
         )
 
     async def terminate_trade(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
-        terminated = await call_edge(
+        terminated = await async_call_edge(
             entry, entry.runtime_data.client.terminate_trade(call.data["trade_id"])
         )
         return terminated
@@ -324,7 +276,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
     async def rate_trade(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
         client = entry.runtime_data.client
-        return await call_edge(
+        return await async_call_edge(
             entry,
             client.rate_trade(call.data["trade_id"], call.data["score"], call.data.get("comment")),
         )
@@ -336,7 +288,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
             raise ServiceValidationError(
                 translation_domain=DOMAIN, translation_key="energy_or_amount"
             )
-        session = await call_edge(
+        session = await async_call_edge(
             entry,
             entry.runtime_data.client.buy_usb_charge(
                 call.data["port"],
@@ -350,7 +302,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
         entry = loaded_entry(hass, call)
         code, fund = call.data["code"], call.data.get("fund")
         try:
-            return await call_edge(
+            return await async_call_edge(
                 entry,
                 entry.runtime_data.client.pair_phone(
                     code, None if fund is None else to_milli(fund)
@@ -369,12 +321,12 @@ def async_setup_services(hass: HomeAssistant) -> None:
 
     async def get_wallet(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
-        wallet = await call_edge(entry, entry.runtime_data.client.get_wallet())
+        wallet = await async_call_edge(entry, entry.runtime_data.client.get_wallet())
         return wallet_in_units(wallet)
 
     async def get_offers(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
-        offers = await call_edge(
+        offers = await async_call_edge(
             entry,
             entry.runtime_data.client.get_offers(
                 mine=call.data["mine"], include_closed=call.data["include_closed"]
@@ -387,7 +339,7 @@ def async_setup_services(hass: HomeAssistant) -> None:
 
     async def get_trades(call: ServiceCall) -> ServiceResponse:
         entry = loaded_entry(hass, call)
-        trades = await call_edge(
+        trades = await async_call_edge(
             entry, entry.runtime_data.client.get_trades(include_others=call.data["include_all"])
         )
         return {

@@ -13,7 +13,6 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
 from .api import JSON
-from .coordinator import EnergyP2PCoordinator
 from .entity import (
     USB_PORT,
     EnergyP2PEntity,
@@ -79,14 +78,6 @@ class EnergyP2PPolicySwitch(EnergyP2PEntity, SwitchEntity):
 
     entity_description: EnergyP2PPolicySwitchEntityDescription
 
-    def __init__(
-        self,
-        coordinator: EnergyP2PCoordinator,
-        description: EnergyP2PPolicySwitchEntityDescription,
-    ) -> None:
-        """Describe the switch by `description`."""
-        super().__init__(coordinator, description)
-
     @property
     def is_on(self) -> bool | None:
         """Whether the policy has it on."""
@@ -125,6 +116,7 @@ class EnergyP2PPortSwitch(EnergyP2PSubDeviceEntity, SwitchEntity):
 
     async def _async_set(self, enabled: bool) -> None:
         port = await async_call_edge(
-            self.coordinator.client.set_usb_port(int(self.device.ref), enabled)
+            self.coordinator.config_entry,
+            self.coordinator.client.set_usb_port(int(self.device.ref), enabled),
         )
         self.coordinator.async_apply("usb", port)
