@@ -32,6 +32,7 @@ from edge_controller.devices import (
     capabilities_of,
     serve_on_broker,
 )
+from edge_controller.errors import ActionError as ActionError  # noqa: PLC0414 (re-export)
 from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
 from edge_controller.ledger.records import sign_record
 from edge_controller.ledger.rules import energy_of, offer_of, peak_power
@@ -61,7 +62,7 @@ from edge_controller.market import (
     evaluate_offer,
 )
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
-from edge_controller.usb.sessions import UsbCharging, UsbRefusal, open_hardware
+from edge_controller.usb.sessions import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
 from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
 from edge_controller.views import (
@@ -79,35 +80,6 @@ SYNC_INTERVAL_MS = 2_000
 # Without records, a sealer still seals now and then so auctions close and time moves on.
 HEARTBEAT_BLOCKS = 6
 MARKET_WINDOW_MS = 24 * 3_600_000
-
-_NOT_FOUND = {
-    Reason.UNKNOWN_OFFER,
-    Reason.UNKNOWN_TRADE,
-    Reason.UNKNOWN_ACCEPTANCE,
-    Reason.UNKNOWN_RESOURCE,
-    Reason.UNKNOWN_REQUEST,
-}
-
-
-class ActionError(Exception):
-    """An API action was refused; `code` is machine-readable, `status` the HTTP status."""
-
-    def __init__(
-        self, code: str, message: str, status: int = 400, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.details = details or {}  # more fields of the error body (a pairing code)
-
-    @classmethod
-    def from_rejection(cls, exc: Rejected) -> ActionError:
-        if exc.reason is Reason.MALFORMED:
-            return cls(exc.reason.value, exc.message, 422)
-        if exc.reason in _NOT_FOUND:
-            return cls(exc.reason.value, exc.message, 404)
-        return cls(exc.reason.value, exc.message, 409)
 
 
 class EventBus:
@@ -1035,19 +1007,19 @@ class Home:
         wallet: str | None = None,
     ) -> dict[str, Any]:
         usb = self._usb_or_refuse()
-        return await _usb_action(usb.purchase(port, energy_wh, amount, wallet))
+        return await usb.purchase(port, energy_wh, amount, wallet)
 
     async def usb_stop(self, port: int) -> dict[str, Any]:
         usb = self._usb_or_refuse()
-        return await _usb_action(usb.stop_session(port))
+        return await usb.stop_session(port)
 
     async def usb_pair(self, code: str, fund: int | None = None) -> dict[str, Any]:
         usb = self._usb_or_refuse()
-        return await _usb_action(usb.pair(code, fund))
+        return await usb.pair(code, fund)
 
     async def usb_set_port(self, port: int, enabled: bool) -> dict[str, Any]:
         usb = self._usb_or_refuse()
-        return await _usb_action(usb.set_enabled(port, enabled))
+        return await usb.set_enabled(port, enabled)
 
     def _find_offer(self, offer_id: str) -> LedgerOffer:
         offer = self.ledger.state.offers.get(offer_id)
@@ -1057,14 +1029,6 @@ class Home:
                 raise ActionError("unknown_offer", f"no offer {offer_id}", 404)
             offer = self._pending_offer(record)
         return offer
-
-
-async def _usb_action(action: Awaitable[dict[str, Any]]) -> dict[str, Any]:
-    """A USB charging action, its refusals as API errors."""
-    try:
-        return await action
-    except UsbRefusal as exc:
-        raise ActionError(exc.code, exc.message, exc.status, exc.details) from None
 
 
 def _offer_fields(intent: OfferIntent) -> dict[str, Any]:

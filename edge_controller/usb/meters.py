@@ -23,7 +23,13 @@ import usb.util
 
 from edge_controller.devices.clock import Clock, SystemClock
 from edge_controller.usb.hub import format_location
-from edge_controller.usb.types import MeterError, MeterSample, UsbError
+from edge_controller.usb.types import (
+    MAX_CURRENT_MA,
+    MAX_VOLTAGE_MV,
+    MeterError,
+    MeterSample,
+    UsbError,
+)
 
 FNIRSI_PACKET_SIZE = 64
 FNIRSI_SAMPLE_INTERVAL_MS = 10
@@ -37,10 +43,6 @@ FNIRSI_MODELS: dict[tuple[int, int], str] = {
     (0x2E3C, 0x0049): "FNB48S",
 }
 _NEWER_FIRMWARE = {"FNB58", "FNB48S"}
-
-# What no USB port can carry: beyond USB-PD EPR (48 V, 5 A) with margin for the meters' 6 A.
-MAX_VOLTAGE_MV = 48_000
-MAX_CURRENT_MA = 6_000
 
 _HID_CLASS = 0x03
 _DRAIN_PACKETS = 8

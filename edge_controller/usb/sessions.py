@@ -31,9 +31,10 @@ import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from edge_controller.devices import Clock
+from edge_controller.errors import ActionError
 from edge_controller.ledger import KeyPair, Ledger, Record
 from edge_controller.ledger.rules import cost_of
 from edge_controller.ledger.state import State
@@ -41,6 +42,9 @@ from edge_controller.usb.hub import SysfsPortPower, open_hub
 from edge_controller.usb.meters import open_meter
 from edge_controller.usb.store import Binding, PortCursor, SessionRow, UsbStore
 from edge_controller.usb.types import (
+    MAX_CURRENT_MA,
+    MAX_POWER_MW,
+    MAX_VOLTAGE_MV,
     HubMissing,
     MeterError,
     MeterSample,
@@ -54,10 +58,6 @@ from edge_controller.usb.types import (
 
 log = logging.getLogger(__name__)
 
-# USB PD tops out at 48 V, 5 A, 240 W: a meter saying more is broken or misread.
-MAX_VOLTAGE_MV = 50_000
-MAX_CURRENT_MA = 6_000
-MAX_POWER_MW = 250_000
 OFFER_VALIDITY_MS = 60_000
 # Stop when the energy of this many of the next intervals would reach the bought amount:
 # a little early rather than late (undershoot of about one second's energy, a few mWh).
@@ -66,22 +66,19 @@ PREDICTION_INTERVALS = 1.5
 TRICKLE_SLACK_MWH = 250
 RECENT_SESSIONS = 20
 
+Opened = TypeVar("Opened")
 Issue = Callable[..., Awaitable[Record]]
 Publish = Callable[[str, dict[str, Any], int], None]
 
 
-class UsbRefusal(Exception):
-    """An API action on USB charging was refused: `code`, `status`, a message for people,
-    and `details` for the error body (the pairing code of a phone not yet paired)."""
+class UsbRefusal(ActionError):
+    """An API action on USB charging was refused (409 unless said otherwise); `details`
+    carry the pairing code of a phone not yet paired. The API reports it as it is."""
 
     def __init__(
         self, code: str, message: str, status: int = 409, details: dict[str, Any] | None = None
     ) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.status = status
-        self.details = details or {}
+        super().__init__(code, message, status, details)
 
 
 class SignedCursor(Protocol):
@@ -135,6 +132,7 @@ class PortState:
     powered: bool = False
     connected: bool = False
     device: UsbIdentity | None = None
+    wallet: str | None = None  # the attached phone's bound wallet, looked up once on attach
     since: int | None = None
     pairing_code: str | None = None
     sample: MeterSample | None = None
@@ -387,7 +385,9 @@ class UsbCharging:
         port.connected = True
         port.trickle_budget_mwh = 0.0
         port.trickle_paused = False
-        if self.store.binding(device.key) is None:
+        binding = self.store.binding(device.key)
+        port.wallet = binding.wallet if binding is not None else None
+        if binding is None:
             port.pairing_code = self._new_pairing_code()
             log.info("port %d: unknown phone %s; pairing code issued", port.port, device.key)
         else:
@@ -397,11 +397,13 @@ class UsbCharging:
         log.info("port %d: %s unplugged", port.port, port.device.key if port.device else "?")
         if port.session is not None:
             await self._end(port, "unplugged")
-        port.device = None
-        port.since = None
-        port.connected = False
-        port.pairing_code = None
-        port.trickle = False
+        self._forget_device(port)
+
+    @staticmethod
+    def _forget_device(port: PortState) -> None:
+        """Nothing is plugged in (any more): the phone and what came with it are gone."""
+        port.device, port.wallet, port.since, port.connected = None, None, None, False
+        port.pairing_code, port.trickle = None, False
 
     def _new_pairing_code(self) -> str:
         taken = {p.pairing_code for p in self.ports.values()}
@@ -410,24 +412,27 @@ class UsbCharging:
             if code not in taken:
                 return code
 
-    async def _read_meter(self, port: PortState) -> None:
+    async def _read_meter(self, port: PortState) -> UsbError | None:
+        """Read the port's meter: a plausible sample becomes `port.sample`; otherwise the
+        error (kept in `port.meter_error` too) is returned, and a meter gone is let go."""
         meter = self.meters.get(port.port)
         if meter is None:
-            return
+            return None
         try:
             sample = await asyncio.to_thread(meter.read)
         except UsbError as exc:
             port.meter_error = exc
             if exc.code == "meter_missing":
                 await self._meter_lost(port, exc)
-            return
+            return exc
         why = check_sample(sample, port.sample)
         if why is not None:
             port.meter_error = MeterError(f"the meter's data is absurd: {why}", "meter_absurd")
-            return
+            return port.meter_error
         port.sample = sample
         port.last_valid_ms = self.now
         port.meter_error = None
+        return None
 
     async def _keep_power(self, port: PortState) -> None:
         """The port is on only for a charging session or a running trickle: anything else
@@ -472,23 +477,28 @@ class UsbCharging:
             return
         self._next_reopen_ms = self.now + self.settings.reopen_ms
         if hub_missing:
-            try:
-                hub = await asyncio.to_thread(opener.open_hub)
-            except UsbError as exc:
-                if self.hub_error is None or exc.code != self.hub_error.code:
-                    log.warning("USB hub: %s (%s)%s", exc.message, exc.code, self._retrying)
-                self.hub_error = exc
+            hub = await self._open_again("hub", opener.open_hub, self.hub_error)
+            if isinstance(hub, UsbError):
+                self.hub_error = hub
             else:
                 await self._hub_back(hub)
         if meter_missing:
-            try:
-                meter = await asyncio.to_thread(opener.open_meter)
-            except UsbError as exc:
-                if self.meter_error is None or exc.code != self.meter_error.code:
-                    log.warning("USB meter: %s (%s)%s", exc.message, exc.code, self._retrying)
-                self.meter_error = exc
+            meter = await self._open_again("meter", opener.open_meter, self.meter_error)
+            if isinstance(meter, UsbError):
+                self.meter_error = meter
             else:
                 self._meter_back(opener.meter_port, meter)
+
+    async def _open_again(
+        self, what: str, open_: Callable[[], Opened], error: UsbError | None
+    ) -> Opened | UsbError:
+        """The hub or meter opened, or why not (logged when the reason changed)."""
+        try:
+            return await asyncio.to_thread(open_)
+        except UsbError as exc:
+            if error is None or exc.code != error.code:
+                log.warning("USB %s: %s (%s)%s", what, exc.message, exc.code, self._retrying)
+            return exc
 
     async def _hub_lost(self, error: UsbError) -> None:
         """The hub left the bus: its sessions end, its phones are gone with it."""
@@ -501,8 +511,7 @@ class UsbCharging:
             port.powered = False
             if port.session is not None:
                 await self._end(port, "error", error=error)
-            port.device, port.since, port.connected = None, None, False
-            port.pairing_code, port.trickle = None, False
+            self._forget_device(port)
 
     async def _hub_back(self, hub: PortPower) -> None:
         """The hub is there (again): every port off first, as at start-up."""
@@ -555,7 +564,9 @@ class UsbCharging:
             delivered = max(sample.energy_mwh - row.meter_start_mwh, 0)
             if delivered != row.delivered_mwh:
                 row.delivered_mwh = delivered
-                self.store.update_delivered(row.id, delivered)
+                # Every second's energy is on disk before the tick ends (a kill settles all
+                # of it), but the fsync runs in a worker thread, not on the event loop.
+                await asyncio.to_thread(self.store.update_delivered, row.id, delivered)
             step = sample.power_mw * self.settings.interval_ms / 3_600_000
             if delivered + PREDICTION_INTERVALS * step >= row.bought_mwh:
                 await self._end(port, "balance" if row.by_amount else "delivered")
@@ -635,22 +646,15 @@ class UsbCharging:
                 f"port {port.port}'s last session is being settled; try again in a few seconds",
             )
         buyer = self._wallet_for(port.device, wallet, port.pairing_code)
-        meter = self.meters.get(port.port)
-        if meter is None:
+        if port.port not in self.meters:
             if self.meter_error is not None:
                 raise UsbRefusal(self.meter_error.code, self.meter_error.message)
             raise UsbRefusal("meter_missing", f"no meter stands in front of port {port.port}")
-        try:
-            start_sample = await asyncio.to_thread(meter.read)
-        except UsbError as exc:
-            port.meter_error = exc
-            if exc.code == "meter_missing":
-                await self._meter_lost(port, exc)
-            raise UsbRefusal(exc.code, exc.message) from None
-        why = check_sample(start_sample, port.sample)
-        if why is not None:
-            raise UsbRefusal("meter_absurd", f"the meter's data is absurd: {why}")
-        port.sample, port.last_valid_ms, port.meter_error = start_sample, self.now, None
+        meter_error = await self._read_meter(port)
+        if meter_error is not None:
+            raise UsbRefusal(meter_error.code, meter_error.message)
+        start_sample = port.sample
+        assert start_sample is not None
         await self._make_room(port, energy_wh)
 
         now = self.now
@@ -956,7 +960,7 @@ class UsbCharging:
                     bound_at=self.now,
                 )
             )
-            port.pairing_code = None
+            port.pairing_code, port.wallet = None, key.account
             self._publish_port(port)
         log.info("phone %s paired with wallet %s", device.key, key.account)
         return {"phone": device.key, "wallet": key.account}
@@ -992,10 +996,9 @@ class UsbCharging:
     def port_view(self, port: PortState) -> dict[str, Any]:
         attached = None
         if port.device is not None:
-            binding = self.store.binding(port.device.key)
             attached = {
                 "identity": identity_view(port.device),
-                "wallet": binding.wallet if binding else None,
+                "wallet": port.wallet,
                 "pairing_code": port.pairing_code,
                 "since": port.since,
             }

@@ -6,6 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
+# What no USB port can carry: USB-PD EPR tops out at 48 V, 5 A, 240 W; the meters read up
+# to 6 A and the power limit keeps a margin. Meters and the session layer both check these.
+MAX_VOLTAGE_MV = 48_000
+MAX_CURRENT_MA = 6_000
+MAX_POWER_MW = 250_000
+
 
 @dataclass(frozen=True, slots=True)
 class UsbIdentity:
