@@ -14,13 +14,13 @@ from typing import Any
 
 import yaml
 
-from edge_controller.devices import Profile, ProfileError, profile_from_config
+from edge_controller.devices import Clock, Profile, ProfileError, profile_from_config
 from edge_controller.market import MarketPolicy, ValidationError
 from edge_controller.network import BrokerSettings
 from edge_controller.usb.hub import check_sysfs_hub
-from edge_controller.usb.sessions import UsbSettings
+from edge_controller.usb.sessions import HardwareOpener, UsbSettings
 from edge_controller.usb.types import UsbError
-from edge_controller.usb.virtual import PD_MAX_CURRENT_A, PD_VOLTAGES_MV
+from edge_controller.usb.virtual import PD_MAX_CURRENT_A, PD_VOLTAGES_MV, VirtualPhone
 
 DEVICE_ROLES = ("pv", "battery", "fuel_cell", "grid_meter", "meter")
 DEFAULT_API_PORT = 8780
@@ -71,6 +71,20 @@ class VirtualPhoneConfig:
     pd_voltage_mv: int = 5_000  # the USB-PD contract: 5 V, or 9/15/20 V for fast charging
     plug_after_ms: int = 5_000
 
+    def phone(self) -> VirtualPhone:
+        """The phone itself, ready to be plugged into the virtual hub."""
+        return VirtualPhone(
+            self.vendor_id,
+            self.product_id,
+            self.serial,
+            self.manufacturer,
+            self.product,
+            battery_wh=self.battery_wh,
+            soc=self.soc,
+            max_power_w=self.max_power_w,
+            pd_voltage_mv=self.pd_voltage_mv,
+        )
+
 
 @dataclass(frozen=True)
 class UsbConfig:
@@ -88,6 +102,20 @@ class UsbConfig:
     virtual_phones: tuple[VirtualPhoneConfig, ...] = ()
     meter: tuple[tuple[str, Any], ...] = (("type", "fnirsi"),)  # open_meter's settings
     meter_port: int = 1  # the hub port the meter stands in front of
+
+    def opener(self, backend: Any = None, clock: Clock | None = None) -> HardwareOpener:
+        """How to open this hub and meter; `backend` and `clock` are the virtual world's."""
+        return HardwareOpener(
+            hub_vendor_id=self.hub_vendor_id,
+            hub_product_id=self.hub_product_id,
+            hub_location=self.hub_location,
+            hub_sysfs=self.hub_sysfs,
+            hub_sysfs_root=self.hub_sysfs_root,
+            meter=dict(self.meter),
+            meter_port=self.meter_port,
+            backend=backend,
+            clock=clock,
+        )
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ from edge_controller.market import (
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
 from edge_controller.usb.sessions import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
-from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
+from edge_controller.usb.virtual import VirtualUsbWorld
 from edge_controller.views import (
     block_view,
     offer_view,
@@ -247,24 +247,10 @@ class Home:
                     meter_port=config.meter_port,
                 )
             backend = self.usb_world.backend
-        hardware = open_hardware(
-            hub_vendor_id=config.hub_vendor_id,
-            hub_product_id=config.hub_product_id,
-            hub_location=config.hub_location,
-            hub_sysfs=config.hub_sysfs,
-            hub_sysfs_root=config.hub_sysfs_root,
-            meter=dict(config.meter),
-            meter_port=config.meter_port,
-            backend=backend,
-            clock=self.clock if config.virtual else None,
-        )
+        opener = config.opener(backend, self.clock if config.virtual else None)
         return UsbCharging(
             settings=config.settings,
-            hub=hardware.hub,
-            hub_error=hardware.hub_error,
-            hub_description=hardware.hub_description,
-            meters=hardware.meters,
-            meter_error=hardware.meter_error,
+            hardware=open_hardware(opener),
             store=UsbStore(self.data_dir / "usb.sqlite3"),
             wallet_dir=self.data_dir / "usb-wallets",
             ledger=self.ledger,
@@ -274,7 +260,6 @@ class Home:
             clock=self.clock,
             seller=self.account,
             meter_public=self.meter_key.public_hex if self.meter_key else "",
-            opener=hardware.opener,
         )
 
     # --- life cycle ----------------------------------------------------------------------
@@ -322,20 +307,7 @@ class Home:
         """The demo's phones, plugged into the virtual hub some seconds after start."""
         for phone in sorted(config.virtual_phones, key=lambda p: p.plug_after_ms):
             await asyncio.sleep(phone.plug_after_ms / 1000)
-            world.plug(
-                phone.port,
-                VirtualPhone(
-                    phone.vendor_id,
-                    phone.product_id,
-                    phone.serial,
-                    phone.manufacturer,
-                    phone.product,
-                    battery_wh=phone.battery_wh,
-                    soc=phone.soc,
-                    max_power_w=phone.max_power_w,
-                    pd_voltage_mv=phone.pd_voltage_mv,
-                ),
-            )
+            world.plug(phone.port, phone.phone())
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coroutine))

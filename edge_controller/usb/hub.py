@@ -301,8 +301,8 @@ def open_hub(
         candidates = list(usb.core.find(find_all=True, backend=backend, custom_match=matches))
     except usb.core.NoBackendError as error:
         raise HubMissing(f"no USB access on this machine (libusb missing?): {error}") from error
-    wanted = _wanted(vendor_id, product_id, location)
     if not candidates:
+        wanted = hub_wanted(vendor_id, product_id, location) or "with per-port power switching"
         raise HubMissing(f"no USB hub {wanted} is connected")
     refusal: NoPortPowerControl | None = None
     for device in candidates:
@@ -314,7 +314,8 @@ def open_hub(
     raise refusal
 
 
-def _wanted(vendor_id: int | None, product_id: int | None, location: str | None) -> str:
+def hub_wanted(vendor_id: int | None, product_id: int | None, location: str | None) -> str:
+    """The configured hub for people ("2109:2817 at 1-1.3"); empty when any hub will do."""
     parts = []
     if vendor_id is not None or product_id is not None:
         vendor = f"{vendor_id:04x}" if vendor_id is not None else "*"
@@ -322,7 +323,7 @@ def _wanted(vendor_id: int | None, product_id: int | None, location: str | None)
         parts.append(f"{vendor}:{product}")
     if location:
         parts.append(f"at {location}")
-    return " ".join(parts) if parts else "with per-port power switching"
+    return " ".join(parts)
 
 
 class SysfsPortPower:

@@ -38,7 +38,7 @@ from edge_controller.errors import ActionError
 from edge_controller.ledger import KeyPair, Ledger, Record
 from edge_controller.ledger.rules import cost_of
 from edge_controller.ledger.state import State
-from edge_controller.usb.hub import SysfsPortPower, open_hub
+from edge_controller.usb.hub import SysfsPortPower, hub_wanted, open_hub
 from edge_controller.usb.meters import open_meter
 from edge_controller.usb.store import Binding, PortCursor, SessionRow, UsbStore
 from edge_controller.usb.types import (
@@ -226,10 +226,7 @@ class UsbCharging:
         self,
         *,
         settings: UsbSettings,
-        hub: PortPower | None,
-        hub_error: UsbError | None,
-        meters: Mapping[int, UsbMeter],
-        meter_error: UsbError | None,
+        hardware: UsbHardware,
         store: UsbStore,
         wallet_dir: Path,
         ledger: Ledger,
@@ -239,18 +236,16 @@ class UsbCharging:
         clock: Clock,
         seller: str,
         meter_public: str,
-        hub_description: str = "",
-        opener: HardwareOpener | None = None,
     ) -> None:
         self.settings = settings
-        self.hub = hub
-        self.hub_error = hub_error
-        self.hub_description = hub.description if hub is not None else hub_description
-        self.meters = dict(meters)
-        self.meter_error = meter_error
+        self.hub = hardware.hub
+        self.hub_error = hardware.hub_error
+        self.hub_description = hardware.hub_description
+        self.meters = dict(hardware.meters)
+        self.meter_error = hardware.meter_error
         first_meter = next(iter(self.meters.values()), None)
         self.meter_description = first_meter.description if first_meter is not None else ""
-        self.opener = opener
+        self.opener = hardware.opener
         self._next_reopen_ms = 0
         self.store = store
         self.wallet_dir = wallet_dir
@@ -1082,15 +1077,7 @@ class HardwareOpener:
         """The configured hub for people, shown while it cannot be opened."""
         if self.hub_sysfs is not None:
             return f"hub {self.hub_sysfs} (sysfs)"
-        wanted = ", ".join(
-            part
-            for part in (
-                f"{self.hub_vendor_id:04x}" if self.hub_vendor_id is not None else "",
-                f"{self.hub_product_id:04x}" if self.hub_product_id is not None else "",
-                f"at {self.hub_location}" if self.hub_location else "",
-            )
-            if part
-        )
+        wanted = hub_wanted(self.hub_vendor_id, self.hub_product_id, self.hub_location)
         return f"USB hub {wanted}".strip()
 
     def open_hub(self) -> PortPower:
@@ -1128,32 +1115,10 @@ class UsbHardware:
     opener: HardwareOpener | None = None
 
 
-def open_hardware(
-    *,
-    hub_vendor_id: int | None,
-    hub_product_id: int | None,
-    hub_location: str | None,
-    meter: Mapping[str, Any],
-    meter_port: int,
-    backend: Any = None,
-    clock: Clock | None = None,
-    hub_sysfs: str | None = None,
-    hub_sysfs_root: str = "/",
-) -> UsbHardware:
-    """Open the configured hub (pyusb with `backend`, libusb when None, or the virtual
-    world's; or sysfs with `hub_sysfs`) and meter. A failure is kept to be shown in
+def open_hardware(opener: HardwareOpener) -> UsbHardware:
+    """Open the configured hub (pyusb with the opener's `backend`, libusb when None, or the
+    virtual world's; or sysfs with `hub_sysfs`) and meter. A failure is kept to be shown in
     `GET usb`, never raised; the returned `opener` tries again later."""
-    opener = HardwareOpener(
-        hub_vendor_id=hub_vendor_id,
-        hub_product_id=hub_product_id,
-        hub_location=hub_location,
-        hub_sysfs=hub_sysfs,
-        hub_sysfs_root=hub_sysfs_root,
-        meter=dict(meter),
-        meter_port=meter_port,
-        backend=backend,
-        clock=clock,
-    )
     hub: PortPower | None = None
     hub_error: UsbError | None = None
     try:
@@ -1163,7 +1128,7 @@ def open_hardware(
     meters: dict[int, UsbMeter] = {}
     meter_error: UsbError | None = None
     try:
-        meters[meter_port] = opener.open_meter()
+        meters[opener.meter_port] = opener.open_meter()
     except UsbError as exc:
         meter_error = exc
     return UsbHardware(

@@ -12,7 +12,7 @@ import pytest
 
 from edge_controller.config import ConfigError, parse_config
 from edge_controller.usb.hub import SysfsPortPower
-from edge_controller.usb.sessions import UsbRefusal, open_hardware
+from edge_controller.usb.sessions import HardwareOpener, UsbRefusal, open_hardware
 
 from .test_hub import plug_sysfs, sysfs_tree
 from .usb_support import UsbRig, new_rig, overshoot_allowed_mwh, phone
@@ -64,13 +64,12 @@ def test_open_hardware_picks_sysfs_port_power_and_reads_who_is_plugged_in(
         manufacturer="Google", product="Pixel 8",
     )  # fmt: skip
     hardware = open_hardware(
-        hub_vendor_id=None,
-        hub_product_id=None,
-        hub_location=None,
-        hub_sysfs=HUB,
-        hub_sysfs_root=str(tmp_path),
-        meter={"type": "typec", "typec_port": "port0", "root": str(tmp_path)},
-        meter_port=2,
+        HardwareOpener(
+            hub_sysfs=HUB,
+            hub_sysfs_root=str(tmp_path),
+            meter={"type": "typec", "typec_port": "port0", "root": str(tmp_path)},
+            meter_port=2,
+        )
     )
     assert isinstance(hardware.hub, SysfsPortPower) and hardware.hub_error is None
     assert hardware.hub_description == "hub 1-1 (sysfs)"
@@ -84,13 +83,11 @@ def test_open_hardware_picks_sysfs_port_power_and_reads_who_is_plugged_in(
     assert hardware.meter_error is not None and hardware.meter_error.code == "meter_missing"
 
     missing = open_hardware(
-        hub_vendor_id=None,
-        hub_product_id=None,
-        hub_location=None,
-        hub_sysfs="1-4",
-        hub_sysfs_root=str(tmp_path),
-        meter={"type": "typec", "root": str(tmp_path)},
-        meter_port=1,
+        HardwareOpener(
+            hub_sysfs="1-4",
+            hub_sysfs_root=str(tmp_path),
+            meter={"type": "typec", "root": str(tmp_path)},
+        )
     )
     assert missing.hub is None and missing.hub_error is not None
     assert missing.hub_error.code == "hub_missing" and "1-4" in missing.hub_error.message
