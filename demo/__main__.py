@@ -19,7 +19,7 @@ from types import FrameType
 
 from demo.community import CommunityFolderError, EmbeddedCommunity, make_community
 from demo.hass import Login, new_login, start_hass
-from demo.processes import free_port
+from edge_controller.bench.processes import free_port
 
 
 class Stop(Exception):

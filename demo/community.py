@@ -26,10 +26,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from demo.hass import CHECKOUT, HomeAccess
-from demo.processes import Child, free_port, wait_for_port
-from edge_controller.demo import TOP_UP, plan_homes
-from edge_controller.home import load_or_create_key
-from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected, sign_record
+from demo.processes import Child, wait_for_port
+from edge_controller.bench.processes import free_port
+from edge_controller.demo import (
+    METER_KEY,
+    NODE_KEY,
+    DemoDataError,
+    HomePlan,
+    load_or_create_community,
+    plan_homes,
+    registrar_bodies,
+)
+from edge_controller.ledger import Genesis, KeyPair, Rejected, sign_record
 
 
 class CommunityFolderError(Exception):
@@ -125,6 +133,7 @@ class ProcessCommunity:
         self.registrar = KeyPair.generate()
         self._seq = 0
         self._new_homes: set[str] = set()
+        self._plans: list[HomePlan] = []
 
     def _mosquitto(self, port: int) -> Child:
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -148,67 +157,49 @@ class ProcessCommunity:
         The genesis, registrar and keys of an earlier start in this folder are kept, so a
         restart continues the same community."""
         planned = int(time.time() * 1000)
-        slugs = [p.slug for p in plan_homes(self.count, planned)]
-        keys: dict[str, dict[str, Any]] = {}
-        sealers: list[str] = []
+        self._plans = plan_homes(self.count, planned)
         genesis_file = self.folder / "genesis.json"
         community = self.folder / "community.json"
-        try:
-            if genesis_file.exists():
-                self._seq = int(json.loads(community.read_text())["registrar_seq"])
-            self.registrar = load_or_create_key(self.folder / "registrar.key")
-        except (OSError, ValueError, KeyError, TypeError) as exc:
-            raise CommunityFolderError(f"{self.folder}: no demo community: {exc!r}") from None
-        for slug in slugs:
-            data = self.folder / slug
-            data.mkdir(parents=True, exist_ok=True)
-            if not (data / "node.key").exists():
-                self._new_homes.add(slug)
-            node = load_or_create_key(data / "node.key")
-            load_or_create_key(data / "meter.key")
-            keys[slug] = {
-                "node": str(data / "node.key"),
-                "meter": str(data / "meter.key"),
-                "api_port": free_port(),
-            }
-            sealers.append(node.public_hex)
+        genesis: Genesis | None = None
         if genesis_file.exists():
             try:
-                self.genesis = Genesis.load(genesis_file)
+                self._seq = int(json.loads(community.read_text())["registrar_seq"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise CommunityFolderError(f"{self.folder}: no demo community: {exc!r}") from None
+            try:
+                genesis = Genesis.load(genesis_file)
             except (OSError, ValueError, Rejected) as exc:
                 raise CommunityFolderError(f"{genesis_file}: {exc}") from None
-            if self.registrar.public_hex not in self.genesis.registrars or any(
-                key != sealer
-                for key, sealer in zip(sealers, self.genesis.consensus.sealers, strict=False)
-            ):
-                raise CommunityFolderError(
-                    f"{self.folder}: the keys there are not those {genesis_file} names"
-                )
-        else:
-            self.genesis = Genesis(
-                name="Demo Street",
-                currency="DEMO",
-                currency_name="Demo Street credits",
-                time=planned - 1_000,
-                registrars=(self.registrar.public_hex,),
-                consensus=Consensus(
-                    mode="poa",
-                    block_interval_ms=self.block_interval_ms,
-                    sealers=tuple(sealers[:3]),
-                    confirmations=2,
-                ),
+        try:
+            self.genesis, self.registrar, self._new_homes = load_or_create_community(
+                self.folder,
+                self._plans,
+                planned,
+                genesis,
+                genesis_file,
+                block_interval_ms=self.block_interval_ms,
             )
+        except DemoDataError as exc:
+            raise CommunityFolderError(str(exc)) from None
+        if genesis is None:
             self.genesis.save(genesis_file)
         self._community = {
             "homes": self.count,
             "planned_ms": planned,
             "genesis": str(genesis_file),
             "broker": {"host": "127.0.0.1", "port": broker_port},
-            "keys": keys,
+            "keys": {
+                p.slug: {
+                    "node": str(self.folder / p.slug / NODE_KEY),
+                    "meter": str(self.folder / p.slug / METER_KEY),
+                    "api_port": free_port(),
+                }
+                for p in self._plans
+            },
             "registrar_seq": self._seq,
         }
         community.write_text(json.dumps(self._community, indent=2))
-        self._slugs = slugs
+        self._slugs = [p.slug for p in self._plans]
         return community
 
     def start(self, timeout: float = 60) -> None:
@@ -252,28 +243,11 @@ class ProcessCommunity:
     def _register(self) -> None:
         """The registrar certifies each new home's resources and tops up its wallet, once:
         the homes of an earlier start in this folder are in the ledger already."""
-        planned = plan_homes(self.count, int(time.time() * 1000))
         relay = self.homes[0]
-        for home, plan in zip(self.homes, planned, strict=True):
+        for plan in self._plans:
             if plan.slug not in self._new_homes:
                 continue
-            bodies: list[dict[str, Any]] = [{"kind": "topup", "to": home.account, "amount": TOP_UP}]
-            meter = KeyPair.load(self.folder / home.slug / "meter.key")
-            for r in plan.resources:
-                bodies.append(
-                    {
-                        "kind": "registration",
-                        "resource": r.id,
-                        "owner": home.account,
-                        "resource_kind": r.kind,
-                        "power_w": r.power_w,
-                        "capacity_wh": r.capacity_wh,
-                        "available_wh": r.available_wh,
-                        "meter": meter.public_hex,
-                        "location": f"Demo Street {home.slug}",
-                    }
-                )
-            for body in bodies:
+            for body in registrar_bodies(plan, top_up=True):
                 self._seq += 1
                 record = sign_record(
                     self.registrar,
@@ -281,9 +255,9 @@ class ProcessCommunity:
                     {"seq": self._seq, "time": int(time.time() * 1000), **body},
                 )
                 _post(relay, "records", record.to_wire())
-                # The next start continues after the sequence numbers the ledger has seen.
-                self._community["registrar_seq"] = self._seq
-                (self.folder / "community.json").write_text(json.dumps(self._community, indent=2))
+            # The next start continues after the sequence numbers the ledger has seen.
+            self._community["registrar_seq"] = self._seq
+            (self.folder / "community.json").write_text(json.dumps(self._community, indent=2))
 
     def stop(self) -> None:
         # The homes first, so none of them reconnects in a loop to a vanished broker.

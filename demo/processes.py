@@ -19,22 +19,6 @@ from pathlib import Path
 from typing import IO
 
 
-def free_port(preferred: int = 0) -> int:
-    """`preferred` when nothing listens on it (and it can be bound), else any free port."""
-    if preferred:
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind(("0.0.0.0", preferred))
-            except OSError:
-                pass
-            else:
-                return preferred
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for_port(port: int, timeout: float, process: Child | None = None) -> None:
     """Until something accepts connections on 127.0.0.1:`port` (or `process` exits)."""
     deadline = time.monotonic() + timeout

@@ -14,12 +14,11 @@ import contextlib
 import json
 import logging
 import signal
-import socket
 import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from typing import Any
 from amqtt.broker import Broker
 
 from edge_controller.api import ApiServer
+from edge_controller.bench.processes import free_port
 from edge_controller.config import DeviceConfig, UsbConfig, VirtualPhoneConfig
 from edge_controller.devices import (
     Command,
@@ -97,12 +97,6 @@ FUEL_CELL_QUANTITIES = (
     Quantity.FAULT_CODES,
     Quantity.EXPORT_ENERGY_WH,
 )
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -301,6 +295,90 @@ class DemoDataError(Exception):
     """The data dir holds something the demo cannot continue from."""
 
 
+def load_or_create_community(
+    folder: Path,
+    plans: list[HomePlan],
+    now: int,
+    genesis: Genesis | None,
+    genesis_file: Path,
+    block_interval_ms: int = 2_000,
+) -> tuple[Genesis, KeyPair, set[str]]:
+    """The community in `folder`: its registrar key (`REGISTRAR_KEY`) and each home's keys
+    (`<slug>/NODE_KEY`, `<slug>/METER_KEY`), created when missing, given to `plans`.
+    `genesis` is the one the caller read from `genesis_file` (named in errors), or None
+    for a new "Demo Street" genesis, which the caller saves in its own format. Returns the
+    genesis, the registrar and the slugs of the homes whose keys are new this start: only
+    they get a top-up. Raises `DemoDataError` when the keys are not those the genesis names."""
+    new_homes: set[str] = set()
+    try:
+        if genesis is not None:
+            # A sealer's lost key cannot be replaced: the genesis names it for good.
+            for plan in plans[: len(genesis.consensus.sealers)]:
+                if not (folder / plan.slug / NODE_KEY).exists():
+                    raise DemoDataError(f"{folder / plan.slug / NODE_KEY} is missing")
+        registrar = load_or_create_key(folder / REGISTRAR_KEY)
+        for plan in plans:
+            if not (folder / plan.slug / NODE_KEY).exists():
+                new_homes.add(plan.slug)
+            plan.key = load_or_create_key(folder / plan.slug / NODE_KEY)
+            plan.meter = load_or_create_key(folder / plan.slug / METER_KEY)
+    except (OSError, ValueError) as exc:
+        raise DemoDataError(f"{folder}: cannot read or write a key: {exc}") from None
+    if genesis is None:
+        genesis = Genesis(
+            name="Demo Street",
+            currency="DEMO",
+            currency_name="Demo Street credits",
+            time=now - 1_000,
+            registrars=(registrar.public_hex,),
+            consensus=Consensus(
+                mode="poa",
+                block_interval_ms=block_interval_ms,
+                sealers=tuple(p.key.public_hex for p in plans[:3]),
+                confirmations=2,
+            ),
+        )
+        return genesis, registrar, new_homes
+    if registrar.public_hex not in genesis.registrars:
+        raise DemoDataError(
+            f"{folder / REGISTRAR_KEY} is not the registrar of the community in {genesis_file}"
+        )
+    for plan, sealer in zip(plans, genesis.consensus.sealers, strict=False):
+        if plan.key.public_hex != sealer:
+            raise DemoDataError(
+                f"{folder / plan.slug / NODE_KEY} is not the key the community in"
+                f" {genesis_file} names as sealer"
+            )
+    return genesis, registrar, new_homes
+
+
+def registrar_bodies(
+    plan: HomePlan, top_up: bool, registered: Callable[[str], bool] = lambda _: False
+) -> list[dict[str, Any]]:
+    """The registrar's record bodies for one home: its wallet's top-up when `top_up`, and
+    a registration of each of its resources not `registered` yet."""
+    bodies: list[dict[str, Any]] = []
+    if top_up:
+        bodies.append({"kind": "topup", "to": plan.key.account, "amount": TOP_UP})
+    for r in plan.resources:
+        if registered(r.id):
+            continue
+        bodies.append(
+            {
+                "kind": "registration",
+                "resource": r.id,
+                "owner": plan.key.account,
+                "resource_kind": r.kind,
+                "power_w": r.power_w,
+                "capacity_wh": r.capacity_wh,
+                "available_wh": r.available_wh,
+                "meter": plan.meter.public_hex,
+                "location": f"Demo Street {plan.slug}",
+            }
+        )
+    return bodies
+
+
 @dataclass
 class RunningHome:
     plan: HomePlan
@@ -401,9 +479,7 @@ class Demo:
     def _load_or_create_community(
         self, plans: list[HomePlan], now: int
     ) -> tuple[Genesis, set[str]]:
-        """The community the data dir holds (its genesis, registrar key and each home's
-        keys), created on first start; gives `plans` their keys. Returns the genesis and
-        the slugs of the homes whose keys are new this start: only they get a top-up."""
+        """The community the data dir holds (`COMMUNITY_FILE`), created on first start."""
         folder = self.data_dir
         community_file = folder / COMMUNITY_FILE
         genesis: Genesis | None = None
@@ -414,35 +490,11 @@ class Demo:
                 f"{folder} is not a demo community ({COMMUNITY_FILE} is missing) nor an empty"
                 " folder: give --data-dir an empty or new folder"
             )
-        new_homes: set[str] = set()
-        try:
-            if genesis is not None:
-                # A sealer's lost key cannot be replaced: the genesis names it for good.
-                for plan in plans[: len(genesis.consensus.sealers)]:
-                    if not (folder / plan.slug / NODE_KEY).exists():
-                        raise DemoDataError(f"{folder / plan.slug / NODE_KEY} is missing")
-            self.registrar = load_or_create_key(folder / REGISTRAR_KEY)
-            for plan in plans:
-                if not (folder / plan.slug / NODE_KEY).exists():
-                    new_homes.add(plan.slug)
-                plan.key = load_or_create_key(folder / plan.slug / NODE_KEY)
-                plan.meter = load_or_create_key(folder / plan.slug / METER_KEY)
-        except (OSError, ValueError) as exc:
-            raise DemoDataError(f"{folder}: cannot read or write a key: {exc}") from None
-        if genesis is None:
-            genesis = Genesis(
-                name="Demo Street",
-                currency="DEMO",
-                currency_name="Demo Street credits",
-                time=now - 1_000,
-                registrars=(self.registrar.public_hex,),
-                consensus=Consensus(
-                    mode="poa",
-                    block_interval_ms=2_000,
-                    sealers=tuple(p.key.public_hex for p in plans[:3]),
-                    confirmations=2,
-                ),
-            )
+        created = genesis is None
+        genesis, self.registrar, new_homes = load_or_create_community(
+            folder, plans, now, genesis, community_file
+        )
+        if created:
             # Written last and whole: a community file always has its keys beside it.
             tmp = community_file.with_suffix(".tmp")
             tmp.write_text(
@@ -450,20 +502,8 @@ class Demo:
             )
             tmp.replace(community_file)
             log.info("demo community %s created in %s", genesis.community_id, folder)
-            return genesis, new_homes
-        if self.registrar.public_hex not in genesis.registrars:
-            raise DemoDataError(
-                f"{folder / REGISTRAR_KEY} is not the registrar of the community in"
-                f" {community_file}"
-            )
-        sealers = genesis.consensus.sealers
-        for plan, sealer in zip(plans, sealers, strict=False):
-            if plan.key.public_hex != sealer:
-                raise DemoDataError(
-                    f"{folder / plan.slug / NODE_KEY} is not the key the community in"
-                    f" {community_file} names as sealer"
-                )
-        log.info("demo community %s continues from %s", genesis.community_id, folder)
+        else:
+            log.info("demo community %s continues from %s", genesis.community_id, folder)
         return genesis, new_homes
 
     def _registrar_next_seq(self) -> int:
@@ -497,25 +537,7 @@ class Demo:
         seq = self._registrar_next_seq() - 1
         for running in self.running:
             plan = running.plan
-            bodies: list[dict[str, Any]] = []
-            if plan.slug in new_homes:
-                bodies.append({"kind": "topup", "to": plan.key.account, "amount": TOP_UP})
-            for r in plan.resources:
-                if self._is_registered(r.id):
-                    continue
-                bodies.append(
-                    {
-                        "kind": "registration",
-                        "resource": r.id,
-                        "owner": plan.key.account,
-                        "resource_kind": r.kind,
-                        "power_w": r.power_w,
-                        "capacity_wh": r.capacity_wh,
-                        "available_wh": r.available_wh,
-                        "meter": plan.meter.public_hex,
-                        "location": f"Demo Street {plan.slug}",
-                    }
-                )
+            bodies = registrar_bodies(plan, plan.slug in new_homes, self._is_registered)
             for body in bodies:
                 seq += 1
                 record = sign_record(

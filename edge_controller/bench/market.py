@@ -36,7 +36,7 @@ from typing import Any
 import yaml
 from amqtt.broker import Broker
 
-from edge_controller.bench.processes import EdgeProcess
+from edge_controller.bench.processes import EdgeProcess, free_port
 from edge_controller.devices import (
     Command,
     Quantity,
@@ -52,12 +52,6 @@ from edge_controller.ledger.verify import StoredChain
 BATTERY = (Quantity.SOC_PERCENT, Quantity.CAPACITY_WH, Quantity.BATTERY_POWER_W)
 THRESHOLD = 80
 TOP_UP = 50_000_000
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[int], share: float) -> int | None:
@@ -122,7 +116,7 @@ class Street:
                 "data_dir": str(data),
                 "genesis": str(self.folder / "genesis.json"),
                 "community_broker": {"host": "127.0.0.1", "port": self.broker_port},
-                "api": {"host": "127.0.0.1", "port": _free_port(), "zeroconf": False},
+                "api": {"host": "127.0.0.1", "port": free_port(), "zeroconf": False},
                 "control_interval_s": 1,
                 "devices": [self._battery(i)] if seller else [],
                 "policy": self._seller_policy() if seller else self._buyer_policy(),
@@ -197,7 +191,7 @@ def _start_broker(folder: Path) -> tuple[int, Any]:
     binary = shutil.which("mosquitto") or (
         "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
     )
-    port = _free_port()
+    port = free_port()
     if binary is None:
         return port, None
     config = folder / "mosquitto.conf"

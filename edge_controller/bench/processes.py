@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -22,6 +23,22 @@ from typing import Any
 import yaml
 
 CHECKOUT = Path(__file__).resolve().parents[2]
+
+
+def free_port(preferred: int = 0) -> int:
+    """`preferred` when nothing listens on it (and it can be bound), else any free port."""
+    if preferred:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind(("0.0.0.0", preferred))
+            except OSError:
+                pass
+            else:
+                return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 class ApiError(Exception):

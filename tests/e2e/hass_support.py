@@ -15,7 +15,8 @@ from typing import Any, TypeVar
 
 from demo.community import ProcessCommunity
 from demo.hass import HomeAccess, RunningHass, start_hass
-from demo.processes import Child, free_port, leftovers
+from demo.processes import Child, leftovers
+from edge_controller.bench.processes import free_port
 
 
 def home_api(home: HomeAccess, method: str, path: str, body: Any = None) -> Any:
