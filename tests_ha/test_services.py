@@ -79,6 +79,13 @@ def ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
 
 
+def quiet_start() -> datetime:
+    """A start a day ahead. The demo's homes trade on their own (Sunny House's battery sells
+    for the next 100 s and Flat 3 buys it), and may commit the battery's whole power near
+    now; a test's own offer must not depend on what they left free."""
+    return dt_util.utcnow().replace(microsecond=0) + timedelta(days=1)
+
+
 async def test_trading_through_a_real_edge_controller(
     hass: HomeAssistant,
     edge_demo: list[EdgeHome],
@@ -87,7 +94,7 @@ async def test_trading_through_a_real_edge_controller(
     sunny, flat = homes
     # A fresh demo registers its homes' resources in its first blocks.
     await until(hass, lambda: has_battery(sunny), within=30)
-    start = dt_util.utcnow().replace(microsecond=0) + timedelta(minutes=2)
+    start = quiet_start()
     # Sunny House offers 20 Wh from its battery (the default resource), only to Flat 3.
     offer = await act(
         hass,
@@ -173,8 +180,16 @@ async def test_the_ledgers_refusals_carry_its_reason_code(
 
     # Bidding on an offer that is not an auction.
     await until(hass, lambda: has_battery(sunny), within=30)
+    start = quiet_start()
     offer = await act(
-        hass, "create_offer", sunny, quantity=10, price=HIGH_PRICE, to=[flat.unique_id]
+        hass,
+        "create_offer",
+        sunny,
+        quantity=10,
+        price=HIGH_PRICE,
+        start=start,
+        end=start + timedelta(minutes=30),
+        to=[flat.unique_id],
     )
     try:
 
