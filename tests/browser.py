@@ -32,6 +32,7 @@ from playwright.async_api import (
     Page,
     async_playwright,
 )
+from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 # The flags ../shared/TOOLCHAIN.md names: no sandbox (root), no GPU, nothing reaching out.
 # Playwright adds --headless and a fresh temporary --user-data-dir itself.
@@ -97,10 +98,31 @@ class BrowserPage:
         state: Literal["attached", "detached", "hidden", "visible"] = "visible",
         within: float = DEFAULT_TIMEOUT_S,
     ) -> Locator:
-        """The first element matching, once it is in `state` (visible, attached, hidden...)."""
+        """The first element matching, once it is in `state` (visible, attached, hidden...).
+
+        If it never is, the page as it was (a screenshot and its console) is kept with the
+        artifacts and the console's last lines are in the error: a wait that fails on a CI
+        machine must say what the browser showed instead."""
         locator = self.find(selector, text=text).first
-        await locator.wait_for(state=state, timeout=within * 1000)
+        try:
+            await locator.wait_for(state=state, timeout=within * 1000)
+        except PlaywrightTimeout as exc:
+            raise AssertionError(await self._what_it_showed(selector, state, within)) from exc
         return locator
+
+    async def _what_it_showed(self, selector: str, state: str, within: float) -> str:
+        lines = [f"{selector!r} not {state} within {within:g} s on {self.page.url}"]
+        if self.artifacts is not None:
+            self.artifacts.mkdir(parents=True, exist_ok=True)
+            shot = self.artifacts / f"timeout-{len(list(self.artifacts.glob('timeout-*')))}.png"
+            try:
+                await self.page.screenshot(path=str(shot), full_page=True)
+                lines.append(f"screenshot: {shot}")
+            except Error as exc:
+                lines.append(f"no screenshot: {exc}")
+        lines.append("the console's last lines:")
+        lines.extend(f"  {line}" for line in self.console[-20:] or ["  (nothing)"])
+        return "\n".join(lines)
 
     async def click(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 from collections.abc import AsyncIterator, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from homeassistant.components.automation.config import (
 from homeassistant.components.blueprint import models
 from homeassistant.core import HomeAssistant
 from homeassistant.setup import async_setup_component
+from homeassistant.util import dt as dt_util
 from homeassistant.util.yaml import load_yaml_dict
 from pytest_homeassistant_custom_component.common import MockConfigEntry, async_mock_service
 
@@ -151,6 +153,10 @@ async def test_sell_surplus_offers_on_a_real_edge_controller(
             cool_down={"seconds": 0},  # Home Assistant's test harness waits out delays
             quantity=15,
             price=0.95,  # above the demo consumer's buying limit: nobody takes it
+            # Tomorrow, for an hour: the demo's battery sells itself for the next 100 s and
+            # may have no power left to offer there.
+            starts_in={"days": 1},
+            lasts={"hours": 1},
         ),
     )
 
@@ -168,6 +174,9 @@ async def test_sell_surplus_offers_on_a_real_edge_controller(
     await until(hass, lambda: bool(ours()))
     [offer] = ours()
     assert offer["resource"] == "solar-1/battery"
+    tomorrow = dt_util.utcnow() + timedelta(days=1)
+    assert abs(offer["start"] / 1000 - tomorrow.timestamp()) < 60
+    assert offer["end"] - offer["start"] == 3_600_000
     # Leave the shared demo as it was.
     await hass.services.async_call(
         DOMAIN,

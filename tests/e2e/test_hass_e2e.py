@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -70,7 +71,9 @@ async def test_trading_and_usb_charging_in_home_assistant(
             await page.wait_for(".trades .trade", within=120)
 
             # An open offer to accept: the fuel cell offers Sunny House (who never buys by
-            # itself) energy privately, through Home Assistant's action.
+            # itself) energy privately, through Home Assistant's action. It delivers
+            # tomorrow: the fuel cell's own offers may have committed all its power now.
+            tomorrow = datetime.now(UTC).replace(microsecond=0) + timedelta(days=1)
             await client.call_service(
                 "energy_p2p",
                 "create_offer",
@@ -78,6 +81,8 @@ async def test_trading_and_usb_charging_in_home_assistant(
                     "config_entry_id": entries[hydrogen.name],
                     "quantity": 100,
                     "price": 0.31,
+                    "start": tomorrow.isoformat(),
+                    "end": (tomorrow + timedelta(hours=1)).isoformat(),
                     "to": [solar.account],
                 },
             )
