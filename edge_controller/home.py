@@ -35,7 +35,7 @@ from edge_controller.devices import (
 from edge_controller.errors import ActionError as ActionError  # noqa: PLC0414 (re-export)
 from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
 from edge_controller.ledger.records import sign_record
-from edge_controller.ledger.rules import energy_of, offer_of, peak_power
+from edge_controller.ledger.rules import energy_of, offer_of, trade_power_w
 from edge_controller.ledger.state import Offer as LedgerOffer
 from edge_controller.ledger.sync import Outgoing, SyncNode
 from edge_controller.market import (
@@ -51,6 +51,7 @@ from edge_controller.market import (
     MarketSnapshot,
     Offer,
     OfferIntent,
+    PowerHold,
     PublishOffer,
     PvReading,
     Reading,
@@ -581,16 +582,21 @@ class Home:
         resource = self.ledger.state.resources.get(device.config.resource)
         return resource if resource is not None and resource.owner == self.account else None
 
+    def _power_holds(self, resource_id: str) -> tuple[PowerHold, ...]:
+        """What the ledger's trades hold of a resource's rating, and when: the ledger books
+        energy trades at their average power, and what they hold is not for sale again."""
+        state = self.ledger.state
+        commitments = state.commitments.get(resource_id)
+        if commitments is None:
+            return ()
+        trades = (state.trades.rows[trade_id] for trade_id in commitments.trades)
+        return tuple(PowerHold(t.start, t.end, trade_power_w(state, t)) for t in trades)
+
     def _market_readings(self, now: int) -> list[Reading]:
         readings: list[Reading] = []
         grid = next((d for d in self.devices if d.capabilities.grid_meter), None)
         grid_meter = grid.capabilities.grid_meter if grid else None
         grid_reading = grid_meter.power_w() if grid_meter else None
-        policy = self.policy.sell
-        window = (
-            now + policy.delivery_lead_ms,
-            now + policy.delivery_lead_ms + policy.delivery_window_ms,
-        )
         for device in self.devices:
             resource = self._resource_of(device)
             if resource is None:
@@ -605,14 +611,10 @@ class Home:
                         resource=resource.id,
                         soc_percent=float(soc.value),
                         capacity_wh=capacity.value,
-                        # The ledger books energy trades at their average power: what
-                        # they hold of the rating in the window is not for sale again.
-                        max_discharge_w=max(
-                            0,
-                            resource.power_w - peak_power(self.ledger.state, resource.id, *window),
-                        ),
+                        max_discharge_w=resource.power_w,
                         fresh=soc.fresh(now) and capacity.fresh(now),
                         committed_wh=resource.committed_wh,
+                        held=self._power_holds(resource.id),
                     )
                 )
             elif device.config.role == "fuel_cell" and caps.fuel_cell is not None:
@@ -627,7 +629,7 @@ class Home:
                         power_rating_w=resource.power_w,
                         available_energy_wh=max(0, energy.value - resource.committed_wh),
                         fresh=energy.fresh(now),
-                        committed_w=peak_power(self.ledger.state, resource.id, *window),
+                        held=self._power_holds(resource.id),
                         fault=bool(faults and faults.value)
                         or bool(state and state.value is FuelCellState.FAULT),
                     )
@@ -650,7 +652,7 @@ class Home:
                         load_w=load,
                         fresh=fresh,
                         grid_export_w=export,
-                        committed_w=peak_power(self.ledger.state, resource.id, *window),
+                        held=self._power_holds(resource.id),
                     )
                 )
         return readings

@@ -62,7 +62,7 @@ from edge_controller.market.selling import (
     available_quantity,
     confirms_counter,
 )
-from edge_controller.market.units import Mode, capacity_energy_wh, energy_cost
+from edge_controller.market.units import Mode, PowerHold, capacity_energy_wh, energy_cost
 
 __all__ = [
     "Accept",
@@ -92,6 +92,7 @@ __all__ = [
     "Mode",
     "Offer",
     "OfferIntent",
+    "PowerHold",
     "PricingStrategy",
     "Problem",
     "PublishOffer",

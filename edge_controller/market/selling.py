@@ -23,7 +23,9 @@ from edge_controller.market.pricing import MarketConditions, offer_price
 from edge_controller.market.reasons import Reason
 from edge_controller.market.units import (
     Mode,
+    PowerHold,
     capacity_energy_wh,
+    held_w,
     sustainable_power_w,
 )
 
@@ -32,7 +34,8 @@ PERMILLE = 1000
 
 @dataclass(frozen=True)
 class BatteryReading:
-    """A home battery now. `committed_wh` is energy already sold and not yet delivered."""
+    """A home battery now. `committed_wh` is energy already sold and not yet delivered;
+    `held` is what trades hold of its `max_discharge_w`, and when."""
 
     resource: str
     soc_percent: float
@@ -40,20 +43,25 @@ class BatteryReading:
     max_discharge_w: int
     fresh: bool
     committed_wh: int = 0
+    held: tuple[PowerHold, ...] = ()
+
+    def free_w(self, start: int, end: int) -> int:
+        """Discharge power no trade holds anywhere in [start, end)."""
+        return max(0, self.max_discharge_w - held_w(self.held, start, end))
 
 
 @dataclass(frozen=True)
 class PvReading:
     """A PV inverter now. Surplus is the measured grid export when the meter gives it
     (it already accounts for a charging battery), otherwise PV power minus household load.
-    `committed_w` is capacity that trades already hold for this window."""
+    `held` is what trades hold of its power, and when."""
 
     resource: str
     pv_w: int
     load_w: int
     fresh: bool
     grid_export_w: int | None = None
-    committed_w: int = 0
+    held: tuple[PowerHold, ...] = ()
 
     @property
     def surplus_w(self) -> int:
@@ -65,21 +73,21 @@ class PvReading:
 
 @dataclass(frozen=True)
 class FuelCellReading:
-    """A fuel cell now: rating, capacity trades already hold, energy its hydrogen holds."""
+    """A fuel cell now: its rating, what trades hold of it and when, and the energy its
+    hydrogen holds."""
 
     resource: str
     power_rating_w: int
     available_energy_wh: int
     fresh: bool
-    committed_w: int = 0
+    held: tuple[PowerHold, ...] = ()
     fault: bool = False
 
-    @property
-    def free_w(self) -> int:
-        """Capacity nobody holds yet; none while the fuel cell reports a fault."""
+    def free_w(self, start: int, end: int) -> int:
+        """Capacity nobody holds anywhere in [start, end); none while it reports a fault."""
         if self.fault:
             return 0
-        return max(0, self.power_rating_w - self.committed_w)
+        return max(0, self.power_rating_w - held_w(self.held, start, end))
 
 
 Reading = BatteryReading | PvReading | FuelCellReading
@@ -211,7 +219,10 @@ class AutoSeller:
 
         trigger = self._triggers.setdefault(reading.resource, _Trigger())
         enable, disable = _thresholds(rule)
-        value = _signal(reading) if reading.fresh else None
+        policy = self._policy
+        start = now + policy.delivery_lead_ms
+        end = start + policy.delivery_window_ms
+        value = _signal(reading, start, end) if reading.fresh else None
         if trigger.observe(value, enable, disable, rule, now):
             if not reading.fresh:
                 return _withdraw(
@@ -229,11 +240,8 @@ class AutoSeller:
         )
         if not (trigger.on and reading.fresh and not ours and interval_passed):
             return []
-        policy = self._policy
         mode = _native_mode(reading)
-        start = now + policy.delivery_lead_ms
-        end = start + policy.delivery_window_ms
-        quantity = available_quantity(reading, rule, mode, end - start, offers)
+        quantity = available_quantity(reading, rule, mode, start, end, offers)
         if quantity < _min_offer(rule):
             return []
         expires = now + policy.offer_validity_ms
@@ -255,7 +263,7 @@ class AutoSeller:
             auction=auction,
         )
         trigger.last_published_ms = now
-        reason, message = _publish_reason(reading, intent)
+        reason, message = _publish_reason(reading, intent, _signal(reading, start, end))
         return [PublishOffer(intent, reason, message)]
 
     def _answer_requests(
@@ -303,13 +311,12 @@ class AutoSeller:
     ) -> PublishOffer | None:
         # A request whose window has begun can still be served for the rest of it.
         start = max(request.start, now)
-        duration = request.end - start
         for reading in readings:
             rule = self._rule(reading)
             if rule is None or not reading.fresh:
                 continue
             offers = offers_by_resource[reading.resource]
-            available = available_quantity(reading, rule, request.mode, duration, offers)
+            available = available_quantity(reading, rule, request.mode, start, request.end, offers)
             quantity = min(available, request.quantity)
             minimum = _min_offer(rule) if request.mode == _native_mode(reading) else 1
             if quantity < minimum:
@@ -334,28 +341,32 @@ def available_quantity(
     reading: Reading,
     rule: SellRule,
     mode: Mode,
-    duration_ms: int,
+    start: int,
+    end: int,
     open_offers: Sequence[Offer] = (),
 ) -> int:
-    """What `reading`'s resource can still sell over a window of `duration_ms`.
+    """What `reading`'s resource can still sell for delivery over [start, end).
 
-    Wh in energy mode, W in capacity mode; above the rule's reserve, within the
-    resource's power limit, minus what trades hold and what `open_offers` (of this
-    resource) already promise.
+    Wh in energy mode, W in capacity mode; above the rule's reserve, within the power
+    that trades leave free at every instant of the window (the ledger refuses a sale
+    beyond it), minus what `open_offers` (of this resource) already promise.
     """
+    duration_ms = end - start
     if isinstance(reading, BatteryReading) and isinstance(rule, BatterySellRule):
         soc_permille = int(reading.soc_percent * 10)
         above_reserve = (soc_permille - rule.reserve_percent * 10) * reading.capacity_wh
+        free_w = reading.free_w(start, end)
         energy = above_reserve // PERMILLE - reading.committed_wh
-        energy = min(energy, capacity_energy_wh(reading.max_discharge_w, duration_ms))
-        power = min(reading.max_discharge_w, sustainable_power_w(max(0, energy), duration_ms))
+        energy = min(energy, capacity_energy_wh(free_w, duration_ms))
+        power = min(free_w, sustainable_power_w(max(0, energy), duration_ms))
     elif isinstance(reading, PvReading) and isinstance(rule, PvSellRule):
-        power = reading.surplus_w - rule.reserve_w - reading.committed_w
+        power = reading.surplus_w - rule.reserve_w - held_w(reading.held, start, end)
         energy = capacity_energy_wh(max(0, power), duration_ms)
     elif isinstance(reading, FuelCellReading) and isinstance(rule, FuelCellSellRule):
         hydrogen_wh = reading.available_energy_wh - rule.reserve_wh
-        power = min(reading.free_w, sustainable_power_w(max(0, hydrogen_wh), duration_ms))
-        energy = min(hydrogen_wh, capacity_energy_wh(reading.free_w, duration_ms))
+        free_w = reading.free_w(start, end)
+        power = min(free_w, sustainable_power_w(max(0, hydrogen_wh), duration_ms))
+        energy = min(hydrogen_wh, capacity_energy_wh(free_w, duration_ms))
     else:
         raise TypeError(f"{type(rule).__name__} does not apply to {type(reading).__name__}")
     promised_wh = sum(o.terms.energy_wh for o in open_offers)
@@ -380,12 +391,14 @@ def _thresholds(rule: SellRule) -> tuple[float, float]:
     return rule.enable_free_w, rule.disable_free_w
 
 
-def _signal(reading: Reading) -> float:
+def _signal(reading: Reading, start: int, end: int) -> float:
+    """What a rule's thresholds compare: a battery's state of charge, the PV surplus, or
+    the capacity of a fuel cell free for the window an offer would deliver in."""
     if isinstance(reading, BatteryReading):
         return reading.soc_percent
     if isinstance(reading, PvReading):
         return reading.surplus_w
-    return reading.free_w
+    return reading.free_w(start, end)
 
 
 def _native_mode(reading: Reading) -> Mode:
@@ -397,7 +410,7 @@ def _min_offer(rule: SellRule) -> int:
     return rule.min_offer_wh if isinstance(rule, BatterySellRule) else rule.min_offer_w
 
 
-def _publish_reason(reading: Reading, intent: OfferIntent) -> tuple[Reason, str]:
+def _publish_reason(reading: Reading, intent: OfferIntent, signal: float) -> tuple[Reason, str]:
     unit = "Wh" if intent.mode == "energy" else "W"
     size = f"{intent.quantity} {unit} at {intent.price} per kWh"
     if isinstance(reading, BatteryReading):
@@ -412,7 +425,7 @@ def _publish_reason(reading: Reading, intent: OfferIntent) -> tuple[Reason, str]
         )
     return (
         Reason.FUEL_CELL_CAPACITY_FREE,
-        f"Fuel cell {reading.resource} has {reading.free_w} W free: offering {size}.",
+        f"Fuel cell {reading.resource} has {signal:g} W free: offering {size}.",
     )
 
 

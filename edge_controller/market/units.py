@@ -6,6 +6,8 @@ promises, and a buyer never pays, a fraction that rounding invented.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 Mode = Literal["energy", "capacity"]
@@ -31,6 +33,23 @@ def sustainable_power_w(wh: int, duration_ms: int) -> int:
     if duration_ms <= 0:
         return 0
     return wh * MS_PER_HOUR // duration_ms
+
+
+@dataclass(frozen=True)
+class PowerHold:
+    """Power that a trade holds of a resource's rating over [start, end) (UTC ms, W)."""
+
+    start: int
+    end: int
+    power_w: int
+
+
+def held_w(holds: Sequence[PowerHold], start: int, end: int) -> int:
+    """The most power `holds` take at any instant of the window [start, end)."""
+    # The sum only rises where a hold begins: the window's start and every start inside it
+    # are the instants to look at.
+    instants = [start, *(h.start for h in holds if start < h.start < end)]
+    return max((sum(h.power_w for h in holds if h.start <= t < h.end) for t in instants), default=0)
 
 
 def quantity_energy_wh(mode: Mode, quantity: int, duration_ms: int) -> int:

@@ -20,6 +20,7 @@ from edge_controller.market import (
     FuelCellSellRule,
     MarketSnapshot,
     Offer,
+    PowerHold,
     PublishOffer,
     PvReading,
     PvSellRule,
@@ -29,6 +30,7 @@ from edge_controller.market import (
     SellPolicy,
     WithdrawOffer,
 )
+from edge_controller.market.units import held_w
 
 SECOND = 1_000
 MINUTE = 60 * SECOND
@@ -245,7 +247,11 @@ def test_fuel_cell_offers_free_capacity_that_its_hydrogen_can_sustain():
     home = app()
     # The patent's example: a 10 kW fuel cell with 7 kW sold has 3 kW free...
     cell = FuelCellReading(
-        "fc-1", power_rating_w=10_000, available_energy_wh=50_000, fresh=True, committed_w=7_000
+        "fc-1",
+        power_rating_w=10_000,
+        available_energy_wh=50_000,
+        fresh=True,
+        held=(PowerHold(0, 10 * HOUR, 7_000),),
     )
     home.tick(0, cell)
     (offer,) = home.tick(MINUTE, cell)
@@ -340,6 +346,63 @@ def test_request_is_answered_with_what_is_available_above_the_reserve():
 
     assert isinstance(answer, PublishOffer)
     assert answer.intent.quantity == 2_000  # (50 % - 30 %) of 10 kWh
+
+
+def test_a_request_gets_only_the_power_trades_leave_free_in_its_window():
+    home = app()
+    # Trades hold 6 of the battery's 8 kW from 0:20 to 0:40, inside the request's window
+    # (0:10 to 1:10): 2 kW for the hour is all it can still promise there.
+    held = (PowerHold(20 * MINUTE, 40 * MINUTE, 6_000),)
+    home.requests = (request(quantity=5_000),)
+    (answer,) = home.tick(0, replace(battery(90), held=held))
+    assert isinstance(answer, PublishOffer)
+    assert answer.intent.quantity == 2_000
+
+    # Holding all 8 kW there leaves nothing to answer with.
+    full = app()
+    full.requests = (request(),)
+    busy = replace(battery(90), held=(PowerHold(20 * MINUTE, 40 * MINUTE, 8_000),))
+    assert full.tick(0, busy) == []
+    # A request for after those trades end is answered in full.
+    full.requests = (request(request_id="req-2", start=40 * MINUTE, end=100 * MINUTE),)
+    (answer,) = full.tick(SECOND, busy)
+    assert isinstance(answer, PublishOffer)
+    assert answer.intent.quantity == 2_000
+
+
+def test_threshold_offers_leave_out_power_held_in_their_window_only():
+    home = app()
+    # Held until 0:30, the battery has 1 kW free in the offer's window (0:02 to 1:02)...
+    early = (PowerHold(0, 30 * MINUTE, 7_000),)
+    home.tick(0, replace(battery(100), held=early))
+    (offer,) = home.tick(MINUTE, replace(battery(100), held=early))
+    assert isinstance(offer, PublishOffer)
+    assert offer.intent.quantity == 1_000
+    # ...while power held after the window takes nothing from it.
+    later = app()
+    late = (PowerHold(2 * HOUR, 3 * HOUR, 8_000),)
+    later.tick(0, replace(battery(100), held=late))
+    (offer,) = later.tick(MINUTE, replace(battery(100), held=late))
+    assert isinstance(offer, PublishOffer)
+    assert offer.intent.quantity == 7_000  # the 7 kWh above the reserve, at most 8 kW
+
+
+holds = st.lists(
+    st.builds(
+        lambda start, length, power: PowerHold(start, start + length, power),
+        st.integers(0, 100),
+        st.integers(1, 50),
+        st.integers(0, 5_000),
+    ),
+    max_size=8,
+)
+
+
+@given(holds=holds, start=st.integers(0, 150), length=st.integers(1, 50))
+def test_held_power_is_the_peak_over_every_instant_of_the_window(holds, start, length):
+    end = start + length
+    at = [sum(h.power_w for h in holds if h.start <= t < h.end) for t in range(start, end)]
+    assert held_w(holds, start, end) == max(at)
 
 
 def test_request_below_our_price_is_not_answered():
