@@ -16,6 +16,7 @@ element however deep Home Assistant nests it in custom elements.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import shutil
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -30,6 +31,7 @@ from playwright.async_api import (
     Error,
     Locator,
     Page,
+    Route,
     async_playwright,
 )
 from playwright.async_api import TimeoutError as PlaywrightTimeout
@@ -70,7 +72,7 @@ class BrowserPage:
 
     def __post_init__(self) -> None:
         self.page.on("console", self._on_console)
-        self.page.on("pageerror", lambda error: self.console_errors.append(f"pageerror: {error}"))
+        self.page.on("pageerror", self._on_page_error)
 
     def _on_console(self, message: ConsoleMessage) -> None:
         text = f"{message.type}: {message.text}"
@@ -81,9 +83,24 @@ class BrowserPage:
                 f"{text} ({location.get('url')}:{location.get('lineNumber')})"
             )
 
+    def _on_page_error(self, error: Error) -> None:
+        # A thrown non-Error (an object) only says "Object": its stack says where.
+        where = (error.stack or "").strip().splitlines()[1:3]
+        self.console_errors.append(" ".join([f"pageerror: {error}", *map(str.strip, where)]))
+
     async def open(self, url: str, *, within: float = DEFAULT_TIMEOUT_S) -> None:
         """Go to `url` and wait for its load event."""
         await self.page.goto(url, wait_until="load", timeout=within * 1000)
+
+    async def delay(self, url_glob: str, seconds: float) -> None:
+        """Hold back every response whose URL matches `url_glob` by `seconds`: a slow
+        server or a large script, on demand."""
+
+        async def held(route: Route) -> None:
+            await asyncio.sleep(seconds)
+            await route.continue_()
+
+        await self.page.route(url_glob, held)
 
     def find(self, selector: str, *, text: str | re.Pattern[str] | None = None) -> Locator:
         """Every element matching `selector` (through shadow roots), optionally with `text`."""

@@ -56,6 +56,10 @@ async def test_trading_and_usb_charging_in_home_assistant(
 
         async with headless_chromium(artifacts=tmp_path) as browser:
             page = await browser.new_page(width=1280, height=1400)
+            # Home Assistant's app script arrives well after the card's module, as on a slow
+            # Pi: the card must still be found once the app swaps in its own custom-element
+            # registry (it used to show "Configuration error" until a reload).
+            await page.delay("**/frontend_latest/app.*.js", 1.5)
             # The real login page: Home Assistant sends an unknown browser there.
             await page.open(f"{hass.url}/{DASHBOARD_PATH}")
             await page.page.wait_for_url("**/auth/authorize**", timeout=30_000)

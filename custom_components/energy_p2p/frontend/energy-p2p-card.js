@@ -656,7 +656,10 @@ class EnergyP2PCard extends HTMLElement {
   }
 }
 
-if (!customElements.get(CARD_TYPE)) {
+function defineCard() {
+  // `customElements` is read here, at call time: inside Home Assistant it is by then the
+  // app's own registry, not the browser's.
+  if (customElements.get(CARD_TYPE)) return;
   customElements.define(CARD_TYPE, EnergyP2PCard);
   // In the dashboard's card picker, with a live preview.
   window.customCards = window.customCards || [];
@@ -667,4 +670,15 @@ if (!customElements.get(CARD_TYPE)) {
     preview: true,
   });
   console.info(`%c ENERGY-P2P-CARD %c ${CARD_VERSION} `, "background:#03a9f4;color:#fff", "");
+}
+
+// Home Assistant loads this module alongside its own scripts, and its app replaces
+// window.customElements with a scoped registry (a polyfill) when it starts. A card defined
+// before that sits in the browser's registry, where the dashboard never finds it: it shows
+// "Configuration error" until a reload. Inside the app (whose page holds <home-assistant>),
+// the card is therefore defined once the app's root element is, in the registry in force.
+if (document.querySelector("home-assistant") && !customElements.get("home-assistant")) {
+  customElements.whenDefined("home-assistant").then(defineCard);
+} else {
+  defineCard();
 }
