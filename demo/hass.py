@@ -61,6 +61,10 @@ http:
 frontend:
 config:
 lovelace:
+# Every real Home Assistant records history (default_config has it), and the frontend
+# asks for it: without it a page can end in an uncaught "unknown command".
+recorder:
+  commit_interval: 5
 logger:
   default: warning
   logs:
