@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 from homeassistant.const import STATE_UNKNOWN, Platform
-from homeassistant.core import HomeAssistant
+from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import snapshot_platform
 from syrupy.assertion import SnapshotAssertion
@@ -78,6 +78,7 @@ async def test_a_new_trade_and_its_settlement_fire(
         recorded = RECORDED["trades"]["trades"][0]
         seen: list[tuple[str, str]] = []
 
+        @callback  # in the event loop, in order (a plain function runs in a worker thread)
         def record(event: object) -> None:
             new = getattr(event, "data", {}).get("new_state")
             if new is not None and new.entity_id == TRADES:

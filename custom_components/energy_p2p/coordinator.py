@@ -165,11 +165,13 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
         )
 
     async def _on_connected(self) -> None:
-        self.stream_connected = True
         # Events may have been missed while the stream was down: read everything again.
         # A refresh that succeeds after failures is what makes the entities available and
-        # logs (once) that the edge controller is back.
+        # logs (once) that the edge controller is back. Only then is the stream "connected":
+        # what its events change is the current state, not one a late refresh overwrites.
         await self.async_refresh()
+        self.stream_connected = True
+        self.async_update_listeners()
 
     async def _on_disconnected(self) -> None:
         self.stream_connected = False
