@@ -18,7 +18,7 @@ from pathlib import Path
 from types import FrameType
 
 from demo.community import CommunityFolderError, EmbeddedCommunity, make_community
-from demo.hass import Login, new_login, start_hass
+from demo.hass import Login, start_hass
 from edge_controller.bench.processes import free_port
 
 
@@ -65,7 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--password", help="the owner's password (default: a new random one)")
     parser.add_argument(
-        "--state-dir", type=Path, help="keep everything here (default: a new folder under /tmp)"
+        "--state-dir",
+        type=Path,
+        help="keep everything here, and carry on from it when it is given again "
+        "(default: a new folder under /tmp)",
     )
     args = parser.parse_args(argv)
     if not 3 <= args.homes <= 12:
@@ -74,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     # Home Assistant sees /tmp and the checkout at the same paths (scripts/ha-python).
     folder = args.state_dir or Path(tempfile.mkdtemp(prefix="energy-p2p-demo-", dir="/tmp"))
     folder = folder.resolve()
-    login = Login("demo", args.password) if args.password else new_login()
+    # Without --password: the login a kept --state-dir was set up with, or a new one.
+    login = Login("demo", args.password) if args.password else None
     signal.signal(signal.SIGINT, _raise_stop)
     signal.signal(signal.SIGTERM, _raise_stop)
     started = time.monotonic()
@@ -95,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
         print(
             f"\nEnergy P2P is running (ready in {took:.0f} s). Ctrl-C stops everything.\n\n"
             f"  Home Assistant  {hass.dashboard_url}\n"
-            f"  login           {login.username} / {login.password}\n"
+            f"  login           {hass.login.username} / {hass.login.password}\n"
         )
         for home in community.homes:
             print(f"  {home.name:<15} {home.url}/?token={home.token}")

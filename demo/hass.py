@@ -114,6 +114,7 @@ def write_config(config_dir: Path, port: int, host: str, name: str = "Demo Stree
     (config_dir / "configuration.yaml").write_text(
         CONFIGURATION.format(name=json.dumps(name), host=host, port=port)
     )
+    _keep_http_on(config_dir, port, host)
     custom = config_dir / "custom_components"
     custom.mkdir(exist_ok=True)
     link = custom / DOMAIN
@@ -121,6 +122,26 @@ def write_config(config_dir: Path, port: int, host: str, name: str = "Demo Stree
         link.unlink()
     # The checkout is mounted at the same path inside scripts/ha-python's root.
     link.symlink_to(CHECKOUT / "custom_components" / DOMAIN)
+
+
+def _keep_http_on(config_dir: Path, port: int, host: str) -> None:
+    """Make a kept Home Assistant listen on `host:port` again.
+
+    Since 2026.10 Home Assistant moves `http:` from YAML into its storage on the first start
+    and reads it from there afterwards, so a kept configuration would stay on its first
+    port. Home Assistant is not running here: its stored settings get our port and host.
+    """
+    path = config_dir / ".storage" / "http"
+    if not path.is_file():
+        return  # a first start: the YAML is read (and then moved)
+    stored = json.loads(path.read_text())
+    stable = stored.get("data", {}).get("stable")
+    if not isinstance(stable, dict):
+        raise HassError(f"{path}: no stable HTTP settings; start with a new --state-dir")
+    if stable.get("server_port") == port and stable.get("server_host") == [host]:
+        return
+    stable.update(server_port=port, server_host=[host])
+    path.write_text(json.dumps(stored, indent=2))
 
 
 def hass_child(config_dir: Path, log: Path) -> Child:
@@ -194,8 +215,9 @@ class HassClient:
         while time.monotonic() < deadline:
             child.check_alive()
             try:
+                # 404 once onboarded: Home Assistant drops the onboarding views then.
                 async with self.session.get(f"{self.url}/api/onboarding") as response:
-                    if response.status == 200:
+                    if response.status in (200, 404):
                         return
             except aiohttp.ClientError:
                 pass
@@ -203,62 +225,96 @@ class HassClient:
         raise TimeoutError(f"Home Assistant did not answer within {within:.0f} s")
 
     async def onboard(self, login: Login, time_zone: str) -> None:
-        """Every onboarding step, in the order the frontend takes them."""
-        status = await self.request("GET", "/api/onboarding", step="onboarding status")
+        """Every onboarding step still to do, in the order the frontend takes them. A Home
+        Assistant that already has its owner (a kept --state-dir) is logged in to as
+        `login` instead."""
+        async with self.session.get(f"{self.url}/api/onboarding") as response:
+            # 404 once onboarded: Home Assistant drops the onboarding views then.
+            status = await response.json() if response.status == 200 else []
         pending = {s["step"] for s in status if not s["done"]}
-        if "user" not in pending:
-            raise HassError("onboarding: this Home Assistant already has an owner")
-        created = await self.request(
-            "POST",
-            "/api/onboarding/users",
-            {
-                "client_id": self.client_id,
-                "name": login.username.title(),
-                "username": login.username,
-                "password": login.password,
-                "language": "en",
-            },
-            step="onboarding: create the owner",
-        )
-        tokens = await self.request(
-            "POST",
-            "/auth/token",
-            {
-                "grant_type": "authorization_code",
-                "code": created["auth_code"],
-                "client_id": self.client_id,
-            },
-            step="onboarding: log in",
-            form=True,
-        )
-        self.token = tokens["access_token"]
-        # What the frontend's core-config step sends before it finishes the step.
-        await self.ws(
-            [
+        if "user" in pending:
+            created = await self.request(
+                "POST",
+                "/api/onboarding/users",
                 {
-                    "type": "config/core/update",
-                    "country": "DE",
-                    "currency": "EUR",
+                    "client_id": self.client_id,
+                    "name": login.username.title(),
+                    "username": login.username,
+                    "password": login.password,
                     "language": "en",
-                    "time_zone": time_zone,
-                    "unit_system": "metric",
-                }
-            ]
-        )
+                },
+                step="onboarding: create the owner",
+            )
+            await self._token_for(created["auth_code"], step="onboarding: log in")
+        else:
+            await self.log_in(login)
+        if "core_config" in pending:
+            # What the frontend's core-config step sends before it finishes the step.
+            await self.ws(
+                [
+                    {
+                        "type": "config/core/update",
+                        "country": "DE",
+                        "currency": "EUR",
+                        "language": "en",
+                        "time_zone": time_zone,
+                        "unit_system": "metric",
+                    }
+                ]
+            )
         # Home Assistant 2026.10 moves the YAML `http:` settings (our port) into its storage
         # as a trial that reverts in five minutes unless confirmed: confirm it, as the
-        # frontend's "Confirm new HTTP server configuration" dialog does.
+        # frontend's "Confirm new HTTP server configuration" dialog does (on every start:
+        # a kept Home Assistant may be given another port).
         config = (await self.ws([{"type": "http/config"}]))[0]
         if config.get("active_config_type") == "pending":
             await self.ws([{"type": "http/config/promote"}])
-        await self.request("POST", "/api/onboarding/core_config", {}, step="onboarding: core")
-        await self.request("POST", "/api/onboarding/analytics", {}, step="onboarding: analytics")
-        await self.request(
+        steps = {
+            "core_config": ("/api/onboarding/core_config", {}),
+            "analytics": ("/api/onboarding/analytics", {}),
+            "integration": (
+                "/api/onboarding/integration",
+                {"client_id": self.client_id, "redirect_uri": f"{self.url}/?auth_callback=1"},
+            ),
+        }
+        for step, (path, body) in steps.items():
+            if step in pending:
+                await self.request("POST", path, body, step=f"onboarding: {step}")
+
+    async def log_in(self, login: Login) -> None:
+        """Log in as the login page does (Home Assistant's own users); refused: HassError."""
+        flow = await self.request(
             "POST",
-            "/api/onboarding/integration",
-            {"client_id": self.client_id, "redirect_uri": f"{self.url}/?auth_callback=1"},
-            step="onboarding: finish",
+            "/auth/login_flow",
+            {
+                "client_id": self.client_id,
+                "handler": ["homeassistant", None],
+                "redirect_uri": f"{self.url}/?auth_callback=1",
+            },
+            step="log in",
         )
+        result = await self.request(
+            "POST",
+            f"/auth/login_flow/{flow['flow_id']}",
+            {"client_id": self.client_id, "username": login.username, "password": login.password},
+            step="log in",
+        )
+        if result.get("type") != "create_entry":
+            raise HassError(
+                f"log in as {login.username!r}: refused ({result.get('errors')}); this Home "
+                "Assistant already has an owner: give its password with --password"
+            )
+        await self._token_for(result["result"], step="log in")
+
+    async def _token_for(self, code: str, *, step: str) -> None:
+        tokens = await self.request(
+            "POST",
+            "/auth/token",
+            {"grant_type": "authorization_code", "code": code, "client_id": self.client_id},
+            step=step,
+            form=True,
+        )
+        self.token = tokens["access_token"]
 
     async def add_home(self, home: HomeAccess) -> dict[str, Any]:
         """One config entry through the config flow the user would fill in."""
@@ -280,6 +336,24 @@ class HassClient:
             raise HassError(f"config flow for {home.name}: {result}")
         return result
 
+    async def reconfigure_home(self, entry_id: str, home: HomeAccess) -> None:
+        """Point an existing entry at `home`'s address and token (the reconfigure flow)."""
+        step = f"reconfigure {home.name}"
+        flow = await self.request(
+            "POST",
+            "/api/config/config_entries/flow",
+            {"handler": DOMAIN, "entry_id": entry_id, "show_advanced_options": False},
+            step=step,
+        )
+        result = await self.request(
+            "POST",
+            f"/api/config/config_entries/flow/{flow['flow_id']}",
+            {"host": home.host, "port": home.port, "token": home.token},
+            step=step,
+        )
+        if result.get("reason") != "reconfigure_successful":
+            raise HassError(f"{step}: {result}")
+
     async def entries(self) -> list[dict[str, Any]]:
         """This integration's config entries with their state."""
         found: list[dict[str, Any]] = await self.request(
@@ -300,22 +374,20 @@ class HassClient:
     async def create_dashboard(self, config: dict[str, Any]) -> None:
         """The Energy P2P dashboard in the sidebar, with its cards."""
         existing = (await self.ws([{"type": "lovelace/dashboards/list"}]))[0]
-        messages: list[dict[str, Any]] = []
-        if not any(d.get("url_path") == DASHBOARD_PATH for d in existing):
-            messages.append(
-                {
-                    "type": "lovelace/dashboards/create",
-                    "url_path": DASHBOARD_PATH,
-                    "title": DASHBOARD_TITLE,
-                    "icon": "mdi:home-lightning-bolt",
-                    "show_in_sidebar": True,
-                    "require_admin": False,
-                    "mode": "storage",
-                }
-            )
-        messages.append(
-            {"type": "lovelace/config/save", "url_path": DASHBOARD_PATH, "config": config}
-        )
+        if any(d.get("url_path") == DASHBOARD_PATH for d in existing):
+            return  # a kept Home Assistant: the dashboard as its owner left it
+        messages: list[dict[str, Any]] = [
+            {
+                "type": "lovelace/dashboards/create",
+                "url_path": DASHBOARD_PATH,
+                "title": DASHBOARD_TITLE,
+                "icon": "mdi:home-lightning-bolt",
+                "show_in_sidebar": True,
+                "require_admin": False,
+                "mode": "storage",
+            },
+            {"type": "lovelace/config/save", "url_path": DASHBOARD_PATH, "config": config},
+        ]
         await self.ws(messages)
 
     async def call_service(
@@ -382,15 +454,42 @@ class RunningHass:
 
 
 async def set_up(url: str, child: Child, login: Login, homes: Sequence[HomeAccess]) -> str:
-    """Onboard, add one config entry per home, create the dashboard; the owner's token."""
+    """Onboard (or log in to a kept Home Assistant), give each home its config entry (or
+    point its existing one at the home's address now), create the dashboard unless it is
+    there; the owner's token."""
     async with HassClient(url) as client:
         await client.wait_until_up(child)
         await client.onboard(login, local_time_zone())
+        existing = {e["title"]: e["entry_id"] for e in await client.entries()}
         for home in homes:
-            await client.add_home(home)
+            if home.name in existing:
+                await client.reconfigure_home(existing[home.name], home)
+            else:
+                await client.add_home(home)
         await client.wait_entries_loaded(len(homes))
         await client.create_dashboard(dashboard_config())
         return client.token
+
+
+# The owner's login, kept with Home Assistant's configuration (0600) so that a kept
+# --state-dir can be logged in to again on the next start.
+LOGIN_FILE = "energy-p2p-demo-login.json"
+
+
+def stored_login(config_dir: Path) -> Login | None:
+    """The login an earlier start of this configuration created, if any."""
+    try:
+        data = json.loads((config_dir / LOGIN_FILE).read_text())
+        return Login(str(data["username"]), str(data["password"]))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def store_login(config_dir: Path, login: Login) -> None:
+    path = config_dir / LOGIN_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"username": login.username, "password": login.password}, f)
 
 
 def start_hass(
@@ -400,14 +499,18 @@ def start_hass(
     host: str = "127.0.0.1",
     login: Login | None = None,
 ) -> RunningHass:
-    """Start Home Assistant and set it up for `homes`; stop its child on any failure."""
-    login = login or new_login()
+    """Start Home Assistant and set it up for `homes`; stop its child on any failure.
+
+    `login` is the owner's (default: the one this configuration was set up with, or a new
+    one with a random password)."""
+    login = login or stored_login(config_dir) or new_login()
     write_config(config_dir, port, host)
     child = hass_child(config_dir, config_dir / "console.log").start()
     url = f"http://127.0.0.1:{port}"
     try:
         wait_for_port(port, 240, child)
         token = asyncio.run(set_up(url, child, login, homes))
+        store_login(config_dir, login)
     except BaseException:
         child.stop()
         raise
