@@ -25,6 +25,7 @@ from typing import Any
 
 from amqtt.broker import Broker
 
+from edge_controller.aio import cancel_and_wait
 from edge_controller.api import ApiServer
 from edge_controller.bench.processes import free_port
 from edge_controller.config import DeviceConfig, UsbConfig, VirtualPhoneConfig
@@ -565,11 +566,7 @@ class Demo:
         }
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         for running in self.running:
             await running.api.stop()
             await running.home.stop()

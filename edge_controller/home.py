@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_controller import __version__
+from edge_controller.aio import cancel_and_wait
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
 from edge_controller.delivery import Delivery
 from edge_controller.devices import (
@@ -295,11 +296,7 @@ class Home:
         if self.usb is not None:
             await self.usb.stop()
             self.usb.store.close()
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
         self._tasks.clear()
         await self.link.stop()
         self.ledger.close()

@@ -10,13 +10,14 @@ to connect (TLS, credentials, reconnect). `run_participants` drives them on an
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import ssl
 from collections.abc import Awaitable, Sequence
 from typing import Protocol
 
 import aiomqtt
+
+from edge_controller.aio import cancel_and_wait
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -86,9 +87,7 @@ async def run_participants(
                 if any(message.topic.matches(f) for f in participant.subscriptions()):
                     await _guarded(participant.on_message(message.topic.value, payload))
     finally:
-        ticker.cancel()
-        with contextlib.suppress(asyncio.CancelledError, aiomqtt.MqttError):
-            await ticker
+        await cancel_and_wait(ticker)
         for participant in participants:
             participant.on_disconnect()
 

@@ -23,6 +23,7 @@ from pathlib import Path
 import aiomqtt
 
 from edge_controller import __version__
+from edge_controller.aio import cancel_and_wait
 from edge_controller.network.defence import (
     MessageRejectedError,
     RecentIds,
@@ -187,13 +188,7 @@ class CommunityLink:
                 )
             except aiomqtt.MqttError as error:
                 log.warning("could not publish offline status: %s", error)
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        await cancel_and_wait(task)
         if self._removals:
             await asyncio.gather(*self._removals, return_exceptions=True)
         await self._outbox.close()
@@ -566,8 +561,7 @@ async def _first_failure(*jobs: Awaitable[None]) -> None:
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        # The one that ended re-raises below; only the others are stopped here.
+        await cancel_and_wait(*(task for task in tasks if not task.done()))
     for task in done:
         task.result()

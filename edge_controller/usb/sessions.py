@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
+from edge_controller.aio import cancel_and_wait
 from edge_controller.devices import Clock
 from edge_controller.errors import ActionError
 from edge_controller.ledger import KeyPair, Ledger, Record
@@ -295,9 +296,7 @@ class UsbCharging:
     async def stop(self) -> None:
         """Stop the loop and switch every port off; open sessions end at the next start."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         async with self._lock:
             for port in self.ports.values():
