@@ -36,7 +36,7 @@ from edge_controller.devices import (
 from edge_controller.errors import ActionError as ActionError  # noqa: PLC0414 (re-export)
 from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
 from edge_controller.ledger.records import sign_record
-from edge_controller.ledger.rules import energy_of, offer_of, trade_power_w
+from edge_controller.ledger.rules import energy_of, offer_of, power_holds
 from edge_controller.ledger.state import Offer as LedgerOffer
 from edge_controller.ledger.sync import Outgoing, SyncNode
 from edge_controller.market import (
@@ -582,12 +582,7 @@ class Home:
     def _power_holds(self, resource_id: str) -> tuple[PowerHold, ...]:
         """What the ledger's trades hold of a resource's rating, and when: the ledger books
         energy trades at their average power, and what they hold is not for sale again."""
-        state = self.ledger.state
-        commitments = state.commitments.get(resource_id)
-        if commitments is None:
-            return ()
-        trades = (state.trades.rows[trade_id] for trade_id in commitments.trades)
-        return tuple(PowerHold(t.start, t.end, trade_power_w(state, t)) for t in trades)
+        return tuple(PowerHold(*hold) for hold in power_holds(self.ledger.state, resource_id))
 
     def _market_readings(self, now: int) -> list[Reading]:
         readings: list[Reading] = []

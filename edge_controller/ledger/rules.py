@@ -7,7 +7,7 @@ reason code; `apply_record` then leaves the state exactly as it found it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -202,19 +202,24 @@ def trade_power_w(state: State, trade: Trade) -> int:
     return average_power_w(trade.energy_wh, start, end)
 
 
-def peak_power(state: State, resource_id: str, start: int, end: int) -> int:
-    """The highest sum of the power a resource's trades hold at any instant of a window:
-    capacity trades at their W, energy trades at their average power."""
+def power_holds(state: State, resource_id: str) -> Iterator[tuple[int, int, int]]:
+    """(start, end, W) of each trade that holds a resource's power: capacity trades at
+    their W, energy trades at their average power."""
     commitments = state.commitments.get(resource_id)
     if commitments is None:
-        return 0
-    events: list[tuple[int, int]] = []
+        return
     for trade_id in commitments.trades:
         t = state.trades.rows[trade_id]
-        if t.start < end and start < t.end:
-            power = trade_power_w(state, t)
-            events.append((max(t.start, start), power))
-            events.append((min(t.end, end), -power))
+        yield t.start, t.end, trade_power_w(state, t)
+
+
+def peak_power(state: State, resource_id: str, start: int, end: int) -> int:
+    """The highest sum of the power a resource's trades hold at any instant of a window."""
+    events: list[tuple[int, int]] = []
+    for t_start, t_end, power in power_holds(state, resource_id):
+        if t_start < end and start < t_end:
+            events.append((max(t_start, start), power))
+            events.append((min(t_end, end), -power))
     # Windows are half-open: a commitment ending at t frees its power for one starting at t,
     # so at equal times the releases (negative) sort first.
     events.sort()
