@@ -238,7 +238,8 @@ class AutoSeller:
             trigger.last_published_ms is None
             or now - trigger.last_published_ms >= self._policy.min_offer_interval_ms
         )
-        if not (trigger.on and reading.fresh and not ours and interval_passed):
+        # `value` is None exactly when the telemetry is stale.
+        if not (trigger.on and value is not None and not ours and interval_passed):
             return []
         mode = _native_mode(reading)
         quantity = available_quantity(reading, rule, mode, start, end, offers)
@@ -263,7 +264,7 @@ class AutoSeller:
             auction=auction,
         )
         trigger.last_published_ms = now
-        reason, message = _publish_reason(reading, intent, _signal(reading, start, end))
+        reason, message = _publish_reason(reading, intent, value)
         return [PublishOffer(intent, reason, message)]
 
     def _answer_requests(
