@@ -130,11 +130,9 @@ class BrowserPage:
     async def _what_it_showed(self, selector: str, state: str, within: float) -> str:
         lines = [f"{selector!r} not {state} within {within:g} s on {self.page.url}"]
         if self.artifacts is not None:
-            self.artifacts.mkdir(parents=True, exist_ok=True)
-            shot = self.artifacts / f"timeout-{len(list(self.artifacts.glob('timeout-*')))}.png"
+            taken = len(list(self.artifacts.glob("timeout-*")))
             try:
-                await self.page.screenshot(path=str(shot), full_page=True)
-                lines.append(f"screenshot: {shot}")
+                lines.append(f"screenshot: {await self.screenshot(f'timeout-{taken}.png')}")
             except Error as exc:
                 lines.append(f"no screenshot: {exc}")
         lines.append("the console's last lines:")
