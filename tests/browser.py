@@ -136,7 +136,7 @@ class BrowserPage:
             except Error as exc:
                 lines.append(f"no screenshot: {exc}")
         lines.append("the console's last lines:")
-        lines.extend(f"  {line}" for line in self.console[-20:] or ["  (nothing)"])
+        lines.extend(f"  {line}" for line in self.console[-20:] or ["(nothing)"])
         return "\n".join(lines)
 
     async def click(
