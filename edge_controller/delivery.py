@@ -186,7 +186,7 @@ class Delivery:
                     import_wh=import_wh - cursor.import_wh,
                 )
                 signed = True
-            except Exception as exc:  # an ActionError from the ledger: log, move on
+            except Exception as exc:  # a Refusal from the ledger: log, move on
                 log.warning("meter reading of %s refused: %s", resource_id, exc)
         self._cursors[resource_id] = MeterCursor(end, export_wh, import_wh)
         return signed
@@ -212,7 +212,7 @@ class Delivery:
         """Issue a record for `key` once; after a refusal, try again a period later."""
         try:
             await self.issue(kind, **fields)
-        except Exception as exc:  # an ActionError from the ledger: retried later
+        except Exception as exc:  # a Refusal from the ledger: retried later
             log.warning("%s of %s refused: %s", kind, key[0][:10], exc)
             self._retry_at[key] = now + self.period_ms
             return False

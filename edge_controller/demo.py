@@ -58,8 +58,9 @@ from edge_controller.market import (
     SellPolicy,
 )
 from edge_controller.network import BrokerSettings
+from edge_controller.refusal import Refusal
 from edge_controller.runner import setup_logging
-from edge_controller.usb.sessions import UsbRefusal, UsbSettings
+from edge_controller.usb.sessions import UsbSettings
 
 log = logging.getLogger(__name__)
 
@@ -655,7 +656,7 @@ async def phone_buys_a_charge(home: Home) -> None:
                     flush=True,
                 )
                 return
-        except UsbRefusal as exc:
+        except Refusal as exc:
             # Registration or top-up not in the ledger yet: try again shortly.
             log.debug("%s: phone cannot buy yet: %s", home.name, exc.message)
 

@@ -33,7 +33,6 @@ from edge_controller.devices import (
     capabilities_of,
     serve_on_broker,
 )
-from edge_controller.errors import ActionError as ActionError  # noqa: PLC0414 (re-export)
 from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
 from edge_controller.ledger.records import sign_record
 from edge_controller.ledger.rules import energy_of, offer_of, power_holds
@@ -64,6 +63,7 @@ from edge_controller.market import (
     evaluate_offer,
 )
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
+from edge_controller.refusal import Refusal, Why
 from edge_controller.usb.sessions import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
 from edge_controller.usb.virtual import VirtualUsbWorld
@@ -332,21 +332,21 @@ class Home:
 
     async def issue(self, kind: str, key: KeyPair | None = None, **fields: Any) -> Record:
         """Sign a record of `kind` with our key (or `key`), check it against the ledger,
-        then send it to the community. Raises `ActionError` when the ledger refuses it."""
+        then send it to the community. Raises `Refusal` when the ledger refuses it."""
         key = key or self.key
         body = {"kind": kind, "seq": self._next_seq(key), "time": self.now, **fields}
         try:
             record = sign_record(key, self.ledger.community, body)
             self.ledger.submit(record)
         except Rejected as exc:
-            raise ActionError.from_rejection(exc) from None
+            raise Refusal.from_rejection(exc) from None
         await self.link.publish(MessageKind.RECORD, record.to_wire())
         self._announce_record(record)
         return record
 
     async def _issue_as_meter(self, kind: str, **fields: Any) -> Record:
         if self.meter_key is None:
-            raise ActionError("no_meter_key", "this home has no meter key", 409)
+            raise Refusal("no_meter_key", "this home has no meter key", Why.CONFLICT)
         return await self.issue(kind, key=self.meter_key, **fields)
 
     async def submit_signed(self, wire: Any) -> Record:
@@ -354,7 +354,7 @@ class Home:
         try:
             record = self.ledger.submit(wire)
         except Rejected as exc:
-            raise ActionError.from_rejection(exc) from None
+            raise Refusal.from_rejection(exc) from None
         await self.link.publish(MessageKind.RECORD, record.to_wire())
         self._announce_record(record)
         return record
@@ -509,7 +509,7 @@ class Home:
                 elif isinstance(decision, WithdrawOffer):
                     self._cancelled.add(decision.offer_id)
                     await self.issue("cancel", offer=decision.offer_id)
-            except ActionError as exc:
+            except Refusal as exc:
                 log.info("%s: market decision refused by the ledger: %s", self.name, exc)
         for offer in self._others_open_offers(now):
             if offer.id not in self._evaluated:
@@ -541,7 +541,7 @@ class Home:
                     await self.issue(
                         "rejection", target=acceptance.id, reason="counter-offer declined"
                     )
-            except ActionError as exc:
+            except Refusal as exc:
                 log.info("%s: could not answer counter %s: %s", self.name, acceptance.id[:10], exc)
 
     async def _consider_offer(self, offer: LedgerOffer) -> None:
@@ -570,7 +570,7 @@ class Home:
                 )
             elif isinstance(decision, Reject) and not decision.silent:
                 await self.issue("rejection", target=offer.id, reason=decision.message[:200])
-        except ActionError as exc:
+        except Refusal as exc:
             log.info("%s: could not act on offer %s: %s", self.name, offer.id[:10], exc)
 
     def _resource_of(self, device: HomeDevice) -> Any:
@@ -675,7 +675,7 @@ class Home:
             self._last_available[resource.id] = available
             try:
                 await self.issue("resource_update", resource=resource.id, available_wh=available)
-            except ActionError as exc:
+            except Refusal as exc:
                 log.info("%s: resource update refused: %s", self.name, exc)
 
     def _pending_offer(self, record: Record) -> LedgerOffer:
@@ -831,7 +831,7 @@ class Home:
         if offer is None:
             record = self.ledger.pool.get(offer_id)
             if record is None or record.kind != "offer":
-                raise ActionError("unknown_offer", f"no offer {offer_id}", 404)
+                raise Refusal("unknown_offer", f"no offer {offer_id}", Why.NOT_FOUND)
             return offer_view(self._pending_offer(record), self.now, pending=True)
         return offer_view(offer, self.now)
 
@@ -885,10 +885,10 @@ class Home:
         try:
             policy = MarketPolicy.from_dict(document)
         except ValidationError as exc:
-            raise ActionError(
+            raise Refusal(
                 "invalid_policy",
                 "; ".join(f"{p.path}: {p.message}" for p in exc.problems),
-                422,
+                Why.INVALID,
             ) from None
         self.policy = policy
         self.seller.update_policy(policy.sell)
@@ -959,7 +959,7 @@ class Home:
 
     def _usb_or_refuse(self) -> UsbCharging:
         if self.usb is None:
-            raise ActionError("usb_not_configured", "this home has no usb: section", 404)
+            raise Refusal("usb_not_configured", "this home has no usb: section", Why.NOT_FOUND)
         return self.usb
 
     def usb_view(self) -> dict[str, Any]:
@@ -992,7 +992,7 @@ class Home:
         if offer is None:
             record = self.ledger.pool.get(offer_id)
             if record is None or record.kind != "offer":
-                raise ActionError("unknown_offer", f"no offer {offer_id}", 404)
+                raise Refusal("unknown_offer", f"no offer {offer_id}", Why.NOT_FOUND)
             offer = self._pending_offer(record)
         return offer
 

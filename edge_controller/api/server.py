@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from edge_controller.api.status_page import status_page
-from edge_controller.home import ActionError, Home
+from edge_controller.home import Home
+from edge_controller.refusal import Refusal, Why
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,21 @@ def error_response(
     return web.json_response({"error": error}, status=status)
 
 
+# The one place a refusal's kind becomes an HTTP status.
+HTTP_STATUS = {Why.INVALID: 422, Why.NOT_FOUND: 404, Why.CONFLICT: 409}
+
+
+class BadRequest(Exception):
+    """The HTTP request itself is unusable (not JSON, too large): refused before any
+    action is tried."""
+
+    def __init__(self, status: int, code: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+
+
 @web.middleware
 async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Check the bearer token, and turn every failure into the JSON error shape."""
@@ -48,8 +64,10 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
             return error_response(401, "unauthorized", "wrong token")
     try:
         return await handler(request)
-    except ActionError as exc:
-        return error_response(exc.status, exc.code, exc.message, exc.details)
+    except Refusal as exc:
+        return error_response(HTTP_STATUS[exc.why], exc.code, exc.message, exc.details)
+    except BadRequest as exc:
+        return error_response(exc.status, exc.code, exc.message)
     except web.HTTPException as exc:
         if exc.status >= 400:
             return error_response(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or "")
@@ -61,20 +79,20 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
 
 async def body(request: web.Request) -> dict[str, Any]:
     if request.content_length and request.content_length > MAX_BODY_BYTES:
-        raise ActionError("too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes", 413)
+        raise BadRequest(413, "too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes")
     if not request.can_read_body:
         return {}
     try:
         data = json.loads(await request.text())
     except web.HTTPRequestEntityTooLarge:
         # A chunked body has no Content-Length: aiohttp stops reading at the limit.
-        raise ActionError(
-            "too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes", 413
+        raise BadRequest(
+            413, "too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes"
         ) from None
     except json.JSONDecodeError as exc:
-        raise ActionError("invalid_json", f"the body is not JSON: {exc.msg}", 400) from None
+        raise BadRequest(400, "invalid_json", f"the body is not JSON: {exc.msg}") from None
     if not isinstance(data, dict):
-        raise ActionError("invalid_json", "the body must be a JSON object", 400)
+        raise BadRequest(400, "invalid_json", "the body must be a JSON object")
     return data
 
 
@@ -82,13 +100,13 @@ def field(data: dict[str, Any], name: str, kind: type, required: bool = True) ->
     """A field of a request body, checked for type; a clear 422 when it is wrong."""
     if name not in data:
         if required:
-            raise ActionError("missing_field", f"{name} is required", 422)
+            raise Refusal("missing_field", f"{name} is required", Why.INVALID)
         return None
     value = data[name]
     if kind is int and (isinstance(value, bool) or not isinstance(value, int)):
-        raise ActionError("invalid_field", f"{name} must be an integer", 422)
+        raise Refusal("invalid_field", f"{name} must be an integer", Why.INVALID)
     if kind is not int and not isinstance(value, kind):
-        raise ActionError("invalid_field", f"{name} must be {kind.__name__}", 422)
+        raise Refusal("invalid_field", f"{name} must be {kind.__name__}", Why.INVALID)
     return value
 
 
@@ -144,7 +162,7 @@ async def get_blocks(request: web.Request) -> web.Response:
         start = int(request.query["from"]) if "from" in request.query else None
         limit = min(100, max(1, int(request.query.get("limit", "20"))))
     except ValueError:
-        raise ActionError("invalid_field", "from and limit must be integers", 422) from None
+        raise Refusal("invalid_field", "from and limit must be integers", Why.INVALID) from None
     return ok({"blocks": home_of(request).blocks(start, limit)})
 
 
@@ -257,7 +275,7 @@ async def post_settle(request: web.Request) -> web.Response:
 def port_number(request: web.Request) -> int:
     text = request.match_info["port"]
     if not text.isdigit():
-        raise ActionError("unknown_port", f"{text!r} is not a port number", 404)
+        raise Refusal("unknown_port", f"{text!r} is not a port number", Why.NOT_FOUND)
     return int(text)
 
 
@@ -286,7 +304,7 @@ async def post_usb_pair(request: web.Request) -> web.Response:
     code = field(data, "code", str)
     fund = field(data, "fund", int, required=False)
     if fund is not None and fund < 1:
-        raise ActionError("invalid_field", "fund must be at least 1", 422)
+        raise Refusal("invalid_field", "fund must be at least 1", Why.INVALID)
     return ok(await home_of(request).usb_pair(code, fund), status=201)
 
 

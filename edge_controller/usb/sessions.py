@@ -35,10 +35,10 @@ from typing import Any, Protocol, TypeVar
 
 from edge_controller.aio import cancel_and_wait
 from edge_controller.devices import Clock
-from edge_controller.errors import ActionError
 from edge_controller.ledger import KeyPair, Ledger, Record
 from edge_controller.ledger.rules import cost_of
 from edge_controller.ledger.state import State
+from edge_controller.refusal import Refusal, Why
 from edge_controller.usb.hub import SysfsPortPower, hub_wanted, open_hub
 from edge_controller.usb.meters import open_meter
 from edge_controller.usb.store import Binding, PortCursor, SessionRow, UsbStore
@@ -70,16 +70,6 @@ RECENT_SESSIONS = 20
 Opened = TypeVar("Opened")
 Issue = Callable[..., Awaitable[Record]]
 Publish = Callable[[str, dict[str, Any], int], None]
-
-
-class UsbRefusal(ActionError):
-    """An API action on USB charging was refused (409 unless said otherwise); `details`
-    carry the pairing code of a phone not yet paired. The API reports it as it is."""
-
-    def __init__(
-        self, code: str, message: str, status: int = 409, details: dict[str, Any] | None = None
-    ) -> None:
-        super().__init__(code, message, status, details)
 
 
 class SignedCursor(Protocol):
@@ -265,7 +255,7 @@ class UsbCharging:
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._unsettled: dict[str, SessionRow] = {}
-        self._last_refusal = UsbRefusal("error", "")
+        self._last_refusal = Refusal("error", "")
 
     @property
     def now(self) -> int:
@@ -589,7 +579,7 @@ class UsbCharging:
         wallet: str | None = None,
     ) -> dict[str, Any]:
         """Buy a charge on a port for its phone's wallet (or `wallet`, one kept here):
-        by energy (Wh) or by money (milli-units); powers the port on. Raises UsbRefusal."""
+        by energy (Wh) or by money (milli-units); powers the port on. Raises Refusal."""
         async with self._lock:
             port = self._port(port_number)
             row = await self._purchase(port, energy_wh, amount, wallet)
@@ -600,8 +590,8 @@ class UsbCharging:
     def _port(self, number: int) -> PortState:
         port = self.ports.get(number)
         if port is None:
-            raise UsbRefusal(
-                "unknown_port", f"port {number} is not one of {sorted(self.ports)}", 404
+            raise Refusal(
+                "unknown_port", f"port {number} is not one of {sorted(self.ports)}", Why.NOT_FOUND
             )
         return port
 
@@ -610,43 +600,43 @@ class UsbCharging:
     ) -> SessionRow:
         price = self.settings.price
         if (energy_wh is None) == (amount is None):
-            raise UsbRefusal("invalid_field", "give either energy_wh or amount", 422)
+            raise Refusal("invalid_field", "give either energy_wh or amount", Why.INVALID)
         if energy_wh is not None and energy_wh < 1:
-            raise UsbRefusal("invalid_field", "energy_wh must be at least 1", 422)
+            raise Refusal("invalid_field", "energy_wh must be at least 1", Why.INVALID)
         if amount is not None:
             if amount < 1:
-                raise UsbRefusal("invalid_field", "amount must be at least 1", 422)
+                raise Refusal("invalid_field", "amount must be at least 1", Why.INVALID)
             energy_wh = amount * 1000 // price if price else 0
             if energy_wh < 1:
-                raise UsbRefusal(
-                    "invalid_field", f"{amount} buys less than 1 Wh at {price} per kWh", 422
+                raise Refusal(
+                    "invalid_field", f"{amount} buys less than 1 Wh at {price} per kWh", Why.INVALID
                 )
         assert energy_wh is not None
         if self.hub is None or isinstance(self.hub_error, NoPortPowerControl):
             error = self.hub_error or NoPortPowerControl("no hub with per-port power switching")
-            raise UsbRefusal(error.code, error.message)
+            raise Refusal(error.code, error.message)
         if port.error is not None:
-            raise UsbRefusal(port.error.code, port.error.message)
+            raise Refusal(port.error.code, port.error.message)
         if not port.enabled:
-            raise UsbRefusal("port_disabled", f"port {port.port} is disabled by the owner")
+            raise Refusal("port_disabled", f"port {port.port} is disabled by the owner")
         if port.device is None:
-            raise UsbRefusal("no_device", f"nothing is plugged into port {port.port}")
+            raise Refusal("no_device", f"nothing is plugged into port {port.port}")
         if port.session is not None:
-            raise UsbRefusal("session_running", f"port {port.port} is already charging")
+            raise Refusal("session_running", f"port {port.port} is already charging")
         waiting = [r for r in self._unsettled.values() if r.port == port.port]
         if any(not self._closed_in_chain(r) for r in waiting):
-            raise UsbRefusal(
+            raise Refusal(
                 "session_running",
                 f"port {port.port}'s last session is being settled; try again in a few seconds",
             )
         buyer = self._wallet_for(port.device, wallet, port.pairing_code)
         if port.port not in self.meters:
             if self.meter_error is not None:
-                raise UsbRefusal(self.meter_error.code, self.meter_error.message)
-            raise UsbRefusal("meter_missing", f"no meter stands in front of port {port.port}")
+                raise Refusal(self.meter_error.code, self.meter_error.message)
+            raise Refusal("meter_missing", f"no meter stands in front of port {port.port}")
         meter_error = await self._read_meter(port)
         if meter_error is not None:
-            raise UsbRefusal(meter_error.code, meter_error.message)
+            raise Refusal(meter_error.code, meter_error.message)
         start_sample = port.sample
         assert start_sample is not None
         await self._make_room(port, energy_wh)
@@ -701,7 +691,7 @@ class UsbCharging:
                 or UsbError("the port did not switch on", "port_unavailable")
             )
             await self._end(port, "error", error=error)
-            raise UsbRefusal(error.code, error.message)
+            raise Refusal(error.code, error.message)
         row.state = "charging"
         self.store.save_session(row)
         port.session = row
@@ -717,7 +707,7 @@ class UsbCharging:
         )
         return row
 
-    def _abandon(self, row: SessionRow, refusal: UsbRefusal) -> UsbRefusal:
+    def _abandon(self, row: SessionRow, refusal: Refusal) -> Refusal:
         # Nothing was bought (an offer signed meanwhile is cancelled): no session to show.
         self.store.delete_session(row.id)
         return refusal
@@ -729,7 +719,7 @@ class UsbCharging:
         if resource is None:
             return  # the ledger's own refusal (unknown_resource) names it
         if resource.meter != self.meter_public:
-            raise UsbRefusal(
+            raise Refusal(
                 "port_not_metered",
                 f"{port.resource} is registered with another meter key than this home's",
             )
@@ -745,15 +735,17 @@ class UsbCharging:
             return await self.issue(kind, key=key, **fields)
         except Exception as exc:
             code = str(getattr(exc, "code", "error"))
-            status = int(getattr(exc, "status", 409))
+            why = exc.why if isinstance(exc, Refusal) else Why.CONFLICT
             message = str(getattr(exc, "message", exc))
             if code == "unknown_resource":
                 code, message = (
                     "port_not_registered",
                     f"{message}: ask the registrar to register it",
                 )
-                status = 409
-            self._last_refusal = UsbRefusal(code, message, 404 if status == 404 else 409)
+                why = Why.CONFLICT
+            self._last_refusal = Refusal(
+                code, message, Why.NOT_FOUND if why is Why.NOT_FOUND else Why.CONFLICT
+            )
             log.warning("%s for USB charging refused: %s", kind, message)
             return None
 
@@ -763,18 +755,18 @@ class UsbCharging:
         if wallet is not None:
             key = self.wallets.get(wallet)
             if key is None:
-                raise UsbRefusal("invalid_field", f"wallet {wallet} is not kept here", 422)
+                raise Refusal("invalid_field", f"wallet {wallet} is not kept here", Why.INVALID)
             return key
         binding = self.store.binding(device.key)
         if binding is None:
-            raise UsbRefusal(
+            raise Refusal(
                 "not_paired",
                 f"phone {device.key} is not paired; pair it with code {pairing_code}",
                 details={"pairing_code": pairing_code},
             )
         key = self.wallets.get(binding.wallet)
         if key is None:
-            raise UsbRefusal("wallet_missing", f"the key of wallet {binding.wallet} is missing")
+            raise Refusal("wallet_missing", f"the key of wallet {binding.wallet} is missing")
         return key
 
     async def stop_session(self, port_number: int) -> dict[str, Any]:
@@ -782,7 +774,7 @@ class UsbCharging:
         async with self._lock:
             port = self._port(port_number)
             if port.session is None:
-                raise UsbRefusal("no_session", f"port {port.port} has no session running")
+                raise Refusal("no_session", f"port {port.port} has no session running")
             row = await self._end(port, "stopped")
             self._publish_port(port)
         return session_view(row)
@@ -850,7 +842,7 @@ class UsbCharging:
         self.store.save_session(row)
         self._unsettled[row.id] = row
 
-    def _note_error(self, row: SessionRow, refusal: UsbRefusal) -> None:
+    def _note_error(self, row: SessionRow, refusal: Refusal) -> None:
         if row.error_code is None:
             row.error_code, row.error_message = refusal.code, refusal.message
 
@@ -935,7 +927,7 @@ class UsbCharging:
         async with self._lock:
             port = next((p for p in self.ports.values() if p.pairing_code == code), None)
             if port is None or port.device is None:
-                raise UsbRefusal("unknown_code", "no phone shows that pairing code", 404)
+                raise Refusal("unknown_code", "no phone shows that pairing code", Why.NOT_FOUND)
             device = port.device
             key = KeyPair.generate()
             if fund and await self._sign("transfer", to=key.account, amount=fund) is None:
@@ -982,7 +974,7 @@ class UsbCharging:
         port.auto_tried = (port.device.key, port.since)
         try:
             await self.purchase(port.port, energy_wh=wh)
-        except UsbRefusal as exc:
+        except Refusal as exc:
             log.info("port %d: automatic purchase refused: %s", port.port, exc.message)
 
     # --- views -----------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from edge_controller.usb.sessions import UsbRefusal
+from edge_controller.refusal import Refusal
 
 from .usb_support import UsbRig, new_rig, overshoot_allowed_mwh, phone
 
@@ -70,7 +70,7 @@ async def test_a_meter_unplugged_mid_session_ends_it_and_is_used_again_once_back
     assert trade.status == "settled" and trade.delivered_wh == 0  # 0.4 Wh rounds to 0 Wh
 
     await rig.step(3 * REOPEN_S)  # still away: tried again, the error stays
-    with pytest.raises(UsbRefusal) as refused:
+    with pytest.raises(Refusal) as refused:
         await rig.usb.purchase(1, energy_wh=1)
     assert refused.value.code == "meter_missing"
     assert rig.usb.view()["meter"]["error"]["code"] == "meter_missing"
@@ -105,7 +105,7 @@ async def test_a_hub_unplugged_mid_session_ends_it_and_keeps_ports_off_until_bac
     assert rig.trade(session["trade"]).status == "settled"
 
     await rig.step(2 * REOPEN_S)
-    with pytest.raises(UsbRefusal) as refused:
+    with pytest.raises(Refusal) as refused:
         await rig.usb.purchase(1, energy_wh=1)
     assert refused.value.code == "hub_missing"
 
@@ -136,7 +136,7 @@ async def test_a_hub_missing_at_start_up_is_reported_and_used_once_it_appears(
             hub["error"]["code"] == "hub_missing" and "gone from the bus" in hub["error"]["message"]
         )
         assert hub["description"] == "USB hub"
-        with pytest.raises(UsbRefusal) as refused:
+        with pytest.raises(Refusal) as refused:
             await rig.usb.purchase(1, energy_wh=1)
         assert refused.value.code == "hub_missing"
 
@@ -158,7 +158,7 @@ async def test_a_meter_missing_at_start_up_refuses_purchases_until_it_appears(
     try:
         await rig.start()
         await plugged_and_paired(rig)
-        with pytest.raises(UsbRefusal) as refused:
+        with pytest.raises(Refusal) as refused:
             await rig.usb.purchase(1, energy_wh=1)
         assert refused.value.code == "meter_missing" and "FNIRSI" in refused.value.message
         assert not rig.world.powered(1)

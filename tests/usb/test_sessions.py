@@ -11,7 +11,7 @@ import pytest
 
 from edge_controller.config import ConfigError, parse_config
 from edge_controller.ledger.rules import cost_of
-from edge_controller.usb.sessions import UsbRefusal
+from edge_controller.refusal import Refusal
 
 from .usb_support import PORT_RESOURCE, PRICE, UsbRig, new_rig, overshoot_allowed_mwh, phone
 
@@ -50,7 +50,7 @@ async def test_an_unknown_phone_stays_unpowered_and_shows_a_pairing_code(rig: Us
     code = port["attached"]["pairing_code"]
     assert len(code) == 6 and code.isdigit()
     assert not port["powered"] and not rig.world.powered(1)
-    with pytest.raises(UsbRefusal) as refused:
+    with pytest.raises(Refusal) as refused:
         await rig.usb.purchase(1, energy_wh=1)
     assert refused.value.code == "not_paired" and refused.value.details["pairing_code"] == code
 
@@ -135,7 +135,7 @@ async def test_a_purchase_the_wallet_cannot_pay_is_refused_and_the_port_stays_of
     rig: UsbRig,
 ) -> None:
     await plugged_and_paired(rig, fund=3)
-    with pytest.raises(UsbRefusal) as refused:
+    with pytest.raises(Refusal) as refused:
         await rig.usb.purchase(1, energy_wh=10)  # costs 20
     assert refused.value.code == "insufficient_funds"
     assert not rig.world.powered(1) and rig.usb.view()["ports"][0]["session"] is None
@@ -181,7 +181,7 @@ async def test_a_hub_without_per_port_power_is_reported_and_sells_nothing(
         hub = rig.usb.view()["hub"]
         assert hub["switchable"] is False and hub["error"]["code"] == "no_port_power"
         assert "port" in hub["error"]["message"]
-        with pytest.raises(UsbRefusal) as refused:
+        with pytest.raises(Refusal) as refused:
             await rig.usb.purchase(1, energy_wh=1)
         assert refused.value.code == "no_port_power"
     finally:

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from edge_controller.config import ConfigError, parse_config
+from edge_controller.refusal import Refusal
 from edge_controller.usb.hub import SysfsPortPower
-from edge_controller.usb.sessions import HardwareOpener, UsbRefusal, open_hardware
+from edge_controller.usb.sessions import HardwareOpener, open_hardware
 
 from .test_hub import plug_sysfs, sysfs_tree
 from .usb_support import UsbRig, new_rig, overshoot_allowed_mwh, phone
@@ -168,7 +169,7 @@ async def test_a_sysfs_hub_without_a_meter_refuses_purchases_clearly(
         await rig.pair()
         view = rig.usb.view()
         assert view["meter"]["ok"] is False and view["meter"]["error"]["code"] == "meter_missing"
-        with pytest.raises(UsbRefusal) as refused:
+        with pytest.raises(Refusal) as refused:
             await rig.usb.purchase(1, energy_wh=1)
         assert refused.value.code == "meter_missing" and "port0" in refused.value.message
         assert disable_file(tmp_path, 1).read_text() == "1"
