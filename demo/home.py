@@ -24,6 +24,8 @@ from pathlib import Path
 from typing import Any
 
 from edge_controller.api import ApiServer
+from edge_controller.app.home import Home
+from edge_controller.app.identity import load_or_create_token
 from edge_controller.demo import SETTLEMENT_PERIOD_MS, phone_buys_a_charge, plan_homes
 from edge_controller.devices import (
     SimulatedMqttDevice,
@@ -31,7 +33,6 @@ from edge_controller.devices import (
     serve_on_broker,
     simple_generic_profile,
 )
-from edge_controller.home import Home, load_or_create_token
 from edge_controller.ledger import Genesis, KeyPair
 from edge_controller.network import BrokerSettings
 from edge_controller.runner import setup_logging

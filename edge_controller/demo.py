@@ -27,6 +27,8 @@ from amqtt.broker import Broker
 
 from edge_controller.aio import cancel_and_wait
 from edge_controller.api import ApiServer
+from edge_controller.app.home import Home
+from edge_controller.app.identity import load_or_create_key, load_or_create_token
 from edge_controller.bench.processes import free_port
 from edge_controller.config import DeviceConfig, UsbConfig, VirtualPhoneConfig
 from edge_controller.devices import (
@@ -45,7 +47,6 @@ from edge_controller.devices.simulators import (
     SimulatedHardware,
     SimulatedSite,
 )
-from edge_controller.home import Home, load_or_create_key, load_or_create_token
 from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected, sign_record
 from edge_controller.ledger.store import StoreMismatch
 from edge_controller.market import (
@@ -547,7 +548,7 @@ class Demo:
                     genesis.community_id,
                     {"seq": seq, "time": self.clock.now_ms(), **body},
                 )
-                await relay.submit_signed(record.to_wire())
+                await relay.node.submit_signed(record.to_wire())
 
     def state(self) -> dict[str, Any]:
         """What scripts need to reach each home: its API URL and token."""

@@ -10,8 +10,9 @@ import sys
 from pathlib import Path
 
 from edge_controller.api import Advertiser, ApiServer
+from edge_controller.app.home import API_VERSION, Home
+from edge_controller.app.identity import load_or_create_token
 from edge_controller.config import ConfigError, HomeConfig, load_config
-from edge_controller.home import API_VERSION, Home, load_or_create_token
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 from edge_controller.api.status_page import status_page
-from edge_controller.home import Home
+from edge_controller.app.home import Home
 from edge_controller.refusal import Refusal, Why
 
 log = logging.getLogger(__name__)
@@ -126,35 +126,38 @@ async def get_status(request: web.Request) -> web.Response:
 
 
 async def get_devices(request: web.Request) -> web.Response:
-    return ok({"devices": home_of(request).devices_view()})
+    home = home_of(request)
+    return ok({"devices": home.queries.devices_view(home.now)})
 
 
 async def get_wallet(request: web.Request) -> web.Response:
-    return ok(home_of(request).wallet(request.query.get("account")))
+    return ok(home_of(request).queries.wallet(request.query.get("account")))
 
 
 async def get_offers(request: web.Request) -> web.Response:
     home = home_of(request)
     mine = request.query.get("mine") in ("1", "true")
     closed = request.query.get("all") in ("1", "true")
-    return ok({"offers": home.offers(mine=mine, include_closed=closed)})
+    return ok({"offers": home.queries.offers(home.now, mine=mine, include_closed=closed)})
 
 
 async def get_offer(request: web.Request) -> web.Response:
-    return ok(home_of(request).offer(request.match_info["offer_id"]))
+    home = home_of(request)
+    return ok(home.queries.offer(request.match_info["offer_id"], home.now))
 
 
 async def get_trades(request: web.Request) -> web.Response:
     mine = request.query.get("all") not in ("1", "true")
-    return ok({"trades": home_of(request).trades(mine=mine)})
+    return ok({"trades": home_of(request).queries.trades(mine=mine)})
 
 
 async def get_settlements(request: web.Request) -> web.Response:
-    return ok({"settlements": home_of(request).settlements()})
+    return ok({"settlements": home_of(request).queries.settlements()})
 
 
 async def get_market(request: web.Request) -> web.Response:
-    return ok(home_of(request).market())
+    home = home_of(request)
+    return ok(home.queries.market(home.now))
 
 
 async def get_blocks(request: web.Request) -> web.Response:
@@ -163,18 +166,18 @@ async def get_blocks(request: web.Request) -> web.Response:
         limit = min(100, max(1, int(request.query.get("limit", "20"))))
     except ValueError:
         raise Refusal("invalid_field", "from and limit must be integers", Why.INVALID) from None
-    return ok({"blocks": home_of(request).blocks(start, limit)})
+    return ok({"blocks": home_of(request).queries.blocks(start, limit)})
 
 
 async def get_policy(request: web.Request) -> web.Response:
-    return ok(home_of(request).get_policy())
+    return ok(home_of(request).actions.policy())
 
 
 # --- acting --------------------------------------------------------------------------------
 
 
 async def put_policy(request: web.Request) -> web.Response:
-    return ok(home_of(request).set_policy(await body(request)))
+    return ok(home_of(request).actions.set_policy(await body(request)))
 
 
 OFFER_FIELDS = ("resource", "mode", "quantity", "price", "start", "end", "expires")
@@ -205,12 +208,12 @@ async def post_offer(request: web.Request) -> web.Response:
         value = field(data, optional, kind, required=False)
         if value is not None:
             fields[optional] = value
-    return ok(await home.create_offer(**fields), status=201)
+    return ok(await home.actions.create_offer(**fields), status=201)
 
 
 async def post_accept(request: web.Request) -> web.Response:
     data = await body(request)
-    result = await home_of(request).accept_offer(
+    result = await home_of(request).actions.accept_offer(
         request.match_info["offer_id"],
         quantity=field(data, "quantity", int, required=False),
         price=field(data, "price", int, required=False),
@@ -221,17 +224,21 @@ async def post_accept(request: web.Request) -> web.Response:
 async def post_reject(request: web.Request) -> web.Response:
     data = await body(request)
     reason = field(data, "reason", str, required=False) or ""
-    return ok(await home_of(request).reject_offer(request.match_info["offer_id"], reason), 201)
+    return ok(
+        await home_of(request).actions.reject_offer(request.match_info["offer_id"], reason), 201
+    )
 
 
 async def post_cancel(request: web.Request) -> web.Response:
-    return ok(await home_of(request).cancel_offer(request.match_info["offer_id"]), status=201)
+    return ok(
+        await home_of(request).actions.cancel_offer(request.match_info["offer_id"]), status=201
+    )
 
 
 async def post_bid(request: web.Request) -> web.Response:
     data = await body(request)
     price = field(data, "price", int)
-    return ok(await home_of(request).bid(request.match_info["offer_id"], price), status=201)
+    return ok(await home_of(request).actions.bid(request.match_info["offer_id"], price), status=201)
 
 
 async def post_request(request: web.Request) -> web.Response:
@@ -243,7 +250,7 @@ async def post_request(request: web.Request) -> web.Response:
     end = field(data, "end", int, required=False)
     end = start + 3_600_000 if end is None else end
     expires = field(data, "expires", int, required=False)
-    result = await home.request_energy(
+    result = await home.actions.request_energy(
         mode=field(data, "mode", str),
         quantity=field(data, "quantity", int),
         max_price=field(data, "max_price", int),
@@ -256,7 +263,7 @@ async def post_request(request: web.Request) -> web.Response:
 
 async def post_rate(request: web.Request) -> web.Response:
     data = await body(request)
-    result = await home_of(request).rate_trade(
+    result = await home_of(request).actions.rate_trade(
         request.match_info["trade_id"],
         field(data, "score", int),
         field(data, "comment", str, required=False) or "",
@@ -265,11 +272,11 @@ async def post_rate(request: web.Request) -> web.Response:
 
 
 async def post_terminate(request: web.Request) -> web.Response:
-    return ok(await home_of(request).terminate_trade(request.match_info["trade_id"]), 201)
+    return ok(await home_of(request).actions.terminate_trade(request.match_info["trade_id"]), 201)
 
 
 async def post_settle(request: web.Request) -> web.Response:
-    return ok(await home_of(request).settle_now())
+    return ok(await home_of(request).actions.settle_now())
 
 
 def port_number(request: web.Request) -> int:
@@ -280,23 +287,27 @@ def port_number(request: web.Request) -> int:
 
 
 async def get_usb(request: web.Request) -> web.Response:
-    return ok(home_of(request).usb_view())
+    return ok(home_of(request).usb_or_refuse().view())
 
 
 async def post_usb_purchase(request: web.Request) -> web.Response:
     data = await body(request)
     wallet = field(data, "wallet", str, required=False)
-    result = await home_of(request).usb_purchase(
-        port_number(request),
-        energy_wh=field(data, "energy_wh", int, required=False),
-        amount=field(data, "amount", int, required=False),
-        wallet=wallet,
+    result = (
+        await home_of(request)
+        .usb_or_refuse()
+        .purchase(
+            port_number(request),
+            energy_wh=field(data, "energy_wh", int, required=False),
+            amount=field(data, "amount", int, required=False),
+            wallet=wallet,
+        )
     )
     return ok(result, status=201)
 
 
 async def post_usb_stop(request: web.Request) -> web.Response:
-    return ok(await home_of(request).usb_stop(port_number(request)))
+    return ok(await home_of(request).usb_or_refuse().stop_session(port_number(request)))
 
 
 async def post_usb_pair(request: web.Request) -> web.Response:
@@ -305,19 +316,18 @@ async def post_usb_pair(request: web.Request) -> web.Response:
     fund = field(data, "fund", int, required=False)
     if fund is not None and fund < 1:
         raise Refusal("invalid_field", "fund must be at least 1", Why.INVALID)
-    return ok(await home_of(request).usb_pair(code, fund), status=201)
+    return ok(await home_of(request).usb_or_refuse().pair(code, fund), status=201)
 
 
 async def put_usb_port(request: web.Request) -> web.Response:
     data = await body(request)
     enabled = field(data, "enabled", bool)
-    return ok(await home_of(request).usb_set_port(port_number(request), enabled))
+    return ok(await home_of(request).usb_or_refuse().set_enabled(port_number(request), enabled))
 
 
 async def post_record(request: web.Request) -> web.Response:
     """Relay a record someone else signed (a registrar's certification or top-up)."""
-    record = await home_of(request).submit_signed(await body(request))
-    return ok({"id": record.id, "kind": record.kind}, status=201)
+    return ok(await home_of(request).actions.submit_signed(await body(request)), status=201)
 
 
 # --- push ----------------------------------------------------------------------------------

@@ -10,8 +10,9 @@ from typing import Any
 
 import pytest
 
+from edge_controller.app.delivery import Delivery
+from edge_controller.app.site import BatterySite
 from edge_controller.config import DeviceConfig
-from edge_controller.delivery import Delivery
 from edge_controller.devices import (
     BatteryModel,
     Command,
@@ -25,7 +26,6 @@ from edge_controller.devices import (
     capabilities_of,
     simple_generic_profile,
 )
-from edge_controller.home import HomeDevice
 from edge_controller.ledger.state import Commitments, Resource, State, Trade
 
 from .test_device_mqtt_broker import NOON, Broker, eventually, on_broker
@@ -88,7 +88,7 @@ async def test_after_its_trade_the_battery_charges_from_the_pv_surplus_again(
     profile = simple_generic_profile("sim/solar/site", QUANTITIES, commands)
     simulator = SimulatedMqttDevice("site", site, profile, clock)
     adapter = MqttDevice("battery", profile, clock, stale_after_ms=30_000)
-    device = HomeDevice(
+    device = BatterySite(
         DeviceConfig("battery", "battery", profile, RESOURCE, 30_000),
         adapter,
         capabilities_of(adapter),
@@ -129,7 +129,7 @@ async def test_a_profile_without_a_release_command_holds_the_battery_at_zero_and
     )
     simulator = SimulatedMqttDevice("old", battery, profile, clock)
     adapter = MqttDevice("battery", profile, clock, stale_after_ms=30_000)
-    device = HomeDevice(
+    device = BatterySite(
         DeviceConfig("battery", "battery", profile, RESOURCE, 30_000),
         adapter,
         capabilities_of(adapter),

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import aiohttp
 
 from edge_controller.api import ApiServer
+from edge_controller.app.home import Home
 from edge_controller.config import DeviceConfig
 from edge_controller.devices import (
     Command,
@@ -25,7 +26,6 @@ from edge_controller.devices import (
     simple_generic_profile,
 )
 from edge_controller.devices.simulators import BatteryModel
-from edge_controller.home import Home
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from edge_controller.market import AcceptanceCriteria, MarketPolicy, SellPolicy
 from edge_controller.network import BrokerSettings

@@ -22,7 +22,7 @@ from zeroconf.asyncio import AsyncServiceBrowser, AsyncServiceInfo, AsyncZerocon
 
 from edge_controller.api import ApiServer
 from edge_controller.api.discovery import SERVICE_TYPE, Advertiser
-from edge_controller.home import Home
+from edge_controller.app.home import Home
 from edge_controller.ledger import Consensus, Genesis, KeyPair
 from edge_controller.network import BrokerSettings
 from tests.conftest import Mosquitto, free_port

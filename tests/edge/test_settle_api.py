@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 
 from edge_controller.api import ApiServer
-from edge_controller.home import Home
+from edge_controller.app.home import Home
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from edge_controller.network import BrokerSettings
 from tests.conftest import Mosquitto

@@ -65,7 +65,7 @@ async def test_a_full_purchase_stops_within_the_overshoot_bound_and_settles(
 ) -> None:
     wallet = await plugged_and_paired(rig, fund=1_000, **kind)
     assert rig.home is not None
-    assert rig.home.wallet(wallet)["balance"] == 1_000
+    assert rig.home.queries.wallet(wallet)["balance"] == 1_000
     session = await rig.usb.purchase(1, energy_wh=2)
     assert session["state"] == "charging" and session["bought_mwh"] == 2_000
     assert rig.world.powered(1)
@@ -95,7 +95,7 @@ async def test_a_full_purchase_stops_within_the_overshoot_bound_and_settles(
     assert len(readings) >= 2  # a reading per settlement period, and the session's end
     assert rig.chain_records(kind="termination", trade=ended["trade"])
     assert rig.chain_records(kind="settlement", trade=ended["trade"])
-    assert rig.home.wallet(wallet)["balance"] == 1_000 - cost_of(2, PRICE)
+    assert rig.home.queries.wallet(wallet)["balance"] == 1_000 - cost_of(2, PRICE)
     receipt = rig.usb.view()["sessions"][0]
     assert receipt["settled"] and receipt["paid"] == trade.paid and receipt["refunded"] == 0
 
@@ -115,7 +115,7 @@ async def test_unplugging_mid_session_settles_what_was_delivered(rig: UsbRig) ->
     delivered = (ended["delivered_mwh"] + 500) // 1000
     assert trade.status == "settled" and trade.delivered_wh == delivered
     assert trade.paid == cost_of(delivered, PRICE) and trade.refunded == trade.cost - trade.paid
-    assert rig.home is not None and rig.home.wallet(wallet)["balance"] == 1_000 - trade.paid
+    assert rig.home is not None and rig.home.queries.wallet(wallet)["balance"] == 1_000 - trade.paid
     assert rig.usb.view()["ports"][0]["attached"] is None
 
 
@@ -128,7 +128,7 @@ async def test_a_purchase_by_money_is_cut_off_when_the_prepaid_money_is_spent(ri
     assert ended["delivered_mwh"] <= 1_000 + overshoot_allowed_mwh(1_000)
     await rig.step(2)
     assert rig.trade(session["trade"]).status == "settled"
-    assert rig.home is not None and rig.home.wallet(wallet)["balance"] == 1
+    assert rig.home is not None and rig.home.queries.wallet(wallet)["balance"] == 1
 
 
 async def test_a_purchase_the_wallet_cannot_pay_is_refused_and_the_port_stays_off(
@@ -207,7 +207,7 @@ async def test_a_restart_mid_session_turns_the_port_off_and_settles_the_delivere
     trade = rig.trade(session["trade"])
     assert trade.status == "settled" and trade.delivered_wh == (delivered_before + 500) // 1000
     assert rig.home is not None
-    assert rig.home.wallet(wallet)["balance"] == 1_000 - trade.paid
+    assert rig.home.queries.wallet(wallet)["balance"] == 1_000 - trade.paid
     # The phone is still there, recognised: it can buy again at once.
     again = await rig.usb.purchase(1, energy_wh=1)
     assert again["state"] == "charging" and rig.world.powered(1)

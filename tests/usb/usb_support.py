@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edge_controller.app.home import Home
 from edge_controller.config import UsbConfig
 from edge_controller.devices import SimulatedClock, SystemClock
-from edge_controller.home import Home
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from edge_controller.ledger.state import Trade
 from edge_controller.network import BrokerSettings
@@ -136,7 +136,7 @@ class UsbRig:
             ),
             self.registrar_record(kind="topup", to=self.key.account, amount=TOP_UP),
         ):
-            await self.home.submit_signed(record)
+            await self.home.node.submit_signed(record)
         await self.seal()
 
     async def seal(self) -> None:
@@ -144,7 +144,7 @@ class UsbRig:
         assert self.home is not None
         if self.home.ledger.pool:
             self.clock.advance(1_000)
-            await self.home._maybe_seal()
+            await self.home.node.seal()
 
     async def step(self, seconds: int = 1) -> None:
         """Each second: the clock moves, the USB cycle runs, a block is sealed."""
@@ -153,7 +153,7 @@ class UsbRig:
             self.clock.advance(1_000)
             await self.usb.tick()
             if self.home.ledger.pool:
-                await self.home._maybe_seal()
+                await self.home.node.seal()
 
     async def until_session_over(self, port: int = 1, limit_s: int = 2_000) -> dict[str, Any]:
         for _ in range(limit_s):

@@ -20,10 +20,9 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from edge_controller.devices import DeviceCommandError
-from edge_controller.devices.capabilities import Battery
+from edge_controller.app.site import Setpoints, SiteDevice
 from edge_controller.ledger.rules import allocated_export, trade_power_w
 from edge_controller.ledger.state import State, Trade
 from edge_controller.metering import (
@@ -35,9 +34,6 @@ from edge_controller.metering import (
     allocate,
 )
 from edge_controller.metering import Trade as MeteredTrade
-
-if TYPE_CHECKING:
-    from edge_controller.home import HomeDevice
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +60,7 @@ class Delivery:
     issue_as_meter: Issue
     tolerance: Tolerance = field(default_factory=Tolerance)
     _cursors: dict[str, MeterCursor] = field(default_factory=dict)
-    _setpoints: dict[str, int] = field(default_factory=dict)
+    setpoints: Setpoints = field(default_factory=Setpoints)
     _done: set[tuple[str, str]] = field(default_factory=set)
     _retry_at: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -73,7 +69,7 @@ class Delivery:
         """How long after a window ends its last reading is surely in the ledger."""
         return self.period_ms + self.period_ms // 2
 
-    async def cycle(self, state: State, devices: list[HomeDevice], now: int) -> None:
+    async def cycle(self, state: State, devices: list[SiteDevice], now: int) -> None:
         await self.drive(state, devices, now)
         await self.read_meters(state, devices, now)
         await self.settle(state, now)
@@ -82,11 +78,12 @@ class Delivery:
 
     # --- setpoints ----------------------------------------------------------------------
 
-    async def drive(self, state: State, devices: list[HomeDevice], now: int) -> None:
+    async def drive(self, state: State, devices: list[SiteDevice], now: int) -> None:
         """Send each owned device the power its running trades ask for; once none runs,
-        release a battery to its own management and stop a fuel cell."""
+        each device's role decides what it does (a battery returns to its own energy
+        management, a fuel cell stops)."""
         for device in devices:
-            resource = state.resources.get(device.config.resource)
+            resource = state.resources.get(device.resource_id)
             if resource is None or resource.owner != self.account:
                 continue
             power = sum(
@@ -94,56 +91,19 @@ class Delivery:
                 for t in _trades_of(state, resource.id)
                 if t.status in ("active", "terminated") and t.start <= now < t.end
             )
-            if power == 0 and not self._setpoints.get(device.config.id):
+            if power == 0 and not self.setpoints.taken_over(device.id):
                 # No trade runs and we never took the device over: leave it to its owner.
                 continue
-            caps = device.capabilities
-            if device.config.role == "battery" and caps.battery is not None:
-                if power == 0:
-                    # Its last trade is over: hand it back to its own energy management
-                    # (self-consumption) instead of holding it idle at 0 W.
-                    await self._release(device.config.id, caps.battery)
-                else:
-                    await self._command(device.config.id, -power, caps.battery.set_power_setpoint_w)
-            elif device.config.role == "fuel_cell" and caps.generator is not None:
-                was = self._setpoints.get(device.config.id, 0)
-                if power and was == 0:
-                    await self._guarded(caps.generator.start())
-                await self._command(device.config.id, power, caps.generator.set_setpoint_w)
-                if power == 0 and was:
-                    # Its trades are over: stop burning hydrogen at no load.
-                    await self._guarded(caps.generator.stop())
-
-    async def _command(
-        self, device_id: str, watts: int, send: Callable[[int], Awaitable[None]]
-    ) -> None:
-        if self._setpoints.get(device_id) == watts:
-            return
-        if await self._guarded(send(watts)):
-            self._setpoints[device_id] = watts
-            log.info("setpoint %s: %d W", device_id, watts)
-
-    async def _release(self, device_id: str, battery: Battery) -> None:
-        if await self._guarded(battery.release_setpoint()):
-            del self._setpoints[device_id]
-            log.info("setpoint %s: released to its own energy management", device_id)
-
-    async def _guarded(self, command: Awaitable[None]) -> bool:
-        try:
-            await command
-        except DeviceCommandError as exc:
-            log.warning("device command failed: %s", exc)
-            return False
-        return True
+            await device.drive(power, self.setpoints)
 
     # --- meter readings -----------------------------------------------------------------
 
-    async def read_meters(self, state: State, devices: list[HomeDevice], now: int) -> None:
+    async def read_meters(self, state: State, devices: list[SiteDevice], now: int) -> None:
         """At each period boundary, sign what each metered resource exported and imported
         since the last boundary it was read at (a longer period after a gap)."""
         boundary = now - now % self.period_ms
         for device in devices:
-            resource = state.resources.get(device.config.resource)
+            resource = state.resources.get(device.resource_id)
             meter = device.capabilities.energy_meter
             if (
                 resource is None

@@ -1,0 +1,11 @@
+"""The app: the parts of one home's edge controller and their assembly.
+
+- `node`: the home as a ledger node (sign, submit, receive, sync, seal);
+- `trading`: the market's decisions made into signed records;
+- `delivery`: trades held in the ledger made into setpoints, meter readings, settlements;
+- `site`: the home's devices, each with its role's behaviour;
+- `actions`: what the owner does through the API;
+- `queries` and `views`: what the API and the WebSocket show;
+- `events`: the event bus and what the ledger's changes announce;
+- `home`: the assembly (`Home`).
+"""

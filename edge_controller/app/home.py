@@ -1,0 +1,254 @@
+"""One home's edge controller: the parts of the app, built and wired together.
+
+`Home` assembles; it decides nothing. It opens the ledger and the link to the community,
+builds the ledger node, the trader, delivery, the owner's actions, the read views and the
+events, injects them into each other, and runs their loops. The API reaches the parts
+through it: `home.queries` for what it shows, `home.actions` for what the owner does,
+`home.usb` for phone charging, `home.events` for the WebSocket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from edge_controller import __version__
+from edge_controller.aio import cancel_and_wait
+from edge_controller.app.actions import OwnerActions
+from edge_controller.app.delivery import Delivery
+from edge_controller.app.events import Announcer, EventBus
+from edge_controller.app.identity import load_or_create_key
+from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode
+from edge_controller.app.queries import Queries
+from edge_controller.app.site import SiteDevice, site_device
+from edge_controller.app.trading import Trader
+from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
+from edge_controller.devices import Clock, SystemClock, serve_on_broker
+from edge_controller.ledger import Genesis, KeyPair, Ledger
+from edge_controller.market import MarketPolicy
+from edge_controller.network import BrokerSettings, CommunityLink
+from edge_controller.refusal import Refusal, Why
+from edge_controller.usb.sessions import UsbCharging, open_hardware
+from edge_controller.usb.store import UsbStore
+from edge_controller.usb.virtual import VirtualUsbWorld
+
+log = logging.getLogger(__name__)
+
+API_VERSION = 1
+SEAL_CHECK_MS = 250
+
+
+class Home:
+    """The edge controller of one home."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        data_dir: Path,
+        genesis: Genesis,
+        node_key: KeyPair,
+        community_broker: BrokerSettings,
+        meter_key: KeyPair | None = None,
+        device_broker: BrokerSettings | None = None,
+        devices: tuple[DeviceConfig, ...] = (),
+        policy: MarketPolicy | None = None,
+        clock: Clock | None = None,
+        sealer: bool | None = None,
+        control_interval_ms: int = 2_000,
+        settlement_period_ms: int = 300_000,
+        usb: UsbConfig | None = None,
+        usb_world: VirtualUsbWorld | None = None,
+    ) -> None:
+        self.name = name
+        self.data_dir = data_dir
+        data_dir.mkdir(parents=True, exist_ok=True)
+        self.genesis = genesis
+        self.key = node_key
+        self.account = node_key.account
+        self.clock = clock or SystemClock()
+        self.control_interval_ms = control_interval_ms
+        self.device_broker = device_broker or community_broker
+        self.ledger = Ledger.open(data_dir / "ledger.sqlite3", genesis, clock=self.clock.now_ms)
+        self.link = CommunityLink(
+            node_id=self.account,
+            community_id=genesis.community_id,
+            broker=community_broker,
+            outbox_path=data_dir / "outbox.sqlite3",
+        )
+        consensus = genesis.consensus
+        in_genesis = consensus.mode == "pow" or node_key.public_hex in consensus.sealers
+        self.node = LedgerNode(
+            ledger=self.ledger,
+            link=self.link,
+            genesis=genesis,
+            key=node_key,
+            meter_key=meter_key,
+            clock=self.clock,
+            sealer=in_genesis if sealer is None else sealer and in_genesis,
+            name=name,
+        )
+        self.devices: list[SiteDevice] = [site_device(c, self.clock) for c in devices]
+        self.events = EventBus()
+        self.queries = Queries(self.ledger, self.account, genesis.currency, self.devices)
+        self.announcer = Announcer(self.ledger, self.account, self.queries, self.events, self.clock)
+        self.node.accepted.append(self.announcer.record_accepted)
+        self.trader = Trader(self.node, self.devices, policy or MarketPolicy(), name)
+        self.delivery = Delivery(
+            account=self.account,
+            meter_public=meter_key.public_hex if meter_key else "",
+            period_ms=settlement_period_ms,
+            issue=self.node.issue,
+            issue_as_meter=self.node.issue_as_meter,
+        )
+        self.actions = OwnerActions(
+            self.node, self.trader, self.delivery, self.queries, self.events
+        )
+        self.usb_config = usb
+        self.usb_world = usb_world
+        self.usb = self._usb_charging(usb) if usb is not None else None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    @classmethod
+    def from_config(cls, config: HomeConfig, clock: Clock | None = None) -> Home:
+        """A home from its checked configuration; creates keys on first start."""
+        return cls(
+            name=config.name,
+            data_dir=config.data_dir,
+            genesis=Genesis.load(config.genesis),
+            node_key=load_or_create_key(config.path(config.node_key)),
+            meter_key=load_or_create_key(config.path(config.meter_key)),
+            community_broker=config.community_broker,
+            device_broker=config.device_broker,
+            devices=config.devices,
+            policy=config.policy,
+            clock=clock,
+            sealer=config.sealer,
+            control_interval_ms=config.control_interval_ms,
+            settlement_period_ms=config.settlement_period_ms,
+            usb=config.usb,
+        )
+
+    def _usb_charging(self, config: UsbConfig) -> UsbCharging:
+        """USB-PD charging on the configured hub and meter (or the virtual world's)."""
+        backend = None
+        if config.virtual:
+            if self.usb_world is None:
+                self.usb_world = VirtualUsbWorld(
+                    self.clock,
+                    ports=config.virtual_ports,
+                    per_port_power=config.virtual_per_port_power,
+                    meter_port=config.meter_port,
+                )
+            backend = self.usb_world.backend
+        opener = config.opener(backend, self.clock if config.virtual else None)
+        return UsbCharging(
+            settings=config.settings,
+            hardware=open_hardware(opener),
+            store=UsbStore(self.data_dir / "usb.sqlite3"),
+            wallet_dir=self.data_dir / "usb-wallets",
+            ledger=self.ledger,
+            issue=self.node.issue,
+            meters_signer=self.delivery,
+            publish=self.events.publish,
+            clock=self.clock,
+            seller=self.account,
+            meter_public=self.node.meter_key.public_hex if self.node.meter_key else "",
+        )
+
+    @property
+    def now(self) -> int:
+        return self.clock.now_ms()
+
+    @property
+    def sealer(self) -> bool:
+        return self.node.sealer
+
+    def usb_or_refuse(self) -> UsbCharging:
+        """USB charging, or a not-found refusal when the home has no `usb:` section."""
+        if self.usb is None:
+            raise Refusal("usb_not_configured", "this home has no usb: section", Why.NOT_FOUND)
+        return self.usb
+
+    # --- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Connect and start the control, sealing and sync loops (returns at once)."""
+        await self.link.start()
+        self.announcer.check_prepaid(self.now)
+        self._spawn(self._loop(self.control_interval_ms, self.control_cycle), "control")
+        self._spawn(self._loop(SYNC_INTERVAL_MS, self.node.sync_tick), "sync")
+        if self.node.sealer:
+            self._spawn(self._loop(SEAL_CHECK_MS, self.node.seal), "seal")
+        if self.usb is not None:
+            await self.usb.start()
+            if self.usb_world is not None and self.usb_config is not None:
+                self._spawn(self._plug_virtual_phones(self.usb_world, self.usb_config), "phones")
+        if self.devices:
+            broker = self.device_broker
+            self._spawn(
+                serve_on_broker(
+                    broker.host,
+                    broker.port,
+                    [d.device for d in self.devices],
+                    username=broker.username,
+                    password=broker.password,
+                ),
+                "devices",
+            )
+
+    async def stop(self) -> None:
+        """Stop the loops, say offline to the community and close the ledger."""
+        if self.usb is not None:
+            await self.usb.stop()
+            self.usb.store.close()
+        await cancel_and_wait(*self._tasks)
+        self._tasks.clear()
+        await self.link.stop()
+        self.ledger.close()
+
+    async def _plug_virtual_phones(self, world: VirtualUsbWorld, config: UsbConfig) -> None:
+        """The demo's phones, plugged into the virtual hub some seconds after start."""
+        for phone in sorted(config.virtual_phones, key=lambda p: p.plug_after_ms):
+            await asyncio.sleep(phone.plug_after_ms / 1000)
+            world.plug(phone.port, phone.phone())
+
+    def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
+        self._tasks.append(asyncio.ensure_future(coroutine))
+        self._tasks[-1].set_name(f"{self.name}-{name}")
+
+    async def _loop(self, interval_ms: int, step: Callable[[], Awaitable[None]]) -> None:
+        while True:
+            try:
+                await step()
+            except Exception:
+                log.exception("%s: %s failed; continuing", self.name, step.__name__)
+            await asyncio.sleep(interval_ms / 1000)
+
+    async def control_cycle(self) -> None:
+        """Read devices, let the market decide, drive devices for the trades that run."""
+        now = self.now
+        self.events.publish("telemetry", {"devices": self.queries.devices_view(now)}, now)
+        await self.trader.cycle(now)
+        await self.delivery.cycle(self.ledger.state, self.devices, now)
+
+    def status(self) -> dict[str, Any]:
+        """`GET status`: who this home is, its community, ledger, broker and peers."""
+        return {
+            "api_version": API_VERSION,
+            "node_id": self.account,
+            "account": self.account,
+            "name": self.name,
+            "version": __version__,
+            "community": {
+                "id": self.genesis.community_id,
+                "name": self.genesis.name,
+                "currency": self.genesis.currency,
+                "consensus": self.genesis.consensus.mode,
+            },
+            **self.node.ledger_status(),
+            "time": self.now,
+        }

@@ -1,0 +1,212 @@
+"""The home as a node of the community's ledger: it signs and submits records, takes in
+records and blocks from neighbours, keeps in sync, and seals blocks when it may.
+
+Every record, ours or a neighbour's, is checked by the local ledger before anything else
+sees it; ours then go out through the link's durable outbox. Listeners hear each record
+the node accepted (`accepted`, at once) and each record a neighbour sent (`received`,
+awaited, so a buyer can answer an offer before the next control cycle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from edge_controller.devices import Clock
+from edge_controller.ledger import Genesis, KeyPair, Ledger, Reason, Record, Rejected
+from edge_controller.ledger.records import sign_record
+from edge_controller.ledger.sync import Outgoing, SyncNode
+from edge_controller.network import InboundMessage, LinkStats, MessageHandler, MessageKind
+from edge_controller.refusal import Refusal, Why
+
+log = logging.getLogger(__name__)
+
+SYNC_INTERVAL_MS = 2_000
+# Without records, a sealer still seals now and then so auctions close and time moves on.
+HEARTBEAT_BLOCKS = 6
+# A proof-of-work sealer tries this many nonces per attempt, off the event loop.
+POW_ATTEMPTS = 200_000
+
+
+class Link(Protocol):
+    """What the node needs of the transport between homes (`CommunityLink` over MQTT)."""
+
+    async def publish(self, kind: MessageKind, body: dict[str, Any]) -> str: ...
+    async def send_to(self, node_id: str, body: dict[str, Any]) -> str: ...
+    def on_message(self, kind: MessageKind, handler: MessageHandler) -> None: ...
+    def on_peer_change(self, listener: Callable[[Any], Awaitable[None]]) -> None: ...
+    def stats(self) -> LinkStats: ...
+
+
+class LedgerNode:
+    """Signs, submits, receives, syncs and seals for one home."""
+
+    def __init__(
+        self,
+        *,
+        ledger: Ledger,
+        link: Link,
+        genesis: Genesis,
+        key: KeyPair,
+        meter_key: KeyPair | None,
+        clock: Clock,
+        sealer: bool,
+        name: str = "",
+    ) -> None:
+        self.ledger = ledger
+        self.link = link
+        self.genesis = genesis
+        self.key = key
+        self.meter_key = meter_key
+        self.account = key.account
+        self.clock = clock
+        self.sealer = sealer
+        self.name = name
+        self.sync = SyncNode(ledger, self.account)
+        self.rejections: dict[str, int] = {}
+        self.accepted: list[Callable[[Record], None]] = []
+        self.received: list[Callable[[Record], Awaitable[None]]] = []
+        link.on_message(MessageKind.RECORD, self.receive_record)
+        link.on_message(MessageKind.BLOCK, self.receive_sync)
+        link.on_message(MessageKind.SYNC, self.receive_sync)
+        link.on_peer_change(self.peer_changed)
+
+    # --- our records -----------------------------------------------------------------------
+
+    def next_seq(self, key: KeyPair) -> int:
+        """The next sequence number of `key`'s account, past the ledger and the pool."""
+        account = key.account
+        pooled = [r.seq for r in self.ledger.pool.values() if r.account == account]
+        return max([self.ledger.state.account(account).seq, *pooled]) + 1
+
+    async def issue(self, kind: str, key: KeyPair | None = None, **fields: Any) -> Record:
+        """Sign a record of `kind` with our key (or `key`), check it against the ledger,
+        then send it to the community. Raises `Refusal` when the ledger refuses it."""
+        key = key or self.key
+        body = {"kind": kind, "seq": self.next_seq(key), "time": self.clock.now_ms(), **fields}
+        try:
+            record = sign_record(key, self.ledger.community, body)
+            self.ledger.submit(record)
+        except Rejected as exc:
+            raise Refusal.from_rejection(exc) from None
+        await self._relay(record)
+        return record
+
+    async def issue_as_meter(self, kind: str, **fields: Any) -> Record:
+        """Sign with the home's meter key (meter readings)."""
+        if self.meter_key is None:
+            raise Refusal("no_meter_key", "this home has no meter key", Why.CONFLICT)
+        return await self.issue(kind, key=self.meter_key, **fields)
+
+    async def submit_signed(self, wire: Any) -> Record:
+        """Take a record someone else signed (e.g. a registrar's certification) and relay it."""
+        try:
+            record = self.ledger.submit(wire)
+        except Rejected as exc:
+            raise Refusal.from_rejection(exc) from None
+        await self._relay(record)
+        return record
+
+    async def _relay(self, record: Record) -> None:
+        await self.link.publish(MessageKind.RECORD, record.to_wire())
+        self._accepted(record)
+
+    def _accepted(self, record: Record) -> None:
+        for listener in self.accepted:
+            listener(record)
+
+    # --- neighbours' records and blocks ------------------------------------------------------
+
+    async def receive_record(self, message: InboundMessage) -> None:
+        try:
+            record = self.ledger.submit(message.body)
+        except Rejected as exc:
+            if exc.reason is not Reason.DUPLICATE:
+                self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
+                log.info("%s: record from %s refused: %s", self.name, message.sender[:10], exc)
+            return
+        self._accepted(record)
+        for listener in self.received:
+            await listener(record)
+
+    async def receive_sync(self, message: InboundMessage) -> None:
+        await self._send(self.sync.handle(message.sender, message.body, self.clock.now_ms()))
+
+    async def peer_changed(self, status: Any) -> None:
+        if getattr(status, "online", False):
+            await self._send(self.sync.request_headers(status.node_id, self.clock.now_ms()))
+
+    async def sync_tick(self) -> None:
+        """Ask peers for what we miss, answer what they asked (every `SYNC_INTERVAL_MS`)."""
+        await self._send(self.sync.tick(self.clock.now_ms()))
+
+    async def _send(self, outgoing: list[Outgoing]) -> None:
+        for peer, message in outgoing:
+            if peer is None:
+                await self.link.publish(MessageKind.BLOCK, message)
+            else:
+                await self.link.send_to(peer, message)
+
+    # --- sealing -----------------------------------------------------------------------------
+
+    async def seal(self) -> None:
+        """Seal a block when it is our turn (proof of authority) or when we find one (work).
+
+        An out-of-turn sealer waits three intervals, so it only steps in when the in-turn
+        sealer is offline; empty blocks are sealed only as a slow heartbeat."""
+        ledger = self.ledger
+        head = ledger.head
+        interval = self.genesis.consensus.block_interval_ms
+        now = self.clock.now_ms()
+        if not self.sealer or not ledger.can_seal(self.key):
+            return
+        wait = interval if ledger.in_turn(self.key) else 3 * interval
+        if now < head.time + wait:
+            return
+        if not ledger.pool and now < head.time + HEARTBEAT_BLOCKS * interval:
+            return
+        if self.genesis.consensus.mode == "pow":
+            block = await asyncio.to_thread(ledger.build_block, self.key, now, POW_ATTEMPTS)
+        else:
+            block = ledger.build_block(self.key, now)
+        if block is None or block.prev != ledger.head.hash:
+            return
+        try:
+            ledger.add_block(block)
+        except Rejected as exc:
+            log.warning("%s: own block refused: %s", self.name, exc)
+            return
+        await self.link.publish(MessageKind.BLOCK, self.sync.block_message(block))
+        await self.link.publish(MessageKind.BLOCK, self.sync.head_message())
+
+    # --- what the API reads ------------------------------------------------------------------
+
+    def ledger_status(self) -> dict[str, Any]:
+        """The ledger, sync and broker parts of `GET status`."""
+        progress = self.sync.progress()
+        head = self.ledger.head
+        stats = self.link.stats()
+        return {
+            "ledger": {
+                "height": head.height,
+                "head": head.hash,
+                "head_time": head.time,
+                "synced": progress.synced,
+                "sync_progress": round(progress.fraction, 4),
+                "pool": len(self.ledger.pool),
+                "sealer": self.sealer,
+            },
+            "broker": {
+                "connected": stats.connected,
+                "outbox_pending": stats.outbox_pending,
+                "last_error": stats.last_error,
+            },
+            "peers": stats.peers_online,
+            "rejected": {
+                "transport": dict(stats.rejected),
+                "records": dict(self.rejections),
+                "sync": dict(self.sync.rejected),
+            },
+        }
