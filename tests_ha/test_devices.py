@@ -106,6 +106,21 @@ async def test_two_devices_of_a_kind_are_told_apart_by_their_ids(
         assert state_of(hass, "sensor.flat_3_battery_garage_state_of_charge") == "80"
 
 
+async def test_a_kind_of_device_the_integration_has_no_name_for_is_named_by_its_role(
+    hass: HomeAssistant, fake_edge: FakeEdge, device_registry: dr.DeviceRegistry
+) -> None:
+    # The edge controller says which devices stand alone; a role new to the integration
+    # (here a heat pump) needs no release of the integration to appear.
+    edge = with_site_and_usb(fake_edge)
+    heat_pump = {"id": "hp", "role": "heat_pump", "standalone": True, "capabilities": []}
+    meter = {"id": "main", "role": "grid_meter", "standalone": False, "capabilities": []}
+    edge.responses["devices"]["devices"] += [heat_pump, meter]
+    async with fake_entry(hass, edge, [Platform.SENSOR]) as entry:
+        names = set(devices_of(device_registry, entry.entry_id))
+        assert "Flat 3 heat pump" in names
+        assert not any("main" in n or "grid" in n for n in names)
+
+
 async def test_a_user_may_delete_a_stale_device_but_not_a_current_one(
     hass: HomeAssistant, fake_edge: FakeEdge, device_registry: dr.DeviceRegistry
 ) -> None:

@@ -23,9 +23,10 @@ if TYPE_CHECKING:
 
     from . import EnergyP2PConfigEntry
 
-# The device roles (GET devices) that become devices of their own; grid meters and the
-# home's own meter measure the home's connection and report on the edge controller.
-OWN_DEVICE_ROLES: Final = ("pv", "battery", "fuel_cell")
+# Roles with a translated device name of their own; the edge controller says which of its
+# devices stand alone (`standalone` in GET devices), and a role not named here is called
+# by its role. An edge controller older than `standalone` marks these three.
+NAMED_ROLES: Final = ("pv", "battery", "fuel_cell")
 USB_PORT: Final = "usb_port"
 
 
@@ -33,7 +34,7 @@ USB_PORT: Final = "usb_port"
 class SubDevice:
     """A device under the edge controller: a reported device (by id) or a USB port."""
 
-    kind: str  # a role of OWN_DEVICE_ROLES, or USB_PORT
+    kind: str  # the device's role (GET devices), or USB_PORT
     ref: str  # the device id, or the port number
 
     @property
@@ -54,7 +55,7 @@ def sub_devices(state: EnergyP2PState) -> list[SubDevice]:
     found = [
         SubDevice(str(d["role"]), str(d["id"]))
         for d in state.devices
-        if d.get("role") in OWN_DEVICE_ROLES and d.get("id")
+        if d.get("standalone", d.get("role") in NAMED_ROLES) and d.get("id")
     ]
     if state.usb:
         found += [
@@ -109,8 +110,9 @@ def sub_device_info(coordinator: EnergyP2PCoordinator, device: SubDevice) -> Dev
     else:
         same_role = sum(1 for d in sub_devices(state) if d.kind == device.kind)
         # With two of a kind, their ids tell them apart.
-        translation_key = device.kind if same_role == 1 else f"{device.kind}_named"
-        placeholders = {"home": home, "id": device.ref}
+        named = device.kind if device.kind in NAMED_ROLES else "device"
+        translation_key = named if same_role == 1 else f"{named}_named"
+        placeholders = {"home": home, "id": device.ref, "role": device.kind.replace("_", " ")}
         model = str(data.get("profile") or "") or None
         model_id = None
         serial_number = str((data.get("resource") or {}).get("id") or "") or None

@@ -1,0 +1,125 @@
+"""The app's parts run alone, on a real ledger and a link that only records what it is
+given: no broker, no devices, no API. What the community would hear is what the fake
+link was handed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from edge_controller.app.node import LedgerNode
+from edge_controller.app.trading import Trader
+from edge_controller.devices import SimulatedClock
+from edge_controller.market import AcceptanceCriteria, MarketPolicy, QuantityRange, SellPolicy
+from edge_controller.network import InboundMessage, LinkStats, MessageHandler, MessageKind
+from edge_controller.refusal import Refusal, Why
+from tests.ledger.support import Community
+
+
+class RecordingLink:
+    """The transport between homes, reduced to a list of what would be sent."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[MessageKind | str, dict[str, Any]]] = []
+        self.handlers: dict[MessageKind, MessageHandler] = {}
+
+    async def publish(self, kind: MessageKind, body: dict[str, Any]) -> str:
+        self.sent.append((kind, body))
+        return str(len(self.sent))
+
+    async def send_to(self, node_id: str, body: dict[str, Any]) -> str:
+        self.sent.append((node_id, body))
+        return str(len(self.sent))
+
+    def on_message(self, kind: MessageKind, handler: MessageHandler) -> None:
+        self.handlers[kind] = handler
+
+    def on_peer_change(self, listener: Any) -> None:
+        pass
+
+    def stats(self) -> LinkStats:
+        raise NotImplementedError("not read by these tests")
+
+    def records(self) -> list[dict[str, Any]]:
+        return [body for kind, body in self.sent if kind is MessageKind.RECORD]
+
+
+class Street:
+    """A community with one home under test (a buyer and sealer) and a neighbour."""
+
+    def __init__(self) -> None:
+        self.community = Community()
+        self.clock = SimulatedClock(self.community.now)
+        self.home_key = self.community.sealers[0]
+        self.neighbour = self.community.key("neighbour")
+        self.ledger = self.community.node()
+        self.link = RecordingLink()
+        self.node = LedgerNode(
+            ledger=self.ledger,
+            link=self.link,
+            genesis=self.community.genesis,
+            key=self.home_key,
+            meter_key=None,
+            clock=self.clock,
+            sealer=True,
+        )
+
+    def fund(self, *records: Any) -> None:
+        self.community.seal(self.ledger, *records)
+        self.clock.advance(self.community.now - self.clock.now_ms())
+
+    async def from_neighbour(self, record: Any) -> None:
+        message = InboundMessage(MessageKind.RECORD, "m1", self.neighbour.account, record.to_wire())
+        await self.link.handlers[MessageKind.RECORD](message)
+
+
+BUYER = MarketPolicy(
+    sell=SellPolicy(auto_sell=False, battery=None, pv=None, fuel_cell=None),
+    buy=AcceptanceCriteria(auto_accept=True, max_price=400, capacity=QuantityRange(100, 5_000)),
+)
+
+
+async def test_the_node_signs_checks_and_sends_a_record_and_refuses_what_the_ledger_refuses() -> (
+    None
+):
+    street = Street()
+    street.fund(street.community.topup(street.home_key, 5_000))
+    record = await street.node.issue("transfer", to=street.neighbour.account, amount=1_000)
+    assert record.id in street.ledger.pool
+    assert [r["body"]["kind"] for r in street.link.records()] == ["transfer"]
+
+    with pytest.raises(Refusal) as refused:
+        await street.node.issue("transfer", to=street.neighbour.account, amount=10_000)
+    assert refused.value.code == "insufficient_funds" and refused.value.why is Why.CONFLICT
+    assert len(street.link.records()) == 1  # nothing refused reaches the community
+
+
+async def test_a_neighbours_offer_is_judged_on_arrival_and_accepted_by_the_policy() -> None:
+    street = Street()
+    community = street.community
+    trader = Trader(street.node, [], BUYER)
+    street.fund(
+        community.topup(street.home_key),
+        community.register("cell", street.neighbour),
+    )
+    offer = community.offer(street.neighbour, "cell", 2_000, price=300)
+    await street.from_neighbour(offer)
+    (acceptance,) = street.link.records()
+    assert acceptance["body"]["kind"] == "acceptance"
+    assert acceptance["body"]["offer"] == offer.id and acceptance["body"]["quantity"] == 2_000
+    # Judged once: the next control cycle does not answer the same offer again.
+    await trader.cycle(street.clock.now_ms())
+    assert len(street.link.records()) == 1
+
+
+async def test_the_sealer_seals_the_pool_into_a_block_and_announces_it() -> None:
+    street = Street()
+    street.fund(street.community.topup(street.home_key, 5_000))
+    await street.node.issue("transfer", to=street.neighbour.account, amount=1_000)
+    height = street.ledger.height
+    street.clock.advance(street.community.genesis.consensus.block_interval_ms)
+    await street.node.seal()
+    assert street.ledger.height == height + 1 and not street.ledger.pool
+    blocks = [body for kind, body in street.link.sent if kind is MessageKind.BLOCK]
+    assert len(blocks) == 2  # the block, then our new head
