@@ -64,7 +64,7 @@ from edge_controller.market import (
 )
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
 from edge_controller.refusal import Refusal, Why
-from edge_controller.usb.sessions import UsbCharging, open_hardware
+from edge_controller.usb.charging import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
 from edge_controller.usb.virtual import VirtualUsbWorld
 from edge_controller.views import (
@@ -260,7 +260,6 @@ class Home:
             meters_signer=self.delivery,
             publish=self.events.publish,
             clock=self.clock,
-            seller=self.account,
             meter_public=self.meter_key.public_hex if self.meter_key else "",
         )
 
