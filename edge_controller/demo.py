@@ -61,7 +61,7 @@ from edge_controller.market import (
 from edge_controller.network import BrokerSettings
 from edge_controller.refusal import Refusal
 from edge_controller.runner import setup_logging
-from edge_controller.usb.sessions import UsbSettings
+from edge_controller.usb.charging import UsbSettings
 
 log = logging.getLogger(__name__)
 

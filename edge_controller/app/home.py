@@ -31,7 +31,7 @@ from edge_controller.ledger import Genesis, KeyPair, Ledger
 from edge_controller.market import MarketPolicy
 from edge_controller.network import BrokerSettings, CommunityLink
 from edge_controller.refusal import Refusal, Why
-from edge_controller.usb.sessions import UsbCharging, open_hardware
+from edge_controller.usb.charging import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
 from edge_controller.usb.virtual import VirtualUsbWorld
 
@@ -155,7 +155,6 @@ class Home:
             meters_signer=self.delivery,
             publish=self.events.publish,
             clock=self.clock,
-            seller=self.account,
             meter_public=self.node.meter_key.public_hex if self.node.meter_key else "",
         )
 

@@ -74,7 +74,7 @@ class Binding:
 
 @dataclass(slots=True)
 class SessionRow:
-    """One charging session as stored; `sessions.Session` adds what lives in memory."""
+    """One charging session as stored; the port it runs on holds it while it charges."""
 
     id: str
     port: int

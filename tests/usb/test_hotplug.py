@@ -15,7 +15,7 @@ from edge_controller.refusal import Refusal
 from .usb_support import UsbRig, new_rig, overshoot_allowed_mwh, phone
 
 REOPEN_S = 10  # UsbSettings.reopen_ms by default
-LOGGER = "edge_controller.usb.sessions"
+LOGGER = "edge_controller.usb.charging.bus"  # where the hub and meters come and go
 
 
 @pytest.fixture

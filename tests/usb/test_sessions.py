@@ -11,7 +11,7 @@ import pytest
 
 from edge_controller.config import ConfigError, parse_config
 from edge_controller.ledger.rules import cost_of
-from edge_controller.refusal import Refusal
+from edge_controller.refusal import Refusal, Why
 
 from .usb_support import PORT_RESOURCE, PRICE, UsbRig, new_rig, overshoot_allowed_mwh, phone
 
@@ -141,6 +141,24 @@ async def test_a_purchase_the_wallet_cannot_pay_is_refused_and_the_port_stays_of
     assert not rig.world.powered(1) and rig.usb.view()["ports"][0]["session"] is None
     await rig.step(2)
     assert not rig.world.powered(1)
+
+
+async def test_a_purchase_on_a_port_not_registered_is_refused_and_leaves_no_session(
+    tmp_path: Path, mosquitto: Any
+) -> None:
+    rig = new_rig(tmp_path, mosquitto.port)
+    # The registrar certifies test/usb-1; this home's port 1 is other/usb-1.
+    rig.settings = rig.settings.__class__(ports=(1,), price=PRICE, resource_prefix="other")
+    try:
+        await rig.start()
+        await plugged_and_paired(rig)
+        with pytest.raises(Refusal) as refused:
+            await rig.usb.purchase(1, energy_wh=1)
+        assert refused.value.code == "port_not_registered" and refused.value.why is Why.CONFLICT
+        assert "ask the registrar to register it" in refused.value.message
+        assert not rig.world.powered(1) and rig.usb.view()["sessions"] == []
+    finally:
+        await rig.stop()
 
 
 @pytest.mark.parametrize(

@@ -12,8 +12,8 @@ import pytest
 
 from edge_controller.config import ConfigError, parse_config
 from edge_controller.refusal import Refusal
+from edge_controller.usb.charging import HardwareOpener, open_hardware
 from edge_controller.usb.hub import SysfsPortPower
-from edge_controller.usb.sessions import HardwareOpener, open_hardware
 
 from .test_hub import plug_sysfs, sysfs_tree
 from .usb_support import UsbRig, new_rig, overshoot_allowed_mwh, phone
