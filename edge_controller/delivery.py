@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from edge_controller.devices import DeviceCommandError
 from edge_controller.devices.capabilities import Battery
-from edge_controller.ledger.rules import allocated_export, trade_power_w
-from edge_controller.ledger.state import State, Trade
+from edge_controller.ledger import State, Trade, allocated_export, trade_power_w
 from edge_controller.metering import (
     Direction,
     MeteringError,

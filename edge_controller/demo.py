@@ -46,8 +46,14 @@ from edge_controller.devices.simulators import (
     SimulatedSite,
 )
 from edge_controller.home import Home, load_or_create_key, load_or_create_token
-from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected, sign_record
-from edge_controller.ledger.store import StoreMismatch
+from edge_controller.ledger import (
+    Consensus,
+    Genesis,
+    KeyPair,
+    Rejected,
+    StoreMismatch,
+    sign_record,
+)
 from edge_controller.market import (
     AcceptanceCriteria,
     BatterySellRule,

@@ -33,11 +33,22 @@ from edge_controller.devices import (
     capabilities_of,
     serve_on_broker,
 )
-from edge_controller.ledger import Block, Genesis, KeyPair, Ledger, Reason, Record, Rejected
-from edge_controller.ledger.records import sign_record
-from edge_controller.ledger.rules import energy_of, offer_of, power_holds
-from edge_controller.ledger.state import Offer as LedgerOffer
-from edge_controller.ledger.sync import Outgoing, SyncNode
+from edge_controller.ledger import (
+    Block,
+    Genesis,
+    KeyPair,
+    Ledger,
+    Outgoing,
+    Reason,
+    Record,
+    Rejected,
+    SyncNode,
+    energy_of,
+    offer_of,
+    power_holds,
+    sign_record,
+)
+from edge_controller.ledger import Offer as LedgerOffer
 from edge_controller.market import (
     Accept,
     AuctionTerms,

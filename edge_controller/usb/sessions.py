@@ -35,9 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 from edge_controller.aio import cancel_and_wait
 from edge_controller.devices import Clock
-from edge_controller.ledger import KeyPair, Ledger, Record
-from edge_controller.ledger.rules import cost_of
-from edge_controller.ledger.state import State
+from edge_controller.ledger import KeyPair, Ledger, Record, State, cost_of
 from edge_controller.refusal import Refusal, Why
 from edge_controller.usb.hub import SysfsPortPower, hub_wanted, open_hub
 from edge_controller.usb.meters import open_meter
