@@ -16,6 +16,7 @@ from .keys import KeyPair, Verifier, account_id
 from .parallel import SignaturePool
 from .queries import (
     allocated_export,
+    allocated_import,
     cost_of,
     energy_of,
     metered_export,
@@ -58,6 +59,7 @@ __all__ = [
     "Verifier",
     "account_id",
     "allocated_export",
+    "allocated_import",
     "cost_of",
     "energy_of",
     "genesis_entry",

@@ -130,6 +130,19 @@ def allocated_export(state: State, trade: Trade) -> int:
     return _first_in_first_out(state, trade.resource, trades, trade, imported=False)
 
 
+def allocated_import(state: State, meter: str, trade: Trade) -> int:
+    """What the buyer's meter (resource `meter`) took in for `trade`: its import shared
+    first-in-first-out among the buyer's purchases, by the rule `allocated_export` uses.
+
+    Purchases from several resources have no common index, so they are taken in the order
+    of the time they were made, then by id (the same on every node)."""
+    trades = sorted(
+        (t for t in state.trades.rows.values() if t.buyer == trade.buyer),
+        key=lambda t: (t.time, t.id),
+    )
+    return _first_in_first_out(state, meter, trades, trade, imported=True)
+
+
 def _first_in_first_out(
     state: State, meter: str, trades: Sequence[Trade], trade: Trade, *, imported: bool
 ) -> int:

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TypeAlias
 
 from edge_controller.metering.errors import MeteringError, Problem, require_count
@@ -40,13 +39,6 @@ from edge_controller.metering.period import SettlementPeriod
 
 Owner: TypeAlias = str
 """An owner's account id, as the ledger knows it."""
-
-
-class Direction(StrEnum):
-    """Which way energy passed a metering point."""
-
-    IMPORT = "import"  # downstream: consumed behind the point
-    EXPORT = "export"  # upstream: supplied from behind the point
 
 
 @dataclass(frozen=True)
@@ -83,10 +75,6 @@ class Reading:
     def net_wh(self) -> int:
         """Import minus export: positive when the point consumed more than it supplied."""
         return self.import_wh - self.export_wh
-
-    def amount(self, direction: Direction) -> int:
-        """The Wh that flowed in `direction`."""
-        return self.import_wh if direction is Direction.IMPORT else self.export_wh
 
 
 @dataclass(frozen=True)
