@@ -80,7 +80,7 @@ def peak_power(state: State, resource_id: str, start: int, end: int) -> int:
     return peak
 
 
-# --- offers ---------------------------------------------------------------------------------
+# --- offers and auctions -------------------------------------------------------------------
 
 
 def offer_of(record: Record) -> Offer:
@@ -105,6 +105,20 @@ def offer_of(record: Record) -> Offer:
         auction_cap=auction.get("cap", 0),
         time=body["time"],
     )
+
+
+def bidding_open(offer: Offer, now: int) -> bool:
+    """Whether an offer takes bids at `now`: it is an auction, open, and not yet closed."""
+    return offer.is_auction and offer.status == "open" and now < offer.auction_closes
+
+
+def minimum_bid(offer: Offer) -> int:
+    """The lowest price per kWh the ledger takes as the next bid on an auction: the reserve
+    price, then one above the best bid (an equal later bid would lose to the earlier one,
+    so it is refused)."""
+    if offer.best_bidder:
+        return max(offer.price, offer.best_bid_price + 1)
+    return offer.price
 
 
 # --- meters: first-in-first-out allocation -------------------------------------------------

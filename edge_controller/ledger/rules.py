@@ -17,9 +17,11 @@ from .keys import account_id
 from .queries import (
     allocated_export,
     average_power_w,
+    bidding_open,
     cost_of,
     energy_of,
     metered_export,
+    minimum_bid,
     offer_of,
     peak_power,
     reach_back,
@@ -461,14 +463,14 @@ def _bid(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) 
     offer = _offer(state, body["offer"])
     if not offer.is_auction:
         raise Rejected(Reason.NOT_AN_AUCTION, f"offer {offer.id[:12]} is not an auction")
-    if offer.status != "open" or ctx.time >= offer.auction_closes:
+    if not bidding_open(offer, ctx.time):
         raise Rejected(Reason.AUCTION_CLOSED, f"auction {offer.id[:12]} has closed")
     _check_addressee(offer, record.account)
     price = body["price"]
     if price > offer.auction_cap:
         raise Rejected(Reason.BID_ABOVE_CAP, f"bids are capped at {offer.auction_cap}")
-    if price < offer.price or (offer.best_bidder and price <= offer.best_bid_price):
-        floor = max(offer.price, offer.best_bid_price + 1 if offer.best_bidder else 0)
+    floor = minimum_bid(offer)
+    if price < floor:
         raise Rejected(Reason.BID_TOO_LOW, f"the next bid must be at least {floor}")
     if offer.best_bidder:
         _credit(state, offer.best_bidder, offer.best_bid_cost, -offer.best_bid_cost)

@@ -3,7 +3,7 @@
 The app feeds it telemetry and ledger facts and turns its decisions into signed records:
 - `AutoSeller.decide(MarketSnapshot)` -> `PublishOffer` / `WithdrawOffer`
 - `evaluate_offer(AcceptanceCriteria, Offer, ...)` -> `Accept` / `Counter` / `Reject` / `Defer`
-- `auction_outcome(Offer, bids, now_ms)` and `next_bid(BiddingStrategy, ...)`
+- `next_bid(BiddingStrategy, AuctionStanding)`: what to bid, given what the ledger requires
 - `MarketPolicy.to_dict` / `MarketPolicy.from_dict` for `GET`/`PUT /api/v1/policy`
 """
 
@@ -18,17 +18,8 @@ from edge_controller.market.acceptance import (
     Reject,
     SellerStanding,
     evaluate_offer,
-    rank_offers,
 )
-from edge_controller.market.auction import (
-    AuctionOutcome,
-    Bid,
-    BiddingStrategy,
-    BidRefusal,
-    auction_outcome,
-    check_bid,
-    next_bid,
-)
+from edge_controller.market.bidding import AuctionStanding, BiddingStrategy, next_bid
 from edge_controller.market.config import Problem, ValidationError
 from edge_controller.market.offers import AuctionTerms, EnergyRequest, Offer, OfferIntent
 from edge_controller.market.policy import (
@@ -69,14 +60,12 @@ __all__ = [
     "AcceptanceCriteria",
     "AcceptanceDecision",
     "AllowedHours",
-    "AuctionOutcome",
     "AuctionRule",
+    "AuctionStanding",
     "AuctionTerms",
     "AutoSeller",
     "BatteryReading",
     "BatterySellRule",
-    "Bid",
-    "BidRefusal",
     "BiddingStrategy",
     "Counter",
     "Defer",
@@ -108,14 +97,11 @@ __all__ = [
     "TimeOfDayPrice",
     "ValidationError",
     "WithdrawOffer",
-    "auction_outcome",
     "available_quantity",
     "capacity_energy_wh",
-    "check_bid",
     "confirms_counter",
     "energy_cost",
     "evaluate_offer",
     "next_bid",
     "offer_price",
-    "rank_offers",
 ]

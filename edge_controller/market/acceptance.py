@@ -7,7 +7,6 @@ it to the owner). Every decision carries a `Reason` code and a message for a per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_controller.market.config import Checks
@@ -240,20 +239,6 @@ def evaluate_offer(
         )
     return Accept(
         quantity, Reason.MEETS_CRITERIA, f"Accepting {quantity} {unit} at {price} per kWh."
-    )
-
-
-def rank_offers(criteria: AcceptanceCriteria, offers: Sequence[Offer]) -> list[Offer]:
-    """Offers in the order to consider them: preferred sellers first, then cheapest,
-    then soonest to expire, then by id so every run agrees."""
-    return sorted(
-        offers,
-        key=lambda offer: (
-            offer.seller not in criteria.preferred_sellers,
-            offer.terms.price,
-            offer.terms.expires,
-            offer.offer_id,
-        ),
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edge_controller.market.acceptance import AcceptanceCriteria
-from edge_controller.market.auction import BiddingStrategy
+from edge_controller.market.bidding import BiddingStrategy
 from edge_controller.market.config import Checks, from_dict, to_dict
 from edge_controller.market.pricing import FixedPrice, PricingStrategy
 

@@ -20,7 +20,6 @@ from edge_controller.market import (
     SellerStanding,
     energy_cost,
     evaluate_offer,
-    rank_offers,
 )
 
 HOUR = 3_600_000
@@ -218,14 +217,3 @@ def test_auction_offers_are_left_to_bidding():
     decision = decide(offer(auction=AuctionTerms(closes=NOW + HOUR, cap=500)))
 
     assert isinstance(decision, Defer) and decision.reason is Reason.AUCTION_OFFER
-
-
-def test_preferred_sellers_come_first_then_the_cheapest():
-    criteria = replace(CRITERIA, preferred_sellers=("home-d",))
-    cheap = offer(seller="home-a", offer_id="cheap", price=200)
-    dear = offer(seller="home-c", offer_id="dear", price=280)
-    friend = offer(seller="home-d", offer_id="friend", price=290)
-
-    ranked = rank_offers(criteria, [dear, cheap, friend])
-
-    assert [o.offer_id for o in ranked] == ["friend", "cheap", "dear"]
