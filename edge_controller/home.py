@@ -38,6 +38,7 @@ from edge_controller.ledger import (
     Genesis,
     KeyPair,
     Ledger,
+    Offer,
     Outgoing,
     Reason,
     Record,
@@ -48,7 +49,6 @@ from edge_controller.ledger import (
     power_holds,
     sign_record,
 )
-from edge_controller.ledger import Offer as LedgerOffer
 from edge_controller.market import (
     Accept,
     AuctionTerms,
@@ -58,9 +58,9 @@ from edge_controller.market import (
     EnergyRequest,
     FuelCellReading,
     MarketConditions,
+    MarketOffer,
     MarketPolicy,
     MarketSnapshot,
-    Offer,
     OfferIntent,
     PowerHold,
     PublishOffer,
@@ -555,7 +555,7 @@ class Home:
             except Refusal as exc:
                 log.info("%s: could not answer counter %s: %s", self.name, acceptance.id[:10], exc)
 
-    async def _consider_offer(self, offer: LedgerOffer) -> None:
+    async def _consider_offer(self, offer: Offer) -> None:
         """Apply the owner's acceptance criteria to a neighbour's offer, once."""
         if offer.id in self._evaluated or offer.seller == self.account:
             return
@@ -689,13 +689,13 @@ class Home:
             except Refusal as exc:
                 log.info("%s: resource update refused: %s", self.name, exc)
 
-    def _pending_offer(self, record: Record) -> LedgerOffer:
+    def _pending_offer(self, record: Record) -> Offer:
         offer = self.ledger.state.offers.get(record.id)
         if offer is not None:
             return offer
         return offer_of(record)
 
-    def _all_open_offers(self, now: int) -> list[LedgerOffer]:
+    def _all_open_offers(self, now: int) -> list[Offer]:
         """Open offers in the ledger and in the pool (signed, not yet sealed)."""
         offers = {
             o.id: o
@@ -708,14 +708,14 @@ class Home:
         cancelled = {r.body["offer"] for r in self.ledger.pool.values() if r.kind == "cancel"}
         return [o for o in offers.values() if o.id not in cancelled]
 
-    def _own_open_offers(self, now: int) -> list[Offer]:
+    def _own_open_offers(self, now: int) -> list[MarketOffer]:
         return [
             _market_offer(o, automatic=o.id in self._automatic)
             for o in self._all_open_offers(now)
             if o.seller == self.account and o.id not in self._cancelled
         ]
 
-    def _others_open_offers(self, now: int) -> list[LedgerOffer]:
+    def _others_open_offers(self, now: int) -> list[Offer]:
         return [o for o in self._all_open_offers(now) if o.seller != self.account]
 
     def _open_requests(self, now: int) -> list[EnergyRequest]:
@@ -998,7 +998,7 @@ class Home:
         usb = self._usb_or_refuse()
         return await usb.set_enabled(port, enabled)
 
-    def _find_offer(self, offer_id: str) -> LedgerOffer:
+    def _find_offer(self, offer_id: str) -> Offer:
         offer = self.ledger.state.offers.get(offer_id)
         if offer is None:
             record = self.ledger.pool.get(offer_id)
@@ -1014,8 +1014,8 @@ def _offer_fields(intent: OfferIntent) -> dict[str, Any]:
     return body
 
 
-def _market_offer(offer: LedgerOffer, automatic: bool = False) -> Offer:
-    return Offer(
+def _market_offer(offer: Offer, automatic: bool = False) -> MarketOffer:
+    return MarketOffer(
         offer_id=offer.id,
         seller=offer.seller,
         terms=OfferIntent(

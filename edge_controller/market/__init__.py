@@ -2,7 +2,8 @@
 
 The app feeds it telemetry and ledger facts and turns its decisions into signed records:
 - `AutoSeller.decide(MarketSnapshot)` -> `PublishOffer` / `WithdrawOffer`
-- `evaluate_offer(AcceptanceCriteria, Offer, ...)` -> `Accept` / `Counter` / `Reject` / `Defer`
+- `evaluate_offer(AcceptanceCriteria, MarketOffer, ...)` -> `Accept` / `Counter` / `Reject` /
+  `Defer`
 - `next_bid(BiddingStrategy, AuctionStanding)`: what to bid, given what the ledger requires
 - `MarketPolicy.to_dict` / `MarketPolicy.from_dict` for `GET`/`PUT /api/v1/policy`
 """
@@ -21,7 +22,7 @@ from edge_controller.market.acceptance import (
 )
 from edge_controller.market.bidding import AuctionStanding, BiddingStrategy, next_bid
 from edge_controller.market.config import Problem, ValidationError
-from edge_controller.market.offers import AuctionTerms, EnergyRequest, Offer, OfferIntent
+from edge_controller.market.offers import AuctionTerms, EnergyRequest, MarketOffer, OfferIntent
 from edge_controller.market.policy import (
     AuctionRule,
     BatterySellRule,
@@ -39,7 +40,7 @@ from edge_controller.market.pricing import (
     TimeOfDayPrice,
     offer_price,
 )
-from edge_controller.market.reasons import Reason
+from edge_controller.market.reasons import DecisionReason
 from edge_controller.market.selling import (
     AutoSeller,
     BatteryReading,
@@ -68,6 +69,7 @@ __all__ = [
     "BatterySellRule",
     "BiddingStrategy",
     "Counter",
+    "DecisionReason",
     "Defer",
     "DemandPrice",
     "EnergyRequest",
@@ -76,10 +78,10 @@ __all__ = [
     "FuelCellSellRule",
     "HourRange",
     "MarketConditions",
+    "MarketOffer",
     "MarketPolicy",
     "MarketSnapshot",
     "Mode",
-    "Offer",
     "OfferIntent",
     "PowerHold",
     "PricingStrategy",
@@ -89,7 +91,6 @@ __all__ = [
     "PvSellRule",
     "QuantityRange",
     "Reading",
-    "Reason",
     "Reject",
     "SellDecision",
     "SellPolicy",

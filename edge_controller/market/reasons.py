@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Reason(StrEnum):
+class DecisionReason(StrEnum):
     """Why the market decided what it did; the value is the stable code the API returns."""
 
     # Selling

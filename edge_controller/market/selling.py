@@ -12,7 +12,7 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge_controller.market.offers import AuctionTerms, EnergyRequest, Offer, OfferIntent
+from edge_controller.market.offers import AuctionTerms, EnergyRequest, MarketOffer, OfferIntent
 from edge_controller.market.policy import (
     BatterySellRule,
     FuelCellSellRule,
@@ -20,7 +20,7 @@ from edge_controller.market.policy import (
     SellPolicy,
 )
 from edge_controller.market.pricing import MarketConditions, offer_price
-from edge_controller.market.reasons import Reason
+from edge_controller.market.reasons import DecisionReason
 from edge_controller.market.units import (
     Mode,
     PowerHold,
@@ -106,7 +106,7 @@ class MarketSnapshot:
 
     now_ms: int
     readings: tuple[Reading, ...] = ()
-    open_offers: tuple[Offer, ...] = ()
+    open_offers: tuple[MarketOffer, ...] = ()
     requests: tuple[EnergyRequest, ...] = ()
     conditions: MarketConditions = field(default_factory=MarketConditions)
 
@@ -116,7 +116,7 @@ class PublishOffer:
     """Sign `intent` as an offer record and broadcast it."""
 
     intent: OfferIntent
-    reason: Reason
+    reason: DecisionReason
     message: str
 
 
@@ -125,7 +125,7 @@ class WithdrawOffer:
     """Cancel our open offer `offer_id`."""
 
     offer_id: str
-    reason: Reason
+    reason: DecisionReason
     message: str
 
 
@@ -187,7 +187,7 @@ class AutoSeller:
     def decide(self, snapshot: MarketSnapshot) -> list[SellDecision]:
         """The offers to publish and withdraw now."""
         decisions: list[SellDecision] = []
-        offers_by_resource: dict[str, list[Offer]] = defaultdict(list)
+        offers_by_resource: dict[str, list[MarketOffer]] = defaultdict(list)
         for offer in snapshot.open_offers:
             offers_by_resource[offer.terms.resource].append(offer)
         readings = sorted(snapshot.readings, key=lambda r: r.resource)
@@ -207,7 +207,7 @@ class AutoSeller:
         return self._policy.fuel_cell
 
     def _threshold(
-        self, reading: Reading, offers: list[Offer], snapshot: MarketSnapshot
+        self, reading: Reading, offers: list[MarketOffer], snapshot: MarketSnapshot
     ) -> list[SellDecision]:
         now = snapshot.now_ms
         ours = [o for o in offers if o.automatic and o.terms.request is None]
@@ -215,7 +215,7 @@ class AutoSeller:
         if rule is None or not self._policy.auto_sell:
             self._triggers.pop(reading.resource, None)
             message = f"Automatic selling of {reading.resource} is off."
-            return _withdraw(ours, Reason.AUTO_SELL_OFF, message)
+            return _withdraw(ours, DecisionReason.AUTO_SELL_OFF, message)
 
         trigger = self._triggers.setdefault(reading.resource, _Trigger())
         enable, disable = _thresholds(rule)
@@ -226,11 +226,13 @@ class AutoSeller:
         if trigger.observe(value, enable, disable, rule, now):
             if not reading.fresh:
                 return _withdraw(
-                    ours, Reason.TELEMETRY_STALE, f"No fresh telemetry from {reading.resource}."
+                    ours,
+                    DecisionReason.TELEMETRY_STALE,
+                    f"No fresh telemetry from {reading.resource}.",
                 )
             return _withdraw(
                 ours,
-                Reason.CONDITION_ENDED,
+                DecisionReason.CONDITION_ENDED,
                 f"{reading.resource} stayed below its disable threshold ({disable:g}).",
             )
 
@@ -270,7 +272,7 @@ class AutoSeller:
     def _answer_requests(
         self,
         readings: Sequence[Reading],
-        offers_by_resource: dict[str, list[Offer]],
+        offers_by_resource: dict[str, list[MarketOffer]],
         snapshot: MarketSnapshot,
     ) -> list[SellDecision]:
         now = snapshot.now_ms
@@ -297,7 +299,7 @@ class AutoSeller:
             if decision is not None:
                 self._answered.add(request.request_id)
                 offers_by_resource[decision.intent.resource].append(
-                    Offer("", self._account, decision.intent, automatic=True)
+                    MarketOffer("", self._account, decision.intent, automatic=True)
                 )
                 decisions.append(decision)
         return decisions
@@ -307,7 +309,7 @@ class AutoSeller:
         request: EnergyRequest,
         price: int,
         readings: Sequence[Reading],
-        offers_by_resource: dict[str, list[Offer]],
+        offers_by_resource: dict[str, list[MarketOffer]],
         now: int,
     ) -> PublishOffer | None:
         # A request whose window has begun can still be served for the rest of it.
@@ -334,7 +336,7 @@ class AutoSeller:
                 request=request.request_id,
             )
             message = f"{reading.resource} answers request {request.request_id}."
-            return PublishOffer(intent, Reason.ANSWER_REQUEST, message)
+            return PublishOffer(intent, DecisionReason.ANSWER_REQUEST, message)
         return None
 
 
@@ -344,7 +346,7 @@ def available_quantity(
     mode: Mode,
     start: int,
     end: int,
-    open_offers: Sequence[Offer] = (),
+    open_offers: Sequence[MarketOffer] = (),
 ) -> int:
     """What `reading`'s resource can still sell for delivery over [start, end).
 
@@ -411,26 +413,30 @@ def _min_offer(rule: SellRule) -> int:
     return rule.min_offer_wh if isinstance(rule, BatterySellRule) else rule.min_offer_w
 
 
-def _publish_reason(reading: Reading, intent: OfferIntent, signal: float) -> tuple[Reason, str]:
+def _publish_reason(
+    reading: Reading, intent: OfferIntent, signal: float
+) -> tuple[DecisionReason, str]:
     unit = "Wh" if intent.mode == "energy" else "W"
     size = f"{intent.quantity} {unit} at {intent.price} per kWh"
     if isinstance(reading, BatteryReading):
         return (
-            Reason.BATTERY_ABOVE_THRESHOLD,
+            DecisionReason.BATTERY_ABOVE_THRESHOLD,
             f"Battery {reading.resource} at {reading.soc_percent:g}%: offering {size}.",
         )
     if isinstance(reading, PvReading):
         return (
-            Reason.PV_SURPLUS_ABOVE_THRESHOLD,
+            DecisionReason.PV_SURPLUS_ABOVE_THRESHOLD,
             f"PV surplus of {reading.surplus_w} W on {reading.resource}: offering {size}.",
         )
     return (
-        Reason.FUEL_CELL_CAPACITY_FREE,
+        DecisionReason.FUEL_CELL_CAPACITY_FREE,
         f"Fuel cell {reading.resource} has {signal:g} W free: offering {size}.",
     )
 
 
-def _withdraw(offers: Sequence[Offer], reason: Reason, message: str) -> list[SellDecision]:
+def _withdraw(
+    offers: Sequence[MarketOffer], reason: DecisionReason, message: str
+) -> list[SellDecision]:
     return [WithdrawOffer(o.offer_id, reason, message) for o in offers]
 
 

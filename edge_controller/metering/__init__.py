@@ -37,7 +37,7 @@ from edge_controller.metering.tree import (
     OwnerEnergy,
     PeriodFigures,
     PointFigure,
-    Reading,
+    TapReading,
     Transfer,
 )
 
@@ -56,11 +56,11 @@ __all__ = [
     "PeriodSettlement",
     "PointFigure",
     "Problem",
-    "Reading",
     "Restore",
     "SettlementBook",
     "SettlementConfig",
     "SettlementPeriod",
+    "TapReading",
     "Tolerance",
     "Transfer",
     "is_aligned",

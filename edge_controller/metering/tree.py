@@ -59,7 +59,7 @@ class MeteringPoint:
 
 
 @dataclass(frozen=True)
-class Reading:
+class TapReading:
     """What one metering point measured in one period, in each direction."""
 
     point: str
@@ -269,7 +269,7 @@ class MeteringTree:
             self.points, (*self.transfers, Transfer(point_id, new_owner, effective_ms))
         )
 
-    def figures(self, period: SettlementPeriod, readings: Iterable[Reading]) -> PeriodFigures:
+    def figures(self, period: SettlementPeriod, readings: Iterable[TapReading]) -> PeriodFigures:
         """Each owner's energy in `period` from the points' readings (seed 003, FIG. 7).
 
         Every accounting point needs a reading; sub-meters below an accounting point of the
@@ -338,9 +338,9 @@ class MeteringTree:
         )
 
     def _readings_by_point(
-        self, period: SettlementPeriod, readings: Iterable[Reading]
-    ) -> dict[str, Reading]:
-        by_point: dict[str, Reading] = {}
+        self, period: SettlementPeriod, readings: Iterable[TapReading]
+    ) -> dict[str, TapReading]:
+        by_point: dict[str, TapReading] = {}
         for reading in readings:
             if reading.point not in self._by_id:
                 raise MeteringError(

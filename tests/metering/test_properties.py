@@ -17,10 +17,10 @@ from edge_controller.metering import (
     CutOff,
     MeteringPoint,
     MeteringTree,
-    Reading,
     Restore,
     SettlementBook,
     SettlementConfig,
+    TapReading,
 )
 
 from .support import MINUTE, flat_figures, minute
@@ -58,7 +58,7 @@ def test_tree_figures_conserve_energy_and_never_double_count(
 ) -> None:
     period = minute(0)
     figures = case.tree.figures(
-        period, [Reading(p, period, i, e) for p, (i, e) in case.readings.items()]
+        period, [TapReading(p, period, i, e) for p, (i, e) in case.readings.items()]
     )
     assert sum(o.net_wh for o in figures.owners) == figures.grid_net_wh
     assert all(o.import_wh >= 0 and o.export_wh >= 0 for o in figures.owners)
@@ -68,7 +68,9 @@ def test_tree_figures_conserve_energy_and_never_double_count(
         p: case.readings[p] if p in accounting else (data.draw(WH), data.draw(WH))
         for p in case.readings
     }
-    again = case.tree.figures(period, [Reading(p, period, i, e) for p, (i, e) in changed.items()])
+    again = case.tree.figures(
+        period, [TapReading(p, period, i, e) for p, (i, e) in changed.items()]
+    )
     assert again == figures
 
 
