@@ -65,8 +65,8 @@ from edge_controller.market import (
     PowerHold,
     PublishOffer,
     PvReading,
-    Reading,
     Reject,
+    ResourceReading,
     SellerStanding,
     ValidationError,
     WithdrawOffer,
@@ -595,8 +595,8 @@ class Home:
         energy trades at their average power, and what they hold is not for sale again."""
         return tuple(PowerHold(*hold) for hold in power_holds(self.ledger.state, resource_id))
 
-    def _market_readings(self, now: int) -> list[Reading]:
-        readings: list[Reading] = []
+    def _market_readings(self, now: int) -> list[ResourceReading]:
+        readings: list[ResourceReading] = []
         grid = next((d for d in self.devices if d.capabilities.grid_meter), None)
         grid_meter = grid.capabilities.grid_meter if grid else None
         grid_reading = grid_meter.power_w() if grid_meter else None

@@ -30,6 +30,7 @@ from edge_controller.market.policy import (
     MarketPolicy,
     PvSellRule,
     SellPolicy,
+    SellRule,
 )
 from edge_controller.market.pricing import (
     DemandPrice,
@@ -40,15 +41,18 @@ from edge_controller.market.pricing import (
     TimeOfDayPrice,
     offer_price,
 )
+from edge_controller.market.readings import (
+    BatteryReading,
+    FuelCellReading,
+    PvReading,
+    ResourceReading,
+    Supply,
+)
 from edge_controller.market.reasons import DecisionReason
 from edge_controller.market.selling import (
     AutoSeller,
-    BatteryReading,
-    FuelCellReading,
     MarketSnapshot,
     PublishOffer,
-    PvReading,
-    Reading,
     SellDecision,
     WithdrawOffer,
     available_quantity,
@@ -90,11 +94,13 @@ __all__ = [
     "PvReading",
     "PvSellRule",
     "QuantityRange",
-    "Reading",
     "Reject",
+    "ResourceReading",
     "SellDecision",
     "SellPolicy",
+    "SellRule",
     "SellerStanding",
+    "Supply",
     "TimeOfDayPrice",
     "ValidationError",
     "WithdrawOffer",

@@ -25,7 +25,7 @@ from edge_controller.market import (
     PublishOffer,
     PvReading,
     PvSellRule,
-    Reading,
+    ResourceReading,
     SellDecision,
     SellPolicy,
     WithdrawOffer,
@@ -76,7 +76,7 @@ class FakeApp:
     log: list[tuple[int, SellDecision]] = field(default_factory=list)
     requests: tuple[EnergyRequest, ...] = ()
 
-    def tick(self, now_ms: int, *readings: Reading) -> list[SellDecision]:
+    def tick(self, now_ms: int, *readings: ResourceReading) -> list[SellDecision]:
         self.open_offers = {k: o for k, o in self.open_offers.items() if o.terms.expires > now_ms}
         snapshot = MarketSnapshot(
             now_ms=now_ms,
