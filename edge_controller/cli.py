@@ -18,10 +18,14 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_controller import __version__
-from edge_controller.ledger.errors import Rejected
-from edge_controller.ledger.genesis import Consensus, Genesis
-from edge_controller.ledger.keys import KeyPair
-from edge_controller.ledger.verify import ChainFileError, StoredChain
+from edge_controller.ledger import (
+    ChainFileError,
+    Consensus,
+    Genesis,
+    KeyPair,
+    Rejected,
+    StoredChain,
+)
 
 EXIT_OK = 0
 EXIT_INVALID = 1

@@ -47,8 +47,14 @@ from edge_controller.devices.simulators import (
     SimulatedHardware,
     SimulatedSite,
 )
-from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected, sign_record
-from edge_controller.ledger.store import StoreMismatch
+from edge_controller.ledger import (
+    Consensus,
+    Genesis,
+    KeyPair,
+    Rejected,
+    StoreMismatch,
+    sign_record,
+)
 from edge_controller.market import (
     AcceptanceCriteria,
     BatterySellRule,

@@ -23,17 +23,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_controller.app.site import Setpoints, SiteDevice
-from edge_controller.ledger.rules import allocated_export, trade_power_w
-from edge_controller.ledger.state import State, Trade
-from edge_controller.metering import (
-    Direction,
-    MeteringError,
-    Reading,
-    SettlementPeriod,
-    Tolerance,
-    allocate,
+from edge_controller.ledger import (
+    State,
+    Trade,
+    allocated_export,
+    allocated_import,
+    trade_power_w,
 )
-from edge_controller.metering import Trade as MeteredTrade
+from edge_controller.metering import Tolerance
 
 log = logging.getLogger(__name__)
 
@@ -230,7 +227,7 @@ class Delivery:
             if covered < trade.end:
                 continue
             seller_wh = allocated_export(state, trade)
-            buyer_wh = sum(imported_for(state, meter, trade, self.account) for meter in my_meters)
+            buyer_wh = sum(allocated_import(state, meter, trade) for meter in my_meters)
             agree = abs(seller_wh - buyer_wh) <= self.tolerance.allowed_wh(seller_wh, buyer_wh)
             if agree or buyer_wh >= seller_wh:
                 # Within tolerance, or we took in more than was sent: nothing to hold back.
@@ -278,38 +275,3 @@ def _trades_of(state: State, resource: str) -> list[Trade]:
     commitments = state.commitments.get(resource)
     held = commitments.trades if commitments else ()
     return [state.trades.rows[t] for t in held]
-
-
-def _readings(state: State, resource: str) -> list[Reading]:
-    log_ = state.meters.get(resource)
-    if log_ is None:
-        return []
-    readings = []
-    for i in range(log_.count):
-        r = state.readings.rows[f"{resource}#{i}"]
-        readings.append(
-            Reading(resource, SettlementPeriod(r.start, r.end), r.import_wh, r.export_wh)
-        )
-    return readings
-
-
-def imported_for(state: State, meter: str, trade: Trade, buyer: str) -> int:
-    """What the buyer's meter took in for `trade`, sharing its import among the buyer's
-    overlapping purchases first-in-first-out."""
-    trades = [
-        t
-        for t in state.trades.rows.values()
-        if t.buyer == buyer and t.start < trade.end and trade.start < t.end
-    ]
-    return _allocated(_readings(state, meter), trades, trade.id, Direction.IMPORT)
-
-
-def _allocated(
-    readings: list[Reading], trades: list[Trade], trade_id: str, direction: Direction
-) -> int:
-    metered = [MeteredTrade(t.id, t.start, t.end, t.energy_wh, t.time) for t in trades]
-    try:
-        return allocate(readings, metered, direction).delivery(trade_id).delivered_wh
-    except MeteringError as exc:
-        log.warning("allocation of %s failed: %s", trade_id[:10], exc)
-        return 0

@@ -15,9 +15,17 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from edge_controller.devices import Clock
-from edge_controller.ledger import Genesis, KeyPair, Ledger, Reason, Record, Rejected
-from edge_controller.ledger.records import sign_record
-from edge_controller.ledger.sync import Outgoing, SyncNode
+from edge_controller.ledger import (
+    Genesis,
+    KeyPair,
+    Ledger,
+    Outgoing,
+    Reason,
+    Record,
+    Rejected,
+    SyncNode,
+    sign_record,
+)
 from edge_controller.network import InboundMessage, LinkStats, MessageHandler, MessageKind
 from edge_controller.refusal import Refusal, Why
 

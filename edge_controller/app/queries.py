@@ -12,21 +12,19 @@ from typing import Any
 
 from edge_controller.app.site import SiteDevice
 from edge_controller.app.views import block_view, offer_view, resource_view, trade_view, wallet_view
-from edge_controller.ledger import Ledger, Record
-from edge_controller.ledger.rules import offer_of
-from edge_controller.ledger.state import Offer as LedgerOffer
+from edge_controller.ledger import Ledger, Offer, Record, offer_of
 from edge_controller.refusal import Refusal, Why
 
 MARKET_WINDOW_MS = 24 * 3_600_000
 
 
-def pending_offer(ledger: Ledger, record: Record) -> LedgerOffer:
+def pending_offer(ledger: Ledger, record: Record) -> Offer:
     """The offer a record makes: as the ledger holds it, or as it will once sealed."""
     offer = ledger.state.offers.get(record.id)
     return offer if offer is not None else offer_of(record)
 
 
-def open_offers(ledger: Ledger, now: int) -> list[LedgerOffer]:
+def open_offers(ledger: Ledger, now: int) -> list[Offer]:
     """Open offers in the ledger and in the pool (signed, not yet sealed), less those a
     pooled cancel withdraws."""
     offers = {
@@ -39,7 +37,7 @@ def open_offers(ledger: Ledger, now: int) -> list[LedgerOffer]:
     return [o for o in offers.values() if o.id not in cancelled]
 
 
-def find_offer(ledger: Ledger, offer_id: str) -> LedgerOffer:
+def find_offer(ledger: Ledger, offer_id: str) -> Offer:
     """An offer by id, sealed or pooled; a not-found refusal otherwise."""
     offer = ledger.state.offers.get(offer_id)
     if offer is not None:

@@ -26,15 +26,13 @@ from edge_controller.devices import (
 )
 from edge_controller.devices.readings import Reading as Sample
 from edge_controller.devices.roles import Role
-from edge_controller.ledger.state import Resource
+from edge_controller.ledger import Resource
 from edge_controller.market import (
     BatteryReading,
     FuelCellReading,
     PowerHold,
     PvReading,
-)
-from edge_controller.market import (
-    Reading as MarketReading,
+    ResourceReading,
 )
 
 log = logging.getLogger(__name__)
@@ -98,7 +96,7 @@ class SiteDevice:
 
     def market_reading(
         self, resource: Resource, holds: tuple[PowerHold, ...], site: SiteContext
-    ) -> MarketReading | None:
+    ) -> ResourceReading | None:
         """What the market may sell from this device now; None: nothing (a meter)."""
         return None
 
@@ -115,7 +113,7 @@ class BatterySite(SiteDevice):
 
     def market_reading(
         self, resource: Resource, holds: tuple[PowerHold, ...], site: SiteContext
-    ) -> MarketReading | None:
+    ) -> ResourceReading | None:
         battery = self.capabilities.battery
         if battery is None:
             return None
@@ -159,7 +157,7 @@ class FuelCellSite(SiteDevice):
 
     def market_reading(
         self, resource: Resource, holds: tuple[PowerHold, ...], site: SiteContext
-    ) -> MarketReading | None:
+    ) -> ResourceReading | None:
         cell = self.capabilities.fuel_cell
         if cell is None:
             return None
@@ -200,7 +198,7 @@ class PvSite(SiteDevice):
 
     def market_reading(
         self, resource: Resource, holds: tuple[PowerHold, ...], site: SiteContext
-    ) -> MarketReading | None:
+    ) -> ResourceReading | None:
         meter = self.capabilities.power_meter
         pv = meter.power_w() if meter is not None else None
         if pv is None:

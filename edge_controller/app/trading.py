@@ -15,10 +15,7 @@ from typing import Any
 from edge_controller.app.node import LedgerNode
 from edge_controller.app.queries import open_offers, pending_offer
 from edge_controller.app.site import SiteContext, SiteDevice, grid_power
-from edge_controller.ledger import Record
-from edge_controller.ledger.rules import energy_of, power_holds
-from edge_controller.ledger.state import Offer as LedgerOffer
-from edge_controller.ledger.state import Resource
+from edge_controller.ledger import Offer, Record, Resource, energy_of, power_holds
 from edge_controller.market import (
     Accept,
     AuctionTerms,
@@ -26,14 +23,14 @@ from edge_controller.market import (
     Counter,
     EnergyRequest,
     MarketConditions,
+    MarketOffer,
     MarketPolicy,
     MarketSnapshot,
-    Offer,
     OfferIntent,
     PowerHold,
     PublishOffer,
-    Reading,
     Reject,
+    ResourceReading,
     SellerStanding,
     WithdrawOffer,
     confirms_counter,
@@ -110,7 +107,7 @@ class Trader:
 
     # --- buying --------------------------------------------------------------------------
 
-    async def consider(self, offer: LedgerOffer) -> None:
+    async def consider(self, offer: Offer) -> None:
         """Apply the owner's acceptance criteria to a neighbour's offer, once."""
         if offer.id in self._evaluated or offer.seller == self.account:
             return
@@ -177,7 +174,7 @@ class Trader:
         resource = self.ledger.state.resources.get(device.resource_id)
         return resource if resource is not None and resource.owner == self.account else None
 
-    def market_readings(self, now: int) -> list[Reading]:
+    def market_readings(self, now: int) -> list[ResourceReading]:
         """What each device may sell now, with what trades hold of its resource."""
         site = SiteContext(now=now, grid_power=grid_power(self.devices))
         readings = []
@@ -217,7 +214,7 @@ class Trader:
             except Refusal as exc:
                 log.info("%s: resource update refused: %s", self.name, exc)
 
-    def _own_open_offers(self, now: int) -> list[Offer]:
+    def _own_open_offers(self, now: int) -> list[MarketOffer]:
         return [
             market_offer(o, automatic=o.id in self._automatic)
             for o in open_offers(self.ledger, now)
@@ -261,9 +258,9 @@ def _offer_fields(intent: OfferIntent) -> dict[str, Any]:
     return body
 
 
-def market_offer(offer: LedgerOffer, automatic: bool = False) -> Offer:
+def market_offer(offer: Offer, automatic: bool = False) -> MarketOffer:
     """A ledger offer as the market sees it: its remaining quantity on its terms."""
-    return Offer(
+    return MarketOffer(
         offer_id=offer.id,
         seller=offer.seller,
         terms=OfferIntent(

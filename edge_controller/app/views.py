@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_controller.ledger.block import Block
-from edge_controller.ledger.state import Account, Offer, Resource, Trade
+from edge_controller.ledger import Account, Block, Offer, Resource, Trade
 
 
 def offer_view(offer: Offer, now: int, pending: bool = False) -> dict[str, Any]:

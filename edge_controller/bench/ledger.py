@@ -37,14 +37,23 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from edge_controller.ledger.block import Block, Header, record_root, seal
-from edge_controller.ledger.chain import Ledger, genesis_entry
-from edge_controller.ledger.consensus import in_turn_sealer
-from edge_controller.ledger.genesis import Consensus, Genesis
-from edge_controller.ledger.keys import KeyPair
-from edge_controller.ledger.parallel import SignaturePool
-from edge_controller.ledger.records import Record, sign_record, signing_message
-from edge_controller.ledger.sync import MAX_BLOCKS
+from edge_controller.ledger import (
+    MAX_BLOCKS,
+    Block,
+    Consensus,
+    Genesis,
+    Header,
+    KeyPair,
+    Ledger,
+    Record,
+    SignaturePool,
+    genesis_entry,
+    in_turn_sealer,
+    record_root,
+    seal,
+    sign_record,
+    signing_message,
+)
 
 SLOT_MS = 15 * 60 * 1000
 MINUTE_MS = 60_000

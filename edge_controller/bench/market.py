@@ -46,8 +46,14 @@ from edge_controller.devices import (
     simple_generic_profile,
 )
 from edge_controller.devices.simulators import BatteryModel
-from edge_controller.ledger import Consensus, Genesis, KeyPair, parse_record, sign_record
-from edge_controller.ledger.verify import StoredChain
+from edge_controller.ledger import (
+    Consensus,
+    Genesis,
+    KeyPair,
+    StoredChain,
+    parse_record,
+    sign_record,
+)
 
 BATTERY = (Quantity.SOC_PERCENT, Quantity.CAPACITY_WH, Quantity.BATTERY_POWER_W)
 THRESHOLD = 80

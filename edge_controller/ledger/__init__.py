@@ -2,34 +2,80 @@
 
 This package never imports the transport, the devices, the API or the market: given the
 same blocks every node reaches the same state, and another consensus engine could host it.
+
+Everything outside the package imports from here: the chain and its storage, records and
+blocks, the state's rows, and the read API of `queries` (the figures the rules work with).
 """
 
-from .block import Block, Header, parse_block
-from .chain import BlockResult, Ledger
+from .block import Block, Header, parse_block, record_root, seal
+from .chain import BlockResult, Ledger, genesis_entry
+from .consensus import in_turn_sealer
 from .errors import Reason, Rejected
 from .genesis import Consensus, Genesis
 from .keys import KeyPair, Verifier, account_id
-from .records import Record, parse_record, sign_record
-from .state import State
-from .store import MemoryStore, SqliteStore
+from .parallel import SignaturePool
+from .queries import (
+    allocated_export,
+    allocated_import,
+    bidding_open,
+    cost_of,
+    energy_of,
+    metered_export,
+    minimum_bid,
+    offer_of,
+    power_holds,
+    trade_power_w,
+)
+from .records import Record, parse_record, sign_record, signing_message
+from .state import Account, Commitments, Offer, Resource, State, Trade
+from .store import MemoryStore, SqliteStore, StoreMismatch
+from .sync import MAX_BLOCKS, Outgoing, SyncNode
+from .verify import ChainFileError, StoredChain
 
 __all__ = [
+    "MAX_BLOCKS",
+    "Account",
     "Block",
     "BlockResult",
+    "ChainFileError",
+    "Commitments",
     "Consensus",
     "Genesis",
     "Header",
     "KeyPair",
     "Ledger",
     "MemoryStore",
+    "Offer",
+    "Outgoing",
     "Reason",
     "Record",
     "Rejected",
+    "Resource",
+    "SignaturePool",
     "SqliteStore",
     "State",
+    "StoreMismatch",
+    "StoredChain",
+    "SyncNode",
+    "Trade",
     "Verifier",
     "account_id",
+    "allocated_export",
+    "allocated_import",
+    "bidding_open",
+    "cost_of",
+    "energy_of",
+    "genesis_entry",
+    "in_turn_sealer",
+    "metered_export",
+    "minimum_bid",
+    "offer_of",
     "parse_block",
     "parse_record",
+    "power_holds",
+    "record_root",
+    "seal",
     "sign_record",
+    "signing_message",
+    "trade_power_w",
 ]

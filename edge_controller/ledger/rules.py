@@ -7,13 +7,25 @@ reason code; `apply_record` then leaves the state exactly as it found it.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Reason, Rejected
 from .genesis import Genesis
 from .keys import account_id
+from .queries import (
+    allocated_export,
+    average_power_w,
+    bidding_open,
+    cost_of,
+    energy_of,
+    metered_export,
+    minimum_bid,
+    offer_of,
+    peak_power,
+    reach_back,
+)
 from .records import MAX_WINDOW_MS, Record
 from .state import (
     Acceptance,
@@ -31,8 +43,6 @@ from .state import (
     evolve,
 )
 
-MS_PER_HOUR = 3_600_000
-
 
 @dataclass
 class BlockContext:
@@ -49,18 +59,6 @@ class BlockContext:
 
     def __post_init__(self) -> None:
         self.registrars = frozenset(account_id(k) for k in self.genesis.registrars)
-
-
-def energy_of(mode: str, quantity: int, start: int, end: int) -> int:
-    """Wh a trade delivers: the quantity itself, or capacity W held over the window."""
-    if mode == "energy":
-        return quantity
-    return quantity * (end - start) // MS_PER_HOUR
-
-
-def cost_of(energy_wh: int, price_per_kwh: int) -> int:
-    """Milli-units a buyer pays for `energy_wh` at `price_per_kwh` milli-units per kWh."""
-    return energy_wh * price_per_kwh // 1000
 
 
 # --- the entry point -----------------------------------------------------------------------
@@ -181,55 +179,6 @@ def _check_addressee(offer: Offer, buyer: str) -> None:
         raise Rejected(Reason.NOT_ADDRESSEE, f"offer {offer.id[:12]} is private to other homes")
 
 
-def average_power_w(energy_wh: int, start: int, end: int) -> int:
-    """The power in W an energy trade asks of its resource: its Wh spread evenly over the
-    window, rounded up so that the ledger never books less than delivery draws."""
-    if end <= start:
-        return 0
-    return -(-energy_wh * MS_PER_HOUR // (end - start))
-
-
-def trade_power_w(state: State, trade: Trade) -> int:
-    """The power a trade holds of its resource while its window runs: a capacity trade its
-    W, an energy trade its average power over the window it was agreed for (a termination
-    shortens `trade.end` but not the rate it was booked at, as for capacity)."""
-    if trade.mode == "capacity":
-        return trade.quantity
-    offer = state.offers.get(trade.offer)
-    # The offer's window is the one the trade was booked over (a termination shortens only
-    # the trade's); the trade's own start and end stand in where the offer is not kept.
-    start, end = (offer.start, offer.end) if offer is not None else (trade.start, trade.end)
-    return average_power_w(trade.energy_wh, start, end)
-
-
-def power_holds(state: State, resource_id: str) -> Iterator[tuple[int, int, int]]:
-    """(start, end, W) of each trade that holds a resource's power: capacity trades at
-    their W, energy trades at their average power."""
-    commitments = state.commitments.get(resource_id)
-    if commitments is None:
-        return
-    for trade_id in commitments.trades:
-        t = state.trades.rows[trade_id]
-        yield t.start, t.end, trade_power_w(state, t)
-
-
-def peak_power(state: State, resource_id: str, start: int, end: int) -> int:
-    """The highest sum of the power a resource's trades hold at any instant of a window."""
-    events: list[tuple[int, int]] = []
-    for t_start, t_end, power in power_holds(state, resource_id):
-        if t_start < end and start < t_end:
-            events.append((max(t_start, start), power))
-            events.append((min(t_end, end), -power))
-    # Windows are half-open: a commitment ending at t frees its power for one starting at t,
-    # so at equal times the releases (negative) sort first.
-    events.sort()
-    peak = running = 0
-    for _, delta in events:
-        running += delta
-        peak = max(peak, running)
-    return peak
-
-
 def _check_resource_can_supply(
     state: State, resource: Resource, mode: str, quantity: int, start: int, end: int
 ) -> None:
@@ -337,86 +286,16 @@ def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
         state.commitments.delete(resource.id)
 
 
-def _reach_back(trades: list[Trade], start: int) -> int:
-    """How far back the chain of trades overlapping `start` reaches: earlier trades take
-    their first-in-first-out share from readings before a later trade's window too."""
-    moved = True
-    while moved:
-        moved = False
-        for earlier in trades:
-            if earlier.start < start < earlier.end:
-                start, moved = earlier.start, True
-    return start
-
-
 def _remember_trade(state: State, resource_id: str, trade_id: str, now: int) -> None:
     """Add a trade to its resource's list, dropping those no unsettled trade (nor any
     trade from now on) can share a reading with any more."""
     index = state.resource_trades.get(resource_id)
     trades = [state.trades.rows[t] for t in (*(index.trades if index else ()), trade_id)]
     open_starts = [t.start for t in trades if t.status != "settled"]
-    horizon = _reach_back(trades, min([now, *open_starts]))
+    horizon = reach_back(trades, min([now, *open_starts]))
     state.resource_trades.put(
         resource_id, Commitments(tuple(t.id for t in trades if t.end > horizon))
     )
-
-
-def allocated_export(state: State, trade: Trade) -> int:
-    """What the resource's signed meter readings delivered to `trade`: in each reading, the
-    trades whose window it overlaps take, in the order they were made, their pro-rata part
-    of its export, each up to what remains of its agreed energy (first-in-first-out)."""
-    index = state.resource_trades.get(trade.resource)
-    trades = [state.trades.rows[t] for t in (index.trades if index else (trade.id,))]
-    start = _reach_back(trades, trade.start)
-    sharing = [t for t in trades if t.start < trade.end and start < t.end]
-    if trade.id not in {t.id for t in sharing}:
-        return 0
-    remaining = {t.id: t.energy_wh for t in sharing}
-    for reading in _readings_between(state, trade.resource, start, trade.end):
-        available = reading.export_wh
-        length = reading.end - reading.start
-        for t in sharing:
-            overlap = min(reading.end, t.end) - max(reading.start, t.start)
-            if overlap <= 0 or remaining[t.id] == 0:
-                continue
-            taken = min(remaining[t.id], reading.export_wh * overlap // length, available)
-            remaining[t.id] -= taken
-            available -= taken
-    return trade.energy_wh - remaining[trade.id]
-
-
-def _readings_between(state: State, resource_id: str, start: int, end: int) -> list[Reading]:
-    """The resource's readings overlapping [start, end), oldest first."""
-    log = state.meters.get(resource_id)
-    found: list[Reading] = []
-    if log is None:
-        return found
-    for i in range(log.count - 1, -1, -1):
-        reading = state.readings.rows[f"{resource_id}#{i}"]
-        if reading.end <= start:
-            break
-        if reading.start < end:
-            found.append(reading)
-    found.reverse()
-    return found
-
-
-def metered_export(state: State, resource_id: str, start: int, end: int) -> int:
-    """Export a resource's meter recorded within [start, end), pro rata for readings that
-    straddle the window's edges."""
-    log = state.meters.get(resource_id)
-    if log is None:
-        return 0
-    total = 0
-    # Readings are kept in time order; walk back from the newest to the window's start.
-    for i in range(log.count - 1, -1, -1):
-        r = state.readings.rows[f"{resource_id}#{i}"]
-        if r.end <= start:
-            break
-        overlap = min(r.end, end) - max(r.start, start)
-        if overlap > 0:
-            total += r.export_wh * overlap // (r.end - r.start)
-    return total
 
 
 # --- one handler per record kind -----------------------------------------------------------
@@ -456,30 +335,6 @@ def _resource_update(state: State, record: Record, ctx: BlockContext, body: dict
     if body["available_wh"] > resource.capacity_wh:
         raise Rejected(Reason.EXCEEDS_ENERGY, "available energy above the registered capacity")
     state.resources.put(resource.id, evolve(resource, available_wh=body["available_wh"]))
-
-
-def offer_of(record: Record) -> Offer:
-    """The offer an offer record makes, before any of it is sold."""
-    body = record.body
-    auction = body.get("auction") or {}
-    return Offer(
-        id=record.id,
-        seller=record.account,
-        resource=body["resource"],
-        mode=body["mode"],
-        quantity=body["quantity"],
-        remaining=body["quantity"],
-        price=body["price"],
-        start=body["start"],
-        end=body["end"],
-        expires=body["expires"],
-        to=tuple(body.get("to", ())),
-        min_quantity=body.get("min_quantity", 1),
-        request=body.get("request", ""),
-        auction_closes=auction.get("closes", 0),
-        auction_cap=auction.get("cap", 0),
-        time=body["time"],
-    )
 
 
 def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -608,14 +463,14 @@ def _bid(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) 
     offer = _offer(state, body["offer"])
     if not offer.is_auction:
         raise Rejected(Reason.NOT_AN_AUCTION, f"offer {offer.id[:12]} is not an auction")
-    if offer.status != "open" or ctx.time >= offer.auction_closes:
+    if not bidding_open(offer, ctx.time):
         raise Rejected(Reason.AUCTION_CLOSED, f"auction {offer.id[:12]} has closed")
     _check_addressee(offer, record.account)
     price = body["price"]
     if price > offer.auction_cap:
         raise Rejected(Reason.BID_ABOVE_CAP, f"bids are capped at {offer.auction_cap}")
-    if price < offer.price or (offer.best_bidder and price <= offer.best_bid_price):
-        floor = max(offer.price, offer.best_bid_price + 1 if offer.best_bidder else 0)
+    floor = minimum_bid(offer)
+    if price < floor:
         raise Rejected(Reason.BID_TOO_LOW, f"the next bid must be at least {floor}")
     if offer.best_bidder:
         _credit(state, offer.best_bidder, offer.best_bid_cost, -offer.best_bid_cost)

@@ -2,8 +2,9 @@
 
 The app feeds it telemetry and ledger facts and turns its decisions into signed records:
 - `AutoSeller.decide(MarketSnapshot)` -> `PublishOffer` / `WithdrawOffer`
-- `evaluate_offer(AcceptanceCriteria, Offer, ...)` -> `Accept` / `Counter` / `Reject` / `Defer`
-- `auction_outcome(Offer, bids, now_ms)` and `next_bid(BiddingStrategy, ...)`
+- `evaluate_offer(AcceptanceCriteria, MarketOffer, ...)` -> `Accept` / `Counter` / `Reject` /
+  `Defer`
+- `next_bid(BiddingStrategy, AuctionStanding)`: what to bid, given what the ledger requires
 - `MarketPolicy.to_dict` / `MarketPolicy.from_dict` for `GET`/`PUT /api/v1/policy`
 """
 
@@ -18,19 +19,10 @@ from edge_controller.market.acceptance import (
     Reject,
     SellerStanding,
     evaluate_offer,
-    rank_offers,
 )
-from edge_controller.market.auction import (
-    AuctionOutcome,
-    Bid,
-    BiddingStrategy,
-    BidRefusal,
-    auction_outcome,
-    check_bid,
-    next_bid,
-)
+from edge_controller.market.bidding import AuctionStanding, BiddingStrategy, next_bid
 from edge_controller.market.config import Problem, ValidationError
-from edge_controller.market.offers import AuctionTerms, EnergyRequest, Offer, OfferIntent
+from edge_controller.market.offers import AuctionTerms, EnergyRequest, MarketOffer, OfferIntent
 from edge_controller.market.policy import (
     AuctionRule,
     BatterySellRule,
@@ -38,6 +30,7 @@ from edge_controller.market.policy import (
     MarketPolicy,
     PvSellRule,
     SellPolicy,
+    SellRule,
 )
 from edge_controller.market.pricing import (
     DemandPrice,
@@ -48,15 +41,18 @@ from edge_controller.market.pricing import (
     TimeOfDayPrice,
     offer_price,
 )
-from edge_controller.market.reasons import Reason
-from edge_controller.market.selling import (
-    AutoSeller,
+from edge_controller.market.readings import (
     BatteryReading,
     FuelCellReading,
+    PvReading,
+    ResourceReading,
+    Supply,
+)
+from edge_controller.market.reasons import DecisionReason
+from edge_controller.market.selling import (
+    AutoSeller,
     MarketSnapshot,
     PublishOffer,
-    PvReading,
-    Reading,
     SellDecision,
     WithdrawOffer,
     available_quantity,
@@ -69,16 +65,15 @@ __all__ = [
     "AcceptanceCriteria",
     "AcceptanceDecision",
     "AllowedHours",
-    "AuctionOutcome",
     "AuctionRule",
+    "AuctionStanding",
     "AuctionTerms",
     "AutoSeller",
     "BatteryReading",
     "BatterySellRule",
-    "Bid",
-    "BidRefusal",
     "BiddingStrategy",
     "Counter",
+    "DecisionReason",
     "Defer",
     "DemandPrice",
     "EnergyRequest",
@@ -87,10 +82,10 @@ __all__ = [
     "FuelCellSellRule",
     "HourRange",
     "MarketConditions",
+    "MarketOffer",
     "MarketPolicy",
     "MarketSnapshot",
     "Mode",
-    "Offer",
     "OfferIntent",
     "PowerHold",
     "PricingStrategy",
@@ -99,23 +94,21 @@ __all__ = [
     "PvReading",
     "PvSellRule",
     "QuantityRange",
-    "Reading",
-    "Reason",
     "Reject",
+    "ResourceReading",
     "SellDecision",
     "SellPolicy",
+    "SellRule",
     "SellerStanding",
+    "Supply",
     "TimeOfDayPrice",
     "ValidationError",
     "WithdrawOffer",
-    "auction_outcome",
     "available_quantity",
     "capacity_energy_wh",
-    "check_bid",
     "confirms_counter",
     "energy_cost",
     "evaluate_offer",
     "next_bid",
     "offer_price",
-    "rank_offers",
 ]

@@ -2,17 +2,16 @@
 
 `evaluate_offer` turns one offer into one decision: `Accept` (possibly part of it),
 `Counter` (a changed price and/or quantity), `Reject` (sent or silent) or `Defer` (leave
-it to the owner). Every decision carries a `Reason` code and a message for a person.
+it to the owner). Every decision carries a `DecisionReason` code and a message for a person.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_controller.market.config import Checks
-from edge_controller.market.offers import Offer, OfferIntent
-from edge_controller.market.reasons import Reason
+from edge_controller.market.offers import MarketOffer, OfferIntent
+from edge_controller.market.reasons import DecisionReason
 from edge_controller.market.units import HOURS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
 
 MAX_RATING = 10
@@ -113,7 +112,7 @@ class Accept:
     """Accept `quantity` of the offer (less than all of it is a partial acceptance)."""
 
     quantity: int
-    reason: Reason
+    reason: DecisionReason
     message: str
 
 
@@ -123,7 +122,7 @@ class Counter:
 
     price: int | None
     quantity: int | None
-    reason: Reason
+    reason: DecisionReason
     message: str
 
 
@@ -131,7 +130,7 @@ class Counter:
 class Reject:
     """Refuse the offer; a silent rejection is only logged, never sent to the seller."""
 
-    reason: Reason
+    reason: DecisionReason
     message: str
     silent: bool
 
@@ -140,7 +139,7 @@ class Reject:
 class Defer:
     """Leave the offer to the owner (auto-buy is off, or it is an auction to bid in)."""
 
-    reason: Reason
+    reason: DecisionReason
     message: str
 
 
@@ -149,7 +148,7 @@ AcceptanceDecision = Accept | Counter | Reject | Defer
 
 def evaluate_offer(
     criteria: AcceptanceCriteria,
-    offer: Offer,
+    offer: MarketOffer,
     *,
     me: str,
     now_ms: int,
@@ -169,26 +168,32 @@ def evaluate_offer(
     silent = not (criteria.announce_rejections and addressed)
 
     if offer.seller == me:
-        return Reject(Reason.OWN_OFFER, "This is our own offer.", silent=True)
+        return Reject(DecisionReason.OWN_OFFER, "This is our own offer.", silent=True)
     if terms.to and not addressed:
-        return Reject(Reason.NOT_ADDRESSED_TO_US, "The offer is private to others.", silent=True)
+        return Reject(
+            DecisionReason.NOT_ADDRESSED_TO_US, "The offer is private to others.", silent=True
+        )
     if offer.seller in criteria.blocked_sellers:
-        return Reject(Reason.SELLER_BLOCKED, f"Seller {offer.seller} is blocked.", silent=True)
+        return Reject(
+            DecisionReason.SELLER_BLOCKED, f"Seller {offer.seller} is blocked.", silent=True
+        )
     if terms.expires <= now_ms or terms.end <= now_ms:
-        return Reject(Reason.OFFER_EXPIRED, "The offer has expired.", silent=True)
+        return Reject(DecisionReason.OFFER_EXPIRED, "The offer has expired.", silent=True)
     if terms.auction is not None:
-        return Defer(Reason.AUCTION_OFFER, "The offer is sold by auction: bid instead.")
+        return Defer(DecisionReason.AUCTION_OFFER, "The offer is sold by auction: bid instead.")
     if not criteria.auto_accept:
-        return Defer(Reason.AUTO_BUY_OFF, "Automatic buying is off: the owner decides.")
+        return Defer(DecisionReason.AUTO_BUY_OFF, "Automatic buying is off: the owner decides.")
 
     wanted = criteria.energy if terms.mode == "energy" else criteria.capacity
     if wanted is None:
-        return Reject(Reason.MODE_NOT_WANTED, f"We do not buy {terms.mode} offers.", silent)
+        return Reject(DecisionReason.MODE_NOT_WANTED, f"We do not buy {terms.mode} offers.", silent)
     if criteria.allowed_hours is not None and not criteria.allowed_hours.covers(
         terms.start, terms.end, utc_offset_minutes
     ):
         return Reject(
-            Reason.OUTSIDE_ALLOWED_HOURS, "Delivery falls outside the allowed hours.", silent
+            DecisionReason.OUTSIDE_ALLOWED_HOURS,
+            "Delivery falls outside the allowed hours.",
+            silent,
         )
     rejection = _check_rating(criteria, offer.seller, seller, silent)
     if rejection is not None:
@@ -198,7 +203,7 @@ def evaluate_offer(
     quantity = min(terms.quantity, wanted.max)
     if quantity < wanted.min:
         return Reject(
-            Reason.QUANTITY_BELOW_MINIMUM,
+            DecisionReason.QUANTITY_BELOW_MINIMUM,
             f"{terms.quantity} {unit} is below our minimum of {wanted.min} {unit}.",
             silent,
         )
@@ -207,7 +212,7 @@ def evaluate_offer(
     if price > criteria.max_price:
         if price - criteria.max_price > criteria.counter_margin:
             return Reject(
-                Reason.PRICE_ABOVE_MAXIMUM,
+                DecisionReason.PRICE_ABOVE_MAXIMUM,
                 f"Price {price} is above our maximum of {criteria.max_price} per kWh.",
                 silent,
             )
@@ -217,7 +222,7 @@ def evaluate_offer(
         quantity = _affordable(terms, quantity, price, balance)
         if quantity < wanted.min:
             return Reject(
-                Reason.INSUFFICIENT_FUNDS,
+                DecisionReason.INSUFFICIENT_FUNDS,
                 f"The wallet cannot pay for {wanted.min} {unit} at {price} per kWh.",
                 silent,
             )
@@ -226,7 +231,7 @@ def evaluate_offer(
         return Counter(
             price=price,
             quantity=quantity if quantity != terms.quantity else None,
-            reason=Reason.PRICE_NEGOTIABLE,
+            reason=DecisionReason.PRICE_NEGOTIABLE,
             message=(
                 f"Price {terms.price} is above our maximum; we offer {price} per kWh "
                 f"for {quantity} {unit}."
@@ -235,25 +240,11 @@ def evaluate_offer(
     if quantity < terms.quantity:
         return Accept(
             quantity,
-            Reason.PARTIAL_QUANTITY,
+            DecisionReason.PARTIAL_QUANTITY,
             f"Accepting {quantity} of {terms.quantity} {unit} at {price} per kWh.",
         )
     return Accept(
-        quantity, Reason.MEETS_CRITERIA, f"Accepting {quantity} {unit} at {price} per kWh."
-    )
-
-
-def rank_offers(criteria: AcceptanceCriteria, offers: Sequence[Offer]) -> list[Offer]:
-    """Offers in the order to consider them: preferred sellers first, then cheapest,
-    then soonest to expire, then by id so every run agrees."""
-    return sorted(
-        offers,
-        key=lambda offer: (
-            offer.seller not in criteria.preferred_sellers,
-            offer.terms.price,
-            offer.terms.expires,
-            offer.offer_id,
-        ),
+        quantity, DecisionReason.MEETS_CRITERIA, f"Accepting {quantity} {unit} at {price} per kWh."
     )
 
 
@@ -265,10 +256,10 @@ def _check_rating(
     if standing.ratings_count == 0:
         if criteria.allow_unrated_sellers:
             return None
-        return Reject(Reason.SELLER_UNRATED, "The seller has no ratings yet.", silent)
+        return Reject(DecisionReason.SELLER_UNRATED, "The seller has no ratings yet.", silent)
     if not standing.average_at_least(criteria.min_rating):
         return Reject(
-            Reason.SELLER_RATING_TOO_LOW,
+            DecisionReason.SELLER_RATING_TOO_LOW,
             f"The seller's rating is below {criteria.min_rating} out of 10.",
             silent,
         )

@@ -1,7 +1,7 @@
 """Offers and energy requests as the market sees them, mapped onto the ledger's records.
 
 `OfferIntent.to_body()` is exactly the body the app signs as an `offer` record;
-`Offer` is a signed offer the ledger holds (ours or a neighbour's); `EnergyRequest` is a
+`MarketOffer` is a signed offer the ledger holds (ours or a neighbour's); `EnergyRequest` is a
 consumer's signed `request` record.
 """
 
@@ -101,7 +101,7 @@ class OfferIntent:
 
 
 @dataclass(frozen=True)
-class Offer:
+class MarketOffer:
     """A signed offer the ledger holds: its id, the seller's account and the terms.
 
     `automatic` is set by the app on its own offers that came from an AutoSeller

@@ -11,7 +11,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edge_controller.market.acceptance import AcceptanceCriteria
-from edge_controller.market.auction import BiddingStrategy
+from edge_controller.market.bidding import BiddingStrategy
 from edge_controller.market.config import Checks, from_dict, to_dict
 from edge_controller.market.pricing import FixedPrice, PricingStrategy
 
@@ -56,6 +56,16 @@ class BatterySellRule:
         checks.require(self.min_offer_wh > 0, "min_offer_wh", "must be positive")
         checks.done()
 
+    @property
+    def thresholds(self) -> tuple[float, float]:
+        """The (enable, disable) values of the signal this rule watches."""
+        return self.enable_soc_percent, self.disable_soc_percent
+
+    @property
+    def min_offer(self) -> int:
+        """The smallest offer worth publishing, in Wh."""
+        return self.min_offer_wh
+
 
 @dataclass(frozen=True)
 class PvSellRule:
@@ -85,6 +95,16 @@ class PvSellRule:
         checks.require(self.min_offer_w > 0, "min_offer_w", "must be positive")
         checks.done()
 
+    @property
+    def thresholds(self) -> tuple[float, float]:
+        """The (enable, disable) values of the signal this rule watches."""
+        return self.enable_surplus_w, self.disable_surplus_w
+
+    @property
+    def min_offer(self) -> int:
+        """The smallest offer worth publishing, in W of capacity."""
+        return self.min_offer_w
+
 
 @dataclass(frozen=True)
 class FuelCellSellRule:
@@ -113,6 +133,20 @@ class FuelCellSellRule:
         _check_delays(checks, self.enable_delay_ms, self.disable_delay_ms)
         checks.require(self.min_offer_w > 0, "min_offer_w", "must be positive")
         checks.done()
+
+    @property
+    def thresholds(self) -> tuple[float, float]:
+        """The (enable, disable) values of the signal this rule watches."""
+        return self.enable_free_w, self.disable_free_w
+
+    @property
+    def min_offer(self) -> int:
+        """The smallest offer worth publishing, in W of capacity."""
+        return self.min_offer_w
+
+
+SellRule = BatterySellRule | PvSellRule | FuelCellSellRule
+"""A rule for selling one kind of resource by itself."""
 
 
 @dataclass(frozen=True)

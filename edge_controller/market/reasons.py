@@ -5,7 +5,7 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class Reason(StrEnum):
+class DecisionReason(StrEnum):
     """Why the market decided what it did; the value is the stable code the API returns."""
 
     # Selling
@@ -34,10 +34,3 @@ class Reason(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     AUTO_BUY_OFF = "auto_buy_off"
     AUCTION_OFFER = "auction_offer"
-
-    # Auctions
-    NOT_AN_AUCTION = "not_an_auction"
-    AUCTION_CLOSED = "auction_closed"
-    BID_ABOVE_CAP = "bid_above_cap"
-    BID_BELOW_OFFER_PRICE = "bid_below_offer_price"
-    SELLER_CANNOT_BID = "seller_cannot_bid"

@@ -12,86 +12,12 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from edge_controller.market.offers import AuctionTerms, EnergyRequest, Offer, OfferIntent
-from edge_controller.market.policy import (
-    BatterySellRule,
-    FuelCellSellRule,
-    PvSellRule,
-    SellPolicy,
-)
+from edge_controller.market.offers import AuctionTerms, EnergyRequest, MarketOffer, OfferIntent
+from edge_controller.market.policy import SellPolicy, SellRule
 from edge_controller.market.pricing import MarketConditions, offer_price
-from edge_controller.market.reasons import Reason
-from edge_controller.market.units import (
-    Mode,
-    PowerHold,
-    capacity_energy_wh,
-    held_w,
-    sustainable_power_w,
-)
-
-PERMILLE = 1000
-
-
-@dataclass(frozen=True)
-class BatteryReading:
-    """A home battery now. `committed_wh` is energy already sold and not yet delivered;
-    `held` is what trades hold of its `max_discharge_w`, and when."""
-
-    resource: str
-    soc_percent: float
-    capacity_wh: int
-    max_discharge_w: int
-    fresh: bool
-    committed_wh: int = 0
-    held: tuple[PowerHold, ...] = ()
-
-    def free_w(self, start: int, end: int) -> int:
-        """Discharge power no trade holds anywhere in [start, end)."""
-        return max(0, self.max_discharge_w - held_w(self.held, start, end))
-
-
-@dataclass(frozen=True)
-class PvReading:
-    """A PV inverter now. Surplus is the measured grid export when the meter gives it
-    (it already accounts for a charging battery), otherwise PV power minus household load.
-    `held` is what trades hold of its power, and when."""
-
-    resource: str
-    pv_w: int
-    load_w: int
-    fresh: bool
-    grid_export_w: int | None = None
-    held: tuple[PowerHold, ...] = ()
-
-    @property
-    def surplus_w(self) -> int:
-        """Power the home does not use itself."""
-        if self.grid_export_w is not None:
-            return max(0, self.grid_export_w)
-        return max(0, self.pv_w - self.load_w)
-
-
-@dataclass(frozen=True)
-class FuelCellReading:
-    """A fuel cell now: its rating, what trades hold of it and when, and the energy its
-    hydrogen holds."""
-
-    resource: str
-    power_rating_w: int
-    available_energy_wh: int
-    fresh: bool
-    held: tuple[PowerHold, ...] = ()
-    fault: bool = False
-
-    def free_w(self, start: int, end: int) -> int:
-        """Capacity nobody holds anywhere in [start, end); none while it reports a fault."""
-        if self.fault:
-            return 0
-        return max(0, self.power_rating_w - held_w(self.held, start, end))
-
-
-Reading = BatteryReading | PvReading | FuelCellReading
-SellRule = BatterySellRule | PvSellRule | FuelCellSellRule
+from edge_controller.market.readings import PERMILLE, ResourceReading
+from edge_controller.market.reasons import DecisionReason
+from edge_controller.market.units import Mode, sustainable_power_w
 
 
 @dataclass(frozen=True)
@@ -105,8 +31,8 @@ class MarketSnapshot:
     """
 
     now_ms: int
-    readings: tuple[Reading, ...] = ()
-    open_offers: tuple[Offer, ...] = ()
+    readings: tuple[ResourceReading, ...] = ()
+    open_offers: tuple[MarketOffer, ...] = ()
     requests: tuple[EnergyRequest, ...] = ()
     conditions: MarketConditions = field(default_factory=MarketConditions)
 
@@ -116,7 +42,7 @@ class PublishOffer:
     """Sign `intent` as an offer record and broadcast it."""
 
     intent: OfferIntent
-    reason: Reason
+    reason: DecisionReason
     message: str
 
 
@@ -125,7 +51,7 @@ class WithdrawOffer:
     """Cancel our open offer `offer_id`."""
 
     offer_id: str
-    reason: Reason
+    reason: DecisionReason
     message: str
 
 
@@ -187,7 +113,7 @@ class AutoSeller:
     def decide(self, snapshot: MarketSnapshot) -> list[SellDecision]:
         """The offers to publish and withdraw now."""
         decisions: list[SellDecision] = []
-        offers_by_resource: dict[str, list[Offer]] = defaultdict(list)
+        offers_by_resource: dict[str, list[MarketOffer]] = defaultdict(list)
         for offer in snapshot.open_offers:
             offers_by_resource[offer.terms.resource].append(offer)
         readings = sorted(snapshot.readings, key=lambda r: r.resource)
@@ -199,38 +125,33 @@ class AutoSeller:
             decisions.extend(self._answer_requests(readings, offers_by_resource, snapshot))
         return decisions
 
-    def _rule(self, reading: Reading) -> SellRule | None:
-        if isinstance(reading, BatteryReading):
-            return self._policy.battery
-        if isinstance(reading, PvReading):
-            return self._policy.pv
-        return self._policy.fuel_cell
-
     def _threshold(
-        self, reading: Reading, offers: list[Offer], snapshot: MarketSnapshot
+        self, reading: ResourceReading, offers: list[MarketOffer], snapshot: MarketSnapshot
     ) -> list[SellDecision]:
         now = snapshot.now_ms
         ours = [o for o in offers if o.automatic and o.terms.request is None]
-        rule = self._rule(reading)
+        rule = reading.rule(self._policy)
         if rule is None or not self._policy.auto_sell:
             self._triggers.pop(reading.resource, None)
             message = f"Automatic selling of {reading.resource} is off."
-            return _withdraw(ours, Reason.AUTO_SELL_OFF, message)
+            return _withdraw(ours, DecisionReason.AUTO_SELL_OFF, message)
 
         trigger = self._triggers.setdefault(reading.resource, _Trigger())
-        enable, disable = _thresholds(rule)
+        enable, disable = rule.thresholds
         policy = self._policy
         start = now + policy.delivery_lead_ms
         end = start + policy.delivery_window_ms
-        value = _signal(reading, start, end) if reading.fresh else None
+        value = reading.signal(start, end) if reading.fresh else None
         if trigger.observe(value, enable, disable, rule, now):
             if not reading.fresh:
                 return _withdraw(
-                    ours, Reason.TELEMETRY_STALE, f"No fresh telemetry from {reading.resource}."
+                    ours,
+                    DecisionReason.TELEMETRY_STALE,
+                    f"No fresh telemetry from {reading.resource}.",
                 )
             return _withdraw(
                 ours,
-                Reason.CONDITION_ENDED,
+                DecisionReason.CONDITION_ENDED,
                 f"{reading.resource} stayed below its disable threshold ({disable:g}).",
             )
 
@@ -241,9 +162,9 @@ class AutoSeller:
         # `value` is None exactly when the telemetry is stale.
         if not (trigger.on and value is not None and not ours and interval_passed):
             return []
-        mode = _native_mode(reading)
-        quantity = available_quantity(reading, rule, mode, start, end, offers)
-        if quantity < _min_offer(rule):
+        mode = reading.mode
+        quantity = available_quantity(reading, policy, mode, start, end, offers)
+        if quantity < rule.min_offer:
             return []
         expires = now + policy.offer_validity_ms
         auction = None
@@ -269,8 +190,8 @@ class AutoSeller:
 
     def _answer_requests(
         self,
-        readings: Sequence[Reading],
-        offers_by_resource: dict[str, list[Offer]],
+        readings: Sequence[ResourceReading],
+        offers_by_resource: dict[str, list[MarketOffer]],
         snapshot: MarketSnapshot,
     ) -> list[SellDecision]:
         now = snapshot.now_ms
@@ -297,7 +218,7 @@ class AutoSeller:
             if decision is not None:
                 self._answered.add(request.request_id)
                 offers_by_resource[decision.intent.resource].append(
-                    Offer("", self._account, decision.intent, automatic=True)
+                    MarketOffer("", self._account, decision.intent, automatic=True)
                 )
                 decisions.append(decision)
         return decisions
@@ -306,20 +227,22 @@ class AutoSeller:
         self,
         request: EnergyRequest,
         price: int,
-        readings: Sequence[Reading],
-        offers_by_resource: dict[str, list[Offer]],
+        readings: Sequence[ResourceReading],
+        offers_by_resource: dict[str, list[MarketOffer]],
         now: int,
     ) -> PublishOffer | None:
         # A request whose window has begun can still be served for the rest of it.
         start = max(request.start, now)
         for reading in readings:
-            rule = self._rule(reading)
+            rule = reading.rule(self._policy)
             if rule is None or not reading.fresh:
                 continue
             offers = offers_by_resource[reading.resource]
-            available = available_quantity(reading, rule, request.mode, start, request.end, offers)
+            available = available_quantity(
+                reading, self._policy, request.mode, start, request.end, offers
+            )
             quantity = min(available, request.quantity)
-            minimum = _min_offer(rule) if request.mode == _native_mode(reading) else 1
+            minimum = rule.min_offer if request.mode == reading.mode else 1
             if quantity < minimum:
                 continue
             intent = OfferIntent(
@@ -334,42 +257,27 @@ class AutoSeller:
                 request=request.request_id,
             )
             message = f"{reading.resource} answers request {request.request_id}."
-            return PublishOffer(intent, Reason.ANSWER_REQUEST, message)
+            return PublishOffer(intent, DecisionReason.ANSWER_REQUEST, message)
         return None
 
 
 def available_quantity(
-    reading: Reading,
-    rule: SellRule,
+    reading: ResourceReading,
+    policy: SellPolicy,
     mode: Mode,
     start: int,
     end: int,
-    open_offers: Sequence[Offer] = (),
+    open_offers: Sequence[MarketOffer] = (),
 ) -> int:
     """What `reading`'s resource can still sell for delivery over [start, end).
 
-    Wh in energy mode, W in capacity mode; above the rule's reserve, within the power
-    that trades leave free at every instant of the window (the ledger refuses a sale
-    beyond it), minus what `open_offers` (of this resource) already promise.
+    Wh in energy mode, W in capacity mode; what it can supply under its rule of `policy`
+    (see `ResourceReading.supply`), minus what `open_offers` (of this resource) already
+    promise.
     """
     duration_ms = end - start
-    if isinstance(reading, BatteryReading) and isinstance(rule, BatterySellRule):
-        soc_permille = int(reading.soc_percent * 10)
-        above_reserve = (soc_permille - rule.reserve_percent * 10) * reading.capacity_wh
-        free_w = reading.free_w(start, end)
-        energy = above_reserve // PERMILLE - reading.committed_wh
-        energy = min(energy, capacity_energy_wh(free_w, duration_ms))
-        power = min(free_w, sustainable_power_w(max(0, energy), duration_ms))
-    elif isinstance(reading, PvReading) and isinstance(rule, PvSellRule):
-        power = reading.surplus_w - rule.reserve_w - held_w(reading.held, start, end)
-        energy = capacity_energy_wh(max(0, power), duration_ms)
-    elif isinstance(reading, FuelCellReading) and isinstance(rule, FuelCellSellRule):
-        hydrogen_wh = reading.available_energy_wh - rule.reserve_wh
-        free_w = reading.free_w(start, end)
-        power = min(free_w, sustainable_power_w(max(0, hydrogen_wh), duration_ms))
-        energy = min(hydrogen_wh, capacity_energy_wh(free_w, duration_ms))
-    else:
-        raise TypeError(f"{type(rule).__name__} does not apply to {type(reading).__name__}")
+    supply = reading.supply(policy, start, end)
+    power, energy = supply.power_w, supply.energy_wh
     promised_wh = sum(o.terms.energy_wh for o in open_offers)
     if mode == "energy":
         return max(0, energy - promised_wh)
@@ -384,53 +292,16 @@ def available_quantity(
     return max(0, min(power - promised_w, power_from_energy))
 
 
-def _thresholds(rule: SellRule) -> tuple[float, float]:
-    if isinstance(rule, BatterySellRule):
-        return rule.enable_soc_percent, rule.disable_soc_percent
-    if isinstance(rule, PvSellRule):
-        return rule.enable_surplus_w, rule.disable_surplus_w
-    return rule.enable_free_w, rule.disable_free_w
-
-
-def _signal(reading: Reading, start: int, end: int) -> float:
-    """What a rule's thresholds compare: a battery's state of charge, the PV surplus, or
-    the capacity of a fuel cell free for the window an offer would deliver in."""
-    if isinstance(reading, BatteryReading):
-        return reading.soc_percent
-    if isinstance(reading, PvReading):
-        return reading.surplus_w
-    return reading.free_w(start, end)
-
-
-def _native_mode(reading: Reading) -> Mode:
-    # A battery stores energy; PV and fuel cells deliver power for as long as it lasts.
-    return "energy" if isinstance(reading, BatteryReading) else "capacity"
-
-
-def _min_offer(rule: SellRule) -> int:
-    return rule.min_offer_wh if isinstance(rule, BatterySellRule) else rule.min_offer_w
-
-
-def _publish_reason(reading: Reading, intent: OfferIntent, signal: float) -> tuple[Reason, str]:
+def _publish_reason(
+    reading: ResourceReading, intent: OfferIntent, signal: float
+) -> tuple[DecisionReason, str]:
     unit = "Wh" if intent.mode == "energy" else "W"
-    size = f"{intent.quantity} {unit} at {intent.price} per kWh"
-    if isinstance(reading, BatteryReading):
-        return (
-            Reason.BATTERY_ABOVE_THRESHOLD,
-            f"Battery {reading.resource} at {reading.soc_percent:g}%: offering {size}.",
-        )
-    if isinstance(reading, PvReading):
-        return (
-            Reason.PV_SURPLUS_ABOVE_THRESHOLD,
-            f"PV surplus of {reading.surplus_w} W on {reading.resource}: offering {size}.",
-        )
-    return (
-        Reason.FUEL_CELL_CAPACITY_FREE,
-        f"Fuel cell {reading.resource} has {signal:g} W free: offering {size}.",
-    )
+    return reading.publish_reason(f"{intent.quantity} {unit} at {intent.price} per kWh", signal)
 
 
-def _withdraw(offers: Sequence[Offer], reason: Reason, message: str) -> list[SellDecision]:
+def _withdraw(
+    offers: Sequence[MarketOffer], reason: DecisionReason, message: str
+) -> list[SellDecision]:
     return [WithdrawOffer(o.offer_id, reason, message) for o in offers]
 
 

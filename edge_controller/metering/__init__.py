@@ -7,22 +7,11 @@ The app feeds it meter readings and ledger facts and acts on what it returns:
 - `SettlementBook.settle(config, figures)` -> new book + `PeriodSettlement`: per-owner net
   energy, money movements with carried remainders, and `CutOff` / `Restore` decisions;
   `open_account` and `top_up` manage prepaid balances.
-- `allocate(readings, trades)` -> `Allocation`: metered export shared among overlapping
-  trades first-in-first-out; `find_disputes(seller, buyer_wh, tolerance)` -> `Dispute`s.
+- `Tolerance.allowed_wh(seller_wh, buyer_wh)`: how far a seller's and a buyer's figures
+  for a trade may differ before the buyer disputes it. (How metered energy is shared among
+  trades is a ledger rule: `edge_controller.ledger.allocated_export` / `allocated_import`.)
 """
 
-from edge_controller.metering.allocation import (
-    Allocation,
-    Dispute,
-    DisputeReason,
-    PeriodAllocation,
-    Share,
-    Tolerance,
-    Trade,
-    TradeDelivery,
-    allocate,
-    find_disputes,
-)
 from edge_controller.metering.errors import MeteringError, Problem
 from edge_controller.metering.period import (
     MAX_PERIOD_MS,
@@ -40,50 +29,40 @@ from edge_controller.metering.settlement import (
     SettlementBook,
     SettlementConfig,
 )
+from edge_controller.metering.tolerance import Tolerance
 from edge_controller.metering.tree import (
-    Direction,
     MeteringPoint,
     MeteringTree,
     Owner,
     OwnerEnergy,
     PeriodFigures,
     PointFigure,
-    Reading,
+    TapReading,
     Transfer,
 )
 
 __all__ = [
     "MAX_PERIOD_MS",
     "MIN_PERIOD_MS",
-    "Allocation",
     "CutOff",
     "Decision",
-    "Direction",
-    "Dispute",
-    "DisputeReason",
     "MeteringError",
     "MeteringPoint",
     "MeteringTree",
     "Owner",
     "OwnerEnergy",
     "OwnerSettlement",
-    "PeriodAllocation",
     "PeriodFigures",
     "PeriodSettlement",
     "PointFigure",
     "Problem",
-    "Reading",
     "Restore",
     "SettlementBook",
     "SettlementConfig",
     "SettlementPeriod",
-    "Share",
+    "TapReading",
     "Tolerance",
-    "Trade",
-    "TradeDelivery",
     "Transfer",
-    "allocate",
-    "find_disputes",
     "is_aligned",
     "period_containing",
 ]

@@ -20,8 +20,6 @@ class Problem(StrEnum):
     WRONG_PERIOD = "wrong_period"
     DUPLICATE_READING = "duplicate_reading"
     MISSING_READING = "missing_reading"
-    OVERLAPPING_READINGS = "overlapping_readings"
-    MIXED_POINTS = "mixed_points"
     # periods and settlement
     BAD_PERIOD = "bad_period"
     BAD_CONFIG = "bad_config"
@@ -29,9 +27,6 @@ class Problem(StrEnum):
     UNKNOWN_ACCOUNT = "unknown_account"
     DUPLICATE_ACCOUNT = "duplicate_account"
     BAD_AMOUNT = "bad_amount"
-    # trades
-    DUPLICATE_TRADE = "duplicate_trade"
-    BAD_TRADE = "bad_trade"
 
 
 class MeteringError(ValueError):

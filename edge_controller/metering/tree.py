@@ -32,7 +32,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import TypeAlias
 
 from edge_controller.metering.errors import MeteringError, Problem, require_count
@@ -40,13 +39,6 @@ from edge_controller.metering.period import SettlementPeriod
 
 Owner: TypeAlias = str
 """An owner's account id, as the ledger knows it."""
-
-
-class Direction(StrEnum):
-    """Which way energy passed a metering point."""
-
-    IMPORT = "import"  # downstream: consumed behind the point
-    EXPORT = "export"  # upstream: supplied from behind the point
 
 
 @dataclass(frozen=True)
@@ -67,7 +59,7 @@ class MeteringPoint:
 
 
 @dataclass(frozen=True)
-class Reading:
+class TapReading:
     """What one metering point measured in one period, in each direction."""
 
     point: str
@@ -83,10 +75,6 @@ class Reading:
     def net_wh(self) -> int:
         """Import minus export: positive when the point consumed more than it supplied."""
         return self.import_wh - self.export_wh
-
-    def amount(self, direction: Direction) -> int:
-        """The Wh that flowed in `direction`."""
-        return self.import_wh if direction is Direction.IMPORT else self.export_wh
 
 
 @dataclass(frozen=True)
@@ -281,7 +269,7 @@ class MeteringTree:
             self.points, (*self.transfers, Transfer(point_id, new_owner, effective_ms))
         )
 
-    def figures(self, period: SettlementPeriod, readings: Iterable[Reading]) -> PeriodFigures:
+    def figures(self, period: SettlementPeriod, readings: Iterable[TapReading]) -> PeriodFigures:
         """Each owner's energy in `period` from the points' readings (seed 003, FIG. 7).
 
         Every accounting point needs a reading; sub-meters below an accounting point of the
@@ -350,9 +338,9 @@ class MeteringTree:
         )
 
     def _readings_by_point(
-        self, period: SettlementPeriod, readings: Iterable[Reading]
-    ) -> dict[str, Reading]:
-        by_point: dict[str, Reading] = {}
+        self, period: SettlementPeriod, readings: Iterable[TapReading]
+    ) -> dict[str, TapReading]:
+        by_point: dict[str, TapReading] = {}
         for reading in readings:
             if reading.point not in self._by_id:
                 raise MeteringError(

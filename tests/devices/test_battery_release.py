@@ -26,7 +26,7 @@ from edge_controller.devices import (
     capabilities_of,
     simple_generic_profile,
 )
-from edge_controller.ledger.state import Commitments, Resource, State, Trade
+from edge_controller.ledger import Commitments, Resource, State, Trade
 
 from .test_device_mqtt_broker import NOON, Broker, eventually, on_broker
 

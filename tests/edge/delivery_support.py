@@ -31,8 +31,7 @@ from edge_controller.devices import (
     simple_generic_profile,
 )
 from edge_controller.devices.simulators import BatteryModel, SimulatedHardware, TelemetryValue
-from edge_controller.ledger import Genesis
-from edge_controller.ledger.verify import StoredChain
+from edge_controller.ledger import Genesis, StoredChain
 from tests.conftest import Mosquitto, free_port
 
 BATTERY_QUANTITIES = (

@@ -28,7 +28,7 @@ import pytest
 from edge_controller.config import parse_config
 from edge_controller.devices import Command
 from edge_controller.devices.simulators import BatteryModel, FuelCellModel, HouseholdLoad
-from edge_controller.ledger.rules import energy_of
+from edge_controller.ledger import energy_of
 
 from .delivery_support import (
     BATTERY_COMMANDS,

@@ -6,8 +6,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from edge_controller.ledger import KeyPair, Ledger, Reason, Record
-from edge_controller.ledger.rules import metered_export
+from edge_controller.ledger import KeyPair, Ledger, Reason, Record, metered_export
 
 from .support import HOUR, Community, rejected
 

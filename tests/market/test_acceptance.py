@@ -11,16 +11,15 @@ from edge_controller.market import (
     AllowedHours,
     AuctionTerms,
     Counter,
+    DecisionReason,
     Defer,
-    Offer,
+    MarketOffer,
     OfferIntent,
     QuantityRange,
-    Reason,
     Reject,
     SellerStanding,
     energy_cost,
     evaluate_offer,
-    rank_offers,
 )
 
 HOUR = 3_600_000
@@ -36,7 +35,7 @@ CRITERIA = AcceptanceCriteria(
 GOOD_SELLER = SellerStanding(ratings_sum=45, ratings_count=5)
 
 
-def offer(seller: str = "home-a", offer_id: str = "offer-1", **terms: object) -> Offer:
+def offer(seller: str = "home-a", offer_id: str = "offer-1", **terms: object) -> MarketOffer:
     fields: dict[str, object] = {
         "resource": "battery-1",
         "mode": "energy",
@@ -47,11 +46,11 @@ def offer(seller: str = "home-a", offer_id: str = "offer-1", **terms: object) ->
         "expires": NOW + HOUR,
     }
     fields.update(terms)
-    return Offer(offer_id, seller, OfferIntent(**fields))  # type: ignore[arg-type]
+    return MarketOffer(offer_id, seller, OfferIntent(**fields))  # type: ignore[arg-type]
 
 
 def decide(
-    the_offer: Offer,
+    the_offer: MarketOffer,
     criteria: AcceptanceCriteria = CRITERIA,
     seller: SellerStanding = GOOD_SELLER,
     balance: int | None = None,
@@ -72,21 +71,21 @@ def test_offer_within_all_criteria_is_accepted_in_full():
     decision = decide(offer())
 
     assert isinstance(decision, Accept)
-    assert (decision.quantity, decision.reason) == (2_000, Reason.MEETS_CRITERIA)
+    assert (decision.quantity, decision.reason) == (2_000, DecisionReason.MEETS_CRITERIA)
     assert decision.message
 
 
 def test_offer_larger_than_wanted_is_accepted_in_part():
     decision = decide(offer(quantity=5_000))
 
-    assert decision == Accept(3_000, Reason.PARTIAL_QUANTITY, decision.message)
+    assert decision == Accept(3_000, DecisionReason.PARTIAL_QUANTITY, decision.message)
 
 
 def test_offer_smaller_than_the_minimum_is_rejected():
     decision = decide(offer(quantity=400))
 
     assert isinstance(decision, Reject)
-    assert decision.reason is Reason.QUANTITY_BELOW_MINIMUM
+    assert decision.reason is DecisionReason.QUANTITY_BELOW_MINIMUM
 
 
 def test_price_just_above_maximum_gets_a_counter_offer_at_the_maximum():
@@ -94,7 +93,7 @@ def test_price_just_above_maximum_gets_a_counter_offer_at_the_maximum():
 
     assert isinstance(decision, Counter)
     assert (decision.price, decision.quantity) == (300, None)
-    assert decision.reason is Reason.PRICE_NEGOTIABLE
+    assert decision.reason is DecisionReason.PRICE_NEGOTIABLE
 
 
 def test_counter_offer_also_trims_the_quantity_when_the_offer_is_too_large():
@@ -108,7 +107,7 @@ def test_price_beyond_the_negotiable_margin_is_rejected():
     decision = decide(offer(price=351))
 
     assert isinstance(decision, Reject)
-    assert decision.reason is Reason.PRICE_ABOVE_MAXIMUM
+    assert decision.reason is DecisionReason.PRICE_ABOVE_MAXIMUM
     assert decision.silent  # a public offer: no need to tell the seller
 
 
@@ -125,7 +124,7 @@ def test_rejection_is_sent_for_private_offers_when_the_owner_wants_it():
 def test_expired_offer_is_rejected_silently():
     decision = decide(offer(expires=NOW))
 
-    assert decision == Reject(Reason.OFFER_EXPIRED, decision.message, silent=True)
+    assert decision == Reject(DecisionReason.OFFER_EXPIRED, decision.message, silent=True)
 
 
 def test_delivery_outside_allowed_hours_is_rejected():
@@ -136,7 +135,7 @@ def test_delivery_outside_allowed_hours_is_rejected():
     across = decide(offer(start=27 * HOUR, end=31 * HOUR, expires=NOW + HOUR), night_only)
 
     assert isinstance(late, Accept)
-    assert isinstance(midday, Reject) and midday.reason is Reason.OUTSIDE_ALLOWED_HOURS
+    assert isinstance(midday, Reject) and midday.reason is DecisionReason.OUTSIDE_ALLOWED_HOURS
     assert isinstance(across, Reject)  # 03:00-07:00 runs past 06:00
 
 
@@ -160,7 +159,7 @@ def test_seller_below_minimum_rating_is_rejected_unless_preferred():
     preferred = decide(offer(), replace(picky, preferred_sellers=("home-a",)), seller=poor)
     good = decide(offer(), picky, seller=SellerStanding(ratings_sum=24, ratings_count=3))
 
-    assert isinstance(rejected, Reject) and rejected.reason is Reason.SELLER_RATING_TOO_LOW
+    assert isinstance(rejected, Reject) and rejected.reason is DecisionReason.SELLER_RATING_TOO_LOW
     assert isinstance(preferred, Accept)
     assert isinstance(good, Accept)
 
@@ -170,32 +169,32 @@ def test_unrated_seller_is_rejected_when_the_owner_asks_for_ratings():
 
     decision = decide(offer(), picky, seller=SellerStanding())
 
-    assert isinstance(decision, Reject) and decision.reason is Reason.SELLER_UNRATED
+    assert isinstance(decision, Reject) and decision.reason is DecisionReason.SELLER_UNRATED
 
 
 def test_blocked_seller_is_rejected_silently():
     decision = decide(offer(), replace(CRITERIA, blocked_sellers=("home-a",)))
 
-    assert decision == Reject(Reason.SELLER_BLOCKED, decision.message, silent=True)
+    assert decision == Reject(DecisionReason.SELLER_BLOCKED, decision.message, silent=True)
 
 
 def test_offer_private_to_other_homes_is_ignored():
     decision = decide(offer(to=("home-c",)))
 
     assert isinstance(decision, Reject)
-    assert (decision.reason, decision.silent) == (Reason.NOT_ADDRESSED_TO_US, True)
+    assert (decision.reason, decision.silent) == (DecisionReason.NOT_ADDRESSED_TO_US, True)
 
 
 def test_our_own_offer_is_never_bought():
     decision = decide(offer(seller=ME))
 
-    assert isinstance(decision, Reject) and decision.reason is Reason.OWN_OFFER
+    assert isinstance(decision, Reject) and decision.reason is DecisionReason.OWN_OFFER
 
 
 def test_capacity_offers_are_rejected_when_the_owner_buys_only_energy():
     decision = decide(offer(mode="capacity", quantity=1_000), replace(CRITERIA, capacity=None))
 
-    assert isinstance(decision, Reject) and decision.reason is Reason.MODE_NOT_WANTED
+    assert isinstance(decision, Reject) and decision.reason is DecisionReason.MODE_NOT_WANTED
 
 
 def test_wallet_limits_the_accepted_quantity():
@@ -203,29 +202,18 @@ def test_wallet_limits_the_accepted_quantity():
     partly = decide(offer(), balance=300)
     broke = decide(offer(), balance=100)
 
-    assert isinstance(partly, Accept) and partly.reason is Reason.PARTIAL_QUANTITY
+    assert isinstance(partly, Accept) and partly.reason is DecisionReason.PARTIAL_QUANTITY
     assert energy_cost(partly.quantity, 250) <= 300 < energy_cost(partly.quantity + 1, 250)
-    assert isinstance(broke, Reject) and broke.reason is Reason.INSUFFICIENT_FUNDS
+    assert isinstance(broke, Reject) and broke.reason is DecisionReason.INSUFFICIENT_FUNDS
 
 
 def test_offers_are_left_to_the_owner_when_auto_buy_is_off():
     decision = decide(offer(), replace(CRITERIA, auto_accept=False))
 
-    assert isinstance(decision, Defer) and decision.reason is Reason.AUTO_BUY_OFF
+    assert isinstance(decision, Defer) and decision.reason is DecisionReason.AUTO_BUY_OFF
 
 
 def test_auction_offers_are_left_to_bidding():
     decision = decide(offer(auction=AuctionTerms(closes=NOW + HOUR, cap=500)))
 
-    assert isinstance(decision, Defer) and decision.reason is Reason.AUCTION_OFFER
-
-
-def test_preferred_sellers_come_first_then_the_cheapest():
-    criteria = replace(CRITERIA, preferred_sellers=("home-d",))
-    cheap = offer(seller="home-a", offer_id="cheap", price=200)
-    dear = offer(seller="home-c", offer_id="dear", price=280)
-    friend = offer(seller="home-d", offer_id="friend", price=290)
-
-    ranked = rank_offers(criteria, [dear, cheap, friend])
-
-    assert [o.offer_id for o in ranked] == ["friend", "cheap", "dear"]
+    assert isinstance(decision, Defer) and decision.reason is DecisionReason.AUCTION_OFFER

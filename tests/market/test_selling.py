@@ -14,18 +14,18 @@ from edge_controller.market import (
     AutoSeller,
     BatteryReading,
     BatterySellRule,
+    DecisionReason,
     EnergyRequest,
     FixedPrice,
     FuelCellReading,
     FuelCellSellRule,
+    MarketOffer,
     MarketSnapshot,
-    Offer,
     PowerHold,
     PublishOffer,
     PvReading,
     PvSellRule,
-    Reading,
-    Reason,
+    ResourceReading,
     SellDecision,
     SellPolicy,
     WithdrawOffer,
@@ -72,11 +72,11 @@ class FakeApp:
     """Plays the app: feeds readings, keeps our open offers as the ledger would."""
 
     seller: AutoSeller
-    open_offers: dict[str, Offer] = field(default_factory=dict)
+    open_offers: dict[str, MarketOffer] = field(default_factory=dict)
     log: list[tuple[int, SellDecision]] = field(default_factory=list)
     requests: tuple[EnergyRequest, ...] = ()
 
-    def tick(self, now_ms: int, *readings: Reading) -> list[SellDecision]:
+    def tick(self, now_ms: int, *readings: ResourceReading) -> list[SellDecision]:
         self.open_offers = {k: o for k, o in self.open_offers.items() if o.terms.expires > now_ms}
         snapshot = MarketSnapshot(
             now_ms=now_ms,
@@ -89,7 +89,9 @@ class FakeApp:
             self.log.append((now_ms, decision))
             if isinstance(decision, PublishOffer):
                 offer_id = f"offer-{len(self.log)}"
-                self.open_offers[offer_id] = Offer(offer_id, ME, decision.intent, automatic=True)
+                self.open_offers[offer_id] = MarketOffer(
+                    offer_id, ME, decision.intent, automatic=True
+                )
             else:
                 del self.open_offers[decision.offer_id]
         return decisions
@@ -116,7 +118,7 @@ def test_battery_crossing_threshold_offers_once_above_reserve_after_enable_delay
     assert len(decisions) == 1
     offer = decisions[0]
     assert isinstance(offer, PublishOffer)
-    assert offer.reason is Reason.BATTERY_ABOVE_THRESHOLD
+    assert offer.reason is DecisionReason.BATTERY_ABOVE_THRESHOLD
     # (90 % - 30 % reserve) of 10 kWh
     assert offer.intent.mode == "energy"
     assert offer.intent.quantity == 6_000
@@ -170,7 +172,9 @@ def test_offer_withdrawn_when_soc_stays_below_disable_threshold_for_the_delay():
     assert home.tick(2 * MINUTE + 59 * SECOND, battery(69)) == []
     decisions = home.tick(3 * MINUTE, battery(69))
 
-    assert decisions == [WithdrawOffer(offer_id, Reason.CONDITION_ENDED, decisions[0].message)]
+    assert decisions == [
+        WithdrawOffer(offer_id, DecisionReason.CONDITION_ENDED, decisions[0].message)
+    ]
     assert home.open_offers == {}
 
 
@@ -198,7 +202,7 @@ def test_offer_withdrawn_when_telemetry_stays_stale():
     (decision,) = home.tick(3 * MINUTE, battery(90, fresh=False))
 
     assert isinstance(decision, WithdrawOffer)
-    assert decision.reason is Reason.TELEMETRY_STALE
+    assert decision.reason is DecisionReason.TELEMETRY_STALE
 
 
 def test_next_offer_waits_for_the_minimum_interval_after_a_sale():
@@ -221,7 +225,7 @@ def test_pv_surplus_offers_capacity_above_the_reserve():
     (offer,) = home.tick(MINUTE, pv)
 
     assert isinstance(offer, PublishOffer)
-    assert offer.reason is Reason.PV_SURPLUS_ABOVE_THRESHOLD
+    assert offer.reason is DecisionReason.PV_SURPLUS_ABOVE_THRESHOLD
     assert offer.intent.mode == "capacity"
     assert offer.intent.quantity == 2_300  # measured export minus the 200 W reserve
 
@@ -256,7 +260,7 @@ def test_fuel_cell_offers_free_capacity_that_its_hydrogen_can_sustain():
     home.tick(0, cell)
     (offer,) = home.tick(MINUTE, cell)
     assert isinstance(offer, PublishOffer)
-    assert offer.reason is Reason.FUEL_CELL_CAPACITY_FREE
+    assert offer.reason is DecisionReason.FUEL_CELL_CAPACITY_FREE
     assert (offer.intent.mode, offer.intent.quantity) == ("capacity", 3_000)
 
     # ...but with 2 kWh of hydrogen above a 1 kWh reserve it can only hold 1 kW for an hour.
@@ -279,14 +283,14 @@ def test_turning_auto_sell_off_withdraws_automatic_offers_only():
     home = app()
     home.tick(0, battery(90))
     home.tick(MINUTE, battery(90))
-    manual = Offer("manual-1", ME, home.publishes()[0].intent, automatic=False)
+    manual = MarketOffer("manual-1", ME, home.publishes()[0].intent, automatic=False)
     home.open_offers["manual-1"] = manual
     home.seller.update_policy(replace(POLICY, auto_sell=False))
 
     decisions = home.tick(2 * MINUTE, battery(90))
 
     assert [d.offer_id for d in decisions if isinstance(d, WithdrawOffer)] == ["offer-1"]
-    assert all(d.reason is Reason.AUTO_SELL_OFF for d in decisions)
+    assert all(d.reason is DecisionReason.AUTO_SELL_OFF for d in decisions)
 
 
 def test_auction_policy_publishes_offers_with_auction_terms():
@@ -331,7 +335,7 @@ def test_energy_request_is_answered_once_with_a_private_offer():
     (answer,) = home.tick(0, battery(60))
 
     assert isinstance(answer, PublishOffer)
-    assert answer.reason is Reason.ANSWER_REQUEST
+    assert answer.reason is DecisionReason.ANSWER_REQUEST
     body = answer.intent.to_body()
     assert body["to"] == ["home-b"]
     assert body["request"] == "req-1"

@@ -6,8 +6,8 @@ from edge_controller.metering import (
     MeteringPoint,
     MeteringTree,
     PeriodFigures,
-    Reading,
     SettlementPeriod,
+    TapReading,
     period_containing,
 )
 
@@ -24,5 +24,5 @@ def flat_figures(period: SettlementPeriod, energy: dict[str, tuple[int, int]]) -
     tree = MeteringTree(tuple(MeteringPoint(f"tap-{owner}", owner) for owner in energy))
     return tree.figures(
         period,
-        [Reading(f"tap-{owner}", period, imp, exp) for owner, (imp, exp) in energy.items()],
+        [TapReading(f"tap-{owner}", period, imp, exp) for owner, (imp, exp) in energy.items()],
     )

@@ -1,7 +1,5 @@
-"""Properties over random trees, readings and trades.
+"""Properties over random trees, readings and settlements.
 
-- Allocation never gives a trade more than its agreed energy, never more than its pro-rata
-  part of a period, never gives away more than a period metered, and is first-in-first-out.
 - The tree's owner figures telescope to the grid connection points (energy conserved), and
   sub-meters of the same owner never change them (no double counting).
 - Settlement conserves energy and money across owners and the counterparty in every period,
@@ -19,68 +17,16 @@ from edge_controller.metering import (
     CutOff,
     MeteringPoint,
     MeteringTree,
-    Reading,
     Restore,
     SettlementBook,
     SettlementConfig,
-    Trade,
-    allocate,
+    TapReading,
 )
 
 from .support import MINUTE, flat_figures, minute
 
 OWNERS = ("ann", "bob", "cy", "dee")
 WH = st.integers(min_value=0, max_value=5_000)
-
-
-@st.composite
-def trades_and_readings(draw: st.DrawFn) -> tuple[list[Trade], list[Reading]]:
-    periods = draw(st.integers(min_value=0, max_value=8))
-    # Some minutes go unreported (a meter that stops), so readings may have gaps.
-    reported = [i for i in range(periods) if draw(st.booleans()) or i == 0]
-    readings = [Reading("res", minute(i), 0, draw(WH)) for i in reported]
-    trades = []
-    for index in range(draw(st.integers(min_value=0, max_value=6))):
-        start = draw(st.integers(min_value=0, max_value=8 * MINUTE - 1))
-        end = draw(st.integers(min_value=start + 1, max_value=9 * MINUTE))
-        trades.append(Trade(f"t{index}", start, end, draw(WH), created=draw(st.integers(0, 3))))
-    return trades, readings
-
-
-@settings(max_examples=300, deadline=None)
-@given(trades_and_readings())
-def test_allocation_stays_within_agreed_metered_and_fifo(
-    case: tuple[list[Trade], list[Reading]],
-) -> None:
-    trades, readings = case
-    allocation = allocate(readings, trades)
-    by_id = {t.id: t for t in trades}
-    fifo = sorted(trades, key=lambda t: (t.created, t.id))
-    given_so_far = dict.fromkeys(by_id, 0)
-    for period in allocation.periods:
-        shares = {s.trade: s.wh for s in period.shares}
-        assert all(wh > 0 for wh in shares.values())
-        assert sum(shares.values()) + period.unallocated_wh == period.metered_wh
-        assert period.unallocated_wh >= 0
-        later_took = False
-        for trade in reversed(fifo):
-            overlap = period.period.overlap_ms(trade.start_ms, trade.end_ms)
-            cap = period.metered_wh * overlap // period.period.length_ms
-            wh = shares.get(trade.id, 0)
-            assert wh <= cap  # no more than its part of the period, nothing outside its window
-            left_before = trade.agreed_wh - given_so_far[trade.id]
-            if later_took and overlap:
-                # A later trade got energy, so this earlier one was already served in full.
-                assert wh == min(cap, left_before)
-            later_took = later_took or wh > 0
-        for trade_id, wh in shares.items():
-            given_so_far[trade_id] += wh
-    for delivery in allocation.deliveries:
-        assert 0 <= delivery.delivered_wh <= by_id[delivery.trade].agreed_wh
-        assert delivery.delivered_wh == given_so_far[delivery.trade]
-    assert sum(allocation.delivered.values()) + allocation.unallocated_wh == sum(
-        r.export_wh for r in readings
-    )
 
 
 @dataclass(frozen=True)
@@ -112,7 +58,7 @@ def test_tree_figures_conserve_energy_and_never_double_count(
 ) -> None:
     period = minute(0)
     figures = case.tree.figures(
-        period, [Reading(p, period, i, e) for p, (i, e) in case.readings.items()]
+        period, [TapReading(p, period, i, e) for p, (i, e) in case.readings.items()]
     )
     assert sum(o.net_wh for o in figures.owners) == figures.grid_net_wh
     assert all(o.import_wh >= 0 and o.export_wh >= 0 for o in figures.owners)
@@ -122,7 +68,9 @@ def test_tree_figures_conserve_energy_and_never_double_count(
         p: case.readings[p] if p in accounting else (data.draw(WH), data.draw(WH))
         for p in case.readings
     }
-    again = case.tree.figures(period, [Reading(p, period, i, e) for p, (i, e) in changed.items()])
+    again = case.tree.figures(
+        period, [TapReading(p, period, i, e) for p, (i, e) in changed.items()]
+    )
     assert again == figures
 
 

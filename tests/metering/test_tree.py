@@ -23,11 +23,11 @@ from edge_controller.metering import (
     MeteringTree,
     PeriodFigures,
     Problem,
-    Reading,
     Restore,
     SettlementBook,
     SettlementConfig,
     SettlementPeriod,
+    TapReading,
     period_containing,
 )
 
@@ -78,8 +78,8 @@ def period_at(at_ms: int) -> SettlementPeriod:
     return period_containing(at_ms, HALF_HOUR)
 
 
-def readings(period: SettlementPeriod, table: dict[str, tuple[int, int]]) -> list[Reading]:
-    return [Reading(point, period, imp, exp) for point, (imp, exp) in table.items()]
+def readings(period: SettlementPeriod, table: dict[str, tuple[int, int]]) -> list[TapReading]:
+    return [TapReading(point, period, imp, exp) for point, (imp, exp) in table.items()]
 
 
 def noon_figures(tree: MeteringTree = FIG7) -> PeriodFigures:
@@ -210,9 +210,9 @@ def test_an_owner_whose_only_points_feed_others_has_nothing_to_cut():
     figures = tree.figures(
         period,
         [
-            Reading("T2", period, 100, 0),
-            Reading("T22", period, 60, 0),
-            Reading("T23", period, 0, 0),
+            TapReading("T2", period, 100, 0),
+            TapReading("T22", period, 60, 0),
+            TapReading("T23", period, 0, 0),
         ],
     )
     assert figures.owner("A").cut_off_points == ()
@@ -230,9 +230,9 @@ def test_other_owners_flows_that_cancel_behind_a_point_collapse_to_the_net():
     figures = tree.figures(
         period,
         [
-            Reading("T2", period, 10, 0),
-            Reading("T22", period, 400, 0),
-            Reading("T23", period, 0, 400),
+            TapReading("T2", period, 10, 0),
+            TapReading("T22", period, 400, 0),
+            TapReading("T23", period, 0, 400),
         ],
     )
     assert (figures.owner("A").import_wh, figures.owner("A").export_wh) == (10, 0)
@@ -275,17 +275,17 @@ def test_bad_readings_are_refused():
     period = period_at(NOON)
     good = readings(period, NOON_READINGS)
     with refused(Problem.UNKNOWN_POINT):
-        FIG7.figures(period, [*good, Reading("T9", period, 1, 0)])
+        FIG7.figures(period, [*good, TapReading("T9", period, 1, 0)])
     with refused(Problem.WRONG_PERIOD):
-        FIG7.figures(period, [*good[1:], Reading("T2", period_at(NOON + HALF_HOUR), 730, 270)])
+        FIG7.figures(period, [*good[1:], TapReading("T2", period_at(NOON + HALF_HOUR), 730, 270)])
     with refused(Problem.DUPLICATE_READING):
         FIG7.figures(period, [*good, good[0]])
     with pytest.raises(MeteringError, match="T22, T23"):
         FIG7.figures(period, [good[0]])
     with refused(Problem.NEGATIVE):
-        Reading("T2", period, -1, 0)
+        TapReading("T2", period, -1, 0)
     with refused(Problem.NOT_AN_INTEGER):
-        Reading("T2", period, 1, 2.5)  # type: ignore[arg-type]
+        TapReading("T2", period, 1, 2.5)  # type: ignore[arg-type]
 
 
 def test_bad_transfers_are_refused():

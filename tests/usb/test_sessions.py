@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from edge_controller.config import ConfigError, parse_config
-from edge_controller.ledger.rules import cost_of
+from edge_controller.ledger import cost_of
 from edge_controller.refusal import Refusal, Why
 
 from .usb_support import PORT_RESOURCE, PRICE, UsbRig, new_rig, overshoot_allowed_mwh, phone

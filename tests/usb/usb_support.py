@@ -13,8 +13,7 @@ from typing import Any
 from edge_controller.app.home import Home
 from edge_controller.config import UsbConfig
 from edge_controller.devices import SimulatedClock, SystemClock
-from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
-from edge_controller.ledger.state import Trade
+from edge_controller.ledger import Consensus, Genesis, KeyPair, Trade, sign_record
 from edge_controller.network import BrokerSettings
 from edge_controller.usb.charging import UsbCharging, UsbSettings
 from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld

@@ -13,8 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from edge_controller.devices import Clock
-from edge_controller.ledger import KeyPair, Ledger
-from edge_controller.ledger.rules import cost_of
+from edge_controller.ledger import KeyPair, Ledger, cost_of
 from edge_controller.refusal import Refusal, Why
 from edge_controller.usb.charging.bus import UsbBus
 from edge_controller.usb.charging.port import EndSession, PortState

@@ -7,8 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Protocol
 
-from edge_controller.ledger import Ledger
-from edge_controller.ledger.state import State
+from edge_controller.ledger import Ledger, State
 from edge_controller.usb.charging.port import PortState
 from edge_controller.usb.store import PortCursor, UsbStore
 

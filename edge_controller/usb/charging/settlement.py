@@ -10,8 +10,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge_controller.devices import Clock
-from edge_controller.ledger import Ledger
-from edge_controller.ledger.rules import cost_of
+from edge_controller.ledger import Ledger, cost_of
 from edge_controller.refusal import Refusal
 from edge_controller.usb.charging.bus import UsbBus
 from edge_controller.usb.charging.port import PortState, Publish, delivered_wh
