@@ -29,7 +29,7 @@ from edge_controller.market.auction import (
     check_bid,
     next_bid,
 )
-from edge_controller.market.config import Problem, ValidationError
+from edge_controller.market.checks import Problem, ValidationError
 from edge_controller.market.offers import AuctionTerms, EnergyRequest, Offer, OfferIntent
 from edge_controller.market.policy import (
     AuctionRule,

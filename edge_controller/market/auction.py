@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from edge_controller.market.config import Checks
+from edge_controller.market.checks import Checks
 from edge_controller.market.offers import Offer
 from edge_controller.market.reasons import Reason
 
