@@ -414,7 +414,7 @@ def _shape(cls: type) -> _Shape:
         names = frozenset(f.name for f in fields)
         tag = {_tag_field(cls)} if getattr(cls, "KIND", None) is not None else set()
         shape = _Shape(
-            hints={name: hints[name] for name in names},
+            hints={f.name: hints[f.name] for f in fields},  # in the order written
             required=frozenset(
                 f.name
                 for f in fields
