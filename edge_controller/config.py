@@ -7,22 +7,24 @@ fixes them all in one go; `load_config` raises `ConfigError` listing them and no
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 
-from edge_controller.devices import Clock, Profile, ProfileError, profile_from_config
-from edge_controller.market import MarketPolicy, ValidationError
+from edge_controller.devices import Clock, Profile, ProfileSettings
+from edge_controller.devices.roles import Role
+from edge_controller.market import MarketPolicy, Problem, ValidationError
+from edge_controller.market.checks import Between, Check, Checks, Expect, NonEmpty, OneOf, from_dict
 from edge_controller.network import BrokerSettings
 from edge_controller.usb.charging import HardwareOpener, UsbSettings
 from edge_controller.usb.hub import check_sysfs_hub
 from edge_controller.usb.types import UsbError
 from edge_controller.usb.virtual import PD_MAX_CURRENT_A, PD_VOLTAGES_MV, VirtualPhone
 
-DEVICE_ROLES = ("pv", "battery", "fuel_cell", "grid_meter", "meter")
+DEVICE_ROLES = tuple(role.value for role in Role)
 DEFAULT_API_PORT = 8780
 
 
@@ -41,7 +43,7 @@ class DeviceConfig:
     """One device: the ledger resource it backs, its role and its MQTT profile."""
 
     id: str
-    role: str
+    role: Role
     profile: Profile
     resource: str = ""
     stale_after_ms: int = 30_000
@@ -142,113 +144,358 @@ class HomeConfig:
         return relative if relative.is_absolute() else self.data_dir / relative
 
 
-class _Reader:
-    """Reads typed values out of nested mappings, noting each problem with its path."""
+# --- the document as written: one dataclass per section, read by the market's checker ------
+# Every mistake is reported at once with its path; a check that needs several fields of a
+# section sits in that section's `__post_init__`, so it runs whenever the section is right.
 
-    def __init__(self) -> None:
-        self.problems: list[str] = []
+Text = Annotated[str, NonEmpty()]
+Port = Annotated[int, Between(1, 65535)]
+HubPort = Annotated[int, Between(1, 15)]
+UsbId = Annotated[int, Between(0, 0xFFFF)]
 
-    def problem(self, path: str, expected: str) -> None:
-        self.problems.append(f"{path}: {expected}")
 
-    def mapping(self, data: Any, path: str) -> Mapping[str, Any]:
-        if data is None:
-            return {}
-        if not isinstance(data, Mapping):
-            self.problem(path, "expected a mapping")
-            return {}
-        return data
+@dataclass(frozen=True)
+class TlsSection:
+    """`tls:` of a broker: files that must exist."""
 
-    def unknown(self, data: Mapping[str, Any], path: str, known: set[str]) -> None:
-        for key in data:
-            if key not in known:
-                self.problem(
-                    f"{path}.{key}" if path else str(key),
-                    f"unknown setting; expected one of {', '.join(sorted(known))}",
-                )
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    ca_file: Text | None = None
+    cert_file: Text | None = None
+    key_file: Text | None = None
 
-    def text(self, data: Mapping[str, Any], key: str, path: str, default: str | None = None) -> str:
-        value = data.get(key, default)
-        if not isinstance(value, str) or not value:
-            self.problem(_join(path, key), "expected a non-empty text")
-            return default or ""
-        return value
+    def __post_init__(self) -> None:
+        checks = Checks()
+        for key in ("ca_file", "cert_file", "key_file"):
+            file = getattr(self, key)
+            checks.require(file is None or Path(file).exists(), key, f"no such file: {file}")
+        checks.done()
 
-    def integer(
-        self, data: Mapping[str, Any], key: str, path: str, default: int, low: int, high: int
-    ) -> int:
-        value = data.get(key, default)
-        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-            self.problem(_join(path, key), f"expected an integer from {low} to {high}")
-            return default
-        return value
 
-    def boolean(self, data: Mapping[str, Any], key: str, path: str, default: bool) -> bool:
-        value = data.get(key, default)
-        if not isinstance(value, bool):
-            self.problem(_join(path, key), "expected true or false")
-            return default
-        return value
+@dataclass(frozen=True)
+class BrokerSection:
+    """`community_broker:` or `device_broker:`; a `password_file` is read here."""
 
-    def broker(self, data: Any, path: str) -> BrokerSettings:
-        section = self.mapping(data, path)
-        known = {"host", "port", "username", "password", "password_file", "tls", "client_id"}
-        self.unknown(section, path, known)
-        password = section.get("password")
-        if "password_file" in section:
-            file = Path(self.text(section, "password_file", path))
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    host: Text = "127.0.0.1"
+    port: Port = 1883
+    username: Annotated[str, Expect("a text")] | None = None
+    password: Annotated[str, Expect("a text")] | None = None
+    password_file: Text | None = None
+    tls: TlsSection = field(default_factory=TlsSection)
+    client_id: Annotated[str, Expect("a text")] | None = None
+    secret: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        secret = self.password
+        if self.password_file is not None:
             try:
-                password = file.read_text().strip()
+                secret = Path(self.password_file).read_text().strip()
             except OSError as exc:
-                self.problem(_join(path, "password_file"), f"cannot be read ({exc.strerror})")
-        tls = self.mapping(section.get("tls"), _join(path, "tls"))
-        self.unknown(tls, _join(path, "tls"), {"ca_file", "cert_file", "key_file"})
+                raise ValidationError(
+                    [Problem("password_file", f"cannot be read ({exc.strerror})")]
+                ) from None
+        object.__setattr__(self, "secret", secret)
 
-        def tls_path(key: str) -> Path | None:
-            if key not in tls:
-                return None
-            file = Path(self.text(tls, key, _join(path, "tls")))
-            if not file.exists():
-                self.problem(_join(path, f"tls.{key}"), f"no such file: {file}")
-            return file
+    def settings(self) -> BrokerSettings:
+        """The broker settings the network layer takes."""
+        tls = self.tls
 
-        username = section.get("username")
-        if username is not None and not isinstance(username, str):
-            self.problem(_join(path, "username"), "expected a text")
-            username = None
+        def path(file: str | None) -> Path | None:
+            return None if file is None else Path(file)
+
         return BrokerSettings(
-            host=self.text(section, "host", path, "127.0.0.1"),
-            port=self.integer(section, "port", path, 1883, 1, 65535),
-            username=username,
-            password=password if isinstance(password, str) else None,
-            tls_ca_file=tls_path("ca_file"),
-            tls_cert_file=tls_path("cert_file"),
-            tls_key_file=tls_path("key_file"),
-            client_id=section.get("client_id")
-            if isinstance(section.get("client_id"), str)
-            else None,
+            host=self.host,
+            port=self.port,
+            username=self.username,
+            password=self.secret,
+            tls_ca_file=path(tls.ca_file),
+            tls_cert_file=path(tls.cert_file),
+            tls_key_file=path(tls.key_file),
+            client_id=self.client_id,
         )
 
 
-def _join(path: str, key: str) -> str:
-    return f"{path}.{key}" if path else key
+@dataclass(frozen=True)
+class KeysSection:
+    """`keys:`: the node's and the meter's key files."""
+
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    node: Text = "node.key"
+    meter: Text = "meter.key"
 
 
-TOP_LEVEL = {
-    "name",
-    "data_dir",
-    "genesis",
-    "keys",
-    "community_broker",
-    "device_broker",
-    "api",
-    "sealer",
-    "control_interval_s",
-    "settlement_period_s",
-    "devices",
-    "policy",
-    "usb",
-}
+@dataclass(frozen=True)
+class ApiSection:
+    """`api:`: where the API listens and where its token is kept."""
+
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    host: Text = "127.0.0.1"
+    port: Port = DEFAULT_API_PORT
+    token_file: Text = "api-token"
+    zeroconf: bool = True
+
+
+@dataclass(frozen=True)
+class DeviceSection:
+    """One entry of `devices:`; its profile is built here, so its mistakes have a path."""
+
+    id: Text
+    role: Annotated[str, OneOf(DEVICE_ROLES)]
+    profile: ProfileSettings
+    resource: Annotated[str, Expect("the ledger resource id as text")] = ""
+    stale_after_s: Annotated[int, Between(1, 86_400)] = 30
+
+    def config(self) -> DeviceConfig:
+        """The device as the home runs it."""
+        return DeviceConfig(
+            self.id, Role(self.role), self.profile.build(), self.resource, self.stale_after_s * 1000
+        )
+
+
+def _unique_ids(devices: tuple[DeviceSection, ...]) -> Iterable[tuple[str, str]]:
+    seen: set[str] = set()
+    for i, device in enumerate(devices):
+        if device.id in seen:
+            yield f"[{i}].id", f"{device.id!r} is used by another device"
+        seen.add(device.id)
+
+
+# --- the virtual USB world of the demo and tests (a separable piece) ------------------------
+
+PD_VOLTS = ", ".join(str(v) for v in PD_VOLTAGES_MV)
+
+
+@dataclass(frozen=True)
+class VirtualPhoneSection:
+    """One entry of `usb.virtual.phones:`; its power must fit its USB-PD contract."""
+
+    port: HubPort = 1
+    vendor_id: UsbId = 0x18D1
+    product_id: UsbId = 0x4EE7
+    serial: Text | None = None
+    manufacturer: Text = "Google"
+    product: Text = "Pixel"
+    battery_wh: Annotated[int, Between(1, 200)] = 15
+    soc_percent: Annotated[int, Between(0, 100)] = 20
+    max_power_w: Annotated[int, Between(1, 100)] = 15
+    pd_voltage_mv: Annotated[
+        int, Expect(f"a USB-PD voltage: {PD_VOLTS}"), OneOf(PD_VOLTAGES_MV)
+    ] = PD_VOLTAGES_MV[0]
+    plug_after_s: Annotated[int, Between(0, 86_400)] = 5
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        checks.require(
+            self.max_power_w <= self.pd_voltage_mv / 1000 * PD_MAX_CURRENT_A,
+            "max_power_w",
+            f"{self.max_power_w} W at {self.pd_voltage_mv} mV needs more than"
+            f" {PD_MAX_CURRENT_A:g} A; raise pd_voltage_mv",
+        )
+        checks.done()
+
+    def config(self, index: int) -> VirtualPhoneConfig:
+        """The phone as the virtual world plugs it; `index` numbers its default serial."""
+        return VirtualPhoneConfig(
+            port=self.port,
+            vendor_id=self.vendor_id,
+            product_id=self.product_id,
+            serial=self.serial or f"VIRTUAL{index + 1:04d}",
+            manufacturer=self.manufacturer,
+            product=self.product,
+            battery_wh=self.battery_wh,
+            soc=self.soc_percent / 100,
+            max_power_w=self.max_power_w,
+            pd_voltage_mv=self.pd_voltage_mv,
+            plug_after_ms=self.plug_after_s * 1000,
+        )
+
+
+@dataclass(frozen=True)
+class VirtualUsbSection:
+    """`usb.virtual:`: the virtual hub's ports and the phones plugged into it."""
+
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    ports: HubPort = 4
+    per_port_power: bool = True
+    phones: tuple[VirtualPhoneSection, ...] | None = None
+
+
+# --- usb -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class UsbHubSection:
+    """`usb.hub:` by ids or location (hub class requests), or by its sysfs name.
+
+    `sysfs` ("1-1.3", or "usbN" for a root hub) picks the sysfs `disable` files for port
+    power; it names the hub by its place, so ids or a location beside it are an error.
+    `sysfs_root` (tests) is where /sys is."""
+
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    vendor_id: UsbId | None = None
+    product_id: UsbId | None = None
+    location: Annotated[str, Expect('a text such as "1-1.3"')] | None = None
+    sysfs: Annotated[str, Expect('a text such as "1-1.3"')] | None = None
+    sysfs_root: Annotated[str, Expect("a directory path"), NonEmpty()] | None = None
+    sysfs_name: str | None = field(init=False, default=None)
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        if self.sysfs is None:
+            checks.require(self.sysfs_root is None, "sysfs_root", "only goes with usb.hub.sysfs")
+        else:
+            others = [k for k in ("location", "product_id", "vendor_id") if getattr(self, k)]
+            checks.require(
+                not others,
+                "sysfs",
+                f"names the hub by its sysfs path; leave out {', '.join(sorted(others))} "
+                "(those select a hub for hub class requests)",
+            )
+            try:
+                object.__setattr__(self, "sysfs_name", check_sysfs_hub(self.sysfs))
+            except UsbError as exc:
+                checks.require(False, "sysfs", exc.message)
+        checks.done()
+
+
+METER_TYPES = ("fnirsi", "typec", "virtual")
+
+
+def _meter_problems(meter: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
+    """`usb.meter:` is open_meter's settings; only `type` and `port` are ours to check."""
+    port = meter.get("port", 1)
+    if type(port) is not int or not 1 <= port <= 15:
+        yield "port", "expected an integer from 1 to 15"
+    if meter.get("type", "fnirsi") not in METER_TYPES:
+        yield "type", "expected fnirsi, typec or virtual"
+
+
+def _hub_ports(ports: tuple[int, ...]) -> Iterable[tuple[str, str]]:
+    if not ports or len(set(ports)) != len(ports) or not all(1 <= p <= 15 for p in ports):
+        yield "", "expected a list of distinct hub port numbers from 1 to 15"
+
+
+@dataclass(frozen=True)
+class UsbSection:
+    """`usb:`: hub (ids, location, sysfs name, or `virtual`), meter (fnirsi, typec or
+    virtual, and the port it stands in front of), ports, price, free trickle, session and
+    watchdog limits, and the virtual world of the demo."""
+
+    hub: Annotated[
+        Literal["virtual"] | UsbHubSection,
+        Expect("virtual, or a mapping with vendor_id, product_id, location or sysfs"),
+    ] = field(default_factory=UsbHubSection)
+    meter: Annotated[dict[str, Any], Check(_meter_problems)] | None = None
+    ports: Annotated[
+        tuple[int, ...],
+        Expect("a list of distinct hub port numbers from 1 to 15"),
+        Check(_hub_ports),
+    ] = (1,)
+    price: Annotated[int, Between(0, 10**9)] = 2_000
+    free_trickle: Annotated[
+        Literal[False] | Annotated[int, Between(1, 100_000)],
+        Expect("false or a power in mW from 1 to 100000"),
+    ] = False
+    max_session_s: Annotated[int, Between(60, 7 * 86_400)] = 14_400
+    watchdog_s: Annotated[int, Between(2, 600)] = 5
+    auto_purchase_wh: Annotated[int, Between(0, 1_000)] = 0
+    resource_prefix: Annotated[str, Expect("a text")] | None = None
+    virtual: VirtualUsbSection | None = None
+    reopen_s: Annotated[int, Between(1, 3_600)] = 10
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        meter_type = (self.meter or {}).get("type")
+        checks.require(
+            meter_type != "virtual" or self.hub == "virtual",
+            "meter.type",
+            "a virtual meter needs the virtual hub (usb.hub: virtual)",
+        )
+        checks.done()
+
+    def config(self, home_name: str) -> UsbConfig:
+        """The USB setup as the home runs it; the resource prefix defaults to the home's name."""
+        virtual = self.hub == "virtual"
+        hub = UsbHubSection() if isinstance(self.hub, str) else self.hub
+        meter = dict(self.meter or {})
+        meter_port = meter.pop("port", self.ports[0])
+        meter_type = meter.get("type", "virtual" if virtual else "fnirsi")
+        meter["type"] = "fnirsi" if meter_type == "virtual" else meter_type
+        world = self.virtual or VirtualUsbSection()
+        settings = UsbSettings(
+            ports=self.ports,
+            price=self.price,
+            free_trickle_mw=self.free_trickle or None,
+            max_session_ms=self.max_session_s * 1000,
+            watchdog_ms=self.watchdog_s * 1000,
+            auto_purchase_wh=self.auto_purchase_wh,
+            resource_prefix=self.resource_prefix or _slug(home_name) or "usb",
+            reopen_ms=self.reopen_s * 1000,
+        )
+        return UsbConfig(
+            settings=settings,
+            hub_vendor_id=hub.vendor_id,
+            hub_product_id=hub.product_id,
+            hub_location=hub.location,
+            hub_sysfs=hub.sysfs_name,
+            hub_sysfs_root=hub.sysfs_root or "/",
+            virtual=virtual,
+            virtual_ports=world.ports,
+            virtual_per_port_power=world.per_port_power,
+            virtual_phones=tuple(p.config(i) for i, p in enumerate(world.phones or ())),
+            meter=tuple(sorted(meter.items())),
+            meter_port=meter_port,
+        )
+
+
+# --- the whole file ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigDocument:
+    """`edge.yaml` as written; `home()` turns it into the `HomeConfig` a home starts from."""
+
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    name: Text
+    genesis: Text
+    data_dir: Text = "data"
+    keys: KeysSection = field(default_factory=KeysSection)
+    community_broker: BrokerSection = field(default_factory=BrokerSection)
+    device_broker: BrokerSection | None = None
+    api: ApiSection = field(default_factory=ApiSection)
+    sealer: Annotated[bool | Literal["auto"], Expect("true, false or auto")] = "auto"
+    control_interval_s: Annotated[int, Between(1, 3600)] = 2
+    # Seed 003: metering periods from seconds to thirty minutes.
+    settlement_period_s: Annotated[int, Between(1, 1800)] = 300
+    devices: Annotated[
+        tuple[DeviceSection, ...], Expect("a list of devices"), Check(_unique_ids)
+    ] = ()
+    policy: MarketPolicy | None = None
+    usb: UsbSection | None = None
+
+    def home(self, base: Path, device_broker_given: bool) -> HomeConfig:
+        """The home's configuration; relative paths are taken from `base`."""
+        device_broker = self.device_broker
+        if device_broker is None and device_broker_given:
+            device_broker = BrokerSection()  # `device_broker:` with nothing under it
+        return HomeConfig(
+            name=self.name,
+            data_dir=base / self.data_dir,
+            genesis=base / self.genesis,
+            community_broker=self.community_broker.settings(),
+            device_broker=device_broker.settings() if device_broker else None,
+            node_key=Path(self.keys.node),
+            meter_key=Path(self.keys.meter),
+            api=ApiConfig(
+                self.api.host, self.api.port, Path(self.api.token_file), self.api.zeroconf
+            ),
+            sealer=None if self.sealer == "auto" else bool(self.sealer),
+            control_interval_ms=self.control_interval_s * 1000,
+            settlement_period_ms=self.settlement_period_s * 1000,
+            devices=tuple(device.config() for device in self.devices),
+            policy=self.policy or MarketPolicy(),
+            usb=self.usb.config(self.name) if self.usb is not None else None,
+        )
 
 
 def parse_config(data: Any, source: str = "configuration", base: Path | None = None) -> HomeConfig:
@@ -256,265 +503,20 @@ def parse_config(data: Any, source: str = "configuration", base: Path | None = N
 
     Relative file paths in the document are taken from `base` (the file's folder)."""
     base = base or Path.cwd()
-    r = _Reader()
-    top = r.mapping(data, "(top level)")
-    r.unknown(top, "", TOP_LEVEL)
-    name = r.text(top, "name", "")
-    data_dir = base / r.text(top, "data_dir", "", "data")
-    genesis = base / r.text(top, "genesis", "")
-    if "genesis" in top and not genesis.is_file():
-        r.problem("genesis", f"no such file: {genesis}")
-    keys = r.mapping(top.get("keys"), "keys")
-    r.unknown(keys, "keys", {"node", "meter"})
-    community = r.broker(top.get("community_broker"), "community_broker")
-    device_broker = (
-        r.broker(top["device_broker"], "device_broker") if "device_broker" in top else None
-    )
-    api_section = r.mapping(top.get("api"), "api")
-    r.unknown(api_section, "api", {"host", "port", "token_file", "zeroconf"})
-    api = ApiConfig(
-        host=r.text(api_section, "host", "api", "127.0.0.1"),
-        port=r.integer(api_section, "port", "api", DEFAULT_API_PORT, 1, 65535),
-        token_file=Path(r.text(api_section, "token_file", "api", "api-token")),
-        zeroconf=r.boolean(api_section, "zeroconf", "api", True),
-    )
-    sealer_value = top.get("sealer", "auto")
-    sealer: bool | None = None
-    if isinstance(sealer_value, bool):
-        sealer = sealer_value
-    elif sealer_value != "auto":
-        r.problem("sealer", "expected true, false or auto")
-    devices = _devices(r, top.get("devices", []))
-    policy = MarketPolicy()
-    if "policy" in top:
-        try:
-            policy = MarketPolicy.from_dict(r.mapping(top["policy"], "policy"))
-        except ValidationError as exc:
-            r.problems.extend(f"policy.{p.path}: {p.message}" for p in exc.problems)
-    config = HomeConfig(
-        name=name,
-        data_dir=data_dir,
-        genesis=genesis,
-        community_broker=community,
-        device_broker=device_broker,
-        node_key=Path(r.text(keys, "node", "keys", "node.key")),
-        meter_key=Path(r.text(keys, "meter", "keys", "meter.key")),
-        api=api,
-        sealer=sealer,
-        control_interval_ms=r.integer(top, "control_interval_s", "", 2, 1, 3600) * 1000,
-        # Seed 003: metering periods from seconds to thirty minutes.
-        settlement_period_ms=r.integer(top, "settlement_period_s", "", 300, 1, 1800) * 1000,
-        devices=devices,
-        policy=policy,
-        usb=_usb(r, top["usb"], name) if top.get("usb") is not None else None,
-    )
-    if r.problems:
-        raise ConfigError(source, r.problems)
-    return config
-
-
-def _devices(r: _Reader, data: Any) -> tuple[DeviceConfig, ...]:
-    if not isinstance(data, list):
-        r.problem("devices", "expected a list of devices")
-        return ()
-    devices: list[DeviceConfig] = []
-    seen: set[str] = set()
-    for i, item in enumerate(data):
-        path = f"devices[{i}]"
-        entry = r.mapping(item, path)
-        r.unknown(entry, path, {"id", "role", "resource", "profile", "stale_after_s"})
-        device_id = r.text(entry, "id", path)
-        if device_id in seen:
-            r.problem(f"{path}.id", f"{device_id!r} is used by another device")
-        seen.add(device_id)
-        role = entry.get("role")
-        if role not in DEVICE_ROLES:
-            r.problem(f"{path}.role", f"expected one of {', '.join(DEVICE_ROLES)}")
-            role = "meter"
-        resource = entry.get("resource", "")
-        if not isinstance(resource, str):
-            r.problem(f"{path}.resource", "expected the ledger resource id as text")
-            resource = ""
-        try:
-            profile = profile_from_config(
-                r.mapping(entry.get("profile"), f"{path}.profile"), f"{path}.profile"
-            )
-        except ProfileError as exc:
-            r.problems.append(str(exc))
-            continue
-        stale = r.integer(entry, "stale_after_s", path, 30, 1, 86_400)
-        devices.append(DeviceConfig(device_id, str(role), profile, resource, stale * 1000))
-    return tuple(devices)
-
-
-USB_KEYS = {
-    "hub",
-    "meter",
-    "ports",
-    "price",
-    "free_trickle",
-    "max_session_s",
-    "watchdog_s",
-    "auto_purchase_wh",
-    "resource_prefix",
-    "virtual",
-    "reopen_s",
-}
-PHONE_KEYS = {
-    "port",
-    "vendor_id",
-    "product_id",
-    "serial",
-    "manufacturer",
-    "product",
-    "battery_wh",
-    "soc_percent",
-    "max_power_w",
-    "pd_voltage_mv",
-    "plug_after_s",
-}
-
-
-def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
-    """The `usb:` section: hub (vendor/product id, location, or `virtual`), meter
-    (fnirsi, typec or virtual, and the port it stands in front of), ports, price, free
-    trickle, session and watchdog limits, and the virtual world of the demo."""
-    path = "usb"
-    section = r.mapping(data, path)
-    r.unknown(section, path, USB_KEYS)
-    hub = section.get("hub", {})
-    virtual = hub == "virtual"
-    hub_section = {} if virtual else r.mapping(hub, "usb.hub")
-    r.unknown(
-        hub_section, "usb.hub", {"vendor_id", "product_id", "location", "sysfs", "sysfs_root"}
-    )
-    ids: dict[str, int | None] = {}
-    for key in ("vendor_id", "product_id"):
-        ids[key] = (
-            r.integer(hub_section, key, "usb.hub", 0, 0, 0xFFFF) if key in hub_section else None
-        )
-    location = hub_section.get("location")
-    if location is not None and not isinstance(location, str):
-        r.problem("usb.hub.location", 'expected a text such as "1-1.3"')
-        location = None
-    sysfs, sysfs_root = _usb_sysfs(r, hub_section)
-    ports_value = section.get("ports", [1])
-    ports: tuple[int, ...] = (1,)
-    if (
-        not isinstance(ports_value, list)
-        or not ports_value
-        or not all(type(p) is int and 1 <= p <= 15 for p in ports_value)
-        or len(set(ports_value)) != len(ports_value)
-    ):
-        r.problem("usb.ports", "expected a list of distinct hub port numbers from 1 to 15")
-    else:
-        ports = tuple(ports_value)
-    meter = dict(r.mapping(section.get("meter"), "usb.meter"))
-    meter_port = r.integer(meter, "port", "usb.meter", ports[0], 1, 15)
-    meter.pop("port", None)
-    meter_type = meter.get("type", "virtual" if virtual else "fnirsi")
-    if meter_type not in ("fnirsi", "typec", "virtual"):
-        r.problem("usb.meter.type", "expected fnirsi, typec or virtual")
-    if meter_type == "virtual" and not virtual:
-        r.problem("usb.meter.type", "a virtual meter needs the virtual hub (usb.hub: virtual)")
-    meter["type"] = "fnirsi" if meter_type == "virtual" else meter_type
-    trickle = section.get("free_trickle", False)
-    trickle_mw: int | None = None
-    if trickle is not False:
-        trickle_mw = r.integer(section, "free_trickle", path, 0, 1, 100_000)
-    prefix = section.get("resource_prefix") or _slug(home_name) or "usb"
-    if not isinstance(prefix, str):
-        r.problem("usb.resource_prefix", "expected a text")
-        prefix = "usb"
-    virtual_section = r.mapping(section.get("virtual"), "usb.virtual")
-    r.unknown(virtual_section, "usb.virtual", {"ports", "per_port_power", "phones"})
-    phones = []
-    for i, item in enumerate(virtual_section.get("phones", []) or []):
-        where = f"usb.virtual.phones[{i}]"
-        phone = r.mapping(item, where)
-        r.unknown(phone, where, PHONE_KEYS)
-        max_power_w = r.integer(phone, "max_power_w", where, 15, 1, 100)
-        pd_voltage_mv = phone.get("pd_voltage_mv", PD_VOLTAGES_MV[0])
-        if type(pd_voltage_mv) is not int or pd_voltage_mv not in PD_VOLTAGES_MV:
-            volts = ", ".join(str(v) for v in PD_VOLTAGES_MV)
-            r.problem(f"{where}.pd_voltage_mv", f"expected a USB-PD voltage: {volts}")
-            pd_voltage_mv = PD_VOLTAGES_MV[0]
-        elif max_power_w > pd_voltage_mv / 1000 * PD_MAX_CURRENT_A:
-            r.problem(
-                f"{where}.max_power_w",
-                f"{max_power_w} W at {pd_voltage_mv} mV needs more than"
-                f" {PD_MAX_CURRENT_A:g} A; raise pd_voltage_mv",
-            )
-            max_power_w = 1
-        phones.append(
-            VirtualPhoneConfig(
-                port=r.integer(phone, "port", where, 1, 1, 15),
-                vendor_id=r.integer(phone, "vendor_id", where, 0x18D1, 0, 0xFFFF),
-                product_id=r.integer(phone, "product_id", where, 0x4EE7, 0, 0xFFFF),
-                serial=r.text(phone, "serial", where, f"VIRTUAL{i + 1:04d}"),
-                manufacturer=r.text(phone, "manufacturer", where, "Google"),
-                product=r.text(phone, "product", where, "Pixel"),
-                battery_wh=r.integer(phone, "battery_wh", where, 15, 1, 200),
-                soc=r.integer(phone, "soc_percent", where, 20, 0, 100) / 100,
-                max_power_w=max_power_w,
-                pd_voltage_mv=pd_voltage_mv,
-                plug_after_ms=r.integer(phone, "plug_after_s", where, 5, 0, 86_400) * 1000,
-            )
-        )
-    settings = UsbSettings(
-        ports=ports,
-        price=r.integer(section, "price", path, 2_000, 0, 10**9),
-        free_trickle_mw=trickle_mw,
-        max_session_ms=r.integer(section, "max_session_s", path, 14_400, 60, 7 * 86_400) * 1000,
-        watchdog_ms=r.integer(section, "watchdog_s", path, 5, 2, 600) * 1000,
-        auto_purchase_wh=r.integer(section, "auto_purchase_wh", path, 0, 0, 1_000),
-        resource_prefix=prefix,
-        reopen_ms=r.integer(section, "reopen_s", path, 10, 1, 3_600) * 1000,
-    )
-    return UsbConfig(
-        settings=settings,
-        hub_vendor_id=ids["vendor_id"],
-        hub_product_id=ids["product_id"],
-        hub_location=location,
-        hub_sysfs=sysfs,
-        hub_sysfs_root=sysfs_root,
-        virtual=virtual,
-        virtual_ports=r.integer(virtual_section, "ports", "usb.virtual", 4, 1, 15),
-        virtual_per_port_power=r.boolean(virtual_section, "per_port_power", "usb.virtual", True),
-        virtual_phones=tuple(phones),
-        meter=tuple(sorted(meter.items())),
-        meter_port=meter_port,
-    )
-
-
-def _usb_sysfs(r: _Reader, hub: Mapping[str, Any]) -> tuple[str | None, str]:
-    """`usb.hub.sysfs` ("1-1.3", or "usbN" for a root hub) picks the sysfs `disable` files
-    for port power; it names the hub by its place, so ids or a location beside it are an
-    error. `sysfs_root` (tests) is where /sys is."""
-    root = hub.get("sysfs_root", "/")
-    if not isinstance(root, str) or not root:
-        r.problem("usb.hub.sysfs_root", "expected a directory path")
-        root = "/"
-    if "sysfs" not in hub:
-        if "sysfs_root" in hub:
-            r.problem("usb.hub.sysfs_root", "only goes with usb.hub.sysfs")
-        return None, root
-    name = hub["sysfs"]
-    if not isinstance(name, str):
-        r.problem("usb.hub.sysfs", 'expected a text such as "1-1.3"')
-        return None, root
-    others = sorted(key for key in ("vendor_id", "product_id", "location") if key in hub)
-    if others:
-        r.problem(
-            "usb.hub.sysfs",
-            f"names the hub by its sysfs path; leave out {', '.join(others)} "
-            "(those select a hub for hub class requests)",
-        )
+    top: Mapping[str, Any] = data if isinstance(data, Mapping) else {}
+    problems: list[Problem] = []
+    document: ConfigDocument | None = None
     try:
-        return check_sysfs_hub(name), root
-    except UsbError as exc:
-        r.problem("usb.hub.sysfs", exc.message)
-        return None, root
+        document = from_dict(ConfigDocument, data)
+    except ValidationError as error:
+        problems.extend(error.problems)
+    # Checked beside the rest, so a missing genesis is named with every other mistake.
+    genesis = top.get("genesis")
+    if isinstance(genesis, str) and genesis and not (base / genesis).is_file():
+        problems.append(Problem("genesis", f"no such file: {base / genesis}"))
+    if problems or document is None:
+        raise ConfigError(source, [str(p) for p in problems])
+    return document.home(base, "device_broker" in top)
 
 
 def _slug(name: str) -> str:

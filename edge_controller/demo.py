@@ -39,6 +39,7 @@ from edge_controller.devices import (
     serve_on_broker,
     simple_generic_profile,
 )
+from edge_controller.devices.roles import Role
 from edge_controller.devices.simulators import (
     BatteryModel,
     FuelCellModel,
@@ -195,9 +196,9 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                         )
                     ],
                     devices=[
-                        DeviceConfig("battery", "battery", profile, f"{slug}/battery", 15_000),
-                        DeviceConfig("pv", "pv", profile, f"{slug}/pv", 15_000),
-                        DeviceConfig("grid", "grid_meter", profile, "", 15_000),
+                        DeviceConfig("battery", Role.BATTERY, profile, f"{slug}/battery", 15_000),
+                        DeviceConfig("pv", Role.PV, profile, f"{slug}/pv", 15_000),
+                        DeviceConfig("grid", Role.GRID_METER, profile, "", 15_000),
                     ],
                     resources=[
                         ResourcePlan(f"{slug}/battery", "battery", 3_000, 5_000, 3_970),
@@ -232,7 +233,9 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                     slug=slug,
                     hardware=[("fuel-cell", cell, FUEL_CELL_QUANTITIES, commands)],
                     devices=[
-                        DeviceConfig("fuel-cell", "fuel_cell", profile, f"{slug}/fuel-cell", 15_000)
+                        DeviceConfig(
+                            "fuel-cell", Role.FUEL_CELL, profile, f"{slug}/fuel-cell", 15_000
+                        )
                     ],
                     resources=[
                         ResourcePlan(f"{slug}/fuel-cell", "fuel_cell", 5_000, 25_000, 25_000)
@@ -263,7 +266,7 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                     name=f"Flat {i + 1}",
                     slug=slug,
                     hardware=[("meter", load, METER_QUANTITIES, ())],
-                    devices=[DeviceConfig("meter", "meter", profile, f"{slug}/meter", 15_000)],
+                    devices=[DeviceConfig("meter", Role.METER, profile, f"{slug}/meter", 15_000)],
                     resources=[
                         ResourcePlan(f"{slug}/meter", "meter", 0, 0, 0),
                         *(

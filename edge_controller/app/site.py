@@ -236,7 +236,7 @@ BEHAVIOURS: dict[Role, type[SiteDevice]] = {
 def site_device(config: DeviceConfig, clock: Clock) -> SiteDevice:
     """The configured device on its MQTT profile, with its role's behaviour."""
     device = MqttDevice(config.id, config.profile, clock, stale_after_ms=config.stale_after_ms)
-    return BEHAVIOURS[Role(config.role)](config, device, capabilities_of(device))
+    return BEHAVIOURS[config.role](config, device, capabilities_of(device))
 
 
 def grid_power(devices: list[SiteDevice]) -> Sample[int] | None:

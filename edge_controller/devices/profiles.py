@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal
+
+from edge_controller.market.checks import (
+    Check,
+    Checks,
+    Expect,
+    NonEmpty,
+    ValidationError,
+    read,
+)
 
 JsonPath = tuple[str, ...]
-E = TypeVar("E", bound=StrEnum)
 ValueKind = Literal["number", "text", "list"]
 
 # A number no real device reports, so a template can be searched for where `$value` lands.
@@ -340,114 +348,144 @@ def victron_profile(
     )
 
 
+# --- profiles written in configuration ------------------------------------------------------
+# Each family's settings as a dataclass, read by the market's one checker: every mistake is
+# reported at once with its path, e.g. `devices[1].profile.battery_capacity_wh: expected an
+# integer`. A family is chosen by the `profile` key.
+
+
+def _json_path_problems(path: str | None) -> Iterable[tuple[str, str]]:
+    try:
+        parse_json_path(path)
+    except ProfileError as error:
+        yield "", str(error)
+
+
+def _template_problems(template: str) -> Iterable[tuple[str, str]]:
+    try:
+        _locate_value(template)
+    except ProfileError as error:
+        yield "", str(error)
+
+
+def _non_zero(scale: float) -> Iterable[tuple[str, str]]:
+    if scale == 0:
+        yield "", "expected a non-zero number"
+
+
+Topic = Annotated[str, NonEmpty()]
+
+
+@dataclass(frozen=True)
+class TelemetrySource:
+    """Where a generic device publishes one value: topic, dotted JSON path, scale."""
+
+    topic: Topic
+    path: Annotated[str | None, Expect("a dotted JSON path"), Check(_json_path_problems)] = None
+    scale: Annotated[float, Expect("a non-zero number"), Check(_non_zero)] = 1.0
+
+
+@dataclass(frozen=True)
+class CommandTarget:
+    """Where a generic device takes one command: topic and payload template with $value."""
+
+    topic: Topic
+    payload: Annotated[str, Expect("a template text with $value"), Check(_template_problems)] = (
+        "$value"
+    )
+
+
+@dataclass(frozen=True)
+class GenericProfileSettings:
+    """`profile: generic`: telemetry and commands mapped by name, constants by value."""
+
+    TAG_FIELD: ClassVar[str] = "profile"
+    KIND: ClassVar[str] = "generic"
+    telemetry: Mapping[Quantity, TelemetrySource]
+    commands: Mapping[Command, CommandTarget] | None = None
+    constants: Mapping[Quantity, int] | None = None
+    retained: bool = True
+    name: str = "generic"
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        for quantity in self.constants or {}:
+            checks.require(
+                quantity not in self.telemetry,
+                f"constants.{quantity}",
+                f"{quantity} is both a constant and a telemetry value",
+            )
+        checks.done()
+
+    def build(self) -> Profile:
+        """The profile these settings describe."""
+        return Profile(
+            name=self.name,
+            telemetry=tuple(
+                TelemetryPoint(q, s.topic, parse_json_path(s.path), s.scale)
+                for q, s in self.telemetry.items()
+            ),
+            commands=tuple(
+                CommandPoint(c, t.topic, t.payload) for c, t in (self.commands or {}).items()
+            ),
+            constants=dict(self.constants or {}),
+            retained=self.retained,
+        )
+
+
+@dataclass(frozen=True)
+class OpenDtuProfileSettings:
+    """`profile: opendtu`: an inverter behind OpenDTU."""
+
+    TAG_FIELD: ClassVar[str] = "profile"
+    KIND: ClassVar[str] = "opendtu"
+    base_topic: Topic
+    serial: Annotated[str, NonEmpty()]
+    power_rating_w: int
+
+    def build(self) -> Profile:
+        """The profile these settings describe."""
+        return opendtu_profile(self.base_topic, self.serial, self.power_rating_w)
+
+
+@dataclass(frozen=True)
+class VictronProfileSettings:
+    """`profile: victron`: a Victron ESS behind Venus OS; an instance of null: no service."""
+
+    TAG_FIELD: ClassVar[str] = "profile"
+    KIND: ClassVar[str] = "victron"
+    portal_id: Annotated[str, NonEmpty()]
+    battery_capacity_wh: int
+    grid_instance: int | None = 30
+    battery_instance: int | None = 512
+    pvinverter_instance: int | None = 20
+    vebus_instance: int | None = 276
+
+    def build(self) -> Profile:
+        """The profile these settings describe."""
+        return victron_profile(
+            self.portal_id,
+            battery_capacity_wh=self.battery_capacity_wh,
+            grid_instance=self.grid_instance,
+            battery_instance=self.battery_instance,
+            pvinverter_instance=self.pvinverter_instance,
+            vebus_instance=self.vebus_instance,
+        )
+
+
+ProfileSettings = GenericProfileSettings | OpenDtuProfileSettings | VictronProfileSettings
+
+
 def profile_from_config(config: Mapping[str, Any], where: str = "device") -> Profile:
     """Build a profile from a configuration mapping (parsed JSON or YAML).
 
     `{"profile": "generic", "telemetry": {...}, "commands": {...}, "constants": {...}}`,
     `{"profile": "opendtu", "base_topic": ..., "serial": ..., "power_rating_w": ...}` or
     `{"profile": "victron", "portal_id": ..., "battery_capacity_wh": ..., <service>_instance}`.
-    Mistakes raise `ProfileError` naming the path in the configuration (`where`).
+    Mistakes raise `ProfileError` naming every path in the configuration (`where`).
     """
-    kind = config.get("profile")
-    if kind == "generic":
-        return _generic_from_config(config, where)
-    if kind == "opendtu":
-        return opendtu_profile(
-            _text(config, "base_topic", where),
-            _text(config, "serial", where),
-            _integer(config, "power_rating_w", where),
-        )
-    if kind == "victron":
-        instances: dict[str, int | None] = {}
-        for service in ("grid", "battery", "pvinverter", "vebus"):
-            key = f"{service}_instance"
-            if key in config:
-                instances[key] = None if config[key] is None else _integer(config, key, where)
-        return victron_profile(
-            _text(config, "portal_id", where),
-            battery_capacity_wh=_integer(config, "battery_capacity_wh", where),
-            **instances,
-        )
-    raise ProfileError(f"{where}.profile: expected one of generic, opendtu, victron; got {kind!r}")
-
-
-def _generic_from_config(config: Mapping[str, Any], where: str) -> Profile:
-    telemetry: list[TelemetryPoint] = []
-    for name, entry in _mapping(config, "telemetry", where).items():
-        at = f"{where}.telemetry.{name}"
-        quantity = _enum(Quantity, name, at)
-        if not isinstance(entry, Mapping):
-            raise ProfileError(f"{at}: expected a mapping with topic and path")
-        path = entry.get("path")
-        if path is not None and not isinstance(path, str):
-            raise ProfileError(f"{at}.path: expected a dotted JSON path")
-        scale = entry.get("scale", 1.0)
-        if isinstance(scale, bool) or not isinstance(scale, int | float) or scale == 0:
-            raise ProfileError(f"{at}.scale: expected a non-zero number")
-        telemetry.append(
-            TelemetryPoint(quantity, _text(entry, "topic", at), parse_json_path(path), float(scale))
-        )
-    commands: list[CommandPoint] = []
-    for name, entry in _mapping(config, "commands", where, required=False).items():
-        at = f"{where}.commands.{name}"
-        command = _enum(Command, name, at)
-        if not isinstance(entry, Mapping):
-            raise ProfileError(f"{at}: expected a mapping with topic and payload")
-        template = entry.get("payload", "$value")
-        if not isinstance(template, str):
-            raise ProfileError(f"{at}.payload: expected a template text with $value")
-        try:
-            commands.append(CommandPoint(command, _text(entry, "topic", at), template))
-        except ProfileError as error:
-            raise ProfileError(f"{at}.payload: {error}") from error
-    constants: dict[Quantity, int] = {}
-    for name in _mapping(config, "constants", where, required=False):
-        constants[_enum(Quantity, name, f"{where}.constants.{name}")] = _integer(
-            config["constants"], name, f"{where}.constants"
-        )
-    retained = config.get("retained", True)
-    if not isinstance(retained, bool):
-        raise ProfileError(f"{where}.retained: expected true or false")
     try:
-        return Profile(
-            name=str(config.get("name", "generic")),
-            telemetry=tuple(telemetry),
-            commands=tuple(commands),
-            constants=constants,
-            retained=retained,
-        )
-    except ProfileError as error:
-        raise ProfileError(f"{where}: {error}") from error
-
-
-def _mapping(
-    config: Mapping[str, Any], key: str, where: str, *, required: bool = True
-) -> Mapping[str, Any]:
-    value = config.get(key)
-    if value is None and not required:
-        return {}
-    if not isinstance(value, Mapping):
-        raise ProfileError(f"{where}.{key}: expected a mapping")
-    return value
-
-
-def _text(config: Mapping[str, Any], key: str, where: str) -> str:
-    value = config.get(key)
-    if not isinstance(value, str) or not value:
-        raise ProfileError(f"{where}.{key}: expected a non-empty text")
-    return value
-
-
-def _integer(config: Mapping[str, Any], key: str, where: str) -> int:
-    value = config.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ProfileError(f"{where}.{key}: expected an integer")
-    return value
-
-
-def _enum(kind: type[E], name: str, where: str) -> E:
-    try:
-        return kind(name)
-    except ValueError:
-        choices = ", ".join(member.value for member in kind)
-        raise ProfileError(f"{where}: unknown name {name!r}; expected one of {choices}") from None
+        settings: ProfileSettings = read(ProfileSettings, config, where)
+        return settings.build()
+    except ValidationError as error:
+        raise ProfileError(str(error)) from None

@@ -65,9 +65,10 @@ def text(pattern: re.Pattern[str] | None = None, max_length: int = 200) -> Check
 
 def one_of(choices: frozenset[str]) -> Checker:
     def check(path: str, value: Any) -> str:
-        if value not in choices:
+        # The type first: a list or a mapping cannot even be looked up in a set.
+        if type(value) is not str or value not in choices:
             raise _bad(path, "one of " + ", ".join(sorted(choices)))
-        return str(value)
+        return value
 
     return check
 

@@ -21,7 +21,7 @@ from edge_controller.market.acceptance import (
     evaluate_offer,
 )
 from edge_controller.market.bidding import AuctionStanding, BiddingStrategy, next_bid
-from edge_controller.market.config import Problem, ValidationError
+from edge_controller.market.checks import Problem, ValidationError
 from edge_controller.market.offers import AuctionTerms, EnergyRequest, MarketOffer, OfferIntent
 from edge_controller.market.policy import (
     AuctionRule,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_controller.market.config import Checks
+from edge_controller.market.checks import Checks
 from edge_controller.market.offers import MarketOffer, OfferIntent
 from edge_controller.market.reasons import DecisionReason
 from edge_controller.market.units import HOURS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE

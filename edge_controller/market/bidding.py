@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from edge_controller.market.config import Checks
+from edge_controller.market.checks import Checks
 
 
 @dataclass(frozen=True)

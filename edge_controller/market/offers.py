@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from edge_controller.market.config import Checks, Problem, ValidationError, from_dict, to_dict
+from edge_controller.market.checks import Checks, Problem, ValidationError, from_dict, to_dict
 from edge_controller.market.units import Mode, quantity_cost, quantity_energy_wh
 
 OFFER_KIND = "offer"

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from edge_controller.market.acceptance import AcceptanceCriteria
 from edge_controller.market.bidding import BiddingStrategy
-from edge_controller.market.config import Checks, from_dict, to_dict
+from edge_controller.market.checks import Checks, from_dict, to_dict
 from edge_controller.market.pricing import FixedPrice, PricingStrategy
 
 PERCENT = 100

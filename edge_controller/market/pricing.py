@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
-from edge_controller.market.config import Checks
+from edge_controller.market.checks import Checks
 from edge_controller.market.units import HOURS_PER_DAY, local_hour
 
 PERMILLE = 1000

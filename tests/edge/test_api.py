@@ -608,6 +608,13 @@ async def test_bad_json_is_400_and_missing_or_mistyped_fields_are_422(street: St
         )
         assert name in message
     await flat.refused("POST", "requests", {"mode": "energy"}, status=422, code="missing_field")
+    # Every mistake of a body is named at once, each with its field.
+    several = {"mode": "energy", "quantity": "lots", "price": 2.5}
+    message = await street.sunny.refused(
+        "POST", "offers", several, status=422, code="invalid_field"
+    )
+    for name in ("resource", "quantity", "price"):
+        assert name in message, message
     # A field of the right type the ledger finds malformed (no such mode).
     await street.sunny.refused(
         "POST", "offers", {**offer, "mode": "gas"}, status=422, code="malformed"

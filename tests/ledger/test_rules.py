@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from edge_controller.ledger import KeyPair, Ledger, Reason, Record, metered_export
+from edge_controller.ledger import KeyPair, Ledger, Reason, Record, Rejected, metered_export
+from edge_controller.ledger.records import OFFER_MODES, one_of
 
 from .support import HOUR, Community, rejected
 
@@ -101,6 +102,15 @@ def test_malformed_records_name_the_bad_field(town: Town) -> None:
         mutate(wire["body"])
         error = rejected(town.ledger, wire, Reason.MALFORMED)
         assert path in error.message
+
+
+def test_a_choice_given_as_a_list_or_mapping_is_malformed_not_a_crash() -> None:
+    check = one_of(OFFER_MODES)
+    for value in (["energy"], {"energy": 1}):
+        with pytest.raises(Rejected) as error:
+            check("body.mode", value)
+        assert error.value.reason == Reason.MALFORMED and "body.mode" in str(error.value)
+    assert check("body.mode", "energy") == "energy"
 
 
 def test_a_record_from_the_future_is_refused(town: Town) -> None:

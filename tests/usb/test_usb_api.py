@@ -115,6 +115,8 @@ async def test_ports_that_cannot_sell_say_why(api: tuple[UsbRig, Client]) -> Non
         "POST", "usb/7/purchase", {"energy_wh": 1}, status=404, code="unknown_port"
     )
     await client.refused("POST", "usb/x/stop", status=404, code="unknown_port")
+    # A digit to str.isdigit that int() refuses: a 404, not an internal error.
+    await client.refused("POST", "usb/\u00b2/stop", status=404, code="unknown_port")
     await client.refused("POST", "usb/1/purchase", {"energy_wh": 1}, status=409, code="no_device")
     answer = await client.call("PUT", "usb/1", {"enabled": False})
     assert answer.status == 200 and answer.body["enabled"] is False
