@@ -25,16 +25,12 @@ from typing import Any
 
 from edge_controller.api import ApiServer
 from edge_controller.demo import SETTLEMENT_PERIOD_MS, phone_buys_a_charge, plan_homes
-from edge_controller.devices import (
-    SimulatedMqttDevice,
-    SystemClock,
-    serve_on_broker,
-    simple_generic_profile,
-)
+from edge_controller.devices import SystemClock, serve_on_broker, simple_generic_profile
 from edge_controller.home import Home, load_or_create_token
 from edge_controller.ledger import Genesis, KeyPair
 from edge_controller.network import BrokerSettings
 from edge_controller.runner import setup_logging
+from edge_controller.simulation import SimulatedMqttDevice
 
 
 async def run_home(community_file: Path, slug: str, phone_buys: bool = False) -> int:

@@ -17,10 +17,10 @@ import yaml
 from edge_controller.devices import Clock, Profile, ProfileError, profile_from_config
 from edge_controller.market import MarketPolicy, ValidationError
 from edge_controller.network import BrokerSettings
+from edge_controller.simulation.phone import PD_MAX_CURRENT_A, PD_VOLTAGES_MV, VirtualPhone
 from edge_controller.usb.hub import check_sysfs_hub
 from edge_controller.usb.sessions import HardwareOpener, UsbSettings
 from edge_controller.usb.types import UsbError
-from edge_controller.usb.virtual import PD_MAX_CURRENT_A, PD_VOLTAGES_MV, VirtualPhone
 
 DEVICE_ROLES = ("pv", "battery", "fuel_cell", "grid_meter", "meter")
 DEFAULT_API_PORT = 8780

@@ -32,18 +32,9 @@ from edge_controller.config import DeviceConfig, UsbConfig, VirtualPhoneConfig
 from edge_controller.devices import (
     Command,
     Quantity,
-    SimulatedMqttDevice,
     SystemClock,
     serve_on_broker,
     simple_generic_profile,
-)
-from edge_controller.devices.simulators import (
-    BatteryModel,
-    FuelCellModel,
-    HouseholdLoad,
-    PvInverter,
-    SimulatedHardware,
-    SimulatedSite,
 )
 from edge_controller.home import Home, load_or_create_key, load_or_create_token
 from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected, sign_record
@@ -60,6 +51,15 @@ from edge_controller.market import (
 from edge_controller.network import BrokerSettings
 from edge_controller.refusal import Refusal
 from edge_controller.runner import setup_logging
+from edge_controller.simulation import (
+    BatteryModel,
+    FuelCellModel,
+    HouseholdLoad,
+    PvInverter,
+    SimulatedHardware,
+    SimulatedMqttDevice,
+    SimulatedSite,
+)
 from edge_controller.usb.sessions import UsbSettings
 
 log = logging.getLogger(__name__)

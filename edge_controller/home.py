@@ -64,9 +64,9 @@ from edge_controller.market import (
 )
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
 from edge_controller.refusal import Refusal, Why
+from edge_controller.simulation.usb_world import VirtualUsbWorld
 from edge_controller.usb.sessions import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
-from edge_controller.usb.virtual import VirtualUsbWorld
 from edge_controller.views import (
     block_view,
     offer_view,

@@ -13,20 +13,22 @@ import pytest
 from edge_controller.config import DeviceConfig
 from edge_controller.delivery import Delivery
 from edge_controller.devices import (
-    BatteryModel,
     Command,
-    HouseholdLoad,
     MqttDevice,
-    PvInverter,
     Quantity,
     SimulatedClock,
-    SimulatedMqttDevice,
-    SimulatedSite,
     capabilities_of,
     simple_generic_profile,
 )
 from edge_controller.home import HomeDevice
 from edge_controller.ledger.state import Commitments, Resource, State, Trade
+from edge_controller.simulation import (
+    BatteryModel,
+    HouseholdLoad,
+    PvInverter,
+    SimulatedMqttDevice,
+    SimulatedSite,
+)
 
 from .test_device_mqtt_broker import NOON, Broker, eventually, on_broker
 

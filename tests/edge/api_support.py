@@ -19,16 +19,15 @@ from edge_controller.config import DeviceConfig
 from edge_controller.devices import (
     Command,
     Quantity,
-    SimulatedMqttDevice,
     SystemClock,
     serve_on_broker,
     simple_generic_profile,
 )
-from edge_controller.devices.simulators import BatteryModel
 from edge_controller.home import Home
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from edge_controller.market import AcceptanceCriteria, MarketPolicy, SellPolicy
 from edge_controller.network import BrokerSettings
+from edge_controller.simulation import BatteryModel, SimulatedMqttDevice
 
 T = TypeVar("T")
 

@@ -16,8 +16,8 @@ from edge_controller.home import Home
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from edge_controller.ledger.state import Trade
 from edge_controller.network import BrokerSettings
+from edge_controller.simulation import VirtualPhone, VirtualUsbWorld
 from edge_controller.usb.sessions import UsbCharging, UsbSettings
-from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
 
 PRICE = 2_000  # milli-units per kWh
 TOP_UP = 100_000
