@@ -17,7 +17,6 @@ import yaml
 from edge_controller.devices import Clock, Profile, ProfileError, profile_from_config
 from edge_controller.market import MarketPolicy, ValidationError
 from edge_controller.network import BrokerSettings
-from edge_controller.simulation.phone import PD_MAX_CURRENT_A, PD_VOLTAGES_MV, VirtualPhone
 from edge_controller.usb.hub import check_sysfs_hub
 from edge_controller.usb.sessions import HardwareOpener, UsbSettings
 from edge_controller.usb.types import UsbError
@@ -56,37 +55,6 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
-class VirtualPhoneConfig:
-    """A phone of the virtual USB world (the demo's), plugged in `plug_after_ms` after start."""
-
-    port: int
-    vendor_id: int = 0x18D1
-    product_id: int = 0x4EE7
-    serial: str = "VIRTUAL0001"
-    manufacturer: str = "Google"
-    product: str = "Pixel"
-    battery_wh: float = 15.0
-    soc: float = 0.2
-    max_power_w: float = 15.0
-    pd_voltage_mv: int = 5_000  # the USB-PD contract: 5 V, or 9/15/20 V for fast charging
-    plug_after_ms: int = 5_000
-
-    def phone(self) -> VirtualPhone:
-        """The phone itself, ready to be plugged into the virtual hub."""
-        return VirtualPhone(
-            self.vendor_id,
-            self.product_id,
-            self.serial,
-            self.manufacturer,
-            self.product,
-            battery_wh=self.battery_wh,
-            soc=self.soc,
-            max_power_w=self.max_power_w,
-            pd_voltage_mv=self.pd_voltage_mv,
-        )
-
-
-@dataclass(frozen=True)
 class UsbConfig:
     """USB-PD charging: which hub, which meter, and how the owner sells charge."""
 
@@ -96,15 +64,12 @@ class UsbConfig:
     hub_location: str | None = None
     hub_sysfs: str | None = None  # switch ports through /sys/bus/usb/devices (Linux >= 6.0)
     hub_sysfs_root: str = "/"  # where /sys is (a temporary tree in tests)
-    virtual: bool = False  # a virtual USB world instead of real hardware (demo, tests)
-    virtual_ports: int = 4
-    virtual_per_port_power: bool = True
-    virtual_phones: tuple[VirtualPhoneConfig, ...] = ()
     meter: tuple[tuple[str, Any], ...] = (("type", "fnirsi"),)  # open_meter's settings
     meter_port: int = 1  # the hub port the meter stands in front of
 
     def opener(self, backend: Any = None, clock: Clock | None = None) -> HardwareOpener:
-        """How to open this hub and meter; `backend` and `clock` are the virtual world's."""
+        """How to open this hub and meter: over pyusb with `backend` (libusb when None),
+        meters keeping time by `clock` (the backend's own or the system's when None)."""
         return HardwareOpener(
             hub_vendor_id=self.hub_vendor_id,
             hub_product_id=self.hub_product_id,
@@ -357,34 +322,18 @@ USB_KEYS = {
     "watchdog_s",
     "auto_purchase_wh",
     "resource_prefix",
-    "virtual",
     "reopen_s",
-}
-PHONE_KEYS = {
-    "port",
-    "vendor_id",
-    "product_id",
-    "serial",
-    "manufacturer",
-    "product",
-    "battery_wh",
-    "soc_percent",
-    "max_power_w",
-    "pd_voltage_mv",
-    "plug_after_s",
 }
 
 
 def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
-    """The `usb:` section: hub (vendor/product id, location, or `virtual`), meter
-    (fnirsi, typec or virtual, and the port it stands in front of), ports, price, free
-    trickle, session and watchdog limits, and the virtual world of the demo."""
+    """The `usb:` section: hub (vendor/product id, location, or sysfs), meter (fnirsi or
+    typec, and the port it stands in front of), ports, price, free trickle, session and
+    watchdog limits."""
     path = "usb"
     section = r.mapping(data, path)
     r.unknown(section, path, USB_KEYS)
-    hub = section.get("hub", {})
-    virtual = hub == "virtual"
-    hub_section = {} if virtual else r.mapping(hub, "usb.hub")
+    hub_section = r.mapping(section.get("hub", {}), "usb.hub")
     r.unknown(
         hub_section, "usb.hub", {"vendor_id", "product_id", "location", "sysfs", "sysfs_root"}
     )
@@ -412,12 +361,10 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
     meter = dict(r.mapping(section.get("meter"), "usb.meter"))
     meter_port = r.integer(meter, "port", "usb.meter", ports[0], 1, 15)
     meter.pop("port", None)
-    meter_type = meter.get("type", "virtual" if virtual else "fnirsi")
-    if meter_type not in ("fnirsi", "typec", "virtual"):
-        r.problem("usb.meter.type", "expected fnirsi, typec or virtual")
-    if meter_type == "virtual" and not virtual:
-        r.problem("usb.meter.type", "a virtual meter needs the virtual hub (usb.hub: virtual)")
-    meter["type"] = "fnirsi" if meter_type == "virtual" else meter_type
+    meter_type = meter.get("type", "fnirsi")
+    if meter_type not in ("fnirsi", "typec"):
+        r.problem("usb.meter.type", "expected fnirsi or typec")
+    meter["type"] = meter_type
     trickle = section.get("free_trickle", False)
     trickle_mw: int | None = None
     if trickle is not False:
@@ -426,41 +373,6 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
     if not isinstance(prefix, str):
         r.problem("usb.resource_prefix", "expected a text")
         prefix = "usb"
-    virtual_section = r.mapping(section.get("virtual"), "usb.virtual")
-    r.unknown(virtual_section, "usb.virtual", {"ports", "per_port_power", "phones"})
-    phones = []
-    for i, item in enumerate(virtual_section.get("phones", []) or []):
-        where = f"usb.virtual.phones[{i}]"
-        phone = r.mapping(item, where)
-        r.unknown(phone, where, PHONE_KEYS)
-        max_power_w = r.integer(phone, "max_power_w", where, 15, 1, 100)
-        pd_voltage_mv = phone.get("pd_voltage_mv", PD_VOLTAGES_MV[0])
-        if type(pd_voltage_mv) is not int or pd_voltage_mv not in PD_VOLTAGES_MV:
-            volts = ", ".join(str(v) for v in PD_VOLTAGES_MV)
-            r.problem(f"{where}.pd_voltage_mv", f"expected a USB-PD voltage: {volts}")
-            pd_voltage_mv = PD_VOLTAGES_MV[0]
-        elif max_power_w > pd_voltage_mv / 1000 * PD_MAX_CURRENT_A:
-            r.problem(
-                f"{where}.max_power_w",
-                f"{max_power_w} W at {pd_voltage_mv} mV needs more than"
-                f" {PD_MAX_CURRENT_A:g} A; raise pd_voltage_mv",
-            )
-            max_power_w = 1
-        phones.append(
-            VirtualPhoneConfig(
-                port=r.integer(phone, "port", where, 1, 1, 15),
-                vendor_id=r.integer(phone, "vendor_id", where, 0x18D1, 0, 0xFFFF),
-                product_id=r.integer(phone, "product_id", where, 0x4EE7, 0, 0xFFFF),
-                serial=r.text(phone, "serial", where, f"VIRTUAL{i + 1:04d}"),
-                manufacturer=r.text(phone, "manufacturer", where, "Google"),
-                product=r.text(phone, "product", where, "Pixel"),
-                battery_wh=r.integer(phone, "battery_wh", where, 15, 1, 200),
-                soc=r.integer(phone, "soc_percent", where, 20, 0, 100) / 100,
-                max_power_w=max_power_w,
-                pd_voltage_mv=pd_voltage_mv,
-                plug_after_ms=r.integer(phone, "plug_after_s", where, 5, 0, 86_400) * 1000,
-            )
-        )
     settings = UsbSettings(
         ports=ports,
         price=r.integer(section, "price", path, 2_000, 0, 10**9),
@@ -478,10 +390,6 @@ def _usb(r: _Reader, data: Any, home_name: str) -> UsbConfig:
         hub_location=location,
         hub_sysfs=sysfs,
         hub_sysfs_root=sysfs_root,
-        virtual=virtual,
-        virtual_ports=r.integer(virtual_section, "ports", "usb.virtual", 4, 1, 15),
-        virtual_per_port_power=r.boolean(virtual_section, "per_port_power", "usb.virtual", True),
-        virtual_phones=tuple(phones),
         meter=tuple(sorted(meter.items())),
         meter_port=meter_port,
     )

@@ -64,7 +64,6 @@ from edge_controller.market import (
 )
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
 from edge_controller.refusal import Refusal, Why
-from edge_controller.simulation.usb_world import VirtualUsbWorld
 from edge_controller.usb.sessions import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
 from edge_controller.views import (
@@ -160,7 +159,7 @@ class Home:
         control_interval_ms: int = 2_000,
         settlement_period_ms: int = 300_000,
         usb: UsbConfig | None = None,
-        usb_world: VirtualUsbWorld | None = None,
+        usb_backend: Any = None,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -207,8 +206,7 @@ class Home:
         self._cancelled: set[str] = set()
         self._automatic: set[str] = set()
         self._last_available: dict[str, int] = {}
-        self.usb_config = usb
-        self.usb_world = usb_world
+        self.usb_backend = usb_backend
         self.usb = self._usb_charging(usb) if usb is not None else None
         self.ledger.events.connected.append(self._on_block_connected)
         self.ledger.events.dropped.append(self._on_record_dropped)
@@ -218,8 +216,11 @@ class Home:
         self.link.on_peer_change(self._on_peer_change)
 
     @classmethod
-    def from_config(cls, config: HomeConfig, clock: Clock | None = None) -> Home:
-        """A home from its checked configuration; creates keys on first start."""
+    def from_config(
+        cls, config: HomeConfig, clock: Clock | None = None, usb_backend: Any = None
+    ) -> Home:
+        """A home from its checked configuration; creates keys on first start. `usb_backend`
+        is the pyusb backend its USB hub and meter are found on (libusb when None)."""
         return cls(
             name=config.name,
             data_dir=config.data_dir,
@@ -235,21 +236,15 @@ class Home:
             control_interval_ms=config.control_interval_ms,
             settlement_period_ms=config.settlement_period_ms,
             usb=config.usb,
+            usb_backend=usb_backend,
         )
 
     def _usb_charging(self, config: UsbConfig) -> UsbCharging:
-        """USB-PD charging on the configured hub and meter (or the virtual world's)."""
-        backend = None
-        if config.virtual:
-            if self.usb_world is None:
-                self.usb_world = VirtualUsbWorld(
-                    self.clock,
-                    ports=config.virtual_ports,
-                    per_port_power=config.virtual_per_port_power,
-                    meter_port=config.meter_port,
-                )
-            backend = self.usb_world.backend
-        opener = config.opener(backend, self.clock if config.virtual else None)
+        """USB-PD charging on the configured hub and meter, found on `usb_backend`."""
+        # A backend handed in (not libusb) runs on this home's clock, and so do its meters.
+        opener = config.opener(
+            self.usb_backend, self.clock if self.usb_backend is not None else None
+        )
         return UsbCharging(
             settings=config.settings,
             hardware=open_hardware(opener),
@@ -276,8 +271,6 @@ class Home:
             self._spawn(self._loop(250, self._maybe_seal), "seal")
         if self.usb is not None:
             await self.usb.start()
-            if self.usb_world is not None and self.usb_config is not None:
-                self._spawn(self._plug_virtual_phones(self.usb_world, self.usb_config), "phones")
         if self.devices:
             broker = self.device_broker
             self._spawn(
@@ -300,12 +293,6 @@ class Home:
         self._tasks.clear()
         await self.link.stop()
         self.ledger.close()
-
-    async def _plug_virtual_phones(self, world: VirtualUsbWorld, config: UsbConfig) -> None:
-        """The demo's phones, plugged into the virtual hub some seconds after start."""
-        for phone in sorted(config.virtual_phones, key=lambda p: p.plug_after_ms):
-            await asyncio.sleep(phone.plug_after_ms / 1000)
-            world.plug(phone.port, phone.phone())
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coroutine))

@@ -36,7 +36,6 @@ from typing import Any
 import yaml
 from amqtt.broker import Broker
 
-from edge_controller.bench.processes import EdgeProcess, free_port
 from edge_controller.devices import (
     Command,
     Quantity,
@@ -46,6 +45,7 @@ from edge_controller.devices import (
 )
 from edge_controller.ledger import Consensus, Genesis, KeyPair, parse_record, sign_record
 from edge_controller.ledger.verify import StoredChain
+from edge_controller.processes import EdgeProcess, free_port
 from edge_controller.simulation import BatteryModel, SimulatedMqttDevice
 
 BATTERY = (Quantity.SOC_PERCENT, Quantity.CAPACITY_WH, Quantity.BATTERY_POWER_W)

@@ -103,6 +103,8 @@ class PvInverter:
         self.weather = weather or Weather()
         self.limit_w = peak_w
         self.producing = True
+        # Share of clear-sky sunshine set from outside (control topics); None: the weather's.
+        self.irradiance: float | None = None
         self.yield_wh = 0.0
         self._sunrise = sunrise_hour
         self._sunset = sunset_hour
@@ -119,7 +121,8 @@ class PvInverter:
 
     def available_w(self, now_ms: int) -> float:
         """What the panels could give at `now_ms`, weather included, before any limit."""
-        return self.clear_sky_w(now_ms) * self.weather.factor(now_ms)
+        share = self.weather.factor(now_ms) if self.irradiance is None else self.irradiance
+        return self.clear_sky_w(now_ms) * share
 
     def power_at(self, now_ms: int) -> float:
         """AC output at `now_ms`, after on/off and the production limit."""
@@ -193,6 +196,10 @@ class BatteryModel:
     def soc_percent(self) -> float:
         """State of charge, %."""
         return 100.0 * self.stored_wh / self.capacity_wh
+
+    def set_soc(self, percent: float) -> None:
+        """Set the state of charge (the energy stored), as if charged or drained elsewhere."""
+        self.stored_wh = self.capacity_wh * max(0.0, min(percent, 100.0)) / 100.0
 
     def power_w(self) -> int:
         """AC power now, positive while charging, zero when full or empty."""
@@ -301,6 +308,29 @@ class FuelCellModel:
         if HYDROGEN_EMPTY in self.faults:
             self.faults = tuple(f for f in self.faults if f != HYDROGEN_EMPTY)
             self.state = FuelCellState.OFF
+
+    def set_hydrogen(self, hydrogen_g: float) -> None:
+        """Set the hydrogen left: more clears the empty-tank fault as a refill does; none
+        stops a running cell at once."""
+        if hydrogen_g > self.hydrogen_g:
+            self.refill(hydrogen_g - self.hydrogen_g)
+            return
+        self.hydrogen_g = max(0.0, hydrogen_g)
+        if self.hydrogen_g == 0.0 and self.state != FuelCellState.OFF:
+            self._run_dry()
+
+    def fault(self, code: str | None) -> None:
+        """Raise fault `code` (the cell stops, in FAULT) or, with None, clear every fault;
+        a cleared cell is OFF until it is started again, as real ones are."""
+        if code is None:
+            if self.faults:
+                self.faults = ()
+                self.state = FuelCellState.OFF
+            return
+        self.output_w = 0.0
+        self.state = FuelCellState.FAULT
+        if code not in self.faults:
+            self.faults = (*self.faults, code)
 
     def advance_to(self, now_ms: int) -> None:
         """Integrate warm-up, ramping, delivered energy and hydrogen use up to `now_ms`."""

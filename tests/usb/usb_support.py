@@ -57,6 +57,8 @@ class UsbRig:
     )
     # More UsbConfig fields (a sysfs hub, another meter); the virtual world is the default.
     usb_options: dict[str, Any] = field(default_factory=dict)
+    # Whether the home finds its hub and meter on the virtual world's backend (else libusb).
+    virtual_usb: bool = True
     home: Home | None = None
     _seq: int = 0
 
@@ -87,10 +89,8 @@ class UsbRig:
             community_broker=BrokerSettings(host="127.0.0.1", port=self.broker_port),
             clock=self.clock,
             settlement_period_ms=SETTLEMENT_PERIOD_MS,
-            usb=UsbConfig(
-                **{"settings": self.settings, "virtual": True, "meter_port": 1, **self.usb_options}
-            ),
-            usb_world=self.world,
+            usb=UsbConfig(**{"settings": self.settings, "meter_port": 1, **self.usb_options}),
+            usb_backend=self.world.backend if self.virtual_usb else None,
         )
         return self.home
 
