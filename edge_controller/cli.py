@@ -427,7 +427,7 @@ def _add_demo(subparsers: Subparsers) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from edge_controller.demo import demo_main
+    from edge_controller.demo.embedded import demo_main
 
     return demo_main(
         args.homes, args.state_file, args.duration, args.data_dir, args.api_port, args.verbose

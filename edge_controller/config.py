@@ -22,7 +22,6 @@ from edge_controller.network import BrokerSettings
 from edge_controller.usb.charging import HardwareOpener, UsbSettings
 from edge_controller.usb.hub import check_sysfs_hub
 from edge_controller.usb.types import UsbError
-from edge_controller.usb.virtual import PD_MAX_CURRENT_A, PD_VOLTAGES_MV, VirtualPhone
 
 DEVICE_ROLES = tuple(role.value for role in Role)
 DEFAULT_API_PORT = 8780
@@ -58,37 +57,6 @@ class ApiConfig:
 
 
 @dataclass(frozen=True)
-class VirtualPhoneConfig:
-    """A phone of the virtual USB world (the demo's), plugged in `plug_after_ms` after start."""
-
-    port: int
-    vendor_id: int = 0x18D1
-    product_id: int = 0x4EE7
-    serial: str = "VIRTUAL0001"
-    manufacturer: str = "Google"
-    product: str = "Pixel"
-    battery_wh: float = 15.0
-    soc: float = 0.2
-    max_power_w: float = 15.0
-    pd_voltage_mv: int = 5_000  # the USB-PD contract: 5 V, or 9/15/20 V for fast charging
-    plug_after_ms: int = 5_000
-
-    def phone(self) -> VirtualPhone:
-        """The phone itself, ready to be plugged into the virtual hub."""
-        return VirtualPhone(
-            self.vendor_id,
-            self.product_id,
-            self.serial,
-            self.manufacturer,
-            self.product,
-            battery_wh=self.battery_wh,
-            soc=self.soc,
-            max_power_w=self.max_power_w,
-            pd_voltage_mv=self.pd_voltage_mv,
-        )
-
-
-@dataclass(frozen=True)
 class UsbConfig:
     """USB-PD charging: which hub, which meter, and how the owner sells charge."""
 
@@ -98,15 +66,12 @@ class UsbConfig:
     hub_location: str | None = None
     hub_sysfs: str | None = None  # switch ports through /sys/bus/usb/devices (Linux >= 6.0)
     hub_sysfs_root: str = "/"  # where /sys is (a temporary tree in tests)
-    virtual: bool = False  # a virtual USB world instead of real hardware (demo, tests)
-    virtual_ports: int = 4
-    virtual_per_port_power: bool = True
-    virtual_phones: tuple[VirtualPhoneConfig, ...] = ()
     meter: tuple[tuple[str, Any], ...] = (("type", "fnirsi"),)  # open_meter's settings
     meter_port: int = 1  # the hub port the meter stands in front of
 
     def opener(self, backend: Any = None, clock: Clock | None = None) -> HardwareOpener:
-        """How to open this hub and meter; `backend` and `clock` are the virtual world's."""
+        """How to open this hub and meter: over pyusb with `backend` (libusb when None),
+        meters keeping time by `clock` (the backend's own or the system's when None)."""
         return HardwareOpener(
             hub_vendor_id=self.hub_vendor_id,
             hub_product_id=self.hub_product_id,
@@ -260,66 +225,6 @@ def _unique_ids(devices: tuple[DeviceSection, ...]) -> Iterable[tuple[str, str]]
         seen.add(device.id)
 
 
-# --- the virtual USB world of the demo and tests (a separable piece) ------------------------
-
-PD_VOLTS = ", ".join(str(v) for v in PD_VOLTAGES_MV)
-
-
-@dataclass(frozen=True)
-class VirtualPhoneSection:
-    """One entry of `usb.virtual.phones:`; its power must fit its USB-PD contract."""
-
-    port: HubPort = 1
-    vendor_id: UsbId = 0x18D1
-    product_id: UsbId = 0x4EE7
-    serial: Text | None = None
-    manufacturer: Text = "Google"
-    product: Text = "Pixel"
-    battery_wh: Annotated[int, Between(1, 200)] = 15
-    soc_percent: Annotated[int, Between(0, 100)] = 20
-    max_power_w: Annotated[int, Between(1, 100)] = 15
-    pd_voltage_mv: Annotated[
-        int, Expect(f"a USB-PD voltage: {PD_VOLTS}"), OneOf(PD_VOLTAGES_MV)
-    ] = PD_VOLTAGES_MV[0]
-    plug_after_s: Annotated[int, Between(0, 86_400)] = 5
-
-    def __post_init__(self) -> None:
-        checks = Checks()
-        checks.require(
-            self.max_power_w <= self.pd_voltage_mv / 1000 * PD_MAX_CURRENT_A,
-            "max_power_w",
-            f"{self.max_power_w} W at {self.pd_voltage_mv} mV needs more than"
-            f" {PD_MAX_CURRENT_A:g} A; raise pd_voltage_mv",
-        )
-        checks.done()
-
-    def config(self, index: int) -> VirtualPhoneConfig:
-        """The phone as the virtual world plugs it; `index` numbers its default serial."""
-        return VirtualPhoneConfig(
-            port=self.port,
-            vendor_id=self.vendor_id,
-            product_id=self.product_id,
-            serial=self.serial or f"VIRTUAL{index + 1:04d}",
-            manufacturer=self.manufacturer,
-            product=self.product,
-            battery_wh=self.battery_wh,
-            soc=self.soc_percent / 100,
-            max_power_w=self.max_power_w,
-            pd_voltage_mv=self.pd_voltage_mv,
-            plug_after_ms=self.plug_after_s * 1000,
-        )
-
-
-@dataclass(frozen=True)
-class VirtualUsbSection:
-    """`usb.virtual:`: the virtual hub's ports and the phones plugged into it."""
-
-    NONE_IS_EMPTY: ClassVar[bool] = True
-    ports: HubPort = 4
-    per_port_power: bool = True
-    phones: tuple[VirtualPhoneSection, ...] | None = None
-
-
 # --- usb -----------------------------------------------------------------------------------
 
 
@@ -358,7 +263,7 @@ class UsbHubSection:
         checks.done()
 
 
-METER_TYPES = ("fnirsi", "typec", "virtual")
+METER_TYPES = ("fnirsi", "typec")
 
 
 def _meter_problems(meter: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
@@ -367,7 +272,7 @@ def _meter_problems(meter: Mapping[str, Any]) -> Iterable[tuple[str, str]]:
     if type(port) is not int or not 1 <= port <= 15:
         yield "port", "expected an integer from 1 to 15"
     if meter.get("type", "fnirsi") not in METER_TYPES:
-        yield "type", "expected fnirsi, typec or virtual"
+        yield "type", "expected fnirsi or typec"
 
 
 def _hub_ports(ports: tuple[int, ...]) -> Iterable[tuple[str, str]]:
@@ -377,13 +282,11 @@ def _hub_ports(ports: tuple[int, ...]) -> Iterable[tuple[str, str]]:
 
 @dataclass(frozen=True)
 class UsbSection:
-    """`usb:`: hub (ids, location, sysfs name, or `virtual`), meter (fnirsi, typec or
-    virtual, and the port it stands in front of), ports, price, free trickle, session and
-    watchdog limits, and the virtual world of the demo."""
+    """`usb:`: hub (ids, location or sysfs name), meter (fnirsi or typec, and the port it
+    stands in front of), ports, price, free trickle, session and watchdog limits."""
 
     hub: Annotated[
-        Literal["virtual"] | UsbHubSection,
-        Expect("virtual, or a mapping with vendor_id, product_id, location or sysfs"),
+        UsbHubSection, Expect("a mapping with vendor_id, product_id, location or sysfs")
     ] = field(default_factory=UsbHubSection)
     meter: Annotated[dict[str, Any], Check(_meter_problems)] | None = None
     ports: Annotated[
@@ -400,28 +303,14 @@ class UsbSection:
     watchdog_s: Annotated[int, Between(2, 600)] = 5
     auto_purchase_wh: Annotated[int, Between(0, 1_000)] = 0
     resource_prefix: Annotated[str, Expect("a text")] | None = None
-    virtual: VirtualUsbSection | None = None
     reopen_s: Annotated[int, Between(1, 3_600)] = 10
-
-    def __post_init__(self) -> None:
-        checks = Checks()
-        meter_type = (self.meter or {}).get("type")
-        checks.require(
-            meter_type != "virtual" or self.hub == "virtual",
-            "meter.type",
-            "a virtual meter needs the virtual hub (usb.hub: virtual)",
-        )
-        checks.done()
 
     def config(self, home_name: str) -> UsbConfig:
         """The USB setup as the home runs it; the resource prefix defaults to the home's name."""
-        virtual = self.hub == "virtual"
-        hub = UsbHubSection() if isinstance(self.hub, str) else self.hub
+        hub = self.hub
         meter = dict(self.meter or {})
         meter_port = meter.pop("port", self.ports[0])
-        meter_type = meter.get("type", "virtual" if virtual else "fnirsi")
-        meter["type"] = "fnirsi" if meter_type == "virtual" else meter_type
-        world = self.virtual or VirtualUsbSection()
+        meter.setdefault("type", "fnirsi")
         settings = UsbSettings(
             ports=self.ports,
             price=self.price,
@@ -439,10 +328,6 @@ class UsbSection:
             hub_location=hub.location,
             hub_sysfs=hub.sysfs_name,
             hub_sysfs_root=hub.sysfs_root or "/",
-            virtual=virtual,
-            virtual_ports=world.ports,
-            virtual_per_port_power=world.per_port_power,
-            virtual_phones=tuple(p.config(i) for i, p in enumerate(world.phones or ())),
             meter=tuple(sorted(meter.items())),
             meter_port=meter_port,
         )

@@ -12,8 +12,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "edge_controller"
 PURE = ("edge_controller.ledger", "edge_controller.market", "edge_controller.metering")
 SIMULATION = "edge_controller.simulation"
-# Who may import the simulation: itself and the demo that runs on it.
-SIMULATION_USERS = (SIMULATION, "edge_controller.demo")
+# Who may import the simulation: itself, the demo that runs on it, and the market benchmark,
+# whose sellers' batteries are simulators in the benchmark's own process.
+SIMULATION_USERS = (SIMULATION, "edge_controller.demo", "edge_controller.bench")
 APP_FILE_LINES = 500
 ASSEMBLY_LINES = 300
 

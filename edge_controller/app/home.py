@@ -33,7 +33,6 @@ from edge_controller.network import BrokerSettings, CommunityLink
 from edge_controller.refusal import Refusal, Why
 from edge_controller.usb.charging import UsbCharging, open_hardware
 from edge_controller.usb.store import UsbStore
-from edge_controller.usb.virtual import VirtualUsbWorld
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +60,7 @@ class Home:
         control_interval_ms: int = 2_000,
         settlement_period_ms: int = 300_000,
         usb: UsbConfig | None = None,
-        usb_world: VirtualUsbWorld | None = None,
+        usb_backend: Any = None,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -107,14 +106,16 @@ class Home:
         self.actions = OwnerActions(
             self.node, self.trader, self.delivery, self.queries, self.events
         )
-        self.usb_config = usb
-        self.usb_world = usb_world
+        self.usb_backend = usb_backend
         self.usb = self._usb_charging(usb) if usb is not None else None
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
-    def from_config(cls, config: HomeConfig, clock: Clock | None = None) -> Home:
-        """A home from its checked configuration; creates keys on first start."""
+    def from_config(
+        cls, config: HomeConfig, clock: Clock | None = None, usb_backend: Any = None
+    ) -> Home:
+        """A home from its checked configuration; creates keys on first start. `usb_backend`
+        is the pyusb backend its USB hub and meter are found on (libusb when None)."""
         return cls(
             name=config.name,
             data_dir=config.data_dir,
@@ -130,21 +131,15 @@ class Home:
             control_interval_ms=config.control_interval_ms,
             settlement_period_ms=config.settlement_period_ms,
             usb=config.usb,
+            usb_backend=usb_backend,
         )
 
     def _usb_charging(self, config: UsbConfig) -> UsbCharging:
-        """USB-PD charging on the configured hub and meter (or the virtual world's)."""
-        backend = None
-        if config.virtual:
-            if self.usb_world is None:
-                self.usb_world = VirtualUsbWorld(
-                    self.clock,
-                    ports=config.virtual_ports,
-                    per_port_power=config.virtual_per_port_power,
-                    meter_port=config.meter_port,
-                )
-            backend = self.usb_world.backend
-        opener = config.opener(backend, self.clock if config.virtual else None)
+        """USB-PD charging on the configured hub and meter, found on `usb_backend`."""
+        # A backend handed in (not libusb) runs on this home's clock, and so do its meters.
+        opener = config.opener(
+            self.usb_backend, self.clock if self.usb_backend is not None else None
+        )
         return UsbCharging(
             settings=config.settings,
             hardware=open_hardware(opener),
@@ -184,8 +179,6 @@ class Home:
             self._spawn(self._loop(SEAL_CHECK_MS, self.node.seal), "seal")
         if self.usb is not None:
             await self.usb.start()
-            if self.usb_world is not None and self.usb_config is not None:
-                self._spawn(self._plug_virtual_phones(self.usb_world, self.usb_config), "phones")
         if self.devices:
             broker = self.device_broker
             self._spawn(
@@ -208,12 +201,6 @@ class Home:
         self._tasks.clear()
         await self.link.stop()
         self.ledger.close()
-
-    async def _plug_virtual_phones(self, world: VirtualUsbWorld, config: UsbConfig) -> None:
-        """The demo's phones, plugged into the virtual hub some seconds after start."""
-        for phone in sorted(config.virtual_phones, key=lambda p: p.plug_after_ms):
-            await asyncio.sleep(phone.plug_after_ms / 1000)
-            world.plug(phone.port, phone.phone())
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coroutine))

@@ -36,16 +36,13 @@ from typing import Any
 import yaml
 from amqtt.broker import Broker
 
-from edge_controller.bench.processes import EdgeProcess, free_port
 from edge_controller.devices import (
     Command,
     Quantity,
-    SimulatedMqttDevice,
     SystemClock,
     serve_on_broker,
     simple_generic_profile,
 )
-from edge_controller.devices.simulators import BatteryModel
 from edge_controller.ledger import (
     Consensus,
     Genesis,
@@ -54,6 +51,8 @@ from edge_controller.ledger import (
     parse_record,
     sign_record,
 )
+from edge_controller.processes import EdgeProcess, free_port
+from edge_controller.simulation import BatteryModel, SimulatedMqttDevice
 
 BATTERY = (Quantity.SOC_PERCENT, Quantity.CAPACITY_WH, Quantity.BATTERY_POWER_W)
 THRESHOLD = 80

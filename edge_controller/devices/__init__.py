@@ -4,7 +4,6 @@
 - `profiles`: data mapping MQTT topics to quantities and commands (generic, OpenDTU, Victron);
 - `adapter` and `mqtt_capabilities`: `MqttDevice` and the capability objects it offers;
 - `mqtt`: the seam to an `aiomqtt.Client` (`run_participants`);
-- `simulators` and `simulated_mqtt`: physics models and their MQTT faces for tests and demo.
 """
 
 from edge_controller.devices.adapter import (
@@ -41,20 +40,9 @@ from edge_controller.devices.profiles import (
     victron_profile,
 )
 from edge_controller.devices.readings import Reading
-from edge_controller.devices.simulated_mqtt import SimulatedMqttDevice
-from edge_controller.devices.simulators import (
-    BatteryModel,
-    FuelCellModel,
-    HouseholdLoad,
-    PvInverter,
-    SimulatedHardware,
-    SimulatedSite,
-    Weather,
-)
 
 __all__ = [
     "Battery",
-    "BatteryModel",
     "Clock",
     "Command",
     "ControllableGenerator",
@@ -63,10 +51,8 @@ __all__ = [
     "DeviceStats",
     "EnergyMeter",
     "ExportLimiter",
-    "FuelCellModel",
     "FuelCellState",
     "FuelCellTelemetry",
-    "HouseholdLoad",
     "MqttDevice",
     "MqttParticipant",
     "PowerMeter",
@@ -74,15 +60,10 @@ __all__ = [
     "ProfileError",
     "ProfileSettings",
     "Publisher",
-    "PvInverter",
     "Quantity",
     "Reading",
     "SimulatedClock",
-    "SimulatedHardware",
-    "SimulatedMqttDevice",
-    "SimulatedSite",
     "SystemClock",
-    "Weather",
     "capabilities_of",
     "opendtu_profile",
     "profile_from_config",

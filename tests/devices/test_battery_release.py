@@ -14,19 +14,21 @@ from edge_controller.app.delivery import Delivery
 from edge_controller.app.site import BatterySite
 from edge_controller.config import DeviceConfig
 from edge_controller.devices import (
-    BatteryModel,
     Command,
-    HouseholdLoad,
     MqttDevice,
-    PvInverter,
     Quantity,
     SimulatedClock,
-    SimulatedMqttDevice,
-    SimulatedSite,
     capabilities_of,
     simple_generic_profile,
 )
 from edge_controller.ledger import Commitments, Resource, State, Trade
+from edge_controller.simulation import (
+    BatteryModel,
+    HouseholdLoad,
+    PvInverter,
+    SimulatedMqttDevice,
+    SimulatedSite,
+)
 
 from .test_device_mqtt_broker import NOON, Broker, eventually, on_broker
 

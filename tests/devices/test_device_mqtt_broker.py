@@ -14,24 +14,26 @@ from typing import Protocol
 import aiomqtt
 
 from edge_controller.devices import (
-    BatteryModel,
     Command,
-    FuelCellModel,
     FuelCellState,
-    HouseholdLoad,
     MqttDevice,
     MqttParticipant,
-    PvInverter,
     Quantity,
     SimulatedClock,
-    SimulatedMqttDevice,
-    SimulatedSite,
     capabilities_of,
     opendtu_profile,
     run_participants,
     serve_on_broker,
     simple_generic_profile,
     victron_profile,
+)
+from edge_controller.simulation import (
+    BatteryModel,
+    FuelCellModel,
+    HouseholdLoad,
+    PvInverter,
+    SimulatedMqttDevice,
+    SimulatedSite,
 )
 
 # 2024-06-01T13:00:00Z: solar noon for the default 06:00-20:00 day.

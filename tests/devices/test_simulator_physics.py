@@ -5,18 +5,20 @@ from __future__ import annotations
 import pytest
 
 from edge_controller.devices import (
-    BatteryModel,
     Command,
-    FuelCellModel,
     FuelCellState,
-    HouseholdLoad,
-    PvInverter,
     Quantity,
     SimulatedClock,
+)
+from edge_controller.simulation import (
+    HYDROGEN_EMPTY,
+    BatteryModel,
+    FuelCellModel,
+    HouseholdLoad,
+    PvInverter,
     SimulatedSite,
     Weather,
 )
-from edge_controller.devices.simulators import HYDROGEN_EMPTY
 
 HOUR = 3_600_000
 MINUTE = 60_000

@@ -13,10 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from demo.community import ProcessCommunity
-from demo.hass import HomeAccess, RunningHass, start_hass
-from demo.processes import Child, leftovers
-from edge_controller.bench.processes import free_port
+from edge_controller.demo.hass import RunningHass, start_hass
+from edge_controller.demo.hass_client import HomeAccess
+from edge_controller.demo.layouts import ProcessCommunity
+from edge_controller.processes import Child, free_port, leftovers
 
 
 def home_api(home: HomeAccess, method: str, path: str, body: Any = None) -> Any:

@@ -2,8 +2,9 @@
 
 Mosquitto, three edge controller processes (PV + battery, fuel cell, a consumer) and
 Home Assistant 2026.10 (Python 3.14, scripts/ha-python) set up through its own onboarding,
-config-flow and WebSocket APIs (demo/hass.py). The flat's phone (the consumer's virtual
-USB hub) is paired through the flat's API and buys a 1 Wh charge through Home Assistant's
+config-flow and WebSocket APIs (edge_controller/demo/hass.py). The flat's phone (plugged
+into the consumer's virtual USB hub through the simulation control topics) is paired
+through the flat's API and buys a 1 Wh charge through Home Assistant's
 `energy_p2p.buy_usb_charge` action; while it charges, headless Chromium logs in on the real
 login page, opens the Energy P2P dashboard and accepts an offer there; the trade must reach
 the card and every home's ledger. Then the charge is followed to its cut-off in the flat's
@@ -22,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from demo.hass import DASHBOARD_PATH, HassClient, HassError, HomeAccess
+from edge_controller.demo.hass_client import DASHBOARD_PATH, HassClient, HassError, HomeAccess
 from tests.browser import BrowserPage, headless_chromium
 from tests.e2e.hass_support import Showcase, eventually, home_api, start_showcase
 

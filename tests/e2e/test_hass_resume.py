@@ -9,9 +9,10 @@ import asyncio
 import stat
 from pathlib import Path
 
-from demo.community import EmbeddedCommunity
-from demo.hass import DASHBOARD_PATH, LOGIN_FILE, HassClient, RunningHass, start_hass
-from edge_controller.bench.processes import free_port
+from edge_controller.demo.hass import LOGIN_FILE, RunningHass, start_hass
+from edge_controller.demo.hass_client import DASHBOARD_PATH, HassClient
+from edge_controller.demo.layouts import EmbeddedCommunity
+from edge_controller.processes import free_port
 
 
 def _start(folder: Path) -> tuple[EmbeddedCommunity, RunningHass]:

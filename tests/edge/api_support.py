@@ -20,15 +20,14 @@ from edge_controller.config import DeviceConfig
 from edge_controller.devices import (
     Command,
     Quantity,
-    SimulatedMqttDevice,
     SystemClock,
     serve_on_broker,
     simple_generic_profile,
 )
-from edge_controller.devices.simulators import BatteryModel
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from edge_controller.market import AcceptanceCriteria, MarketPolicy, SellPolicy
 from edge_controller.network import BrokerSettings
+from edge_controller.simulation import BatteryModel, SimulatedMqttDevice
 
 T = TypeVar("T")
 

@@ -25,13 +25,17 @@ import aiohttp
 from edge_controller.devices import (
     Command,
     Quantity,
-    SimulatedMqttDevice,
     SystemClock,
     serve_on_broker,
     simple_generic_profile,
 )
-from edge_controller.devices.simulators import BatteryModel, SimulatedHardware, TelemetryValue
 from edge_controller.ledger import Genesis, StoredChain
+from edge_controller.simulation import (
+    BatteryModel,
+    SimulatedHardware,
+    SimulatedMqttDevice,
+    TelemetryValue,
+)
 from tests.conftest import Mosquitto, free_port
 
 BATTERY_QUANTITIES = (

@@ -1,7 +1,7 @@
 """Edge controller processes for tests: real `energy-p2p-edge run` processes on loopback.
 
-`EdgeProcess` and `ApiError` come from `edge_controller.bench.processes`, which the market
-benchmark uses too; re-exported here for the tests."""
+`EdgeProcess` and `ApiError` come from `edge_controller.processes`, which the market
+benchmark and the demo use too; re-exported here for the tests."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-from edge_controller.bench.processes import ApiError, EdgeProcess
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
+from edge_controller.processes import ApiError, EdgeProcess
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]

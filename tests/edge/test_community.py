@@ -23,14 +23,13 @@ import pytest
 from edge_controller.devices import (
     Command,
     Quantity,
-    SimulatedMqttDevice,
     SystemClock,
     serve_on_broker,
     simple_generic_profile,
 )
-from edge_controller.devices.simulators import BatteryModel
 from edge_controller.network import CommunityTopics, MessageKind
 from edge_controller.network.envelope import Envelope
+from edge_controller.simulation import BatteryModel, SimulatedMqttDevice
 from tests.conftest import Mosquitto
 
 from .support import ApiError, Community, EdgeProcess, wait_until

@@ -62,24 +62,6 @@ def test_every_mistake_is_reported_with_its_path(tmp_path: Path) -> None:
     assert len(info.value.problems) == 6
 
 
-def test_virtual_phones_take_a_usb_pd_contract_their_power_fits(tmp_path: Path) -> None:
-    document = sample_document(tmp_path)
-    phones = [{"port": 1, "max_power_w": 60, "pd_voltage_mv": 20_000}]
-    document["usb"] = {"hub": "virtual", "virtual": {"phones": phones}}
-    usb = parse_config(document, "edge.yaml", tmp_path).usb
-    assert usb is not None
-    assert (usb.virtual_phones[0].max_power_w, usb.virtual_phones[0].pd_voltage_mv) == (60, 20_000)
-
-    phones.append({"port": 2, "pd_voltage_mv": 12_345})  # no USB-PD voltage
-    phones.append({"port": 3, "max_power_w": 60})  # 12 A at the default 5 V
-    with pytest.raises(ConfigError) as info:
-        parse_config(document, "edge.yaml", tmp_path)
-    assert [p.split(":")[0] for p in info.value.problems] == [
-        "usb.virtual.phones[1].pd_voltage_mv",
-        "usb.virtual.phones[2].max_power_w",
-    ]
-
-
 def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
     path = tmp_path / "edge.yaml"
     path.write_text("name: x\ndevices: [\n")

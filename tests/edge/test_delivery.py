@@ -27,8 +27,8 @@ import pytest
 
 from edge_controller.config import parse_config
 from edge_controller.devices import Command
-from edge_controller.devices.simulators import BatteryModel, FuelCellModel, HouseholdLoad
 from edge_controller.ledger import energy_of
+from edge_controller.simulation import BatteryModel, FuelCellModel, HouseholdLoad
 
 from .delivery_support import (
     BATTERY_COMMANDS,

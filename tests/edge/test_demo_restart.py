@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from edge_controller.cli import main
-from edge_controller.demo import COMMUNITY_FILE, TOP_UP, Demo, DemoDataError
+from edge_controller.demo.community import COMMUNITY_FILE, TOP_UP, DemoDataError
+from edge_controller.demo.embedded import Demo
 from edge_controller.ledger import Ledger
 
 from .api_support import eventually

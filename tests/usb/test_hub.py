@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_controller.devices.clock import SimulatedClock
+from edge_controller.simulation import VirtualPhone, VirtualUsbWorld
 from edge_controller.usb.hub import SysfsPortPower, UsbHub, open_hub, parse_location
 from edge_controller.usb.types import (
     HubMissing,
@@ -15,7 +16,6 @@ from edge_controller.usb.types import (
     UsbError,
     UsbIdentity,
 )
-from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
 
 START = 1_717_200_000_000
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_controller.devices.clock import SimulatedClock
+from edge_controller.simulation import VirtualPhone, VirtualUsbWorld
 from edge_controller.usb.hub import open_hub
 from edge_controller.usb.meters import (
     FnirsiMeter,
@@ -18,7 +19,6 @@ from edge_controller.usb.meters import (
     open_meter,
 )
 from edge_controller.usb.types import MeterError, UsbError
-from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
 
 START = 1_717_200_000_000
 

@@ -156,8 +156,8 @@ async def test_a_sysfs_hub_without_a_meter_refuses_purchases_clearly(
     devices = sysfs_tree(tmp_path, hub=HUB, ports=1)
     plug_sysfs(devices, HUB, 1, idVendor="18d1", idProduct="4ee7", serial="PHONE1")
     rig: UsbRig = new_rig(tmp_path / "rig", mosquitto.port)
+    rig.virtual_usb = False
     rig.usb_options = {
-        "virtual": False,
         "hub_sysfs": HUB,
         "hub_sysfs_root": str(tmp_path),
         "meter": (("root", str(tmp_path)), ("type", "typec"), ("typec_port", "port0")),

@@ -7,9 +7,9 @@ import usb.backend
 import usb.core
 
 from edge_controller.devices.clock import SimulatedClock
+from edge_controller.simulation import VirtualPhone, VirtualUsbWorld
 from edge_controller.usb.hub import open_hub
 from edge_controller.usb.meters import open_meter
-from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
 
 START = 1_717_200_000_000
 HOUR = 3_600_000

@@ -15,8 +15,8 @@ from edge_controller.config import UsbConfig
 from edge_controller.devices import SimulatedClock, SystemClock
 from edge_controller.ledger import Consensus, Genesis, KeyPair, Trade, sign_record
 from edge_controller.network import BrokerSettings
+from edge_controller.simulation import VirtualPhone, VirtualUsbWorld
 from edge_controller.usb.charging import UsbCharging, UsbSettings
-from edge_controller.usb.virtual import VirtualPhone, VirtualUsbWorld
 
 PRICE = 2_000  # milli-units per kWh
 TOP_UP = 100_000
@@ -56,6 +56,8 @@ class UsbRig:
     )
     # More UsbConfig fields (a sysfs hub, another meter); the virtual world is the default.
     usb_options: dict[str, Any] = field(default_factory=dict)
+    # Whether the home finds its hub and meter on the virtual world's backend (else libusb).
+    virtual_usb: bool = True
     home: Home | None = None
     _seq: int = 0
 
@@ -86,10 +88,8 @@ class UsbRig:
             community_broker=BrokerSettings(host="127.0.0.1", port=self.broker_port),
             clock=self.clock,
             settlement_period_ms=SETTLEMENT_PERIOD_MS,
-            usb=UsbConfig(
-                **{"settings": self.settings, "virtual": True, "meter_port": 1, **self.usb_options}
-            ),
-            usb_world=self.world,
+            usb=UsbConfig(**{"settings": self.settings, "meter_port": 1, **self.usb_options}),
+            usb_backend=self.world.backend if self.virtual_usb else None,
         )
         return self.home
 

@@ -1,15 +1,17 @@
-"""One demo home as its own edge controller process: `python -m demo.home FILE SLUG`.
+"""One demo home as its own edge controller process:
+`python -m edge_controller.demo.home FILE SLUG`.
 
-FILE (written by `demo.community.ProcessCommunity`) names the community: the genesis, the
-moment the homes were planned, the broker, and each home's keys and API port. The home is
-the one `edge_controller.demo.plan_homes` plans under SLUG (the same simulated hardware,
-devices and owner's policy as in the single-process demo), run exactly as the demo runs
-it: a `Home` with its API, and its simulated devices speaking MQTT on the same broker.
-When its API is up it prints `ready <url> <account>` and writes `<SLUG>.json` beside FILE
-with its URL and token. The consumer gets the demo's virtual hub, meter and phone; with
-`--phone-buys` the phone is paired and buys a charge by itself, as in the one-process demo
-(the end-to-end test pairs and buys through the APIs instead). SIGTERM or SIGINT stops it
-cleanly.
+FILE (written by `edge_controller.demo.layouts.ProcessCommunity`) names the community: the
+genesis, the moment the homes were planned, the broker, and each home's keys and API port.
+The home is the one `edge_controller.simulation.plan.plan_homes` plans under SLUG (the same
+simulated hardware, devices and owner's policy as in the single-process demo), run exactly
+as the demo runs it: a `Home` with its API, and its simulated world (devices and control
+topics) on the same broker. When its API is up and its world is on the broker it prints
+`ready <url> <account>` and writes `<SLUG>.json` beside FILE with its URL and token. The
+consumer gets the demo's virtual hub and meter (its phone is plugged in through the
+control topics); with `--phone-buys` the phone is paired and buys a charge by itself, as
+in the one-process demo (the end-to-end test pairs and buys through the APIs instead).
+SIGTERM or SIGINT stops it cleanly.
 """
 
 from __future__ import annotations
@@ -26,16 +28,14 @@ from typing import Any
 from edge_controller.api import ApiServer
 from edge_controller.app.home import Home
 from edge_controller.app.identity import load_or_create_token
-from edge_controller.demo import SETTLEMENT_PERIOD_MS, phone_buys_a_charge, plan_homes
-from edge_controller.devices import (
-    SimulatedMqttDevice,
-    SystemClock,
-    serve_on_broker,
-    simple_generic_profile,
-)
+from edge_controller.demo.embedded import SETTLEMENT_PERIOD_MS
+from edge_controller.demo.phones import phone_buys_a_charge
+from edge_controller.devices import SystemClock
 from edge_controller.ledger import Genesis, KeyPair
 from edge_controller.network import BrokerSettings
 from edge_controller.runner import setup_logging
+from edge_controller.simulation.plan import plan_homes
+from edge_controller.simulation.world import serve_worlds
 
 
 async def run_home(community_file: Path, slug: str, phone_buys: bool = False) -> int:
@@ -49,6 +49,7 @@ async def run_home(community_file: Path, slug: str, phone_buys: bool = False) ->
     plan.meter = KeyPair.load(Path(mine["meter"]))
     broker = BrokerSettings(host=community["broker"]["host"], port=community["broker"]["port"])
     data_dir = folder / slug
+    world = plan.simulate(clock)
     home = Home(
         name=plan.name,
         data_dir=data_dir,
@@ -61,27 +62,20 @@ async def run_home(community_file: Path, slug: str, phone_buys: bool = False) ->
         clock=clock,
         control_interval_ms=1_000,
         settlement_period_ms=SETTLEMENT_PERIOD_MS,
-        # The consumer's virtual hub, meter and phone, exactly as in the one-process demo.
+        # The consumer's virtual hub and meter, exactly as in the one-process demo.
         usb=plan.usb,
+        usb_backend=world.usb_backend,
     )
     token = load_or_create_token(data_dir / "api-token")
     api = ApiServer(home, token, "127.0.0.1", int(mine["api_port"]))
-    simulators = [
-        SimulatedMqttDevice(
-            f"{plan.slug}/{name}",
-            hardware,
-            simple_generic_profile(f"demo/{plan.slug}/{name}", quantities, commands),
-            clock,
-        )
-        for name, hardware, quantities, commands in plan.hardware
-    ]
-    devices_and_phone = [
-        asyncio.create_task(
-            serve_on_broker(broker.host, broker.port, simulators, tick_interval_s=1.0)
-        )
-    ]
+    devices_and_phone = [asyncio.create_task(serve_worlds(broker.host, broker.port, [world]))]
     await home.start()
     await api.start()
+    # Ready once the control topics are subscribed: the launcher plugs the phone in next.
+    for _ in range(400):
+        if world.connected:
+            break
+        await asyncio.sleep(0.05)
     if phone_buys and home.usb is not None:
         # As in the one-process demo: the owner pairs the phone and it buys a charge.
         devices_and_phone.append(asyncio.create_task(phone_buys_a_charge(home)))

@@ -17,7 +17,7 @@ from typing import Any
 from edge_controller.devices.clock import Clock
 from edge_controller.devices.mqtt import Publisher
 from edge_controller.devices.profiles import JsonPath, Profile, TelemetryPoint
-from edge_controller.devices.simulators import SimulatedHardware, TelemetryValue
+from edge_controller.simulation.models import SimulatedHardware, TelemetryValue
 
 _LOGGER = logging.getLogger(__name__)
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import shutil
 import signal
 import sys
@@ -25,19 +24,18 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from demo.hass import CHECKOUT, HomeAccess
-from demo.processes import Child, wait_for_port
-from edge_controller.bench.processes import free_port
-from edge_controller.demo import (
+from edge_controller.demo.community import (
     METER_KEY,
     NODE_KEY,
     DemoDataError,
-    HomePlan,
     load_or_create_community,
-    plan_homes,
     registrar_bodies,
 )
+from edge_controller.demo.hass_client import HomeAccess
+from edge_controller.demo.phones import plug_phones_blocking
 from edge_controller.ledger import Genesis, KeyPair, Rejected, sign_record
+from edge_controller.processes import CHECKOUT, Child, checkout_env, free_port, wait_for_port
+from edge_controller.simulation.plan import HomePlan, plan_homes
 
 
 class CommunityFolderError(Exception):
@@ -50,11 +48,6 @@ class Community(Protocol):
 
     def start(self) -> None: ...
     def stop(self) -> None: ...
-
-
-def _python_env() -> dict[str, str]:
-    # The checkout's code, whatever snapshot is installed.
-    return {**os.environ, "PYTHONPATH": str(CHECKOUT), "PYTHONUNBUFFERED": "1"}
 
 
 def _homes_from_state(state: dict[str, Any]) -> list[HomeAccess]:
@@ -90,7 +83,7 @@ class EmbeddedCommunity:
                 ],
                 self.log,
                 cwd=CHECKOUT,
-                env=_python_env(),
+                env=checkout_env(),
                 stop_signal=signal.SIGINT,  # as Ctrl-C would: it prints its goodbye
                 stdout=None,
             )
@@ -218,14 +211,14 @@ class ProcessCommunity:
                     [
                         sys.executable,
                         "-m",
-                        "demo.home",
+                        "edge_controller.demo.home",
                         str(community),
                         slug,
                         *(["--phone-buys"] if self.phone_buys else []),
                     ],
                     self.folder / f"{slug}.log",
                     cwd=CHECKOUT,
-                    env=_python_env(),
+                    env=checkout_env(),
                 ).start()
             )
         deadline = time.monotonic() + timeout
@@ -238,6 +231,9 @@ class ProcessCommunity:
                 time.sleep(0.1)
             h = json.loads(state.read_text())
             self.homes.append(HomeAccess(h["name"], h["slug"], h["account"], h["url"], h["token"]))
+        # Each home is on the broker with its simulated world: a person plugs the phones in.
+        for plan in self._plans:
+            plug_phones_blocking("127.0.0.1", broker_port, plan)
         self._register()
 
     def _register(self) -> None:

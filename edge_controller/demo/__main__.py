@@ -1,7 +1,7 @@
-"""`python -m demo` (what `scripts/demo` runs): simulated homes trading, inside a real
-Home Assistant with the Energy P2P dashboard, until Ctrl-C.
+"""`python -m edge_controller.demo` (what `scripts/demo` runs): simulated homes trading,
+inside a real Home Assistant with the Energy P2P dashboard, until Ctrl-C.
 
-Starts the community (`demo.community`), then Home Assistant (`demo.hass`): onboarded with
+Starts the community (`layouts`), then Home Assistant (`hass`): onboarded with
 an owner account, one Energy P2P config entry per home, the dashboard in the sidebar.
 Prints the URL and the login, then each trade, settlement and phone charge as it happens.
 """
@@ -17,9 +17,10 @@ import time
 from pathlib import Path
 from types import FrameType
 
-from demo.community import CommunityFolderError, EmbeddedCommunity, make_community
-from demo.hass import Login, start_hass
-from edge_controller.bench.processes import free_port
+from edge_controller.demo.hass import start_hass
+from edge_controller.demo.hass_client import Login
+from edge_controller.demo.layouts import CommunityFolderError, EmbeddedCommunity, make_community
+from edge_controller.processes import free_port
 
 
 class Stop(Exception):

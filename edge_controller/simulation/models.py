@@ -3,7 +3,8 @@
 Each model integrates its state from the last time it was advanced to `now_ms`, so a test
 can jump hours ahead with a `SimulatedClock` and the demo can run on the wall clock. Floats
 live inside the physics; everything a model reports is an integer (W, Wh, %, g).
-`SimulatedMqttDevice` (in `simulated_mqtt`) publishes these models over MQTT.
+`SimulatedMqttDevice` (in `mqtt_device`) publishes these models over MQTT; a household's
+load and a whole site behind one grid meter are in `site`.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ TelemetryValue = int | str | tuple[str, ...]
 MS_PER_HOUR = 3_600_000
 MS_PER_DAY = 24 * MS_PER_HOUR
 # Loads and sunshine change over minutes; integrating in one-minute steps is plenty.
-_INTEGRATION_STEP_MS = 60_000
+INTEGRATION_STEP_MS = 60_000
 
 
 class SimulatedHardware(Protocol):
@@ -46,7 +47,7 @@ def local_hour(now_ms: int, utc_offset_hours: float) -> float:
     return ((now_ms / MS_PER_HOUR) + utc_offset_hours) % 24.0
 
 
-def _steps(start_ms: int, end_ms: int, step_ms: int) -> list[tuple[int, int]]:
+def integration_steps(start_ms: int, end_ms: int, step_ms: int) -> list[tuple[int, int]]:
     """Consecutive (from, to) intervals covering start..end, each at most `step_ms` long."""
     bounds = [*range(start_ms, end_ms, step_ms), end_ms]
     return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
@@ -102,6 +103,8 @@ class PvInverter:
         self.weather = weather or Weather()
         self.limit_w = peak_w
         self.producing = True
+        # Share of clear-sky sunshine set from outside (control topics); None: the weather's.
+        self.irradiance: float | None = None
         self.yield_wh = 0.0
         self._sunrise = sunrise_hour
         self._sunset = sunset_hour
@@ -118,7 +121,8 @@ class PvInverter:
 
     def available_w(self, now_ms: int) -> float:
         """What the panels could give at `now_ms`, weather included, before any limit."""
-        return self.clear_sky_w(now_ms) * self.weather.factor(now_ms)
+        share = self.weather.factor(now_ms) if self.irradiance is None else self.irradiance
+        return self.clear_sky_w(now_ms) * share
 
     def power_at(self, now_ms: int) -> float:
         """AC output at `now_ms`, after on/off and the production limit."""
@@ -128,7 +132,7 @@ class PvInverter:
 
     def advance_to(self, now_ms: int) -> None:
         """Integrate the yield up to `now_ms`."""
-        for start, end in _steps(self._now_ms, now_ms, _INTEGRATION_STEP_MS):
+        for start, end in integration_steps(self._now_ms, now_ms, INTEGRATION_STEP_MS):
             middle = (start + end) // 2
             self.yield_wh += self.power_at(middle) * (end - start) / MS_PER_HOUR
         self._now_ms = max(self._now_ms, now_ms)
@@ -192,6 +196,10 @@ class BatteryModel:
     def soc_percent(self) -> float:
         """State of charge, %."""
         return 100.0 * self.stored_wh / self.capacity_wh
+
+    def set_soc(self, percent: float) -> None:
+        """Set the state of charge (the energy stored), as if charged or drained elsewhere."""
+        self.stored_wh = self.capacity_wh * max(0.0, min(percent, 100.0)) / 100.0
 
     def power_w(self) -> int:
         """AC power now, positive while charging, zero when full or empty."""
@@ -301,6 +309,29 @@ class FuelCellModel:
             self.faults = tuple(f for f in self.faults if f != HYDROGEN_EMPTY)
             self.state = FuelCellState.OFF
 
+    def set_hydrogen(self, hydrogen_g: float) -> None:
+        """Set the hydrogen left: more clears the empty-tank fault as a refill does; none
+        stops a running cell at once."""
+        if hydrogen_g > self.hydrogen_g:
+            self.refill(hydrogen_g - self.hydrogen_g)
+            return
+        self.hydrogen_g = max(0.0, hydrogen_g)
+        if self.hydrogen_g == 0.0 and self.state != FuelCellState.OFF:
+            self._run_dry()
+
+    def fault(self, code: str | None) -> None:
+        """Raise fault `code` (the cell stops, in FAULT) or, with None, clear every fault;
+        a cleared cell is OFF until it is started again, as real ones are."""
+        if code is None:
+            if self.faults:
+                self.faults = ()
+                self.state = FuelCellState.OFF
+            return
+        self.output_w = 0.0
+        self.state = FuelCellState.FAULT
+        if code not in self.faults:
+            self.faults = (*self.faults, code)
+
     def advance_to(self, now_ms: int) -> None:
         """Integrate warm-up, ramping, delivered energy and hydrogen use up to `now_ms`."""
         while self._now_ms < now_ms:
@@ -368,139 +399,5 @@ class FuelCellModel:
             return True
         if command == Command.SETPOINT_W:
             self.setpoint_w = max(0, min(value, self.power_rating_w))
-            return True
-        return False
-
-
-# Share of a typical day's household consumption in each local hour: low at night,
-# a morning peak and a larger evening peak (cooking, lights, washing).
-_LOAD_SHAPE = (
-    0.025, 0.022, 0.020, 0.020, 0.020, 0.024, 0.035, 0.055, 0.055, 0.042, 0.038, 0.038,
-    0.043, 0.040, 0.036, 0.036, 0.042, 0.058, 0.075, 0.080, 0.070, 0.058, 0.045, 0.023,
-)  # fmt: skip
-
-
-class HouseholdLoad:
-    """A household's consumption by time of day, with minute-to-minute variation."""
-
-    def __init__(
-        self,
-        daily_energy_wh: int = 10_000,
-        *,
-        start_ms: int,
-        utc_offset_hours: float = 0.0,
-        variation: float = 0.15,
-        seed: int = 7,
-    ) -> None:
-        self.daily_energy_wh = daily_energy_wh
-        self.consumed_wh = 0.0
-        self._offset = utc_offset_hours
-        self._variation = variation
-        self._seed = seed
-        self._now_ms = start_ms
-
-    def power_at(self, now_ms: int) -> float:
-        """Consumption at `now_ms`, W."""
-        hour = local_hour(now_ms, self._offset)
-        shape = _LOAD_SHAPE[int(hour)] / sum(_LOAD_SHAPE)
-        minute = now_ms // 60_000
-        noise = random.Random(self._seed * 1_000_003 + minute).uniform(-1.0, 1.0)
-        return self.daily_energy_wh * shape * (1.0 + self._variation * noise)
-
-    def advance_to(self, now_ms: int) -> None:
-        """Integrate consumption up to `now_ms`."""
-        for start, end in _steps(self._now_ms, now_ms, _INTEGRATION_STEP_MS):
-            self.consumed_wh += self.power_at((start + end) // 2) * (end - start) / MS_PER_HOUR
-        self._now_ms = max(self._now_ms, now_ms)
-
-    def telemetry(self) -> Mapping[Quantity, TelemetryValue]:
-        """Consumption now and in total."""
-        return {
-            Quantity.POWER_W: round(self.power_at(self._now_ms)),
-            Quantity.IMPORT_ENERGY_WH: round(self.consumed_wh),
-        }
-
-    def obey(self, command: Command, value: int) -> bool:
-        """A household load takes no commands."""
-        return False
-
-
-class SimulatedSite:
-    """A home behind one grid meter: PV, a battery and the household load (a Victron ESS).
-
-    Grid power = load - PV + battery charging. An export limit curtails the PV so the home
-    never feeds in more than allowed; -1 means no limit, as on Venus OS.
-    """
-
-    def __init__(
-        self, pv: PvInverter, battery: BatteryModel, load: HouseholdLoad, *, start_ms: int
-    ) -> None:
-        self.pv = pv
-        self.battery = battery
-        self.load = load
-        self.export_limit_w = -1
-        self.imported_wh = 0.0
-        self.exported_wh = 0.0
-        self._now_ms = start_ms
-        self._curtail(self._now_ms)
-
-    def grid_power_w(self) -> float:
-        """Grid exchange now, positive when importing."""
-        return (
-            self.load.power_at(self._now_ms)
-            - self.pv.power_at(self._now_ms)
-            + self.battery.power_w()
-        )
-
-    def advance_to(self, now_ms: int) -> None:
-        """Advance every part in lockstep and count grid import and export."""
-        for start, end in _steps(self._now_ms, now_ms, _INTEGRATION_STEP_MS):
-            self._now_ms = (start + end) // 2
-            self._curtail(self._now_ms)
-            grid_wh = self.grid_power_w() * (end - start) / MS_PER_HOUR
-            if grid_wh >= 0:
-                self.imported_wh += grid_wh
-            else:
-                self.exported_wh -= grid_wh
-            for part in (self.pv, self.battery, self.load):
-                part.advance_to(end)
-            self._now_ms = end
-        self._curtail(self._now_ms)
-
-    def _curtail(self, at_ms: int) -> None:
-        if self.battery.released:
-            # Self-consumption: store the PV surplus, cover the load when PV falls short
-            # (from what the panels could give: an export limit curtails only the rest).
-            pv_w = min(self.pv.available_w(at_ms), self.pv.peak_w) if self.pv.producing else 0
-            self.battery.own_power_w = round(pv_w - self.load.power_at(at_ms))
-        if self.export_limit_w < 0:
-            self.pv.limit_w = self.pv.peak_w
-            return
-        own_use = self.load.power_at(at_ms) + self.battery.power_w()
-        self.pv.limit_w = max(0, min(self.pv.peak_w, round(own_use + self.export_limit_w)))
-
-    def telemetry(self) -> Mapping[Quantity, TelemetryValue]:
-        """Grid, battery and PV values as a GX device reports them."""
-        battery = self.battery.telemetry()
-        return {
-            Quantity.GRID_POWER_W: round(self.grid_power_w()),
-            Quantity.IMPORT_ENERGY_WH: round(self.imported_wh),
-            Quantity.EXPORT_ENERGY_WH: round(self.exported_wh),
-            Quantity.SOC_PERCENT: battery[Quantity.SOC_PERCENT],
-            Quantity.CAPACITY_WH: battery[Quantity.CAPACITY_WH],
-            Quantity.BATTERY_POWER_W: battery[Quantity.BATTERY_POWER_W],
-            Quantity.POWER_W: round(self.pv.power_at(self._now_ms)),
-            Quantity.EXPORT_LIMIT_W: self.export_limit_w,
-        }
-
-    def obey(self, command: Command, value: int) -> bool:
-        """Battery setpoint or release, and grid export limit."""
-        if command in (Command.BATTERY_SETPOINT_W, Command.BATTERY_RELEASE):
-            ok = self.battery.obey(command, value)
-            self._curtail(self._now_ms)
-            return ok
-        if command == Command.EXPORT_LIMIT_W:
-            self.export_limit_w = max(-1, value)
-            self._curtail(self._now_ms)
             return True
         return False

@@ -1,0 +1,125 @@
+"""The demo community kept in a folder: its genesis, the registrar's and every home's keys,
+and the registrar's records for each home, so a restart on the same folder continues the
+same community and registers nothing twice."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from edge_controller.app.identity import load_or_create_key
+from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected
+from edge_controller.simulation.plan import HomePlan
+
+TOP_UP = 200_000  # milli-units: 200 units of the community currency per home
+# What a data dir keeps so that the next start continues the same community: this file
+# (the genesis), the registrar's key beside it, and each home's keys in its own folder.
+COMMUNITY_FILE = "demo-community.json"
+COMMUNITY_KIND = "energy-p2p demo community"
+REGISTRAR_KEY = "registrar.key"
+NODE_KEY = "node.key"
+METER_KEY = "meter.key"
+
+
+class DemoDataError(Exception):
+    """The data dir holds something the demo cannot continue from."""
+
+
+def load_or_create_community(
+    folder: Path,
+    plans: list[HomePlan],
+    now: int,
+    genesis: Genesis | None,
+    genesis_file: Path,
+    block_interval_ms: int = 2_000,
+) -> tuple[Genesis, KeyPair, set[str]]:
+    """The community in `folder`: its registrar key (`REGISTRAR_KEY`) and each home's keys
+    (`<slug>/NODE_KEY`, `<slug>/METER_KEY`), created when missing, given to `plans`.
+    `genesis` is the one the caller read from `genesis_file` (named in errors), or None
+    for a new "Demo Street" genesis, which the caller saves in its own format. Returns the
+    genesis, the registrar and the slugs of the homes whose keys are new this start: only
+    they get a top-up. Raises `DemoDataError` when the keys are not those the genesis names."""
+    new_homes: set[str] = set()
+    try:
+        if genesis is not None:
+            # A sealer's lost key cannot be replaced: the genesis names it for good.
+            for plan in plans[: len(genesis.consensus.sealers)]:
+                if not (folder / plan.slug / NODE_KEY).exists():
+                    raise DemoDataError(f"{folder / plan.slug / NODE_KEY} is missing")
+        registrar = load_or_create_key(folder / REGISTRAR_KEY)
+        for plan in plans:
+            if not (folder / plan.slug / NODE_KEY).exists():
+                new_homes.add(plan.slug)
+            plan.key = load_or_create_key(folder / plan.slug / NODE_KEY)
+            plan.meter = load_or_create_key(folder / plan.slug / METER_KEY)
+    except (OSError, ValueError) as exc:
+        raise DemoDataError(f"{folder}: cannot read or write a key: {exc}") from None
+    if genesis is None:
+        genesis = Genesis(
+            name="Demo Street",
+            currency="DEMO",
+            currency_name="Demo Street credits",
+            time=now - 1_000,
+            registrars=(registrar.public_hex,),
+            consensus=Consensus(
+                mode="poa",
+                block_interval_ms=block_interval_ms,
+                sealers=tuple(p.key.public_hex for p in plans[:3]),
+                confirmations=2,
+            ),
+        )
+        return genesis, registrar, new_homes
+    if registrar.public_hex not in genesis.registrars:
+        raise DemoDataError(
+            f"{folder / REGISTRAR_KEY} is not the registrar of the community in {genesis_file}"
+        )
+    for plan, sealer in zip(plans, genesis.consensus.sealers, strict=False):
+        if plan.key.public_hex != sealer:
+            raise DemoDataError(
+                f"{folder / plan.slug / NODE_KEY} is not the key the community in"
+                f" {genesis_file} names as sealer"
+            )
+    return genesis, registrar, new_homes
+
+
+def registrar_bodies(
+    plan: HomePlan, top_up: bool, registered: Callable[[str], bool] = lambda _: False
+) -> list[dict[str, Any]]:
+    """The registrar's record bodies for one home: its wallet's top-up when `top_up`, and
+    a registration of each of its resources not `registered` yet."""
+    bodies: list[dict[str, Any]] = []
+    if top_up:
+        bodies.append({"kind": "topup", "to": plan.key.account, "amount": TOP_UP})
+    for r in plan.resources:
+        if registered(r.id):
+            continue
+        bodies.append(
+            {
+                "kind": "registration",
+                "resource": r.id,
+                "owner": plan.key.account,
+                "resource_kind": r.kind,
+                "power_w": r.power_w,
+                "capacity_wh": r.capacity_wh,
+                "available_wh": r.available_wh,
+                "meter": plan.meter.public_hex,
+                "location": f"Demo Street {plan.slug}",
+            }
+        )
+    return bodies
+
+
+def read_community(path: Path) -> Genesis:
+    """The genesis of the demo community kept in `path`, or `DemoDataError` saying why not."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise DemoDataError(f"{path} is not a demo community file: {exc}") from None
+    if type(data) is not dict or data.get("kind") != COMMUNITY_KIND:
+        raise DemoDataError(f"{path} is not a demo community file (no kind {COMMUNITY_KIND!r})")
+    try:
+        return Genesis.from_json(data.get("genesis"))
+    except Rejected as exc:
+        raise DemoDataError(f"{path}: bad genesis: {exc}") from None
