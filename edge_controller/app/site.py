@@ -24,8 +24,8 @@ from edge_controller.devices import (
     MqttDevice,
     capabilities_of,
 )
-from edge_controller.devices.readings import Reading as Sample
 from edge_controller.devices.roles import Role
+from edge_controller.devices.samples import Sample
 from edge_controller.ledger import Resource
 from edge_controller.market import (
     BatteryReading,

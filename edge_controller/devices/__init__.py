@@ -39,7 +39,7 @@ from edge_controller.devices.profiles import (
     simple_generic_profile,
     victron_profile,
 )
-from edge_controller.devices.readings import Reading
+from edge_controller.devices.samples import Sample
 
 __all__ = [
     "Battery",
@@ -61,7 +61,7 @@ __all__ = [
     "ProfileSettings",
     "Publisher",
     "Quantity",
-    "Reading",
+    "Sample",
     "SimulatedClock",
     "SystemClock",
     "capabilities_of",

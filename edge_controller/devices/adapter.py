@@ -1,7 +1,7 @@
 """The MQTT device adapter: reads a device's telemetry by its profile and sends its commands.
 
 One `MqttDevice` serves one profile. It keeps the latest value of each quantity as a
-`Reading` stamped with the receive time, rejects malformed payloads with a logged and
+`Sample` stamped with the receive time, rejects malformed payloads with a logged and
 counted reason, and sends keepalives when the profile asks for them. `capabilities_of`
 turns it into the small capability objects (battery, export limiter, ...) its profile
 supports, which is all the rest of the app sees.
@@ -28,7 +28,7 @@ from edge_controller.devices.profiles import (
     TelemetryPoint,
     kind_of,
 )
-from edge_controller.devices.readings import Reading
+from edge_controller.devices.samples import Sample
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -89,11 +89,11 @@ class MqttDevice:
         self._max_payload_bytes = max_payload_bytes
         self._publisher: Publisher | None = None
         self._last_keepalive_ms: int | None = None
-        self._numbers: dict[Quantity, Reading[int]] = {
-            q: Reading(v, 0, None) for q, v in profile.constants.items()
+        self._numbers: dict[Quantity, Sample[int]] = {
+            q: Sample(v, 0, None) for q, v in profile.constants.items()
         }
-        self._texts: dict[Quantity, Reading[str]] = {}
-        self._lists: dict[Quantity, Reading[tuple[str, ...]]] = {}
+        self._texts: dict[Quantity, Sample[str]] = {}
+        self._lists: dict[Quantity, Sample[tuple[str, ...]]] = {}
 
     @property
     def connected(self) -> bool:
@@ -167,22 +167,22 @@ class MqttDevice:
         self.stats.accepted += taken
         return taken
 
-    def number(self, quantity: Quantity) -> Reading[int] | None:
+    def number(self, quantity: Quantity) -> Sample[int] | None:
         """The latest numeric value of `quantity` (W, Wh, %, g), or None."""
         return self._numbers.get(quantity)
 
-    def text(self, quantity: Quantity) -> Reading[str] | None:
+    def text(self, quantity: Quantity) -> Sample[str] | None:
         """The latest text value of `quantity` (such as a state), or None."""
         return self._texts.get(quantity)
 
-    def codes(self, quantity: Quantity) -> Reading[tuple[str, ...]] | None:
+    def codes(self, quantity: Quantity) -> Sample[tuple[str, ...]] | None:
         """The latest list of codes of `quantity` (such as fault codes), or None."""
         return self._lists.get(quantity)
 
     def snapshot(self) -> dict[str, Any]:
         """Every current value with its age and freshness, for the API and diagnostics."""
         now = self._clock.now_ms()
-        readings: dict[Quantity, Reading[Any]] = {**self._numbers, **self._texts, **self._lists}
+        readings: dict[Quantity, Sample[Any]] = {**self._numbers, **self._texts, **self._lists}
         return {
             q.value: {
                 "value": list(r.value) if isinstance(r.value, tuple) else r.value,
@@ -209,8 +209,8 @@ class MqttDevice:
         else:
             self._lists[point.quantity] = self._reading(_codes(raw), now)
 
-    def _reading(self, value: Any, now: int) -> Reading[Any]:
-        return Reading(value, now, self._stale_after_ms)
+    def _reading(self, value: Any, now: int) -> Sample[Any]:
+        return Sample(value, now, self._stale_after_ms)
 
     def _forget(self, quantity: Quantity) -> None:
         self._numbers.pop(quantity, None)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Protocol
 
-from edge_controller.devices.readings import Reading
+from edge_controller.devices.samples import Sample
 
 
 class FuelCellState(StrEnum):
@@ -27,7 +27,7 @@ class FuelCellState(StrEnum):
 class PowerMeter(Protocol):
     """Measures the power flowing now."""
 
-    def power_w(self) -> Reading[int] | None:
+    def power_w(self) -> Sample[int] | None:
         """The latest power in W, or None before the first value arrived."""
         ...
 
@@ -35,11 +35,11 @@ class PowerMeter(Protocol):
 class EnergyMeter(Protocol):
     """Counts energy in each direction since the meter was installed."""
 
-    def import_wh(self) -> Reading[int] | None:
+    def import_wh(self) -> Sample[int] | None:
         """Energy taken in (from the grid, into the battery), Wh."""
         ...
 
-    def export_wh(self) -> Reading[int] | None:
+    def export_wh(self) -> Sample[int] | None:
         """Energy given out (to the grid, from a generator or battery), Wh."""
         ...
 
@@ -47,15 +47,15 @@ class EnergyMeter(Protocol):
 class Battery(Protocol):
     """A home battery with a charge/discharge setpoint."""
 
-    def soc_percent(self) -> Reading[int] | None:
+    def soc_percent(self) -> Sample[int] | None:
         """State of charge, 0 to 100 %."""
         ...
 
-    def capacity_wh(self) -> Reading[int] | None:
+    def capacity_wh(self) -> Sample[int] | None:
         """Usable capacity, Wh."""
         ...
 
-    def power_w(self) -> Reading[int] | None:
+    def power_w(self) -> Sample[int] | None:
         """Battery power in W, positive while charging."""
         ...
 
@@ -72,11 +72,11 @@ class Battery(Protocol):
 class ControllableGenerator(Protocol):
     """A generator that can be started, stopped and given a power setpoint."""
 
-    def power_w(self) -> Reading[int] | None:
+    def power_w(self) -> Sample[int] | None:
         """Power produced now, W."""
         ...
 
-    def power_rating_w(self) -> Reading[int] | None:
+    def power_rating_w(self) -> Sample[int] | None:
         """The most power the generator can deliver, W."""
         ...
 
@@ -96,7 +96,7 @@ class ControllableGenerator(Protocol):
 class ExportLimiter(Protocol):
     """Limits how much power is fed into the grid."""
 
-    def export_limit_w(self) -> Reading[int] | None:
+    def export_limit_w(self) -> Sample[int] | None:
         """The export limit now in force, W."""
         ...
 
@@ -108,18 +108,18 @@ class ExportLimiter(Protocol):
 class FuelCellTelemetry(Protocol):
     """What a fuel cell reports beyond its power: state, fuel left and faults."""
 
-    def state(self) -> Reading[FuelCellState] | None:
+    def state(self) -> Sample[FuelCellState] | None:
         """The operating state."""
         ...
 
-    def hydrogen_g(self) -> Reading[int] | None:
+    def hydrogen_g(self) -> Sample[int] | None:
         """Hydrogen left in the tank, grams."""
         ...
 
-    def available_energy_wh(self) -> Reading[int] | None:
+    def available_energy_wh(self) -> Sample[int] | None:
         """Electrical energy the hydrogen left can still deliver, Wh."""
         ...
 
-    def fault_codes(self) -> Reading[tuple[str, ...]] | None:
+    def fault_codes(self) -> Sample[tuple[str, ...]] | None:
         """Active fault codes; empty when healthy."""
         ...

@@ -21,7 +21,7 @@ from edge_controller.devices.capabilities import (
     PowerMeter,
 )
 from edge_controller.devices.profiles import Command, Quantity
-from edge_controller.devices.readings import Reading
+from edge_controller.devices.samples import Sample
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +38,7 @@ class MqttPowerMeter:
         self._device = device
         self._quantity = quantity
 
-    def power_w(self) -> Reading[int] | None:
+    def power_w(self) -> Sample[int] | None:
         """The latest power, W."""
         return self._device.number(self._quantity)
 
@@ -49,11 +49,11 @@ class MqttEnergyMeter:
     def __init__(self, device: MqttDevice) -> None:
         self._device = device
 
-    def import_wh(self) -> Reading[int] | None:
+    def import_wh(self) -> Sample[int] | None:
         """Energy imported, Wh."""
         return self._device.number(Quantity.IMPORT_ENERGY_WH)
 
-    def export_wh(self) -> Reading[int] | None:
+    def export_wh(self) -> Sample[int] | None:
         """Energy exported, Wh."""
         return self._device.number(Quantity.EXPORT_ENERGY_WH)
 
@@ -64,15 +64,15 @@ class MqttBattery:
     def __init__(self, device: MqttDevice) -> None:
         self._device = device
 
-    def soc_percent(self) -> Reading[int] | None:
+    def soc_percent(self) -> Sample[int] | None:
         """State of charge, %."""
         return self._device.number(Quantity.SOC_PERCENT)
 
-    def capacity_wh(self) -> Reading[int] | None:
+    def capacity_wh(self) -> Sample[int] | None:
         """Usable capacity, Wh."""
         return self._device.number(Quantity.CAPACITY_WH)
 
-    def power_w(self) -> Reading[int] | None:
+    def power_w(self) -> Sample[int] | None:
         """Battery power, W, positive while charging."""
         return self._device.number(Quantity.BATTERY_POWER_W)
 
@@ -100,11 +100,11 @@ class MqttGenerator:
     def __init__(self, device: MqttDevice) -> None:
         self._device = device
 
-    def power_w(self) -> Reading[int] | None:
+    def power_w(self) -> Sample[int] | None:
         """Power produced, W."""
         return self._device.number(Quantity.POWER_W)
 
-    def power_rating_w(self) -> Reading[int] | None:
+    def power_rating_w(self) -> Sample[int] | None:
         """The most the generator can deliver, W."""
         return self._device.number(Quantity.POWER_RATING_W)
 
@@ -127,7 +127,7 @@ class MqttExportLimiter:
     def __init__(self, device: MqttDevice) -> None:
         self._device = device
 
-    def export_limit_w(self) -> Reading[int] | None:
+    def export_limit_w(self) -> Sample[int] | None:
         """The limit in force, W, as the device reports it."""
         return self._device.number(Quantity.EXPORT_LIMIT_W)
 
@@ -143,26 +143,26 @@ class MqttFuelCell:
         self._device = device
         self._hydrogen_g_per_kwh = hydrogen_g_per_kwh
 
-    def state(self) -> Reading[FuelCellState] | None:
+    def state(self) -> Sample[FuelCellState] | None:
         """The operating state."""
         reading = self._device.text(Quantity.STATE)
         if reading is None:
             return None
-        return Reading(FuelCellState(reading.value), reading.at_ms, reading.max_age_ms)
+        return Sample(FuelCellState(reading.value), reading.at_ms, reading.max_age_ms)
 
-    def hydrogen_g(self) -> Reading[int] | None:
+    def hydrogen_g(self) -> Sample[int] | None:
         """Hydrogen left, g."""
         return self._device.number(Quantity.HYDROGEN_G)
 
-    def available_energy_wh(self) -> Reading[int] | None:
+    def available_energy_wh(self) -> Sample[int] | None:
         """Electricity the hydrogen left can deliver, Wh (as fresh as the hydrogen level)."""
         hydrogen = self.hydrogen_g()
         if hydrogen is None:
             return None
         wh = hydrogen.value * 1000 // self._hydrogen_g_per_kwh
-        return Reading(wh, hydrogen.at_ms, hydrogen.max_age_ms)
+        return Sample(wh, hydrogen.at_ms, hydrogen.max_age_ms)
 
-    def fault_codes(self) -> Reading[tuple[str, ...]] | None:
+    def fault_codes(self) -> Sample[tuple[str, ...]] | None:
         """Active fault codes."""
         return self._device.codes(Quantity.FAULT_CODES)
 

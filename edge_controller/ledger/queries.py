@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 
 from .records import Record
-from .state import Offer, Reading, State, Trade
+from .state import MeterReading, Offer, State, Trade
 
 MS_PER_HOUR = 3_600_000
 
@@ -183,10 +183,10 @@ def _first_in_first_out(
     return trade.energy_wh - remaining[trade.id]
 
 
-def readings_between(state: State, resource_id: str, start: int, end: int) -> list[Reading]:
+def readings_between(state: State, resource_id: str, start: int, end: int) -> list[MeterReading]:
     """The resource's readings overlapping [start, end), oldest first."""
     log = state.meters.get(resource_id)
-    found: list[Reading] = []
+    found: list[MeterReading] = []
     if log is None:
         return found
     for i in range(log.count - 1, -1, -1):

@@ -33,9 +33,9 @@ from .state import (
     AuctionIndex,
     Commitments,
     MeterLog,
+    MeterReading,
     Offer,
     PendingFee,
-    Reading,
     Request,
     Resource,
     State,
@@ -579,7 +579,7 @@ def _meter_reading(state: State, record: Record, ctx: BlockContext, body: dict[s
         raise Rejected(Reason.METER_OVERLAP, "the period overlaps an earlier reading")
     state.readings.put(
         f"{resource.id}#{log.count}",
-        Reading(start, end, body["export_wh"], body["import_wh"], log.export_wh),
+        MeterReading(start, end, body["export_wh"], body["import_wh"], log.export_wh),
     )
     state.meters.put(
         resource.id,

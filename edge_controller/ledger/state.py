@@ -173,7 +173,7 @@ class MeterLog:
 
 
 @dataclass(frozen=True, slots=True)
-class Reading:
+class MeterReading:
     """One signed meter reading, with the export total before it (for window sums)."""
 
     start: int
@@ -200,7 +200,7 @@ class Totals:
     records: int = 0
 
 
-Row = Account | Resource | Offer | Request | Acceptance | Trade | MeterLog | Reading
+Row = Account | Resource | Offer | Request | Acceptance | Trade | MeterLog | MeterReading
 JournalEntry = tuple["Table[Any]", str, Any]
 
 
@@ -264,7 +264,7 @@ class State:
         self.acceptances = Table("acceptances", Acceptance, j)
         self.trades = Table("trades", Trade, j)
         self.meters = Table("meters", MeterLog, j)
-        self.readings = Table("readings", Reading, j)
+        self.readings = Table("readings", MeterReading, j)
         self.fees = Table("fees", PendingFee, j)
         self.totals_table = Table("totals", Totals, j)
         # Open capacity/energy commitments per resource, as `resource -> trade ids`.

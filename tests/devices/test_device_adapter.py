@@ -13,7 +13,7 @@ from edge_controller.devices import (
     FuelCellState,
     MqttDevice,
     Quantity,
-    Reading,
+    Sample,
     SimulatedClock,
     capabilities_of,
     opendtu_profile,
@@ -45,11 +45,11 @@ def battery_device(clock: SimulatedClock, stale_after_ms: int = 10_000) -> MqttD
 
 
 def test_reading_is_fresh_until_its_timeout_and_constants_never_age() -> None:
-    reading = Reading(57, at_ms=1_000, max_age_ms=5_000)
+    reading = Sample(57, at_ms=1_000, max_age_ms=5_000)
     assert reading.fresh(6_000)
     assert not reading.fresh(6_001)
     assert reading.value_if_fresh(6_001) is None
-    assert Reading(800, at_ms=0, max_age_ms=None).fresh(10**13)
+    assert Sample(800, at_ms=0, max_age_ms=None).fresh(10**13)
 
 
 def test_telemetry_becomes_stale_when_the_device_falls_silent() -> None:
@@ -61,7 +61,7 @@ def test_telemetry_becomes_stale_when_the_device_falls_silent() -> None:
 
     device.receive("home/battery/telemetry", b'{"soc_percent": 57.4, "battery_power_w": -800}')
     soc = battery.soc_percent()
-    assert soc == Reading(57, START, 10_000)
+    assert soc == Sample(57, START, 10_000)
     assert soc.fresh(clock.now_ms())
 
     clock.advance(10_001)

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from edge_controller.ledger import State, Trade, allocated_export, allocated_import
-from edge_controller.ledger.state import Commitments, MeterLog, Reading
+from edge_controller.ledger.state import Commitments, MeterLog, MeterReading
 
 MINUTE = 60_000
 
@@ -47,7 +47,9 @@ def metered(
     imported = imported or (0,) * minutes
     total = 0
     for i, (out, into) in enumerate(zip(export, imported, strict=True)):
-        state.readings.put(f"bat-1#{i}", Reading(i * MINUTE, (i + 1) * MINUTE, out, into, total))
+        state.readings.put(
+            f"bat-1#{i}", MeterReading(i * MINUTE, (i + 1) * MINUTE, out, into, total)
+        )
         total += out
     if minutes:
         state.meters.put("bat-1", MeterLog(minutes, minutes * MINUTE, total, sum(imported)))

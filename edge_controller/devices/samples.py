@@ -9,7 +9,7 @@ T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
-class Reading(Generic[T]):
+class Sample(Generic[T]):
     """A value a device reported, when it was received, and how long it stays valid.
 
     `max_age_ms` is None for values that do not age, such as a power rating taken from
