@@ -93,7 +93,7 @@ REQUIRED = "required"
 
 @dataclass(frozen=True)
 class Between:
-    """An integer from `low` to `high`, both included."""
+    """A number from `low` to `high`, both included."""
 
     low: int
     high: int
@@ -242,7 +242,8 @@ def _expected(tp: Any) -> str:
             if isinstance(limit, Expect):
                 return limit.what
             if isinstance(limit, Between):
-                return f"an integer from {limit.low} to {limit.high}"
+                number = "a number" if args[0] is float else "an integer"
+                return f"{number} from {limit.low} to {limit.high}"
             if isinstance(limit, OneOf):
                 return f"one of {_choices(limit.choices)}"
             if isinstance(limit, NonEmpty):
@@ -316,7 +317,16 @@ def _read_union(
         return None
     options, tagged = _union_plan(choices)
     if len(options) == 1:
-        return _read(options[0], data, path, problems)
+        if annotated is None:
+            return _read(options[0], data, path, problems)
+        found: list[Problem] = []
+        value = _read(options[0], data, path, found)
+        # A wrong type is said in the words the annotation gives (`Expect`), as for any field.
+        if any(p.path == path for p in found):
+            problems.extend(p for p in found if p.path != path)
+            return _fail(problems, path, _expected(annotated))
+        problems.extend(found)
+        return value
     if len(tagged) > 1:
         return _read_tagged(tagged, data, path, problems)
     for option in options:

@@ -27,15 +27,26 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
 import paho.mqtt.client
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_controller.devices.clock import Clock
 from edge_controller.devices.mqtt import Publisher
+from edge_controller.market.checks import (
+    Between,
+    Check,
+    Checks,
+    Expect,
+    NonEmpty,
+    OneOf,
+    ValidationError,
+    from_dict,
+    read,
+)
 from edge_controller.simulation.models import (
     BatteryModel,
     FuelCellModel,
@@ -78,11 +89,8 @@ def set_topic(prefix: str, home: str, device: str) -> str:
     return f"{control_root(prefix, home)}/device/{device}/set"
 
 
-def _is_number(value: Any, low: float, high: float) -> bool:
-    return not isinstance(value, bool) and isinstance(value, int | float) and low <= value <= high
-
-
-def _usb_id(value: Any) -> int | None:
+def _usb_id(value: object) -> int | None:
+    """A USB id given as an integer or as hex text ("18d1", "0x18d1"); None when it is not one."""
     if isinstance(value, str):
         try:
             value = int(value.removeprefix("0x"), 16)
@@ -93,85 +101,81 @@ def _usb_id(value: Any) -> int | None:
     return value
 
 
-PHONE_TEXTS = (("serial", "VIRTUAL0001"), ("manufacturer", "Google"), ("product", "Pixel"))
-PHONE_FIELDS = (
-    "vendor_id",
-    "product_id",
-    "serial",
-    "manufacturer",
-    "product",
-    "battery_wh",
-    "soc_percent",
-    "max_power_w",
-    "pd_voltage_mv",
-)
+def _usb_id_problems(value: object) -> Iterable[tuple[str, str]]:
+    if _usb_id(value) is None:
+        yield "", "expected a USB id from 0 to 0xffff (or hex text)"
+
+
+UsbId = Annotated[
+    int | str, Expect("a USB id from 0 to 0xffff (or hex text)"), Check(_usb_id_problems)
+]
+Name = Annotated[str, Expect("a non-empty text"), NonEmpty()]
+PD_VOLTS = ", ".join(str(v) for v in PD_VOLTAGES_MV)
+
+
+@dataclass(frozen=True)
+class PlugMessage:
+    """The payload of a plug message: the phone's identity, battery and USB-PD contract
+    (defaults: a 15 Wh Google Pixel at 20 % on a 5 V, 15 W contract)."""
+
+    vendor_id: UsbId = 0x18D1
+    product_id: UsbId = 0x4EE7
+    serial: Name = "VIRTUAL0001"
+    manufacturer: Name = "Google"
+    product: Name = "Pixel"
+    battery_wh: Annotated[float, Between(1, 200)] = 15
+    soc_percent: Annotated[float, Between(0, 100)] = 20
+    max_power_w: Annotated[float, Between(1, 100)] = 15
+    pd_voltage_mv: Annotated[
+        int, Expect(f"a USB-PD voltage: {PD_VOLTS}"), OneOf(PD_VOLTAGES_MV)
+    ] = PD_VOLTAGES_MV[0]
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        checks.require(
+            self.max_power_w <= self.pd_voltage_mv / 1000 * PD_MAX_CURRENT_A,
+            "max_power_w",
+            f"{self.max_power_w:g} W at {self.pd_voltage_mv} mV needs more than"
+            f" {PD_MAX_CURRENT_A:g} A; raise pd_voltage_mv",
+        )
+        checks.done()
+
+    def phone(self) -> VirtualPhone:
+        """The phone, ready to be plugged in."""
+        return VirtualPhone(
+            _usb_id(self.vendor_id) or 0,
+            _usb_id(self.product_id) or 0,
+            self.serial,
+            self.manufacturer,
+            self.product,
+            battery_wh=self.battery_wh,
+            soc=self.soc_percent / 100,
+            max_power_w=self.max_power_w,
+            pd_voltage_mv=self.pd_voltage_mv,
+        )
+
+
+def _problems(exc: ValidationError) -> list[str]:
+    return [f"{p.path or '(payload)'}: {p.message}" for p in exc.problems]
 
 
 def phone_from_json(data: Any) -> VirtualPhone:
-    """The phone a plug message describes (defaults: a 15 Wh Google Pixel at 20 % on a 5 V,
-    15 W contract); `SimulationInputError` lists every mistake."""
-    if not isinstance(data, Mapping):
-        raise SimulationInputError(["(payload): expected a JSON object"])
-    problems = [
-        f"{key}: unknown field; expected one of {', '.join(PHONE_FIELDS)}"
-        for key in data
-        if key not in PHONE_FIELDS
-    ]
-    ids: dict[str, int] = {}
-    for key, default_id in (("vendor_id", 0x18D1), ("product_id", 0x4EE7)):
-        found = _usb_id(data.get(key, default_id))
-        if found is None:
-            problems.append(f"{key}: expected a USB id from 0 to 0xffff (or hex text)")
-        ids[key] = found if found is not None else default_id
-    texts: dict[str, str] = {}
-    for key, default_text in PHONE_TEXTS:
-        value = data.get(key, default_text)
-        if not isinstance(value, str) or not value:
-            problems.append(f"{key}: expected a non-empty text")
-            value = default_text
-        texts[key] = value
-    battery_wh = data.get("battery_wh", 15)
-    if not _is_number(battery_wh, 1, 200):
-        problems.append("battery_wh: expected a number from 1 to 200")
-        battery_wh = 15
-    soc_percent = data.get("soc_percent", 20)
-    if not _is_number(soc_percent, 0, 100):
-        problems.append("soc_percent: expected a number from 0 to 100")
-        soc_percent = 20
-    max_power_w = data.get("max_power_w", 15)
-    if not _is_number(max_power_w, 1, 100):
-        problems.append("max_power_w: expected a number from 1 to 100")
-        max_power_w = 15
-    pd_voltage_mv = data.get("pd_voltage_mv", PD_VOLTAGES_MV[0])
-    if type(pd_voltage_mv) is not int or pd_voltage_mv not in PD_VOLTAGES_MV:
-        volts = ", ".join(str(v) for v in PD_VOLTAGES_MV)
-        problems.append(f"pd_voltage_mv: expected a USB-PD voltage: {volts}")
-    elif max_power_w > pd_voltage_mv / 1000 * PD_MAX_CURRENT_A:
-        problems.append(
-            f"max_power_w: {max_power_w} W at {pd_voltage_mv} mV needs more than"
-            f" {PD_MAX_CURRENT_A:g} A; raise pd_voltage_mv"
-        )
-    if problems:
-        raise SimulationInputError(problems)
-    return VirtualPhone(
-        ids["vendor_id"],
-        ids["product_id"],
-        texts["serial"],
-        texts["manufacturer"],
-        texts["product"],
-        battery_wh=float(battery_wh),
-        soc=soc_percent / 100,
-        max_power_w=float(max_power_w),
-        pd_voltage_mv=pd_voltage_mv,
-    )
+    """The phone a plug message describes; `SimulationInputError` lists every mistake."""
+    try:
+        return from_dict(PlugMessage, data).phone()
+    except ValidationError as exc:
+        raise SimulationInputError(_problems(exc)) from None
+
+
+Percent = Annotated[float, Between(0, 100)]
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One state of a simulated device that can be set from outside."""
+    """One state of a simulated device that can be set from outside: its type as the one
+    input checker reads it, and what setting it does."""
 
-    expected: str
-    accepts: Callable[[Any], bool]
+    kind: Any
     apply: Callable[[Any], None]
 
 
@@ -182,36 +186,28 @@ def settings_of(hardware: SimulatedHardware) -> dict[str, Setting]:
     if isinstance(hardware, PvInverter):
         pv = hardware
 
-        def irradiance(value: Any) -> None:
+        def irradiance(value: float | None) -> None:
             pv.irradiance = None if value is None else value / 100
 
-        def producing(value: Any) -> None:
+        def producing(value: bool) -> None:
             pv.producing = value
 
         return {
             "irradiance_percent": Setting(
-                "a number from 0 to 100, or null for the weather's",
-                lambda v: v is None or _is_number(v, 0, 100),
+                Annotated[
+                    Percent | None, Expect("a number from 0 to 100, or null for the weather's")
+                ],
                 irradiance,
             ),
-            "producing": Setting("true or false", lambda v: isinstance(v, bool), producing),
+            "producing": Setting(bool, producing),
         }
     if isinstance(hardware, BatteryModel):
-        return {
-            "soc_percent": Setting(
-                "a number from 0 to 100", lambda v: _is_number(v, 0, 100), hardware.set_soc
-            )
-        }
+        return {"soc_percent": Setting(Percent, hardware.set_soc)}
     if isinstance(hardware, FuelCellModel):
         return {
-            "hydrogen_g": Setting(
-                "a number of grams from 0 to 1000000",
-                lambda v: _is_number(v, 0, 1_000_000),
-                hardware.set_hydrogen,
-            ),
+            "hydrogen_g": Setting(Annotated[float, Between(0, 1_000_000)], hardware.set_hydrogen),
             "fault": Setting(
-                "a fault code (text), or null to clear the faults",
-                lambda v: v is None or (isinstance(v, str) and bool(v)),
+                Annotated[Name | None, Expect("a fault code (text), or null to clear the faults")],
                 hardware.fault,
             ),
         }
@@ -225,16 +221,20 @@ def apply_settings(hardware: SimulatedHardware, changes: Any) -> None:
         raise SimulationInputError(["(payload): expected a JSON object of settings"])
     settings = settings_of(hardware)
     known = ", ".join(sorted(settings)) or "nothing (this device has no settings)"
-    problems = []
+    problems: list[str] = []
+    values: dict[str, Any] = {}
     for name, value in changes.items():
         setting = settings.get(name)
         if setting is None:
             problems.append(f"{name}: unknown setting; expected one of {known}")
-        elif not setting.accepts(value):
-            problems.append(f"{name}: expected {setting.expected}")
+            continue
+        try:
+            values[name] = read(setting.kind, value, name)
+        except ValidationError as exc:
+            problems += _problems(exc)
     if problems:
         raise SimulationInputError(problems)
-    for name, value in changes.items():
+    for name, value in values.items():
         settings[name].apply(value)
 
 
