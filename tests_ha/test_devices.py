@@ -112,12 +112,19 @@ async def test_a_kind_of_device_the_integration_has_no_name_for_is_named_by_its_
     # The edge controller says which devices stand alone; a role new to the integration
     # (here a heat pump) needs no release of the integration to appear.
     edge = with_site_and_usb(fake_edge)
-    heat_pump = {"id": "hp", "role": "heat_pump", "standalone": True, "capabilities": []}
+    heat_pump = {
+        "id": "hp",
+        "role": "heat_pump",
+        "standalone": True,
+        "capabilities": ["power_meter"],
+        "power_w": {"value": 1_200, "age_s": 1, "fresh": True},
+    }
     meter = {"id": "main", "role": "grid_meter", "standalone": False, "capabilities": []}
     edge.responses["devices"]["devices"] += [heat_pump, meter]
     async with fake_entry(hass, edge, [Platform.SENSOR]) as entry:
         names = set(devices_of(device_registry, entry.entry_id))
         assert "Flat 3 heat pump" in names
+        assert state_of(hass, "sensor.flat_3_heat_pump_power") == "1200"
         assert not any("main" in n or "grid" in n for n in names)
 
 

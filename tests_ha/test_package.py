@@ -17,7 +17,7 @@ from custom_components.energy_p2p.binary_sensor import (
 )
 from custom_components.energy_p2p.button import SETTLE_NOW
 from custom_components.energy_p2p.const import DOMAIN
-from custom_components.energy_p2p.entity import OWN_DEVICE_ROLES, USB_PORT
+from custom_components.energy_p2p.entity import NAMED_ROLES, OTHER_ROLE, USB_PORT
 from custom_components.energy_p2p.event import OFFERS, TRADES, USB_SESSIONS
 from custom_components.energy_p2p.number import NUMBERS
 from custom_components.energy_p2p.select import PRICING_STRATEGY
@@ -80,7 +80,8 @@ def test_every_entity_has_a_translated_name_and_an_icon() -> None:
         PRICING_STRATEGY.options or ()
     )
     # Every device name a device under the edge controller can get.
-    kinds = {*OWN_DEVICE_ROLES, *(f"{role}_named" for role in OWN_DEVICE_ROLES), USB_PORT}
+    roles = (*NAMED_ROLES, OTHER_ROLE)
+    kinds = {*roles, *(f"{role}_named" for role in roles), USB_PORT}
     assert set(load("strings.json")["device"]) == kinds
 
 

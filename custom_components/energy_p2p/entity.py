@@ -27,6 +27,7 @@ if TYPE_CHECKING:
 # devices stand alone (`standalone` in GET devices), and a role not named here is called
 # by its role. An edge controller older than `standalone` marks these three.
 NAMED_ROLES: Final = ("pv", "battery", "fuel_cell")
+OTHER_ROLE: Final = "device"  # the translation key of a role not named above
 USB_PORT: Final = "usb_port"
 
 
@@ -36,6 +37,12 @@ class SubDevice:
 
     kind: str  # the device's role (GET devices), or USB_PORT
     ref: str  # the device id, or the port number
+
+    @property
+    def role(self) -> str:
+        """The role whose entities it gets: its own when the integration names it, else
+        the role of every other kind of device."""
+        return self.kind if self.kind in NAMED_ROLES or self.kind == USB_PORT else OTHER_ROLE
 
     @property
     def key(self) -> str:
@@ -110,8 +117,7 @@ def sub_device_info(coordinator: EnergyP2PCoordinator, device: SubDevice) -> Dev
     else:
         same_role = sum(1 for d in sub_devices(state) if d.kind == device.kind)
         # With two of a kind, their ids tell them apart.
-        named = device.kind if device.kind in NAMED_ROLES else "device"
-        translation_key = named if same_role == 1 else f"{named}_named"
+        translation_key = device.role if same_role == 1 else f"{device.role}_named"
         placeholders = {"home": home, "id": device.ref, "role": device.kind.replace("_", " ")}
         model = str(data.get("profile") or "") or None
         model_id = None

@@ -30,6 +30,7 @@ from . import EnergyP2PConfigEntry
 from .api import JSON
 from .coordinator import EnergyP2PState
 from .entity import (
+    OTHER_ROLE,
     USB_PORT,
     EnergyP2PEntity,
     EnergyP2PSubDeviceEntity,
@@ -273,6 +274,17 @@ def _pairing_code(data: JSON) -> str | None:
 
 
 DEVICE_SENSORS: tuple[EnergyP2PDeviceSensorEntityDescription, ...] = (
+    # A kind of device the integration has no sensors of its own for still shows its power.
+    EnergyP2PDeviceSensorEntityDescription(
+        key="device_power",
+        translation_key="device_power",
+        kinds=(OTHER_ROLE,),
+        device_class=SensorDeviceClass.POWER,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfPower.WATT,
+        value_fn=_reading("power_w"),
+        exists_fn=_has("power_w"),
+    ),
     EnergyP2PDeviceSensorEntityDescription(
         key="pv_power",
         translation_key="pv_power",
@@ -439,7 +451,7 @@ async def async_setup_entry(
         return [
             EnergyP2PDeviceSensor(coordinator, description, device)
             for description in DEVICE_SENSORS
-            if device.kind in description.kinds and description.exists_fn(data)
+            if device.role in description.kinds and description.exists_fn(data)
         ]
 
     async_add_sub_device_entities(entry, async_add_entities, device_sensors)
