@@ -11,7 +11,7 @@ from .block import Block, Header, parse_block, record_root, seal
 from .chain import BlockResult, Ledger, genesis_entry
 from .consensus import in_turn_sealer
 from .errors import Reason, Rejected
-from .genesis import Consensus, Genesis
+from .genesis import FIRST_RULES, LATEST_RULES, Consensus, Genesis
 from .keys import KeyPair, Verifier, account_id
 from .parallel import SignaturePool
 from .queries import (
@@ -33,6 +33,8 @@ from .sync import MAX_BLOCKS, Outgoing, SyncNode
 from .verify import ChainFileError, StoredChain
 
 __all__ = [
+    "FIRST_RULES",
+    "LATEST_RULES",
     "MAX_BLOCKS",
     "Account",
     "Block",

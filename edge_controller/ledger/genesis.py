@@ -19,6 +19,12 @@ from .records import HEX64, integer, obj, one_of, text
 
 ConsensusMode = Literal["pow", "poa"]
 
+# The rules a community runs by. A genesis file without `rules` is a community founded on
+# the first rules, and keeps them: rules that change what is valid come with a new number,
+# and each rule that is not in every version asks `consensus.rules` whether it applies.
+FIRST_RULES = 1
+LATEST_RULES = 2
+
 
 @dataclass(frozen=True)
 class Consensus:
@@ -33,6 +39,7 @@ class Consensus:
     """
 
     mode: ConsensusMode = "poa"
+    rules: int = LATEST_RULES
     block_interval_ms: int = 5_000
     sealers: tuple[str, ...] = ()
     initial_bits: int = 12
@@ -72,6 +79,9 @@ class Genesis:
             "max_future_ms": c.max_future_ms,
             "min_fee": c.min_fee,
         }
+        if c.rules != FIRST_RULES:
+            # Absent on the first rules, so the ids of communities founded on them stay.
+            consensus["rules"] = c.rules
         if c.mode == "poa":
             consensus["sealers"] = list(c.sealers)
         else:
@@ -98,6 +108,7 @@ class Genesis:
         defaults = Consensus()
         consensus = Consensus(
             mode=c["mode"],
+            rules=c.get("rules", FIRST_RULES),
             block_interval_ms=c["block_interval_ms"],
             sealers=tuple(c.get("sealers", ())),
             initial_bits=c.get("initial_bits", defaults.initial_bits),
@@ -155,8 +166,9 @@ _COMMON_CONSENSUS = {
     "max_future_ms": integer(0, 3_600_000),
     "min_fee": integer(0, 10**9),
 }
+_OPTIONAL_CONSENSUS = {"rules": integer(FIRST_RULES, LATEST_RULES)}
 _CONSENSUS_SHAPE = {
-    "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}),
+    "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}, _OPTIONAL_CONSENSUS),
     "pow": obj(
         {
             **_COMMON_CONSENSUS,
@@ -164,7 +176,8 @@ _CONSENSUS_SHAPE = {
             "min_bits": integer(0, 64),
             "max_bits": integer(0, 64),
             "retarget_window": integer(2, 10_000),
-        }
+        },
+        _OPTIONAL_CONSENSUS,
     ),
 }
 
