@@ -25,6 +25,13 @@ ConsensusMode = Literal["pow", "poa"]
 FIRST_RULES = 1
 LATEST_RULES = 2
 
+# Every home's transport carries messages of up to 512 KiB (the MQTT link's bound, which the
+# community broker enforces too). A block travels inside a sync message inside an envelope,
+# so from the latest rules on a block may take the message less room for those two.
+TRANSPORT_MESSAGE_BYTES = 512 * 1024
+MESSAGE_ROOM_BYTES = 4 * 1024
+MAX_BLOCK_BYTES = TRANSPORT_MESSAGE_BYTES - MESSAGE_ROOM_BYTES
+
 
 @dataclass(frozen=True)
 class Consensus:
@@ -47,10 +54,26 @@ class Consensus:
     max_bits: int = 40
     retarget_window: int = 16
     confirmations: int = 6
-    max_block_bytes: int = 2_000_000
+    # From the latest rules on, a block's bytes on the wire (its canonical JSON); on the
+    # first rules, 400 plus its records' bodies and signatures (`Block.size`).
+    max_block_bytes: int = MAX_BLOCK_BYTES
     max_block_records: int = 5_000
     max_future_ms: int = 15_000
     min_fee: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rules >= 2 and self.max_block_bytes > MAX_BLOCK_BYTES:
+            raise Rejected(
+                Reason.OVERSIZE,
+                f"genesis.consensus.max_block_bytes: {self.max_block_bytes} is more than "
+                f"{MAX_BLOCK_BYTES}, the largest block a {TRANSPORT_MESSAGE_BYTES}-byte "
+                "message carries with its envelope; such a block could never be sent",
+            )
+
+    @property
+    def wire_sized(self) -> bool:
+        """Whether `max_block_bytes` counts a block's bytes on the wire (latest rules)."""
+        return self.rules >= 2
 
 
 @dataclass(frozen=True)
