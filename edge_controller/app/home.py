@@ -27,7 +27,7 @@ from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
 from edge_controller.devices import Clock, SystemClock, serve_on_broker
-from edge_controller.ledger import Genesis, KeyPair, Ledger
+from edge_controller.ledger import Genesis, KeyPair, Ledger, block_limit
 from edge_controller.market import MarketPolicy
 from edge_controller.network import BrokerSettings, CommunityLink
 from edge_controller.refusal import Refusal, Why
@@ -71,12 +71,19 @@ class Home:
         self.clock = clock or SystemClock()
         self.control_interval_ms = control_interval_ms
         self.device_broker = device_broker or community_broker
-        self.ledger = Ledger.open(data_dir / "ledger.sqlite3", genesis, clock=self.clock.now_ms)
         self.link = CommunityLink(
             node_id=self.account,
             community_id=genesis.community_id,
             broker=community_broker,
             outbox_path=data_dir / "outbox.sqlite3",
+        )
+        # The ledger builds no block the link could not send, whatever genesis allows.
+        message_limit = self.link.max_body_bytes()
+        self.ledger = Ledger.open(
+            data_dir / "ledger.sqlite3",
+            genesis,
+            clock=self.clock.now_ms,
+            max_block_wire=block_limit(message_limit),
         )
         consensus = genesis.consensus
         in_genesis = consensus.mode == "pow" or node_key.public_hex in consensus.sealers
@@ -89,6 +96,7 @@ class Home:
             clock=self.clock,
             sealer=in_genesis if sealer is None else sealer and in_genesis,
             name=name,
+            message_limit=message_limit,
         )
         self.devices: list[SiteDevice] = [site_device(c, self.clock) for c in devices]
         self.events = EventBus()

@@ -62,7 +62,10 @@ class LedgerNode:
         clock: Clock,
         sealer: bool,
         name: str = "",
+        message_limit: int | None = None,
     ) -> None:
+        """`message_limit`: the largest message body the link sends (None: unbounded);
+        sync answers are paged to it and no block larger is adopted."""
         self.ledger = ledger
         self.link = link
         self.genesis = genesis
@@ -72,7 +75,7 @@ class LedgerNode:
         self.clock = clock
         self.sealer = sealer
         self.name = name
-        self.sync = SyncNode(ledger, self.account)
+        self.sync = SyncNode(ledger, self.account, message_limit)
         self.rejections: dict[str, int] = {}
         self.accepted: list[Callable[[Record], None]] = []
         self.received: list[Callable[[Record], Awaitable[None]]] = []
@@ -180,6 +183,14 @@ class LedgerNode:
         else:
             block = ledger.build_block(self.key, now)
         if block is None or block.prev != ledger.head.hash:
+            return
+        if not self.sync.block_fits(block):
+            # Adopted, it would strand us on a fork no peer can receive or ask us for.
+            log.warning(
+                "%s: own block of %d bytes would not fit one message; not adopted",
+                self.name,
+                block.wire_size(),
+            )
             return
         try:
             ledger.add_block(block)

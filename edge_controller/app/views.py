@@ -105,5 +105,6 @@ def block_view(block: Block) -> dict[str, Any]:
         "time": block.header.time,
         "sealer": block.header.sealer_account,
         "difficulty": block.header.difficulty,
+        "bytes": block.wire_size(),
         "records": [{"id": r.id, "kind": r.kind, "account": r.account} for r in block.records],
     }

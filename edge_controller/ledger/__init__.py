@@ -8,10 +8,17 @@ blocks, the state's rows, and the read API of `queries` (the figures the rules w
 """
 
 from .block import Block, Header, parse_block, record_root, seal
-from .chain import BlockResult, Ledger, genesis_entry
+from .chain import BlockBudget, BlockResult, Ledger, genesis_entry
 from .consensus import in_turn_sealer
 from .errors import Reason, Rejected
-from .genesis import Consensus, Genesis
+from .genesis import (
+    FIRST_RULES,
+    LATEST_RULES,
+    MAX_BLOCK_BYTES,
+    TRANSPORT_MESSAGE_BYTES,
+    Consensus,
+    Genesis,
+)
 from .keys import KeyPair, Verifier, account_id
 from .parallel import SignaturePool
 from .queries import (
@@ -29,13 +36,19 @@ from .queries import (
 from .records import Record, parse_record, sign_record, signing_message
 from .state import Account, Commitments, Offer, Resource, State, Trade
 from .store import MemoryStore, SqliteStore, StoreMismatch
-from .sync import MAX_BLOCKS, Outgoing, SyncNode
+from .sync import BLOCKS_FRAME_BYTES, MAX_BLOCKS, Outgoing, SyncNode, block_limit
 from .verify import ChainFileError, StoredChain
 
 __all__ = [
+    "BLOCKS_FRAME_BYTES",
+    "FIRST_RULES",
+    "LATEST_RULES",
     "MAX_BLOCKS",
+    "MAX_BLOCK_BYTES",
+    "TRANSPORT_MESSAGE_BYTES",
     "Account",
     "Block",
+    "BlockBudget",
     "BlockResult",
     "ChainFileError",
     "Commitments",
@@ -63,6 +76,7 @@ __all__ = [
     "allocated_export",
     "allocated_import",
     "bidding_open",
+    "block_limit",
     "cost_of",
     "energy_of",
     "genesis_entry",

@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, replace
 from typing import Any
 
-from .canonical import canonical_bytes
+from .canonical import canonical_bytes, canonical_bytes_unchecked
 from .errors import Reason, Rejected
 from .keys import KeyPair, Verifier, account_id
 from .records import HEX64, Record, integer, obj, parse_record
@@ -27,6 +27,10 @@ _HEADER_SHAPE = obj(
         "sealer": HEX64,
     }
 )
+
+
+# A block's JSON form around its header and records: {"header":…,"records":[…],"sig":"…"}.
+BLOCK_FRAME_BYTES = len(canonical_bytes({"header": {}, "records": [], "sig": "0" * 128})) - 2
 
 
 def record_root(record_ids: list[str]) -> str:
@@ -121,11 +125,24 @@ class Block:
         }
 
     def size(self) -> int:
+        """The first rules' measure of a block: 400 plus its records' bodies and signatures."""
         return 400 + sum(r.size for r in self.records)
+
+    def wire_size(self) -> int:
+        """The bytes of this block's canonical JSON form (`to_wire`), exactly: what a
+        message carrying it must hold."""
+        records = sum(r.wire_size for r in self.records) + max(len(self.records) - 1, 0)
+        return BLOCK_FRAME_BYTES + len(canonical_bytes_unchecked(self.header.to_json())) + records
 
     def check_signature(self, verifier: Verifier) -> None:
         if not verifier.verify(self.header.sealer, self.sig, block_message(self.hash)):
             raise Rejected(Reason.BAD_BLOCK_SIGNATURE, f"block {self.hash[:12]} is not signed")
+
+
+def wire_size_bound(records: int, record_bytes: int) -> int:
+    """The most bytes a block of `records` records whose JSON forms total `record_bytes`
+    can take on the wire, whatever its header holds (for sizing a block before sealing)."""
+    return BLOCK_FRAME_BYTES + MAX_HEADER_BYTES + record_bytes + max(records - 1, 0)
 
 
 def block_message(block_hash: str) -> bytes:
@@ -165,3 +182,19 @@ def search_nonce(header: Header, max_tries: int = 1 << 62, start: int = 0) -> He
         if int.from_bytes(digest, "big") < limit:
             return replace(header, nonce=nonce)
     return None
+
+
+# The longest header the shape admits: every number at its bound.
+MAX_HEADER_BYTES = len(
+    canonical_bytes_unchecked(
+        Header(
+            height=2**53,
+            prev=ZERO_HASH,
+            root=ZERO_HASH,
+            time=2**53,
+            difficulty=256,
+            nonce=2**64 - 1,
+            sealer=ZERO_HASH,
+        ).to_json()
+    )
+)

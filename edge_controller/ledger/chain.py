@@ -26,17 +26,19 @@ from .block import (
     record_root,
     seal,
     search_nonce,
+    wire_size_bound,
 )
 from .consensus import (
     IndexEntry,
     block_work,
+    check_block_size,
     check_header,
     expected_difficulty,
     in_turn_sealer,
     may_seal,
 )
 from .errors import Reason, Rejected
-from .genesis import Genesis
+from .genesis import Consensus, Genesis
 from .keys import KeyPair, Verifier
 from .parallel import Check, SignaturePool, check_ahead
 from .records import Record, parse_record, signing_message
@@ -90,6 +92,35 @@ class ChainEvents:
     dropped: list[Callable[[Record, Rejected], None]] = field(default_factory=list)
 
 
+@dataclass
+class BlockBudget:
+    """What a block being built may still take: genesis' records and bytes (by its rules'
+    measure) and, when the transport bounds it, the bytes a message can carry."""
+
+    consensus: Consensus
+    max_wire: int | None = None
+    records: int = 0
+    measured: int = 400
+    wire: int = 0
+
+    def fits(self, record: Record) -> bool:
+        """Whether the block can take `record` besides what it holds."""
+        c = self.consensus
+        bound = wire_size_bound(self.records + 1, self.wire + record.wire_size)
+        measured = bound if c.wire_sized else self.measured + record.size
+        return (
+            self.records < c.max_block_records
+            and measured <= c.max_block_bytes
+            and (self.max_wire is None or bound <= self.max_wire)
+        )
+
+    def add(self, record: Record) -> None:
+        """Count `record` in the block."""
+        self.records += 1
+        self.measured += record.size
+        self.wire += record.wire_size
+
+
 def genesis_entry(genesis: Genesis) -> tuple[Header, IndexEntry]:
     header = Header(
         height=0,
@@ -115,8 +146,13 @@ class Ledger:
         verifier: Verifier | None = None,
         clock: Callable[[], int] = now_ms,
         signature_pool: SignaturePool | None = None,
+        max_block_wire: int | None = None,
     ) -> None:
+        """`max_block_wire`: the largest block, in bytes on the wire, the node's transport can
+        send (None: no bound); a block this node builds never exceeds it, whatever the
+        community's genesis allows."""
         self.genesis = genesis
+        self.max_block_wire = max_block_wire
         self.community = genesis.community_id
         self.store: Store = store if store is not None else MemoryStore()
         self.verifier = verifier or Verifier()
@@ -270,26 +306,25 @@ class Ledger:
         self._pending = None
 
     def _apply_pool(
-        self, ctx: BlockContext, limit: tuple[int, int] | None = None, state: State | None = None
+        self, ctx: BlockContext, budget: BlockBudget | None = None, state: State | None = None
     ) -> Iterator[tuple[Record, Rejected | None]]:
         """Apply pooled records to the state in pool order, yielding each with its rejection
         (None when applied). Records that wait on a later one (an acceptance pooled before
         its offer after a reorg) get further passes while passes make progress."""
         target = self.state if state is None else state
         pending = _pool_order(list(self.pool.values()))
-        count, size = 0, 400
         while pending:
             waiting: list[tuple[Record, Rejected]] = []
             for record in pending:
-                if limit is not None and (count >= limit[0] or size + record.size > limit[1]):
+                if budget is not None and not budget.fits(record):
                     return
                 try:
                     apply_record(target, record, ctx)
                 except Rejected as exc:
                     waiting.append((record, exc))
                     continue
-                count += 1
-                size += record.size
+                if budget is not None:
+                    budget.add(record)
                 yield record, None
             if len(waiting) == len(pending):
                 yield from waiting
@@ -438,8 +473,7 @@ class Ledger:
 
     def _check_block(self, block: Block, parent: IndexEntry, now: int) -> None:
         c = self.genesis.consensus
-        if len(block.records) > c.max_block_records or block.size() > c.max_block_bytes:
-            raise Rejected(Reason.OVERSIZE, f"block {block.hash[:12]} is over the size limit")
+        check_block_size(c, block)
         if block.header.time > now + c.max_future_ms:
             raise Rejected(Reason.TIME_TOO_FAR_AHEAD, "the block's time is too far ahead")
         if record_root([r.id for r in block.records]) != block.header.root:
@@ -626,16 +660,13 @@ class Ledger:
         )
         c = self.genesis.consensus
         chosen: list[Record] = []
-        size = 400
+        budget = BlockBudget(c, self.max_block_wire)
         mark = self.state.mark()
         try:
             begin_block(self.state, ctx)
-            for record, exc in self._apply_pool(
-                ctx, limit=(c.max_block_records, c.max_block_bytes)
-            ):
+            for record, exc in self._apply_pool(ctx, budget):
                 if exc is None:
                     chosen.append(record)
-                    size += record.size
                     continue
                 added = self._pool_added.get(record.id, time_ms)
                 if exc.reason not in _WAITING or time_ms - added > POOL_MAX_AGE_MS:

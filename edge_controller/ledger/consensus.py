@@ -12,9 +12,21 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from .block import Header, leading_zero_bits, pow_hash
+from .block import Block, Header, leading_zero_bits, pow_hash
 from .errors import Reason, Rejected
-from .genesis import Genesis
+from .genesis import Consensus, Genesis
+
+
+def check_block_size(consensus: Consensus, block: Block) -> None:
+    """Raise `Rejected(OVERSIZE)` when a block has more records or bytes than genesis allows
+    (bytes on the wire from the latest rules on, the first rules' measure before)."""
+    size = block.wire_size() if consensus.wire_sized else block.size()
+    if len(block.records) > consensus.max_block_records or size > consensus.max_block_bytes:
+        raise Rejected(
+            Reason.OVERSIZE,
+            f"block {block.hash[:12]} has {len(block.records)} records and {size} bytes, "
+            f"at most {consensus.max_block_records} and {consensus.max_block_bytes}",
+        )
 
 
 @dataclass(slots=True)

@@ -19,6 +19,19 @@ from .records import HEX64, integer, obj, one_of, text
 
 ConsensusMode = Literal["pow", "poa"]
 
+# The rules a community runs by. A genesis file without `rules` is a community founded on
+# the first rules, and keeps them: rules that change what is valid come with a new number,
+# and each rule that is not in every version asks `consensus.rules` whether it applies.
+FIRST_RULES = 1
+LATEST_RULES = 2
+
+# Every home's transport carries messages of up to 512 KiB (the MQTT link's bound, which the
+# community broker enforces too). A block travels inside a sync message inside an envelope,
+# so from the latest rules on a block may take the message less room for those two.
+TRANSPORT_MESSAGE_BYTES = 512 * 1024
+MESSAGE_ROOM_BYTES = 4 * 1024
+MAX_BLOCK_BYTES = TRANSPORT_MESSAGE_BYTES - MESSAGE_ROOM_BYTES
+
 
 @dataclass(frozen=True)
 class Consensus:
@@ -33,6 +46,7 @@ class Consensus:
     """
 
     mode: ConsensusMode = "poa"
+    rules: int = LATEST_RULES
     block_interval_ms: int = 5_000
     sealers: tuple[str, ...] = ()
     initial_bits: int = 12
@@ -40,10 +54,26 @@ class Consensus:
     max_bits: int = 40
     retarget_window: int = 16
     confirmations: int = 6
-    max_block_bytes: int = 2_000_000
+    # From the latest rules on, a block's bytes on the wire (its canonical JSON); on the
+    # first rules, 400 plus its records' bodies and signatures (`Block.size`).
+    max_block_bytes: int = MAX_BLOCK_BYTES
     max_block_records: int = 5_000
     max_future_ms: int = 15_000
     min_fee: int = 0
+
+    def __post_init__(self) -> None:
+        if self.rules >= 2 and self.max_block_bytes > MAX_BLOCK_BYTES:
+            raise Rejected(
+                Reason.OVERSIZE,
+                f"genesis.consensus.max_block_bytes: {self.max_block_bytes} is more than "
+                f"{MAX_BLOCK_BYTES}, the largest block a {TRANSPORT_MESSAGE_BYTES}-byte "
+                "message carries with its envelope; such a block could never be sent",
+            )
+
+    @property
+    def wire_sized(self) -> bool:
+        """Whether `max_block_bytes` counts a block's bytes on the wire (latest rules)."""
+        return self.rules >= 2
 
 
 @dataclass(frozen=True)
@@ -72,6 +102,9 @@ class Genesis:
             "max_future_ms": c.max_future_ms,
             "min_fee": c.min_fee,
         }
+        if c.rules != FIRST_RULES:
+            # Absent on the first rules, so the ids of communities founded on them stay.
+            consensus["rules"] = c.rules
         if c.mode == "poa":
             consensus["sealers"] = list(c.sealers)
         else:
@@ -98,6 +131,7 @@ class Genesis:
         defaults = Consensus()
         consensus = Consensus(
             mode=c["mode"],
+            rules=c.get("rules", FIRST_RULES),
             block_interval_ms=c["block_interval_ms"],
             sealers=tuple(c.get("sealers", ())),
             initial_bits=c.get("initial_bits", defaults.initial_bits),
@@ -155,8 +189,9 @@ _COMMON_CONSENSUS = {
     "max_future_ms": integer(0, 3_600_000),
     "min_fee": integer(0, 10**9),
 }
+_OPTIONAL_CONSENSUS = {"rules": integer(FIRST_RULES, LATEST_RULES)}
 _CONSENSUS_SHAPE = {
-    "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}),
+    "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}, _OPTIONAL_CONSENSUS),
     "pow": obj(
         {
             **_COMMON_CONSENSUS,
@@ -164,7 +199,8 @@ _CONSENSUS_SHAPE = {
             "min_bits": integer(0, 64),
             "max_bits": integer(0, 64),
             "retarget_window": integer(2, 10_000),
-        }
+        },
+        _OPTIONAL_CONSENSUS,
     ),
 }
 

@@ -21,6 +21,9 @@ from .keys import ACCOUNT_ID_PREFIX, KeyPair, Verifier, account_id
 
 SIGNING_DOMAIN = b"energy-p2p/record/v1:"
 MAX_RECORD_BYTES = 4096
+# What a record's JSON form adds around its body: the signer and signature are fixed length,
+# so a record's bytes on the wire are exactly its body's canonical bytes plus this.
+RECORD_FRAME_BYTES = len(canonical_bytes({"body": {}, "sig": "0" * 128, "signer": "0" * 64})) - 2
 
 RESOURCE_KINDS = frozenset({"pv", "battery", "fuel_cell", "usb_port", "meter"})
 OFFER_MODES = frozenset({"energy", "capacity"})
@@ -226,6 +229,11 @@ class Record:
     @property
     def fee(self) -> int:
         return int(self.body.get("fee", 0))
+
+    @property
+    def wire_size(self) -> int:
+        """The bytes of this record's canonical JSON form (`to_wire`), exactly."""
+        return len(self.body_bytes) + RECORD_FRAME_BYTES
 
     def to_wire(self) -> dict[str, Any]:
         """The JSON object form that travels between nodes and sits in blocks."""

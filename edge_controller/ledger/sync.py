@@ -9,7 +9,8 @@ tests. Messages are JSON objects with a `type`:
 - `get_headers` {locator, limit}               "send me headers after our common block"
 - `headers`     {headers: [{header, sig}]}     the answer, oldest first
 - `get_blocks`  {hashes}                       "send me these blocks"
-- `blocks`      {blocks: [block]}              the answer
+- `blocks`      {blocks: [block]}              the answer: as many whole blocks, in the
+                                                order asked, as fit one message
 - `block`       {block}                        a freshly sealed block, pushed to everyone
 - `record`      {record}                       a freshly signed record, pushed to everyone
 
@@ -17,16 +18,21 @@ A node that hears of a head with more work than its own asks that peer for heade
 block locator (so one round trip finds where the chains part), checks their proof, then
 asks for the blocks it lacks in batches. Blocks go through `Ledger.add_block`, which does
 the full validation and follows the most-work chain, reorganizing when needed.
+
+Answers are paged by size: given the transport's message limit, a node answers with the
+whole blocks (and headers) that fit one message, and the asker asks again for the rest.
+A block always fits one message: genesis (latest rules) and the sealer's budget see to it.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from .block import Block, Header
+from .canonical import canonical_bytes
 from .chain import BlockResult, Ledger
 from .consensus import proof_is_valid
 from .errors import Reason, Rejected
@@ -37,6 +43,13 @@ log = logging.getLogger(__name__)
 MAX_HEADERS = 256
 MAX_BLOCKS = 32
 REQUEST_TIMEOUT_MS = 5_000
+
+# What the `blocks` and `headers` answers and a `block` push add around what they carry.
+BLOCKS_FRAME_BYTES = max(
+    len(canonical_bytes({"type": "blocks", "blocks": []})),
+    len(canonical_bytes({"type": "block", "block": {}})) - 2,
+    len(canonical_bytes({"type": "headers", "headers": []})),
+)
 
 Message = dict[str, Any]
 Outgoing = tuple[str | None, Message]
@@ -72,6 +85,12 @@ def _work(path: str, value: Any) -> str:
     return value
 
 
+def block_limit(message_limit: int) -> int:
+    """The largest block, in bytes on the wire, that a sync message of `message_limit`
+    bytes carries (what `Ledger(max_block_wire=...)` takes)."""
+    return message_limit - BLOCKS_FRAME_BYTES
+
+
 def _list(path: str, value: Any, limit: int) -> list[Any]:
     if type(value) is not list or len(value) > limit:
         raise Rejected(Reason.MALFORMED, f"{path}: expected a list of at most {limit}")
@@ -86,6 +105,8 @@ class PeerView:
     head: str = ""
     work: int = 0
     asked_at: int = -1  # when we last asked it for headers or blocks (-1: nothing pending)
+    # Blocks its headers showed us that we still lack, asked for a page at a time.
+    wanted: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -107,9 +128,12 @@ class SyncProgress:
 class SyncNode:
     """One ledger's side of the sync protocol."""
 
-    def __init__(self, ledger: Ledger, node_id: str) -> None:
+    def __init__(self, ledger: Ledger, node_id: str, message_limit: int | None = None) -> None:
+        """`message_limit`: the most bytes a sync message body may take on the transport
+        (None: unbounded); answers are paged to fit it."""
         self.ledger = ledger
         self.node_id = node_id
+        self.message_limit = message_limit
         self.peers: dict[str, PeerView] = {}
         self.rejected: Counter[str] = Counter()
 
@@ -124,6 +148,10 @@ class SyncNode:
 
     def record_message(self, wire: dict[str, Any]) -> Message:
         return {"type": "record", "record": wire}
+
+    def block_fits(self, block: Block) -> bool:
+        """Whether `block` can travel in one message (to push it or to answer with it)."""
+        return self.message_limit is None or block.wire_size() <= block_limit(self.message_limit)
 
     def progress(self) -> SyncProgress:
         target = max((p.height for p in self.peers.values()), default=0)
@@ -197,10 +225,16 @@ class SyncNode:
     def _on_get_headers(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         headers = self.ledger.headers_after(message["locator"], message["limit"])
         wire = []
+        size = BLOCKS_FRAME_BYTES
         for header in headers:
             block = self.ledger.block(header.hash)
-            if block is not None:
-                wire.append({"header": header.to_json(), "sig": block.sig.hex()})
+            if block is None:
+                continue
+            item = {"header": header.to_json(), "sig": block.sig.hex()}
+            size += len(canonical_bytes(item)) + 1
+            if self.message_limit is not None and size > self.message_limit:
+                break  # the asker asks again from the last header it got
+            wire.append(item)
         return [(peer, {"type": "headers", "headers": wire})]
 
     def _on_headers(self, peer: str, message: Message, now: int) -> list[Outgoing]:
@@ -220,17 +254,36 @@ class SyncNode:
             prev = block_hash
             if block_hash not in self.ledger.index:
                 wanted.append(block_hash)
-        if not wanted:
+        view.wanted = wanted
+        return self._ask_blocks(peer, now)
+
+    def _ask_blocks(self, peer: str, now: int) -> list[Outgoing]:
+        view = self._peer(peer)
+        if not view.wanted:
             return []
         view.asked_at = now
-        return [(peer, {"type": "get_blocks", "hashes": wanted[:MAX_BLOCKS]})]
+        return [(peer, {"type": "get_blocks", "hashes": view.wanted[:MAX_BLOCKS]})]
 
     def _on_get_blocks(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        blocks = []
+        blocks: list[dict[str, Any]] = []
+        size = BLOCKS_FRAME_BYTES
         for block_hash in message["hashes"]:
             block = self.ledger.block(block_hash)
-            if block is not None:
-                blocks.append(block.to_wire())
+            if block is None:
+                continue
+            size += block.wire_size() + (1 if blocks else 0)
+            if self.message_limit is not None and size > self.message_limit:
+                if not blocks:
+                    # Only a block from before the size rules can be this large: answering
+                    # nothing lets the asker time out rather than ask again at once.
+                    log.warning(
+                        "sync: block %s is too large for one message; %s cannot have it",
+                        block.hash[:12],
+                        peer,
+                    )
+                    return []
+                break  # whole blocks only, in the order asked: the asker asks for the rest
+            blocks.append(block.to_wire())
         return [(peer, {"type": "blocks", "blocks": blocks})]
 
     def _on_blocks(self, peer: str, message: Message, now: int) -> list[Outgoing]:
@@ -241,8 +294,14 @@ class SyncNode:
         # verified on the other cores).
         outcomes = self.ledger.add_blocks(message["blocks"], now)
         out = self._after(peer, outcomes, before, now)
+        got = {o.block_hash for o in outcomes if isinstance(o, BlockResult)}
+        still = [h for h in view.wanted if h not in got and h not in self.ledger.index]
+        # A page that brought some of what we asked: ask for the next page of the same list.
+        view.wanted = still if len(still) < len(view.wanted) else []
+        if view.asked_at < 0 and view.wanted:
+            out.extend(self._ask_blocks(peer, now))
         # Still behind the peer (a long chain comes in batches): ask for the next part.
-        if view.work > self.ledger.head.work and view.asked_at < 0:
+        elif view.work > self.ledger.head.work and view.asked_at < 0:
             out.extend(self._ask_headers(peer, now))
         return out
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from .block import parse_block, record_root
 from .chain import genesis_entry, now_ms
-from .consensus import IndexEntry, block_work, check_header
+from .consensus import IndexEntry, block_work, check_block_size, check_header
 from .errors import Reason, Rejected
 from .genesis import Genesis
 from .keys import Verifier
@@ -172,10 +172,7 @@ class _Replay:
             block_hash = block.hash
             if block.prev != parent.hash:
                 raise Rejected(Reason.UNKNOWN_PARENT, f"its parent is not block {parent.height}")
-            if len(block.records) > limits.max_block_records or (
-                block.size() > limits.max_block_bytes
-            ):
-                raise Rejected(Reason.OVERSIZE, "the block is over the size limit")
+            check_block_size(limits, block)
             if block.header.time > self.now + limits.max_future_ms:
                 raise Rejected(Reason.TIME_TOO_FAR_AHEAD, "the block's time is in the future")
             if record_root([r.id for r in block.records]) != block.header.root:

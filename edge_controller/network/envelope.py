@@ -70,6 +70,12 @@ class Envelope:
         )
 
 
+def envelope_overhead(sender: str) -> int:
+    """The bytes an envelope from ``sender`` adds around its body, for the longest kind."""
+    empty = max(len(Envelope(kind, "0" * 64, sender, {}).encode()) for kind in _ENVELOPE_KINDS)
+    return empty - len(canonical_json({}))
+
+
 @dataclass(frozen=True)
 class NodeStatus:
     """A node's presence as it publishes it (retained) and as its last will says."""

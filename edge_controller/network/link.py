@@ -35,6 +35,7 @@ from edge_controller.network.envelope import (
     Envelope,
     JsonObject,
     NodeStatus,
+    envelope_overhead,
     envelope_sender,
     parse_envelope,
     parse_json_object,
@@ -244,6 +245,10 @@ class CommunityLink:
     def online_peers(self) -> list[str]:
         """Ids of the other nodes whose retained status says online."""
         return sorted(node for node, status in self._peers.items() if status.online)
+
+    def max_body_bytes(self) -> int:
+        """The largest message body this link can send: the message limit less the envelope."""
+        return self.limits.max_message_bytes - envelope_overhead(self.node_id)
 
     def stats(self) -> LinkStats:
         """Counters of what was sent, received and refused, and what waits in the outbox."""
