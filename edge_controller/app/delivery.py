@@ -24,6 +24,7 @@ from typing import Any
 
 from edge_controller.app.site import Setpoints, SiteDevice
 from edge_controller.ledger import (
+    LATEST_RULES,
     State,
     Trade,
     allocated_export,
@@ -56,6 +57,8 @@ class Delivery:
     issue: Issue
     issue_as_meter: Issue
     tolerance: Tolerance = field(default_factory=Tolerance)
+    # The community's rules: the meter's allocation is computed as the ledger computes it.
+    rules: int = LATEST_RULES
     _cursors: dict[str, MeterCursor] = field(default_factory=dict)
     setpoints: Setpoints = field(default_factory=Setpoints)
     _done: set[tuple[str, str]] = field(default_factory=set)
@@ -197,7 +200,7 @@ class Delivery:
             metered_to = _metered_until(state, trade.resource)
             if metered_to < trade.end and now < trade.end + 6 * self.grace_ms:
                 continue
-            delivered = allocated_export(state, trade)
+            delivered = allocated_export(state, trade, rules=self.rules)
             if await self._attempt(key, now, "settlement", trade=trade.id, delivered_wh=delivered):
                 log.info("settled %s: %d of %d Wh", trade.id[:10], delivered, trade.energy_wh)
                 settled.append(trade.id)
@@ -226,8 +229,10 @@ class Delivery:
             covered = min(_metered_until(state, r) for r in (trade.resource, *my_meters))
             if covered < trade.end:
                 continue
-            seller_wh = allocated_export(state, trade)
-            buyer_wh = sum(allocated_import(state, meter, trade) for meter in my_meters)
+            seller_wh = allocated_export(state, trade, rules=self.rules)
+            buyer_wh = sum(
+                allocated_import(state, meter, trade, rules=self.rules) for meter in my_meters
+            )
             agree = abs(seller_wh - buyer_wh) <= self.tolerance.allowed_wh(seller_wh, buyer_wh)
             if agree or buyer_wh >= seller_wh:
                 # Within tolerance, or we took in more than was sent: nothing to hold back.

@@ -110,6 +110,7 @@ class Home:
             period_ms=settlement_period_ms,
             issue=self.node.issue,
             issue_as_meter=self.node.issue_as_meter,
+            rules=genesis.consensus.rules,
         )
         self.actions = OwnerActions(
             self.node, self.trader, self.delivery, self.queries, self.events

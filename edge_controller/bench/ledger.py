@@ -187,7 +187,8 @@ def _trade_blocks(street: BenchCommunity) -> Iterator[tuple[int, list[Record]]]:
             for home in homes:
                 for resource_id, meter, imported in (
                     (home.fuel_cell, home.fuel_cell_meter, 0),
-                    (home.battery, home.battery_meter, 1_500 + 37 * home.index),
+                    # What the battery charged in the slot, within its rating's 1,250 Wh.
+                    (home.battery, home.battery_meter, 500 + 37 * (home.index % 20)),
                 ):
                     reading = {
                         "kind": "meter_reading",

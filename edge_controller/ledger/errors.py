@@ -66,6 +66,10 @@ class Reason(StrEnum):
     INVALID_RECORD = "invalid_record"
     KNOWN_INVALID = "known_invalid"
     WRONG_COMMUNITY = "wrong_community"
+    BELOW_METERED = "below_metered"
+    EXCEEDS_RATING = "exceeds_rating"
+    NO_METER = "no_meter"
+    NOT_INDEPENDENT = "not_independent"
 
 
 class Rejected(Exception):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from .genesis import FIRST_RULES
 from .records import Record
 from .state import MeterReading, Offer, State, Trade
 
@@ -136,15 +137,49 @@ def reach_back(trades: Sequence[Trade], start: int) -> int:
     return start
 
 
-def allocated_export(state: State, trade: Trade) -> int:
+def reading_across(state: State, resource_id: str, at: int) -> MeterReading | None:
+    """The resource's reading whose period runs across `at` (starts before, ends after), if
+    any: readings never overlap, so there is at most one, found by bisection."""
+    log = state.meters.get(resource_id)
+    low, high = 0, log.count if log else 0
+    # The first reading that starts at `at` or later; the one before it may run across.
+    while low < high:
+        middle = (low + high) // 2
+        if state.readings.rows[f"{resource_id}#{middle}"].start < at:
+            low = middle + 1
+        else:
+            high = middle
+    if low == 0:
+        return None
+    reading = state.readings.rows[f"{resource_id}#{low - 1}"]
+    return reading if reading.end > at else None
+
+
+def sharing_reach(state: State, meter: str, trades: Sequence[Trade], start: int) -> int:
+    """How far back what happens from `start` on depends on `meter`'s readings and
+    `trades` (latest rules): back across every trade and every reading that runs across the
+    point reached, since trades that share a reading take from it in turn even when their
+    windows never meet."""
+    while True:
+        reached = reach_back(trades, start)
+        across = reading_across(state, meter, reached)
+        if across is not None:
+            reached = across.start
+        if reached == start:
+            return start
+        start = reached
+
+
+def allocated_export(state: State, trade: Trade, *, rules: int) -> int:
     """What the resource's signed meter readings delivered to `trade`: its export shared
-    first-in-first-out among the resource's trades in the order they were made."""
+    first-in-first-out among the resource's trades in the order they were made, by the
+    allocation rule of the community's `rules`."""
     index = state.resource_trades.get(trade.resource)
     trades = [state.trades.rows[t] for t in (index.trades if index else (trade.id,))]
-    return _first_in_first_out(state, trade.resource, trades, trade, imported=False)
+    return _first_in_first_out(state, trade.resource, trades, trade, imported=False, rules=rules)
 
 
-def allocated_import(state: State, meter: str, trade: Trade) -> int:
+def allocated_import(state: State, meter: str, trade: Trade, *, rules: int) -> int:
     """What the buyer's meter (resource `meter`) took in for `trade`: its import shared
     first-in-first-out among the buyer's purchases, by the rule `allocated_export` uses.
 
@@ -154,22 +189,44 @@ def allocated_import(state: State, meter: str, trade: Trade) -> int:
         (t for t in state.trades.rows.values() if t.buyer == trade.buyer),
         key=lambda t: (t.time, t.id),
     )
-    return _first_in_first_out(state, meter, trades, trade, imported=True)
+    return _first_in_first_out(state, meter, trades, trade, imported=True, rules=rules)
 
 
 def _first_in_first_out(
-    state: State, meter: str, trades: Sequence[Trade], trade: Trade, *, imported: bool
+    state: State,
+    meter: str,
+    trades: Sequence[Trade],
+    trade: Trade,
+    *,
+    imported: bool,
+    rules: int,
 ) -> int:
     """The allocation rule: in each of `meter`'s readings, the trades whose window it
     overlaps take, in the order of `trades`, their pro-rata part of what it measured (the
     meter cannot say when inside a period the energy flowed), each up to what remains of
-    its agreed energy; returns what `trade` got."""
-    start = reach_back(trades, trade.start)
-    sharing = [t for t in trades if t.start < trade.end and start < t.end]
-    if trade.id not in {t.id for t in sharing}:
-        return 0
+    its agreed energy; returns what `trade` got.
+
+    The first rules share a reading only among the trades whose windows reach `trade`'s
+    through a chain of overlaps, so a trade made earlier that meets `trade` only inside a
+    reading is left out and that reading is handed out twice. Later rules take every trade
+    made up to `trade` that shares a reading with it, or with one that does, and so on."""
+    if rules == FIRST_RULES:
+        start = reach_back(trades, trade.start)
+        sharing = [t for t in trades if t.start < trade.end and start < t.end]
+        if trade.id not in {t.id for t in sharing}:
+            return 0
+        readings = readings_between(state, meter, start, trade.end)
+    else:
+        made = next((i for i, t in enumerate(trades) if t.id == trade.id), None)
+        if made is None or not trade.start < trade.end:
+            return 0
+        earlier = trades[: made + 1]
+        start = sharing_reach(state, meter, earlier, trade.start)
+        readings = readings_between(state, meter, start, trade.end)
+        end = max(trade.end, readings[-1].end) if readings else trade.end
+        sharing = [t for t in earlier if t.start < end and start < t.end]
     remaining = {t.id: t.energy_wh for t in sharing}
-    for reading in readings_between(state, meter, start, trade.end):
+    for reading in readings:
         measured = reading.import_wh if imported else reading.export_wh
         available = measured
         length = reading.end - reading.start

@@ -12,10 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import Reason, Rejected
-from .genesis import Genesis
+from .genesis import FIRST_RULES, Genesis
 from .keys import account_id
 from .queries import (
+    MS_PER_HOUR,
     allocated_export,
+    allocated_import,
     average_power_w,
     bidding_open,
     cost_of,
@@ -25,6 +27,7 @@ from .queries import (
     offer_of,
     peak_power,
     reach_back,
+    sharing_reach,
 )
 from .records import MAX_WINDOW_MS, Record
 from .state import (
@@ -32,6 +35,7 @@ from .state import (
     Account,
     AuctionIndex,
     Commitments,
+    Funding,
     MeterLog,
     MeterReading,
     Offer,
@@ -40,6 +44,7 @@ from .state import (
     Resource,
     State,
     Trade,
+    Vouched,
     evolve,
 )
 
@@ -59,6 +64,11 @@ class BlockContext:
 
     def __post_init__(self) -> None:
         self.registrars = frozenset(account_id(k) for k in self.genesis.registrars)
+
+    @property
+    def rules(self) -> int:
+        """The rules the community runs by (see `genesis.FIRST_RULES`)."""
+        return self.genesis.consensus.rules
 
 
 # --- the entry point -----------------------------------------------------------------------
@@ -263,7 +273,7 @@ def _create_trade(
         time=ctx.time,
     )
     state.trades.put(trade_id, trade)
-    _remember_trade(state, resource.id, trade_id, ctx.time)
+    _remember_trade(state, resource.id, trade_id, ctx.time, ctx.rules)
     return trade
 
 
@@ -286,13 +296,20 @@ def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
         state.commitments.delete(resource.id)
 
 
-def _remember_trade(state: State, resource_id: str, trade_id: str, now: int) -> None:
+def _remember_trade(state: State, resource_id: str, trade_id: str, now: int, rules: int) -> None:
     """Add a trade to its resource's list, dropping those no unsettled trade (nor any
     trade from now on) can share a reading with any more."""
     index = state.resource_trades.get(resource_id)
     trades = [state.trades.rows[t] for t in (*(index.trades if index else ()), trade_id)]
     open_starts = [t.start for t in trades if t.status != "settled"]
-    horizon = reach_back(trades, min([now, *open_starts]))
+    if rules == FIRST_RULES:
+        horizon = reach_back(trades, min([now, *open_starts]))
+    else:
+        # A reading yet to come starts where the last one ended (anywhere, before the
+        # first) and may run across trades that ended before the open ones started.
+        log = state.meters.get(resource_id)
+        metered_to = log.last_end if log else 0
+        horizon = sharing_reach(state, resource_id, trades, min([now, metered_to, *open_starts]))
     state.resource_trades.put(
         resource_id, Commitments(tuple(t.id for t in trades if t.end > horizon))
     )
@@ -326,6 +343,7 @@ def _registration(state: State, record: Record, ctx: BlockContext, body: dict[st
             registered_at=existing.registered_at if existing else ctx.height,
         ),
     )
+    _vouch(state, ctx, body["owner"])
 
 
 def _resource_update(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -577,6 +595,8 @@ def _meter_reading(state: State, record: Record, ctx: BlockContext, body: dict[s
     log = state.meters.get(resource.id) or MeterLog()
     if start < log.last_end:
         raise Rejected(Reason.METER_OVERLAP, "the period overlaps an earlier reading")
+    if ctx.rules > FIRST_RULES and resource.kind != "meter":
+        _check_within_rating(resource, start, end, body["export_wh"], body["import_wh"])
     state.readings.put(
         f"{resource.id}#{log.count}",
         MeterReading(start, end, body["export_wh"], body["import_wh"], log.export_wh),
@@ -592,6 +612,26 @@ def _meter_reading(state: State, record: Record, ctx: BlockContext, body: dict[s
     )
 
 
+def _check_within_rating(
+    resource: Resource, start: int, end: int, export_wh: int, import_wh: int
+) -> None:
+    """A reading may not show more energy than the resource's rating delivers over its
+    period (rounded up: meters count whole Wh). A household meter has no rating."""
+    most = -(-resource.power_w * (end - start) // MS_PER_HOUR)
+    for direction, wh in (("export", export_wh), ("import", import_wh)):
+        if wh > most:
+            raise Rejected(
+                Reason.EXCEEDS_RATING,
+                f"{wh} Wh of {direction} in {end - start} ms; {resource.id}'s {resource.power_w} W"
+                f" give at most {most} Wh",
+            )
+
+
+# Latest rules: a buyer settles a metered trade once its meter has read past the window's
+# end, or this long after it ended when the meter went silent.
+SILENT_METER_MS = 3_600_000
+
+
 def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
     trade = _trade(state, body["trade"])
     if record.account not in ctx.registrars:
@@ -605,7 +645,9 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
     if resource.meter:
         # The ledger shares the metered export among the resource's trades itself, so no
         # two trades can be paid for the same energy.
-        allocated = allocated_export(state, trade)
+        allocated = allocated_export(state, trade, rules=ctx.rules)
+        if ctx.rules > FIRST_RULES and record.account == trade.buyer:
+            _check_buyer_settles_the_meter(state, trade, delivered, allocated, ctx.time)
         metered = metered_export(state, resource.id, trade.start, trade.end)
         # What is paid must be the trade's own share; an over-delivery beyond the agreement
         # may be claimed (and is recorded) as far as the window's readings show it.
@@ -634,6 +676,51 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
     )
 
 
+def _check_buyer_settles_the_meter(
+    state: State, trade: Trade, delivered: int, allocated: int, now: int
+) -> None:
+    """Latest rules: the buyer pays at least what the seller's meter delivered to the trade
+    (a buyer who measured less disputes first); it waits for the meter's last reading."""
+    log = state.meters.get(trade.resource)
+    if (log.last_end if log else 0) < trade.end and now < trade.end + SILENT_METER_MS:
+        raise Rejected(
+            Reason.NOT_DUE,
+            f"the meter of {trade.resource} has not read to the end of trade {trade.id[:12]}",
+        )
+    owed = min(allocated, trade.energy_wh)
+    if delivered < owed:
+        raise Rejected(
+            Reason.BELOW_METERED,
+            f"the buyer settles {delivered} Wh; the readings give this trade {owed} Wh"
+            " (dispute to pay less)",
+        )
+
+
+def _buyer_meters(state: State, buyer: str) -> list[Resource]:
+    return [
+        r
+        for r in state.resources.rows.values()
+        if r.owner == buyer and r.kind == "meter" and r.meter
+    ]
+
+
+def _check_dispute_is_metered(state: State, trade: Trade, measured: int, rules: int) -> None:
+    """Latest rules: a dispute stands on the buyer's own registered meter, once it has read
+    past the trade's window, and claims no less than it shows for the trade."""
+    meters = _buyer_meters(state, trade.buyer)
+    if not meters:
+        raise Rejected(Reason.NO_METER, f"{trade.buyer} has no registered meter to dispute with")
+    for meter in meters:
+        log = state.meters.get(meter.id)
+        if (log.last_end if log else 0) < trade.end:
+            raise Rejected(Reason.NOT_DUE, f"meter {meter.id} has not read to the trade's end")
+    shown = sum(allocated_import(state, m.id, trade, rules=rules) for m in meters)
+    if measured < shown:
+        raise Rejected(
+            Reason.BELOW_METERED, f"{measured} Wh disputed; the buyer's meters show {shown} Wh"
+        )
+
+
 def _dispute(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
     """The buyer's measured import disagrees with the seller's export: recorded on the trade.
     Before settlement it caps the payment; after it, it stands for the registrar to see."""
@@ -642,6 +729,8 @@ def _dispute(state: State, record: Record, ctx: BlockContext, body: dict[str, An
         raise Rejected(Reason.NOT_A_PARTY, "only the buyer disputes a delivery")
     if trade.disputed_wh >= 0:
         raise Rejected(Reason.ALREADY_DISPUTED, f"trade {trade.id[:12]} is already disputed")
+    if ctx.rules > FIRST_RULES:
+        _check_dispute_is_metered(state, trade, body["measured_wh"], ctx.rules)
     state.trades.put(trade.id, evolve(trade, disputed_wh=body["measured_wh"]))
 
 
@@ -655,6 +744,8 @@ def _rating(state: State, record: Record, ctx: BlockContext, body: dict[str, Any
         raise Rejected(Reason.ALREADY_RATED, "each party rates a trade once")
     score = body["score"]
     rated = trade.seller if by_buyer else trade.buyer
+    if ctx.rules > FIRST_RULES:
+        _check_independent(state, record.account, rated)
     account: Account = state.account(rated)
     state.accounts.put(
         rated,
@@ -668,11 +759,31 @@ def _rating(state: State, record: Record, ctx: BlockContext, body: dict[str, Any
         state.trades.put(trade.id, evolve(trade, seller_rating=score))
 
 
+def _check_independent(state: State, rater: str, rated: str) -> None:
+    """Latest rules against wash-rating: a rating counts only from an account a registrar
+    stands behind that the rated party has never sent money to. Two table lookups."""
+    if rater not in state.vouched:
+        raise Rejected(
+            Reason.NOT_INDEPENDENT,
+            f"{rater} rates nobody: no registrar topped it up or registered a resource to it",
+        )
+    if f"{rated}>{rater}" in state.funding:
+        raise Rejected(
+            Reason.NOT_INDEPENDENT, f"{rater} was funded by {rated}, so it cannot rate it"
+        )
+
+
+def _vouch(state: State, ctx: BlockContext, who: str) -> None:
+    if ctx.rules > FIRST_RULES and who not in state.vouched:
+        state.vouched.put(who, Vouched(ctx.height))
+
+
 def _topup(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
     if record.account not in ctx.registrars:
         raise Rejected(Reason.NOT_REGISTRAR, "only a registrar may issue currency")
     _credit(state, body["to"], amount=body["amount"])
     state.add_totals(issued=body["amount"])
+    _vouch(state, ctx, body["to"])
 
 
 def _transfer(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
@@ -681,6 +792,10 @@ def _transfer(state: State, record: Record, ctx: BlockContext, body: dict[str, A
         raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{record.account} cannot send {amount}")
     _credit(state, record.account, amount=-amount)
     _credit(state, body["to"], amount=amount)
+    if ctx.rules > FIRST_RULES and body["to"] != record.account:
+        edge = f"{record.account}>{body['to']}"
+        sent = state.funding.get(edge)
+        state.funding.put(edge, Funding((sent.amount if sent else 0) + amount))
 
 
 _HANDLERS: dict[str, Handler] = {

@@ -184,6 +184,22 @@ class MeterReading:
 
 
 @dataclass(frozen=True, slots=True)
+class Vouched:
+    """An account a registrar stands behind (a top-up to it, or a resource registered to
+    it), from the block at `height` on: its ratings may count (latest rules)."""
+
+    height: int
+
+
+@dataclass(frozen=True, slots=True)
+class Funding:
+    """Money one account has sent another by transfers (latest rules): a rating of the
+    sender by the receiver does not count."""
+
+    amount: int
+
+
+@dataclass(frozen=True, slots=True)
 class PendingFee:
     """Fees of one block, paid to its sealer once enough blocks confirm it."""
 
@@ -273,6 +289,9 @@ class State:
         self.resource_trades: Table[Commitments] = Table("resource_trades", Commitments, j)
         # Offers that are auctions and still open, so closing them needs no scan.
         self.open_auctions: Table[AuctionIndex] = Table("open_auctions", AuctionIndex, j)
+        # Latest rules: accounts a registrar stands behind, and transfers by `sender>receiver`.
+        self.vouched = Table("vouched", Vouched, j)
+        self.funding = Table("funding", Funding, j)
 
     def tables(self) -> Iterator[Table[Any]]:
         for value in vars(self).values():

@@ -5,14 +5,28 @@ States are built row by row here: the queries read rows, whatever records made t
 
 from __future__ import annotations
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge_controller.ledger import State, Trade, allocated_export, allocated_import
-from edge_controller.ledger.state import Commitments, MeterLog, MeterReading
+from edge_controller.ledger import (
+    FIRST_RULES,
+    LATEST_RULES,
+    State,
+    Trade,
+)
+from edge_controller.ledger import allocated_export as export_under
+from edge_controller.ledger import allocated_import as import_under
+from edge_controller.ledger.state import Commitments, MeterLog, MeterReading, evolve
 
 MINUTE = 60_000
+
+
+def allocated_export(state: State, t: Trade, rules: int = LATEST_RULES) -> int:
+    return export_under(state, t, rules=rules)
+
+
+def allocated_import(state: State, meter: str, t: Trade, rules: int = LATEST_RULES) -> int:
+    return import_under(state, meter, t, rules=rules)
 
 
 def trade(trade_id: str, start: int, end: int, wh: int, time: int = 0) -> Trade:
@@ -111,21 +125,42 @@ def test_no_readings_deliver_nothing() -> None:
     assert [allocated_export(state, t) for t in TRADES] == [0, 0, 0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a trade made earlier whose window starts at this trade's end, inside the same"
-    " reading, is left out of the sharing: the reading is handed out twice",
-)
+# One reading of 120 Wh over a minute. `a` (the whole minute) takes 60, `b` (its second
+# half, made next) the other 60; nothing is left for `c` (the first half, made last).
+ONE_READING = [
+    trade("a", 0, MINUTE, 60, time=1),
+    trade("b", MINUTE // 2, MINUTE, 60, time=2),
+    trade("c", 0, MINUTE // 2, 60, time=3),
+]
+
+
 def test_trades_that_share_only_a_reading_still_share_it_first_in_first_out() -> None:
-    # One reading of 120 Wh over a minute. `a` (the whole minute) takes 60, `b` (its second
-    # half, made next) the other 60; nothing is left for `c` (the first half, made last).
-    minute = [
-        trade("a", 0, MINUTE, 60, time=1),
-        trade("b", MINUTE // 2, MINUTE, 60, time=2),
-        trade("c", 0, MINUTE // 2, 60, time=3),
+    state = metered(ONE_READING, export=(120,), imported=(120,))
+    assert [allocated_export(state, t) for t in ONE_READING] == [60, 60, 0]
+    assert [allocated_import(state, "bat-1", t) for t in ONE_READING] == [60, 60, 0]
+
+
+def test_the_first_rules_hand_a_reading_out_twice_to_trades_that_meet_only_inside_it() -> None:
+    # Kept so that chains founded on the first rules verify as they always did: `c` never
+    # meets `b`'s window, so `b` is left out of its sharing and `c` is credited 60 again.
+    state = metered(ONE_READING, export=(120,))
+    assert [allocated_export(state, t, FIRST_RULES) for t in ONE_READING] == [60, 60, 60]
+
+
+def test_sharing_reaches_back_across_a_reading_and_then_across_a_trade() -> None:
+    # `c` meets `a` and `b` only inside reading 1 (minutes 1-2), and `a` starts in reading
+    # 0: `a` takes 30 there, then 60 of reading 1, `b` the other 60 and nothing is left for
+    # `c` (the first rules credit it 60 of reading 1 again).
+    chain = [
+        trade("a", MINUTE // 2, 3 * MINUTE // 2, 100, time=1),
+        trade("b", MINUTE, 3 * MINUTE // 2, 60, time=2),
+        trade("c", 3 * MINUTE // 2, 2 * MINUTE, 60, time=3),
     ]
-    state = metered(minute, export=(120,))
-    assert [allocated_export(state, t) for t in minute] == [60, 60, 0]
+    state = metered(chain, export=(60, 120))
+    expected = _fifo_over_everything(chain, (60, 120))
+    assert {t.id: allocated_export(state, t) for t in chain} == expected
+    assert expected == {"a": 90, "b": 60, "c": 0}
+    assert allocated_export(state, chain[2], FIRST_RULES) == 60
 
 
 def _fifo_over_everything(trades: list[Trade], export: tuple[int, ...]) -> dict[str, int]:
@@ -143,25 +178,43 @@ def _fifo_over_everything(trades: list[Trade], export: tuple[int, ...]) -> dict[
 
 
 @st.composite
-def trades_and_export(draw: st.DrawFn) -> tuple[list[Trade], tuple[int, ...]]:
+def trades_and_export(draw: st.DrawFn, step: int = 1) -> tuple[list[Trade], tuple[int, ...]]:
+    """Up to 8 one-minute readings and up to 6 trades whose windows start and end on
+    multiples of `step` ms (MINUTE: on reading boundaries only)."""
     export = tuple(draw(st.lists(st.integers(0, 5_000), max_size=8)))
+    last = 9 * MINUTE // step
     trades = []
     for index in range(draw(st.integers(min_value=1, max_value=6))):
-        # Windows on reading boundaries: see the expected failure below for the others.
-        start = draw(st.integers(min_value=0, max_value=7)) * MINUTE
-        end = draw(st.integers(min_value=start // MINUTE + 1, max_value=9)) * MINUTE
-        trades.append(trade(f"t{index}", start, end, draw(st.integers(0, 5_000))))
+        start = draw(st.integers(min_value=0, max_value=last - 1))
+        end = draw(st.integers(min_value=start + 1, max_value=last))
+        trades.append(trade(f"t{index}", start * step, end * step, draw(st.integers(0, 5_000))))
     return trades, export
 
 
-@settings(max_examples=300, deadline=None)
-@given(trades_and_export())
-def test_allocation_of_one_trade_is_its_share_of_the_whole_fifo(
-    case: tuple[list[Trade], tuple[int, ...]],
-) -> None:
-    trades, export = case
-    state = metered(trades, export=export)
-    shares = {t.id: allocated_export(state, t) for t in trades}
+def _check_against_the_whole_fifo(trades: list[Trade], export: tuple[int, ...], rules: int) -> None:
+    state = metered(trades, export=export, imported=export)
+    shares = {t.id: allocated_export(state, t, rules) for t in trades}
     assert shares == _fifo_over_everything(trades, export)
     assert all(0 <= shares[t.id] <= t.energy_wh for t in trades)
     assert sum(shares.values()) <= sum(export)
+    # The buyer's side, with every purchase made in the order of the list, agrees.
+    in_order = [evolve(t, time=i) for i, t in enumerate(trades)]
+    bought = metered(in_order, export=export, imported=export)
+    assert {t.id: allocated_import(bought, "bat-1", t, rules) for t in in_order} == shares
+
+
+@settings(max_examples=400, deadline=None)
+@given(trades_and_export(step=1_000))
+def test_allocation_of_one_trade_is_its_share_of_the_whole_fifo(
+    case: tuple[list[Trade], tuple[int, ...]],
+) -> None:
+    # Windows anywhere to the second: trades that meet only inside a reading included.
+    _check_against_the_whole_fifo(*case, rules=LATEST_RULES)
+
+
+@settings(max_examples=200, deadline=None)
+@given(trades_and_export(step=MINUTE))
+def test_the_first_rules_allocate_the_whole_fifo_on_reading_boundaries(
+    case: tuple[list[Trade], tuple[int, ...]],
+) -> None:
+    _check_against_the_whole_fifo(*case, rules=FIRST_RULES)
