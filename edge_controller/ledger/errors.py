@@ -66,6 +66,9 @@ class Reason(StrEnum):
     INVALID_RECORD = "invalid_record"
     KNOWN_INVALID = "known_invalid"
     WRONG_COMMUNITY = "wrong_community"
+    SEQUENCE_JUMP = "sequence_jump"
+    BELOW_MIN_BALANCE = "below_min_balance"
+    POOL_ACCOUNT_FULL = "pool_account_full"
 
 
 class Rejected(Exception):

@@ -24,6 +24,10 @@ ConsensusMode = Literal["pow", "poa"]
 # and each rule that is not in every version asks `consensus.rules` whether it applies.
 FIRST_RULES = 1
 LATEST_RULES = 2
+# What an account must hold (balance plus escrow, milli-units) for its records to count,
+# on the latest rules: a tenth of a unit, so every key that speaks was funded by the
+# community, and a member's money funds only so many keys.
+DEFAULT_MIN_BALANCE = 100
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,8 @@ class Consensus:
     max_block_records: int = 5_000
     max_future_ms: int = 15_000
     min_fee: int = 0
+    # Rules 2 on: the stake an account holds for its records to count (see `rules.py`).
+    min_balance: int = DEFAULT_MIN_BALANCE
 
 
 @dataclass(frozen=True)
@@ -82,6 +88,8 @@ class Genesis:
         if c.rules != FIRST_RULES:
             # Absent on the first rules, so the ids of communities founded on them stay.
             consensus["rules"] = c.rules
+            if c.min_balance:
+                consensus["min_balance"] = c.min_balance
         if c.mode == "poa":
             consensus["sealers"] = list(c.sealers)
         else:
@@ -120,7 +128,13 @@ class Genesis:
             max_block_records=c["max_block_records"],
             max_future_ms=c["max_future_ms"],
             min_fee=c["min_fee"],
+            # Absent: no minimum, as before the rule (the first rules never have one).
+            min_balance=c.get("min_balance", 0),
         )
+        if "min_balance" in c and consensus.rules < 2:
+            raise Rejected(
+                Reason.MALFORMED, "genesis.consensus.min_balance: a rule of rules 2 and later"
+            )
         if consensus.mode == "pow" and not (
             consensus.min_bits <= consensus.initial_bits <= consensus.max_bits
         ):
@@ -166,7 +180,10 @@ _COMMON_CONSENSUS = {
     "max_future_ms": integer(0, 3_600_000),
     "min_fee": integer(0, 10**9),
 }
-_OPTIONAL_CONSENSUS = {"rules": integer(FIRST_RULES, LATEST_RULES)}
+_OPTIONAL_CONSENSUS = {
+    "rules": integer(FIRST_RULES, LATEST_RULES),
+    "min_balance": integer(0, 10**12),
+}
 _CONSENSUS_SHAPE = {
     "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}, _OPTIONAL_CONSENSUS),
     "pow": obj(
