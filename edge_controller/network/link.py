@@ -492,7 +492,8 @@ class CommunityLink:
             # The broker echoes our own broadcasts back (MQTT 3.1.1 has no "no local").
             self._echoes += 1
             return
-        self._check_binding(address.kind, sender, document)
+        if not self._bound(address.kind, sender, document, topic):
+            return
         if not self._within_rate(sender, topic):
             return
         envelope = parse_envelope(document, address.kind)
@@ -555,17 +556,19 @@ class CommunityLink:
         if previous is None or previous.online != status.online:
             await self._notify_peer(status)
 
-    def _check_binding(self, kind: MessageKind, sender: str, document: JsonObject) -> None:
-        """Refuse a message whose body proves a sender other than the one it claims: the
-        rate limit then counts verified senders, and a rotating claimed id buys nothing."""
+    def _bound(self, kind: MessageKind, sender: str, document: JsonObject, topic: str) -> bool:
+        """Whether a message claims the sender its body proves; a mismatch is counted and
+        refused, so the rate limit counts verified senders and a rotating id buys nothing."""
         body = document.get("body")
         if self._binder is None or not isinstance(body, dict):
-            return
+            return True
         proven = self._binder(kind, body)
         if proven is not None and proven != sender:
-            raise MessageRejectedError(
-                Rejection.SENDER_MISMATCH, f"claims {sender[:24]!r}, signed by {proven[:24]!r}"
-            )
+            # Counted, not logged at warning level: a flood must not write a line a message.
+            detail = f"claims {sender[:24]!r}, signed by {proven[:24]!r}"
+            self._count_rejection(Rejection.SENDER_MISMATCH, detail, topic, logging.DEBUG)
+            return False
+        return True
 
     def _within_rate(self, sender: str, topic: str) -> bool:
         allowed, starts_flood = self._rate_limiter.allow(sender)
