@@ -25,9 +25,9 @@ ConsensusMode = Literal["pow", "poa"]
 FIRST_RULES = 1
 LATEST_RULES = 2
 # What an account must hold (balance plus escrow, milli-units) for its records to count,
-# on the latest rules: a tenth of a unit, so every key that speaks was funded by the
-# community, and a member's money funds only so many keys.
-DEFAULT_MIN_BALANCE = 100
+# on the latest rules: any money at all, so only keys the community funded speak. Not more:
+# a phone's charging wallet is prepaid a few milli-units.
+DEFAULT_MIN_BALANCE = 1
 
 
 @dataclass(frozen=True)

@@ -184,8 +184,11 @@ def test_a_block_holding_a_far_jump_is_refused_at_no_cost_on_the_latest_rules() 
 # --- a minimum balance on the latest rules -------------------------------------------------
 
 
+STAKE = 100  # a community that asks more than the default
+
+
 def staked(**consensus: Any) -> Community:
-    return Community(min_balance=DEFAULT_MIN_BALANCE, **consensus)
+    return Community(min_balance=STAKE, **consensus)
 
 
 def request(c: Community, key: KeyPair) -> Any:
@@ -214,7 +217,7 @@ def test_a_key_nobody_funded_cannot_put_a_record_in_the_ledger() -> None:
     forged = request(c, mallory).to_wire()
     forged["sig"] = "00" * 64
     rejected(ledger, forged, Reason.BELOW_MIN_BALANCE)
-    c.seal(ledger, c.topup(mallory, DEFAULT_MIN_BALANCE - 1))
+    c.seal(ledger, c.topup(mallory, STAKE - 1))
     rejected(ledger, request(c, mallory), Reason.BELOW_MIN_BALANCE)
     c.seal(ledger, c.topup(mallory, 1))
     c.seal(ledger, request(c, mallory))
@@ -234,12 +237,12 @@ def test_registrars_meters_and_closing_records_need_no_balance() -> None:
     )
     # The seller holds nothing: it may not offer until funded...
     rejected(ledger, c.offer(seller, "seller/fc", 1_000), Reason.BELOW_MIN_BALANCE)
-    c.seal(ledger, c.topup(seller, DEFAULT_MIN_BALANCE))
+    c.seal(ledger, c.topup(seller, STAKE))
     start = c.now + 10_000
     offer = c.offer(seller, "seller/fc", 1_000, start=start, expires=c.now + 5_000)
     c.seal(ledger, offer)
     # ...and then gives its stake away: what it must close, it still closes.
-    c.seal(ledger, c.sign(seller, "transfer", to=buyer.account, amount=DEFAULT_MIN_BALANCE))
+    c.seal(ledger, c.sign(seller, "transfer", to=buyer.account, amount=STAKE))
     c.seal(ledger, c.accept(buyer, offer, 1_000))
     c.now += 2 * HOUR
     reading = c.sign(
@@ -285,7 +288,7 @@ def test_a_new_community_has_the_default_minimum_written_in_its_genesis() -> Non
 
 
 def test_one_key_keeps_at_most_its_share_of_a_nodes_pool() -> None:
-    c = Community(min_balance=DEFAULT_MIN_BALANCE, max_block_records=5_000)
+    c = Community(min_balance=STAKE, max_block_records=5_000)
     ledger = c.node()
     trudy, alice = c.key("trudy"), c.key("alice")
     c.seal(ledger, c.topup(trudy), c.topup(alice))
