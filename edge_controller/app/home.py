@@ -21,7 +21,7 @@ from edge_controller.app.actions import OwnerActions
 from edge_controller.app.delivery import Delivery
 from edge_controller.app.events import Announcer, EventBus
 from edge_controller.app.identity import load_or_create_key
-from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode
+from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode, record_sender
 from edge_controller.app.queries import Queries
 from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
@@ -76,6 +76,7 @@ class Home:
             community_id=genesis.community_id,
             broker=community_broker,
             outbox_path=data_dir / "outbox.sqlite3",
+            binder=record_sender,
         )
         # The ledger builds no block the link could not send, whatever genesis allows.
         message_limit = self.link.max_body_bytes()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -24,9 +25,16 @@ from edge_controller.ledger import (
     Record,
     Rejected,
     SyncNode,
+    account_id,
     sign_record,
 )
-from edge_controller.network import InboundMessage, LinkStats, MessageHandler, MessageKind
+from edge_controller.network import (
+    InboundMessage,
+    JsonObject,
+    LinkStats,
+    MessageHandler,
+    MessageKind,
+)
 from edge_controller.refusal import Refusal, Why
 
 log = logging.getLogger(__name__)
@@ -36,6 +44,21 @@ SYNC_INTERVAL_MS = 2_000
 HEARTBEAT_BLOCKS = 6
 # A proof-of-work sealer tries this many nonces per attempt, off the event loop.
 POW_ATTEMPTS = 200_000
+
+
+_PUBLIC_KEY = re.compile(r"[0-9a-f]{64}\Z")
+
+
+def record_sender(kind: MessageKind, body: JsonObject) -> str | None:
+    """The sender a message proves: a record's signer's account (the node id of a home is
+    its key's account), so its envelope must claim it. Only records prove one; a record
+    naming no valid signer proves none that any claim could match (an empty id)."""
+    if kind is not MessageKind.RECORD:
+        return None
+    signer = body.get("signer")
+    if type(signer) is not str or not _PUBLIC_KEY.match(signer):
+        return ""
+    return account_id(signer)
 
 
 class Link(Protocol):

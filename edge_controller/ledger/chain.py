@@ -39,10 +39,17 @@ from .consensus import (
 )
 from .errors import Reason, Rejected
 from .genesis import Consensus, Genesis
-from .keys import KeyPair, Verifier
+from .keys import KeyPair, Verifier, account_id
 from .parallel import Check, SignaturePool, check_ahead
 from .records import Record, parse_record, signing_message
-from .rules import BlockContext, apply_block, apply_record, begin_block
+from .rules import (
+    BlockContext,
+    apply_block,
+    apply_record,
+    begin_block,
+    check_stake,
+    sequence_spent,
+)
 from .state import PendingState, State
 from .store import Commit, MemoryStore, SqliteStore, Store
 
@@ -59,6 +66,7 @@ _WAITING = frozenset(
         Reason.UNKNOWN_RESOURCE,
         Reason.UNKNOWN_REQUEST,
         Reason.INSUFFICIENT_FUNDS,
+        Reason.BELOW_MIN_BALANCE,
         Reason.NOT_DUE,
         Reason.FROM_THE_FUTURE,
     }
@@ -67,6 +75,12 @@ MAX_ORPHANS = 256
 RECENT_BLOCKS = 64
 POOL_LIMIT = 20_000
 POOL_MAX_AGE_MS = 3_600_000
+# Pool policy (not consensus): records one account may have waiting in a node's pool, so a
+# single key can fill neither a block nor the node's memory. Its bytes are also held to a
+# quarter of a block. An honest home issues far fewer between two blocks (a busy hour's
+# 2,000 requests a minute is 170 per 5 s block), and a home's own node holds it to the same
+# cap, so its outbox never replays more than peers will pool.
+POOL_PER_ACCOUNT = 256
 
 
 def now_ms() -> int:
@@ -147,6 +161,7 @@ class Ledger:
         clock: Callable[[], int] = now_ms,
         signature_pool: SignaturePool | None = None,
         max_block_wire: int | None = None,
+        pool_per_account: int = POOL_PER_ACCOUNT,
     ) -> None:
         """`max_block_wire`: the largest block, in bytes on the wire, the node's transport can
         send (None: no bound); a block this node builds never exceeds it, whatever the
@@ -167,6 +182,11 @@ class Ledger:
         self.main: list[str] = []
         self.pool: dict[str, Record] = {}
         self._pool_added: dict[str, int] = {}
+        self.pool_per_account = pool_per_account
+        self._pool_bytes_per_account = genesis.consensus.max_block_bytes // 4
+        # Each account's pooled record ids, kept with the pool so a cap costs no scan.
+        self._pooled_by: dict[str, dict[str, None]] = {}
+        self._registrars = frozenset(account_id(k) for k in genesis.registrars)
         self._orphans: dict[str, Block] = {}
         # Blocks just received, so following them needs no second read and parse from disk.
         self._recent: dict[str, Block] = {}
@@ -275,6 +295,11 @@ class Ledger:
             return record
         if self.is_recorded(record.id):
             raise Rejected(Reason.DUPLICATE, f"record {record.id[:12]} is already recorded")
+        pending, ctx = self._pending_view()
+        # The cheap refusals first: a key nobody funded, or one with its share of the pool
+        # waiting, costs no signature check.
+        check_stake(pending, record, ctx)
+        self._check_pool_share(record)
         record.verify(self.community, self.verifier)
         pending, ctx = self._pending_view()
         apply_record(pending, record, ctx)
@@ -332,17 +357,64 @@ class Ledger:
             pending = [r for r, why in waiting if why.reason in _WAITING]
             yield from ((r, why) for r, why in waiting if why.reason not in _WAITING)
 
+    def _check_pool_share(self, record: Record) -> None:
+        """Refuse `record` when its account already has its share of the pool waiting.
+        Registrars are exempt: they certify a whole community at once and already hold the
+        power to issue its money."""
+        who = record.account
+        pooled = self._pooled_by.get(who)
+        if pooled is None or who in self._registrars:
+            return
+        if not self._within_share(pooled, record):
+            self._drop_spent(who)
+            pooled = self._pooled_by.get(who, {})
+        if not self._within_share(pooled, record):
+            raise Rejected(
+                Reason.POOL_ACCOUNT_FULL,
+                f"{who} has {len(pooled)} records waiting for a block; at most"
+                f" {self.pool_per_account} ({self._pool_bytes_per_account} bytes)",
+            )
+
+    def _within_share(self, pooled: dict[str, None], record: Record) -> bool:
+        if len(pooled) >= self.pool_per_account:
+            return False
+        size = record.size + sum(self.pool[r].size for r in pooled)
+        return size <= self._pool_bytes_per_account
+
+    def _drop_spent(self, who: str) -> None:
+        """Drop `who`'s pooled records whose sequence the chain has used or left behind:
+        no block can hold them any more (a node that does not seal keeps them otherwise)."""
+        account = self.state.account(who)
+        for record_id in list(self._pooled_by.get(who, {})):
+            record = self.pool[record_id]
+            if sequence_spent(account, record.seq):
+                why = Rejected(Reason.STALE_SEQUENCE, f"sequence {record.seq} of {who} is spent")
+                self._pool_drop(record, why)
+
+    def _pool_insert(self, record: Record, now: int) -> None:
+        self.pool[record.id] = record
+        self._pool_added[record.id] = now
+        self._pooled_by.setdefault(record.account, {})[record.id] = None
+
+    def _pool_remove(self, record: Record) -> None:
+        if self.pool.pop(record.id, None) is None:
+            return
+        self._pool_added.pop(record.id, None)
+        pooled = self._pooled_by.get(record.account)
+        if pooled is not None:
+            pooled.pop(record.id, None)
+            if not pooled:
+                del self._pooled_by[record.account]
+
     def _pool_put(self, record: Record, now: int) -> None:
         if len(self.pool) >= POOL_LIMIT:
             raise Rejected(Reason.OVERSIZE, "the record pool is full; try again shortly")
-        self.pool[record.id] = record
-        self._pool_added[record.id] = now
+        self._pool_insert(record, now)
         self.store.pool_add(record, now)
 
     def _pool_drop(self, record: Record, why: Rejected) -> None:
         self._forget_pending()
-        self.pool.pop(record.id, None)
-        self._pool_added.pop(record.id, None)
+        self._pool_remove(record)
         self.store.pool_remove([record.id])
         log.info("dropped record %s (%s): %s", record.id[:12], record.kind, why)
         for callback in self.events.dropped:
@@ -611,14 +683,12 @@ class Ledger:
         included = {r.id for b in connected for r in b.records}
         for block in connected:
             for record in block.records:
-                self.pool.pop(record.id, None)
-                self._pool_added.pop(record.id, None)
+                self._pool_remove(record)
         now = self.clock()
         for block in disconnected:
             for record in block.records:
                 if record.id not in included and record.id not in self.pool:
-                    self.pool[record.id] = record
-                    self._pool_added[record.id] = now
+                    self._pool_insert(record, now)
                     self.store.pool_add(record, now)
             for callback in self.events.disconnected:
                 callback(block)
@@ -708,8 +778,7 @@ class Ledger:
                 record = parse_record(wire, self.community)
             except Rejected:
                 continue
-            self.pool[record.id] = record
-            self._pool_added[record.id] = now
+            self._pool_insert(record, now)
         # A block stored just before a crash may be better than the committed head.
         self._follow_best()
 

@@ -70,6 +70,9 @@ class Reason(StrEnum):
     EXCEEDS_RATING = "exceeds_rating"
     NO_METER = "no_meter"
     NOT_INDEPENDENT = "not_independent"
+    SEQUENCE_JUMP = "sequence_jump"
+    BELOW_MIN_BALANCE = "below_min_balance"
+    POOL_ACCOUNT_FULL = "pool_account_full"
 
 
 class Rejected(Exception):

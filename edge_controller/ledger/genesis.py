@@ -24,6 +24,10 @@ ConsensusMode = Literal["pow", "poa"]
 # and each rule that is not in every version asks `consensus.rules` whether it applies.
 FIRST_RULES = 1
 LATEST_RULES = 2
+# What an account must hold (balance plus escrow, milli-units) for its records to count,
+# on the latest rules: any money at all, so only keys the community funded speak. Not more:
+# a phone's charging wallet is prepaid a few milli-units.
+DEFAULT_MIN_BALANCE = 1
 
 # Every home's transport carries messages of up to 512 KiB (the MQTT link's bound, which the
 # community broker enforces too). A block travels inside a sync message inside an envelope,
@@ -60,6 +64,8 @@ class Consensus:
     max_block_records: int = 5_000
     max_future_ms: int = 15_000
     min_fee: int = 0
+    # Rules 2 on: the stake an account holds for its records to count (see `rules.py`).
+    min_balance: int = DEFAULT_MIN_BALANCE
 
     def __post_init__(self) -> None:
         if self.rules >= 2 and self.max_block_bytes > MAX_BLOCK_BYTES:
@@ -105,6 +111,8 @@ class Genesis:
         if c.rules != FIRST_RULES:
             # Absent on the first rules, so the ids of communities founded on them stay.
             consensus["rules"] = c.rules
+            if c.min_balance:
+                consensus["min_balance"] = c.min_balance
         if c.mode == "poa":
             consensus["sealers"] = list(c.sealers)
         else:
@@ -143,7 +151,13 @@ class Genesis:
             max_block_records=c["max_block_records"],
             max_future_ms=c["max_future_ms"],
             min_fee=c["min_fee"],
+            # Absent: no minimum, as before the rule (the first rules never have one).
+            min_balance=c.get("min_balance", 0),
         )
+        if "min_balance" in c and consensus.rules < 2:
+            raise Rejected(
+                Reason.MALFORMED, "genesis.consensus.min_balance: a rule of rules 2 and later"
+            )
         if consensus.mode == "pow" and not (
             consensus.min_bits <= consensus.initial_bits <= consensus.max_bits
         ):
@@ -189,7 +203,10 @@ _COMMON_CONSENSUS = {
     "max_future_ms": integer(0, 3_600_000),
     "min_fee": integer(0, 10**9),
 }
-_OPTIONAL_CONSENSUS = {"rules": integer(FIRST_RULES, LATEST_RULES)}
+_OPTIONAL_CONSENSUS = {
+    "rules": integer(FIRST_RULES, LATEST_RULES),
+    "min_balance": integer(0, 10**12),
+}
 _CONSENSUS_SHAPE = {
     "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}, _OPTIONAL_CONSENSUS),
     "pow": obj(

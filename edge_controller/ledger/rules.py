@@ -101,6 +101,7 @@ def _apply(state: State, record: Record, ctx: BlockContext) -> None:
         raise Rejected(Reason.FEE_TOO_LOW, f"fee {fee} is below {ctx.genesis.consensus.min_fee}")
     if fee > account.balance:
         raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{who} cannot pay the fee of {fee}")
+    check_stake(state, record, ctx)
     state.accounts.put(
         who, evolve(account, seq=seq, seq_window=window, balance=account.balance - fee)
     )
@@ -108,20 +109,70 @@ def _apply(state: State, record: Record, ctx: BlockContext) -> None:
     ctx.fees += fee
 
 
+# Rules 2 on: records that close what the ledger already holds for their signer. Each is
+# allowed once per trade, offer or counter-offer, so they cannot be multiplied, and a party
+# that put all its money in escrow (or a seller never paid yet) must still be able to
+# settle, dispute, rate, hand back, withdraw or confirm.
+_CLOSING_KINDS = frozenset(
+    {"settlement", "dispute", "termination", "rating", "cancel", "confirmation"}
+)
+# Records a resource's registered meter signs about its resource: the meter holds no money,
+# and its key is certified by a registrar.
+_METER_KINDS = frozenset({"meter_reading", "resource_update"})
+
+
+def check_stake(state: State, record: Record, ctx: BlockContext) -> None:
+    """Rules 2 on: refuse a record whose account holds less than the genesis `min_balance`
+    (balance and escrow, besides its fee), so keys nobody funded cannot make the
+    community carry their records. Registrars, a resource's own meter and the closing
+    kinds are exempt. Cheap: callers may ask it before checking the signature."""
+    minimum = ctx.genesis.consensus.min_balance
+    if ctx.genesis.consensus.rules < 2 or minimum <= 0:
+        return
+    kind = record.kind
+    if record.account in ctx.registrars or kind in _CLOSING_KINDS:
+        return
+    if kind in _METER_KINDS:
+        resource = state.resources.get(record.body["resource"])
+        if resource is not None and resource.meter == record.signer:
+            return
+    account = state.account(record.account)
+    held = account.balance + account.escrow - record.fee
+    if held < minimum:
+        raise Rejected(
+            Reason.BELOW_MIN_BALANCE,
+            f"{record.account} holds {max(held, 0)}; its records need {minimum}",
+        )
+
+
 # A signer's records may reach the sealers out of order (relayed by different homes), so a
 # sequence number below the highest one seen is still good if it is within this window and
 # unused, as in IPsec's anti-replay window. Anything older, or used, is a replay.
 SEQUENCE_WINDOW = 64
 _WINDOW_MASK = (1 << SEQUENCE_WINDOW) - 1
+# Rules 2 on: how far past its highest sequence an account's next record may jump. Gaps come
+# only from records that never reached a block (refused, or lost with a home's pool), and a
+# node keeps at most a few hundred of an account's records waiting: a million is twelve
+# days of a record a second that all went nowhere, far beyond any outage an outbox replays.
+MAX_SEQUENCE_JUMP = 1 << 20
 
 
 def _use_sequence(account: Account, record: Record, ctx: BlockContext) -> tuple[int, int]:
     """The account's (highest sequence, window bitmap) after using `record.seq`, or raise.
 
-    Bit i of the window is set when sequence `highest - 1 - i` has been used."""
+    Bit i of the window is set when sequence `highest - 1 - i` has been used. Constant
+    time whatever the jump: a jump past the window leaves none of the old bits in it."""
     seq, highest, window = record.seq, account.seq, account.seq_window
     if seq > highest:
         shift = seq - highest
+        if shift > MAX_SEQUENCE_JUMP and ctx.genesis.consensus.rules >= 2:
+            raise Rejected(
+                Reason.SEQUENCE_JUMP,
+                f"sequence {seq} of {record.account} jumps {shift} past {highest}"
+                f" (at most {MAX_SEQUENCE_JUMP})",
+            )
+        if shift > SEQUENCE_WINDOW:
+            return seq, 0
         carried = (window << shift) | (1 << (shift - 1) if highest else 0)
         return seq, carried & _WINDOW_MASK
     offset = highest - 1 - seq
@@ -135,6 +186,16 @@ def _use_sequence(account: Account, record: Record, ctx: BlockContext) -> tuple[
             f"sequence {seq} of {record.account} is too far below {highest}",
         )
     return highest, window | (1 << offset)
+
+
+def sequence_spent(account: Account, seq: int) -> bool:
+    """Whether `seq` can never be used again by the account: it is used, or below the
+    window (a pooled record holding it will never reach a block)."""
+    highest, window = account.seq, account.seq_window
+    if seq > highest:
+        return False
+    offset = highest - 1 - seq
+    return seq == highest or offset >= SEQUENCE_WINDOW or bool(window >> offset & 1)
 
 
 # --- helpers -------------------------------------------------------------------------------

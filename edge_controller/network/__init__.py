@@ -25,6 +25,7 @@ from edge_controller.network.link import (
     InboundMessage,
     LinkStats,
     MessageHandler,
+    SenderBinder,
     Validator,
 )
 from edge_controller.network.settings import BrokerSettings, LinkLimits
@@ -42,6 +43,7 @@ __all__ = [
     "MessageKind",
     "NodeStatus",
     "Rejection",
+    "SenderBinder",
     "Validator",
     "canonical_json",
     "message_id",

@@ -63,6 +63,9 @@ class InboundMessage:
 MessageHandler = Callable[[InboundMessage], Awaitable[None]]
 # Returns None to accept the message, or the reason it is refused (e.g. "bad_signature").
 Validator = Callable[[InboundMessage], Awaitable[str | None]]
+# Returns the sender a message body proves (a record's signer's account), None when its
+# kind proves none. A message claiming another sender is refused before it costs anything.
+SenderBinder = Callable[[MessageKind, JsonObject], str | None]
 PeerListener = Callable[[NodeStatus], Awaitable[None]]
 ConnectionListener = Callable[[bool], Awaitable[None]]
 
@@ -121,6 +124,7 @@ class CommunityLink:
         outbox_path: Path,
         limits: LinkLimits | None = None,
         validator: Validator | None = None,
+        binder: SenderBinder | None = None,
         version: str = __version__,
     ) -> None:
         self.node_id = node_id
@@ -130,6 +134,7 @@ class CommunityLink:
         self.limits = limits or LinkLimits()
         self.version = version
         self._validator = validator
+        self._binder = binder
         self._outbox = Outbox(outbox_path)
         self._outbox_open = False
         self._outbox_pending = 0
@@ -144,6 +149,9 @@ class CommunityLink:
             self.limits.rate_per_second, self.limits.rate_burst, self.limits.max_tracked_senders
         )
         self._recent_ids = RecentIds(self.limits.recent_ids)
+        # Broadcasts sent in another sender's name (a record our meter or a registrar
+        # signed), so their echo is known as ours.
+        self._relayed_ids = RecentIds(self.limits.recent_ids)
         self._peers: dict[str, NodeStatus] = {}
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
@@ -199,9 +207,12 @@ class CommunityLink:
         """Broadcast a record or block; returns its message id once it is durably queued."""
         if kind not in BROADCAST_KINDS:
             raise ValueError(f"{kind} messages are not broadcast; use send_to for sync")
-        return await self._enqueue(
-            self.topics.broadcast(kind), Envelope.wrap(kind, self.node_id, body)
-        )
+        # A body that proves its sender goes out in that sender's name, as peers require.
+        sender = (self._binder(kind, body) if self._binder else None) or self.node_id
+        envelope = Envelope.wrap(kind, sender, body)
+        if sender != self.node_id:
+            self._relayed_ids.remember(envelope.message_id)
+        return await self._enqueue(self.topics.broadcast(kind), envelope)
 
     async def send_to(self, node_id: str, body: JsonObject) -> str:
         """Send a sync message to one node; returns its message id once durably queued."""
@@ -478,9 +489,15 @@ class CommunityLink:
             return
         document = parse_json_object(payload, self.limits.max_message_bytes)
         sender = envelope_sender(document)
-        if sender == self.node_id and address.kind in BROADCAST_KINDS:
+        claimed_id = document.get("id")
+        if address.kind in BROADCAST_KINDS and (
+            sender == self.node_id
+            or (isinstance(claimed_id, str) and claimed_id in self._relayed_ids)
+        ):
             # The broker echoes our own broadcasts back (MQTT 3.1.1 has no "no local").
             self._echoes += 1
+            return
+        if not self._bound(address.kind, sender, document, topic):
             return
         if not self._within_rate(sender, topic):
             return
@@ -543,6 +560,20 @@ class CommunityLink:
         self._peers[node_id] = status
         if previous is None or previous.online != status.online:
             await self._notify_peer(status)
+
+    def _bound(self, kind: MessageKind, sender: str, document: JsonObject, topic: str) -> bool:
+        """Whether a message claims the sender its body proves; a mismatch is counted and
+        refused, so the rate limit counts verified senders and a rotating id buys nothing."""
+        body = document.get("body")
+        if self._binder is None or not isinstance(body, dict):
+            return True
+        proven = self._binder(kind, body)
+        if proven is not None and proven != sender:
+            # Counted, not logged at warning level: a flood must not write a line a message.
+            detail = f"claims {sender[:24]!r}, signed by {proven[:24]!r}"
+            self._count_rejection(Rejection.SENDER_MISMATCH, detail, topic, logging.DEBUG)
+            return False
+        return True
 
     def _within_rate(self, sender: str, topic: str) -> bool:
         allowed, starts_flood = self._rate_limiter.allow(sender)

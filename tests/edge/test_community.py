@@ -244,14 +244,16 @@ def test_forged_malformed_oversized_and_replayed_messages_are_refused_with_reaso
     genuine = community.topup("third", 7)
     forged = json.loads(json.dumps(genuine))
     forged["body"]["amount"] = 7_000_000
+    # A record travels in its signer's name (any other claimed sender is refused before
+    # the ledger sees it), so these claim the registrar's account to reach its checks.
+    registrar = community.registrar
+    gift = {"body": {"kind": "gift"}, "signer": registrar.public_hex, "sig": "00"}
     messages = [
         b"{not json",
         b"x" * (600 * 1024),
-        Envelope.wrap(MessageKind.RECORD, "mallory", forged).encode(),
-        Envelope.wrap(
-            MessageKind.RECORD, "mallory", {"body": {"kind": "gift"}, "signer": "00", "sig": "00"}
-        ).encode(),
-        Envelope.wrap(MessageKind.RECORD, "registrar-relay", genuine).encode(),
+        Envelope.wrap(MessageKind.RECORD, registrar.account, forged).encode(),
+        Envelope.wrap(MessageKind.RECORD, registrar.account, gift).encode(),
+        Envelope.wrap(MessageKind.RECORD, registrar.account, genuine).encode(),
     ]
     client = paho.Client(paho.CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", broker.port)
@@ -261,7 +263,7 @@ def test_forged_malformed_oversized_and_replayed_messages_are_refused_with_reaso
     wait_until(lambda: third.get("wallet")["balance"] == 100_007, what="the genuine top-up")
     # The same genuine record again: a replay, refused by the ledger.
     client.publish(
-        topic, Envelope.wrap(MessageKind.RECORD, "other-relay", genuine).encode(), qos=1
+        topic, Envelope.wrap(MessageKind.RECORD, registrar.account, genuine).encode(), qos=1
     ).wait_for_publish(5)
     client.loop_stop()
     client.disconnect()

@@ -517,6 +517,8 @@ def prepaid(tmp_path: Path, mosquitto: Any) -> Iterator[dict[str, Any]]:
             "records",
             community.registration("solar", "solar/battery", "battery", 3_000, 5_000),
         )
+        # A community of the latest rules hears only funded accounts, sellers included.
+        solar.post("records", community.topup("solar", 1_000))
         listener = WebSocketListener(student.url, student.token).start()
         yield {"community": community, "homes": homes, "ws": listener}
     finally:
