@@ -103,7 +103,7 @@ def test_a_flood_of_requests_no_longer_forks_every_sealer_off_on_its_own(street:
     north = street.homes["north"]
     north.post("records", community.topup("north", 1_000))
 
-    # 6,000 requests (2.3 MB of records), each message under a new claimed sender.
+    # 6,000 requests (2.3 MB of records) from 120 keys, each in its signer's name.
     spam = requests(community.genesis.community_id, spam_keys(120), 50, int(time.time() * 1000))
     spammer = Spammer(street.broker.port, community.genesis.community_id)
     began = time.monotonic()
@@ -142,7 +142,8 @@ def test_a_home_away_while_the_largest_blocks_are_sealed_catches_up(street: Stre
     # A community on the latest rules: its genesis allows the largest blocks that travel.
     community = street.community
     sealers = tuple(community.keys[n].public_hex for n in ("north", "south"))
-    refound(community, sealers=sealers, block_interval_ms=2_000)
+    # No minimum balance: the blocks, not the cost of a record, are under test here.
+    refound(community, sealers=sealers, block_interval_ms=4_000, min_balance=0)
     assert community.genesis.consensus.max_block_bytes == MAX_BLOCK_BYTES
     street.start(not_sealing=("east",))
     east = street.homes["east"]
@@ -151,7 +152,8 @@ def test_a_home_away_while_the_largest_blocks_are_sealed_catches_up(street: Stre
     wait_until(lambda: street.status("east")["height"] > 0, what="east to follow the chain")
     east.stop()
 
-    # Enough requests for four blocks at the size bound, sent faster than blocks are sealed.
+    # Enough requests for four blocks at the size bound, sent faster than blocks are sealed
+    # (4 s blocks: on a busy machine the flood may straddle a seal, so three must be full).
     spam = requests(community.genesis.community_id, spam_keys(120), 50, int(time.time() * 1000))
     spammer = Spammer(street.broker.port, community.genesis.community_id)
     try:
@@ -164,7 +166,7 @@ def test_a_home_away_while_the_largest_blocks_are_sealed_catches_up(street: Stre
     )
     blocks = blocks_of(north)
     full = [b for b in blocks if b["bytes"] > MAX_BLOCK_BYTES - 1_000]
-    assert len(full) >= 4, [b["bytes"] for b in blocks]
+    assert len(full) >= 3, [b["bytes"] for b in blocks]
     assert max(b["bytes"] for b in blocks) <= MAX_BLOCK_BYTES
 
     # What the broker queued for east meanwhile is gone: only sync can bring it back.

@@ -139,7 +139,7 @@ def test_on_the_first_rules_a_sealer_builds_no_block_larger_than_a_message() -> 
 def test_on_the_latest_rules_a_block_is_sized_on_the_wire_and_a_larger_one_is_refused() -> None:
     community = Community(max_block_bytes=20_000)
     sealer_ledger, peer = community.node(), community.node()
-    fill_pool(community, sealer_ledger, 200, keys=10)
+    fill_pool(community, sealer_ledger, 200, keys=40)
     pooled = list(sealer_ledger.pool.values())
     community.now += 5_000
     block = sealer_ledger.build_block(community.sealers[0], now=community.now)
@@ -204,7 +204,7 @@ def catch_up(source: Ledger, target: Ledger, limit: int | None, now: int) -> lis
 def test_sync_answers_are_paged_to_the_message_limit_and_the_asker_catches_up() -> None:
     community = Community(max_block_bytes=20_000)
     source = community.node()
-    fill_pool(community, source, 900, keys=30)
+    fill_pool(community, source, 900, keys=150)
     blocks = drain(community, source, None)
     assert len(blocks) >= 15 and min(b.wire_size() for b in blocks[:-1]) > 15_000
 
