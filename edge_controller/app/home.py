@@ -77,6 +77,7 @@ class Home:
             community_id=genesis.community_id,
             broker=community_broker,
             outbox_path=data_dir / "outbox.sqlite3",
+            signer=node_key,
         )
         consensus = genesis.consensus
         in_genesis = consensus.mode == "pow" or node_key.public_hex in consensus.sealers

@@ -13,6 +13,7 @@ decoder could only refuse through its catch-all (`internal_error`, `handler_erro
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import hashlib
 import json
@@ -558,3 +559,26 @@ async def fuzz_decoder(count: int, seed: int = 0) -> Findings:
             home.ledger.close()
             logging.getLogger("edge_controller").removeHandler(traces)
     return findings
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`scripts/fuzz [--api N] [--decoder N] [--seed S]`: print the findings as JSON; exit 1
+    when anything crashed."""
+    parser = argparse.ArgumentParser(prog="scripts/fuzz", description=__doc__.split("\n")[0])
+    parser.add_argument("--api", type=int, default=200_000, help="hostile API requests")
+    parser.add_argument("--decoder", type=int, default=1_000_000, help="hostile MQTT messages")
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args(argv)
+    # Only tracebacks are of interest; the link's reconnect warnings are not.
+    logging.basicConfig(level=logging.ERROR, handlers=[logging.NullHandler()])
+    report: dict[str, Any] = {}
+    if args.decoder:
+        report["decoder"] = asyncio.run(fuzz_decoder(args.decoder, args.seed)).as_dict()
+    if args.api:
+        report["api"] = asyncio.run(fuzz_api(args.api, args.seed)).as_dict()
+    print(json.dumps(report, indent=2, default=str))
+    return 1 if any(part["crashes"] for part in report.values()) else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -66,6 +66,8 @@ class Reason(StrEnum):
     INVALID_RECORD = "invalid_record"
     KNOWN_INVALID = "known_invalid"
     WRONG_COMMUNITY = "wrong_community"
+    UNVERIFIED_PEER = "unverified_peer"
+    UNASKED = "unasked"
 
 
 class Rejected(Exception):
