@@ -168,6 +168,10 @@ class CommunityLink:
         self._send_limiter = SenderRateLimiter(
             self.limits.sync_rate_per_peer, self.limits.sync_burst_per_peer
         )
+        # All addressees together: invented ids cannot multiply the per-peer allowance.
+        self._send_total = SenderRateLimiter(
+            self.limits.sync_rate_total, self.limits.sync_burst_total
+        )
         self._refusal_log = RefusalLog(log, self.limits.refusal_log_interval_s)
         self._removals: set[asyncio.Task[None]] = set()
         self._outbox_empty = asyncio.Event()
@@ -244,7 +248,7 @@ class CommunityLink:
         allowed to its addressee. Returns its message id."""
         topic = self.topics.sync(node_id)
         envelope = self._envelope(MessageKind.SYNC, topic, body)
-        allowed, _ = self._send_limiter.allow(node_id)
+        allowed = self._send_limiter.allow(node_id)[0] and self._send_total.allow("")[0]
         return self._send_transient(topic, envelope, allowed)
 
     def announce(self, body: JsonObject) -> str:

@@ -32,7 +32,14 @@ from hypothesis import strategies as st
 
 from edge_controller.api import ApiServer
 from edge_controller.bench.fuzz import CRASHES, TOKEN, funding_records, lone_home
-from edge_controller.network import BrokerSettings, RefusalLog, Rejection, canonical_json
+from edge_controller.ledger import KeyPair
+from edge_controller.network import (
+    BrokerSettings,
+    RefusalLog,
+    Rejection,
+    canonical_json,
+    signed_bytes,
+)
 from tests.attacks.hostile_support import Attacker, LogLines
 from tests.conftest import Mosquitto, free_port
 from tests.edge.api_support import Street
@@ -219,12 +226,20 @@ def test_a_hostile_websocket_token_gets_4401_not_a_broken_protocol(
 # --- the MQTT decoder ----------------------------------------------------------------------
 
 
-def _envelope(kind: str, sender: str, body: Any) -> bytes:
+SIGNER = KeyPair.from_seed(b"fuzzing peer")
+
+
+def _envelope(topic: str, kind: str, sender: str | None, body: Any) -> bytes:
+    """An envelope of `body`; with no `sender` it comes signed by `SIGNER`, a verified peer."""
     try:
         identity = hashlib.sha256(canonical_json(body)).hexdigest()
     except ValueError:
         identity = "0" * 64
-    document = {"v": 1, "kind": kind, "from": sender, "id": identity, "body": body}
+    frm = SIGNER.account if sender is None else sender
+    document = {"v": 1, "kind": kind, "from": frm, "id": identity, "body": body}
+    if sender is None:
+        signature = SIGNER.sign(signed_bytes(topic, frm, identity))
+        document["auth"] = {"key": SIGNER.public_hex, "sig": signature.hex()}
     return _dump(document)
 
 
@@ -245,10 +260,10 @@ record_bodies = st.fixed_dictionaries(
     where=st.sampled_from(["records", "blocks", "sync", "status"]),
     body=st.one_of(sync_bodies, record_bodies, json_value),
     raw=st.one_of(st.none(), raw_bodies),
-    sender=st.one_of(st.just("ep" + "1" * 40), hostile_text),
+    sender=st.one_of(st.none(), st.just("ep" + "1" * 40), hostile_text),
 )
 def test_the_mqtt_decoder_refuses_everything_by_a_reason(
-    lone: LoneHome, where: str, body: Any, raw: bytes | None, sender: str
+    lone: LoneHome, where: str, body: Any, raw: bytes | None, sender: str | None
 ) -> None:
     link = lone.home.link
     topics = link.topics
@@ -259,7 +274,7 @@ def test_the_mqtt_decoder_refuses_everything_by_a_reason(
         "status": topics.status("ep" + "2" * 40),
     }[where]
     kind = {"records": "record", "blocks": "block"}.get(where, where)
-    payload = raw if raw is not None else _envelope(kind, sender, body)
+    payload = raw if raw is not None else _envelope(topic, kind, sender, body)
     before = {reason: link.rejections[reason] for reason in CRASHES}
     lone.thread.run(link._receive(topic, payload))
     assert {reason: link.rejections[reason] for reason in CRASHES} == before, payload[:300]
