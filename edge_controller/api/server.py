@@ -72,7 +72,7 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
         header = request.headers.get("Authorization", "")
         if not header.startswith("Bearer "):
             return error_response(401, "unauthorized", "missing bearer token")
-        if not hmac.compare_digest(header[7:].strip(), request.app[TOKEN_KEY]):
+        if not same_token(header[7:].strip(), request.app[TOKEN_KEY]):
             return error_response(401, "unauthorized", "wrong token")
     try:
         return await handler(request)
@@ -89,22 +89,59 @@ async def errors_and_auth(request: web.Request, handler: Handler) -> web.StreamR
         return error_response(500, "internal_error", "the edge controller hit an error")
 
 
+def same_token(given: str, token: str) -> bool:
+    """Whether `given` is the token, in constant time; any text may be given.
+
+    `hmac.compare_digest` refuses non-ASCII str with a TypeError, so both are compared as
+    bytes (surrogatepass: a header aiohttp decoded with surrogateescape encodes back)."""
+    return hmac.compare_digest(
+        given.encode("utf-8", "surrogatepass"), token.encode("utf-8", "surrogatepass")
+    )
+
+
 async def body(request: web.Request) -> dict[str, Any]:
+    """The request's JSON object body ({} when there is none), or a 400/413 naming why not."""
     if request.content_length and request.content_length > MAX_BODY_BYTES:
         raise BadRequest(413, "too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes")
     if not request.can_read_body:
         return {}
     try:
-        data = json.loads(await request.text())
+        raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
         # A chunked body has no Content-Length: aiohttp stops reading at the limit.
         raise BadRequest(
             413, "too_large", f"request bodies are at most {MAX_BODY_BYTES} bytes"
         ) from None
+    return parse_body(raw)
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A request body's bytes as a JSON object whose text can be stored and signed.
+
+    Refused with a 400 `invalid_json`: bytes that are not UTF-8, text that is not JSON,
+    nesting deeper than the parser goes, integers beyond Python's 4,300 digits, strings
+    holding lone surrogates (no UTF-8 for them, so no record could be signed)."""
+    try:
+        data = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise BadRequest(400, "invalid_json", f"the body is not UTF-8: {exc.reason}") from None
     except json.JSONDecodeError as exc:
         raise BadRequest(400, "invalid_json", f"the body is not JSON: {exc.msg}") from None
+    except RecursionError:
+        raise BadRequest(400, "invalid_json", "the body is nested too deeply") from None
+    except ValueError as exc:
+        # json's own limit on integer digits (int_max_str_digits) raises a plain ValueError.
+        raise BadRequest(400, "invalid_json", f"the body is not usable JSON: {exc}") from None
     if not isinstance(data, dict):
         raise BadRequest(400, "invalid_json", "the body must be a JSON object")
+    try:
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequest(
+            400, "invalid_json", "the body holds a lone surrogate (\\ud800-\\udfff)"
+        ) from None
+    except (RecursionError, ValueError):
+        raise BadRequest(400, "invalid_json", "the body is nested too deeply") from None
     return data
 
 
@@ -340,17 +377,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     token = request.app[TOKEN_KEY]
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
     given = given or request.query.get("token", "")
-    if not hmac.compare_digest(given, token):
+    if not same_token(given, token):
         first: Any = {}
         # Only a client that gave no token at all gets to send it as its first message.
         if not given:
             try:
                 first = await ws.receive_json(timeout=10)
-            except (TimeoutError, TypeError, ValueError):
+            except (TimeoutError, TypeError, ValueError, RecursionError):
                 first = {}
-        if not (
-            isinstance(first, dict) and hmac.compare_digest(str(first.get("token", "")), token)
-        ):
+        if not (isinstance(first, dict) and same_token(str(first.get("token", "")), token)):
             await ws.send_json(
                 {"event": "error", "data": {"code": "unauthorized", "message": "wrong token"}}
             )

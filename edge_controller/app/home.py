@@ -77,6 +77,7 @@ class Home:
             broker=community_broker,
             outbox_path=data_dir / "outbox.sqlite3",
             binder=record_sender,
+            signer=node_key,
         )
         # The ledger builds no block the link could not send, whatever genesis allows.
         message_limit = self.link.max_body_bytes()

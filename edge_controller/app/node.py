@@ -34,6 +34,8 @@ from edge_controller.network import (
     LinkStats,
     MessageHandler,
     MessageKind,
+    RefusalLog,
+    Validator,
 )
 from edge_controller.refusal import Refusal, Why
 
@@ -66,7 +68,9 @@ class Link(Protocol):
 
     async def publish(self, kind: MessageKind, body: dict[str, Any]) -> str: ...
     async def send_to(self, node_id: str, body: dict[str, Any]) -> str: ...
+    def announce(self, body: dict[str, Any]) -> str: ...
     def on_message(self, kind: MessageKind, handler: MessageHandler) -> None: ...
+    def set_validator(self, validator: Validator) -> None: ...
     def on_peer_change(self, listener: Callable[[Any], Awaitable[None]]) -> None: ...
     def stats(self) -> LinkStats: ...
 
@@ -98,10 +102,12 @@ class LedgerNode:
         self.clock = clock
         self.sealer = sealer
         self.name = name
-        self.sync = SyncNode(ledger, self.account, message_limit)
+        self.sync = SyncNode(ledger, self.account, message_limit=message_limit)
         self.rejections: dict[str, int] = {}
+        self._refusal_log = RefusalLog(log)
         self.accepted: list[Callable[[Record], None]] = []
         self.received: list[Callable[[Record], Awaitable[None]]] = []
+        link.set_validator(self.check_message)
         link.on_message(MessageKind.RECORD, self.receive_record)
         link.on_message(MessageKind.BLOCK, self.receive_sync)
         link.on_message(MessageKind.SYNC, self.receive_sync)
@@ -153,23 +159,50 @@ class LedgerNode:
 
     # --- neighbours' records and blocks ------------------------------------------------------
 
+    async def check_message(self, message: InboundMessage) -> str | None:
+        """The link's validator: a sync message, or anything on the blocks topic, must be
+        signed by the key its sender id derives from (records carry their own signatures;
+        an unsigned block push is taken as a block only, see `SyncNode.handle`)."""
+        if message.kind is MessageKind.RECORD:
+            return None
+        auth = message.auth
+        if auth is None:
+            unsigned_block = message.kind is MessageKind.BLOCK and (
+                message.body.get("type") == "block"
+            )
+            return None if unsigned_block else "unsigned"
+        if account_id(auth.key) != message.sender:
+            return "wrong_signer"
+        if not self.ledger.verifier.verify(auth.key, auth.sig, message.signed):
+            return "bad_signature"
+        return None
+
     async def receive_record(self, message: InboundMessage) -> None:
         try:
             record = self.ledger.submit(message.body)
         except Rejected as exc:
             if exc.reason is not Reason.DUPLICATE:
                 self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
-                log.info("%s: record from %s refused: %s", self.name, message.sender[:10], exc)
+                if self._refusal_log.refused(
+                    exc.reason.value,
+                    f"{self.name}: record from {message.sender[:10]} refused: {exc}",
+                    logging.INFO,
+                ):
+                    loop = asyncio.get_running_loop()
+                    loop.call_later(self._refusal_log.interval_s, self._refusal_log.flush)
             return
         self._accepted(record)
         for listener in self.received:
             await listener(record)
 
     async def receive_sync(self, message: InboundMessage) -> None:
-        await self._send(self.sync.handle(message.sender, message.body, self.clock.now_ms()))
+        verified = message.auth is not None
+        now = self.clock.now_ms()
+        await self._send(self.sync.handle(message.sender, message.body, now, verified))
 
     async def peer_changed(self, status: Any) -> None:
-        if getattr(status, "online", False):
+        # A status is unsigned: only a member's coming online is worth a request.
+        if getattr(status, "online", False) and self.sync.is_member(status.node_id):
             await self._send(self.sync.request_headers(status.node_id, self.clock.now_ms()))
 
     async def sync_tick(self) -> None:
@@ -179,7 +212,7 @@ class LedgerNode:
     async def _send(self, outgoing: list[Outgoing]) -> None:
         for peer, message in outgoing:
             if peer is None:
-                await self.link.publish(MessageKind.BLOCK, message)
+                self.link.announce(message)
             else:
                 await self.link.send_to(peer, message)
 
@@ -221,7 +254,7 @@ class LedgerNode:
             log.warning("%s: own block refused: %s", self.name, exc)
             return
         await self.link.publish(MessageKind.BLOCK, self.sync.block_message(block))
-        await self.link.publish(MessageKind.BLOCK, self.sync.head_message())
+        self.link.announce(self.sync.head_message())
 
     # --- what the API reads ------------------------------------------------------------------
 
@@ -244,6 +277,7 @@ class LedgerNode:
                 "connected": stats.connected,
                 "outbox_pending": stats.outbox_pending,
                 "last_error": stats.last_error,
+                "sync_dropped": stats.sync_dropped,
             },
             "peers": stats.peers_online,
             "rejected": {

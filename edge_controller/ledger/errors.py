@@ -73,6 +73,8 @@ class Reason(StrEnum):
     SEQUENCE_JUMP = "sequence_jump"
     BELOW_MIN_BALANCE = "below_min_balance"
     POOL_ACCOUNT_FULL = "pool_account_full"
+    UNVERIFIED_PEER = "unverified_peer"
+    UNASKED = "unasked"
 
 
 class Rejected(Exception):

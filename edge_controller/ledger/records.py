@@ -46,6 +46,15 @@ def _bad(path: str, expected: str) -> Rejected:
     return Rejected(Reason.MALFORMED, f"{path}: expected {expected}")
 
 
+def _is_unicode(value: str) -> bool:
+    """Whether `value` has a UTF-8 form: JSON's \\ud800 escapes give strings that do not."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def integer(low: int = 0, high: int = MAX_AMOUNT) -> Checker:
     def check(path: str, value: Any) -> int:
         if type(value) is not int or not low <= value <= high:
@@ -59,6 +68,8 @@ def text(pattern: re.Pattern[str] | None = None, max_length: int = 200) -> Check
     def check(path: str, value: Any) -> str:
         if type(value) is not str or len(value) > max_length:
             raise _bad(path, f"a string of at most {max_length} characters")
+        if not value.isascii() and not _is_unicode(value):
+            raise _bad(path, "text without lone surrogates (it must have a UTF-8 form)")
         if pattern is not None and not pattern.match(value):
             raise _bad(path, f"a string matching {pattern.pattern}")
         return value

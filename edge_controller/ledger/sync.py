@@ -22,12 +22,22 @@ the full validation and follows the most-work chain, reorganizing when needed.
 Answers are paged by size: given the transport's message limit, a node answers with the
 whole blocks (and headers) that fit one message, and the asker asks again for the rest.
 A block always fits one message: genesis (latest rules) and the sealer's budget see to it.
+
+Peers are verified nodes: the transport hands a message on as `verified` only when its
+sender signed it with the key its id derives from. Only verified senders become peers.
+A member (a sealer, a registrar or an account the ledger knows) is a peer for as long as
+it speaks; any other node is a candidate: at most `MAX_CANDIDATES` are kept, at most
+`MAX_CANDIDATE_ASKS` asked at once, and its claimed height counts toward `progress` only
+once it delivered a block this node connected. A peer silent for `PEER_SILENT_MS` is
+forgotten, and so is one that twice left a request unanswered or answered with nothing
+that backs the head it claims.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +46,7 @@ from .canonical import canonical_bytes
 from .chain import BlockResult, Ledger
 from .consensus import proof_is_valid
 from .errors import Reason, Rejected
+from .keys import account_id
 from .records import HEX64, integer, list_of, obj
 
 log = logging.getLogger(__name__)
@@ -43,6 +54,12 @@ log = logging.getLogger(__name__)
 MAX_HEADERS = 256
 MAX_BLOCKS = 32
 REQUEST_TIMEOUT_MS = 5_000
+# Heads are announced every couple of seconds: a peer this quiet has gone.
+PEER_SILENT_MS = 30_000
+# Requests a peer left unanswered, or answered without backing its head, before it goes.
+MAX_STRIKES = 2
+MAX_CANDIDATES = 16
+MAX_CANDIDATE_ASKS = 2
 
 # What the `blocks` and `headers` answers and a `block` push add around what they carry.
 BLOCKS_FRAME_BYTES = max(
@@ -107,6 +124,15 @@ class PeerView:
     asked_at: int = -1  # when we last asked it for headers or blocks (-1: nothing pending)
     # Blocks its headers showed us that we still lack, asked for a page at a time.
     wanted: list[str] = field(default_factory=list)
+    heard_at: int = 0  # when it last sent anything
+    member: bool = False
+    proven: bool = False  # it delivered a block we connected
+    strikes: int = 0
+
+    @property
+    def counts(self) -> bool:
+        """Whether its claimed height counts toward this node's sync progress."""
+        return self.member or self.proven
 
 
 @dataclass(frozen=True)
@@ -128,14 +154,31 @@ class SyncProgress:
 class SyncNode:
     """One ledger's side of the sync protocol."""
 
-    def __init__(self, ledger: Ledger, node_id: str, message_limit: int | None = None) -> None:
-        """`message_limit`: the most bytes a sync message body may take on the transport
-        (None: unbounded); answers are paged to fit it."""
+    def __init__(
+        self,
+        ledger: Ledger,
+        node_id: str,
+        member: Callable[[str], bool] | None = None,
+        message_limit: int | None = None,
+    ) -> None:
+        """`member`: whether a node id is a member of the community (a sealer, a registrar,
+        an account the ledger knows); `message_limit`: the most bytes a sync message body
+        may take on the transport (None: unbounded); answers are paged to fit it."""
         self.ledger = ledger
         self.node_id = node_id
         self.message_limit = message_limit
         self.peers: dict[str, PeerView] = {}
         self.rejected: Counter[str] = Counter()
+        self.pruned = 0
+        self.is_member = member or self._ledger_member
+        genesis = ledger.genesis
+        self._founders = {
+            account_id(key) for key in (*genesis.consensus.sealers, *genesis.registrars)
+        }
+
+    def _ledger_member(self, peer: str) -> bool:
+        """A sealer or registrar of the genesis, or an account the ledger holds."""
+        return peer in self._founders or peer in self.ledger.state.accounts.rows
 
     # --- what this node says -------------------------------------------------------------
 
@@ -154,30 +197,40 @@ class SyncNode:
         return self.message_limit is None or block.wire_size() <= block_limit(self.message_limit)
 
     def progress(self) -> SyncProgress:
-        target = max((p.height for p in self.peers.values()), default=0)
+        target = max((p.height for p in self.peers.values() if p.counts), default=0)
         return SyncProgress(self.ledger.height, target)
 
     # --- what this node hears ------------------------------------------------------------
 
-    def handle(self, peer: str, message: Any, now: int) -> list[Outgoing]:
+    def handle(self, peer: str, message: Any, now: int, verified: bool = True) -> list[Outgoing]:
         """Process one message from `peer`; returns what to send in reply. Malformed or
-        invalid input is counted by reason and logged, never raised."""
+        invalid input is counted by reason and logged, never raised.
+
+        An unverified sender (not signed by its key) may only push blocks and records,
+        which carry their own signatures; it never becomes a peer."""
         try:
             kind = message.get("type") if isinstance(message, dict) else None
             shape = _SHAPES.get(kind) if isinstance(kind, str) else None
             if shape is None:
                 raise Rejected(Reason.MALFORMED, "message: unknown or missing type")
+            if not verified and kind not in ("block", "record"):
+                raise Rejected(Reason.UNVERIFIED_PEER, f"{kind} from an unverified sender")
             shape("message", message)
             if kind == "head":
                 _work("message.work", message["work"])
             if kind in _LIMITS:
                 _list(f"message.{kind}", message[kind], _LIMITS[kind])
+            if verified:
+                self._heard(peer, now)
+            elif kind == "block":
+                return self._on_unverified_block(message, now)
             handler = getattr(self, f"_on_{kind}")
             replies: list[Outgoing] = handler(peer, message, now)
             return replies
         except Rejected as exc:
             self.rejected[exc.reason.value] += 1
-            log.info(
+            # Counted for `status`; per message only at debug, so a flood writes no log.
+            log.debug(
                 "sync: %s from %s refused: %s",
                 message.get("type") if isinstance(message, dict) else "?",
                 peer,
@@ -186,39 +239,89 @@ class SyncNode:
             return []
 
     def tick(self, now: int) -> list[Outgoing]:
-        """Periodic work: announce our head, and re-ask a better peer when a request stalled."""
+        """Periodic work: announce our head, forget silent and failing peers, and re-ask a
+        better peer when a request stalled."""
         out: list[Outgoing] = [(None, self.head_message())]
-        for peer, view in self.peers.items():
+        for peer, view in list(self.peers.items()):
             if view.asked_at >= 0 and now - view.asked_at > REQUEST_TIMEOUT_MS:
                 view.asked_at = -1
-            if view.work > self.ledger.head.work and view.asked_at < 0:
+                self._strike(peer, view)
+            elif now - view.heard_at > PEER_SILENT_MS:
+                self._forget(peer)
+        for peer, view in list(self.peers.items()):
+            if self._may_ask(view):
                 out.extend(self._ask_headers(peer, now))
         return out
 
     def request_headers(self, peer: str, now: int) -> list[Outgoing]:
-        """Ask `peer` where our chains part (e.g. when it comes online)."""
+        """Ask `peer` where our chains part (e.g. when a member comes online)."""
+        view = self._peer(peer, now)
+        if view is None or view.asked_at >= 0:
+            return []
         return self._ask_headers(peer, now)
 
-    def _peer(self, peer: str) -> PeerView:
-        return self.peers.setdefault(peer, PeerView())
+    def _heard(self, peer: str, now: int) -> None:
+        view = self._peer(peer, now)
+        if view is not None:
+            view.heard_at = now
+
+    def _peer(self, peer: str, now: int = 0) -> PeerView | None:
+        """The view of `peer`, made when it is new; None for a candidate beyond the cap
+        (the one heard from longest ago gives way when it has nothing pending)."""
+        view = self.peers.get(peer)
+        if view is not None:
+            return view
+        member = self.is_member(peer)
+        if not member:
+            candidates = [(v.heard_at, p) for p, v in self.peers.items() if not v.member]
+            if len(candidates) >= MAX_CANDIDATES:
+                _, oldest = min(candidates)
+                if self.peers[oldest].asked_at >= 0:
+                    return None
+                self._forget(oldest)
+        view = self.peers[peer] = PeerView(heard_at=now, member=member)
+        return view
+
+    def _may_ask(self, view: PeerView) -> bool:
+        """Whether to ask `view`'s peer for headers now: it claims more work, nothing is
+        pending with it, and (a candidate) few candidates are being asked already."""
+        if view.work <= self.ledger.head.work or view.asked_at >= 0:
+            return False
+        if view.head in self.ledger.index:
+            return False
+        if view.member:
+            return True
+        asking = sum(1 for v in self.peers.values() if not v.member and v.asked_at >= 0)
+        return asking < MAX_CANDIDATE_ASKS
+
+    def _strike(self, peer: str, view: PeerView) -> None:
+        view.strikes += 1
+        if view.strikes >= MAX_STRIKES:
+            log.info("sync: forgetting peer %s: %d requests failed", peer[:12], view.strikes)
+            self._forget(peer)
+
+    def _forget(self, peer: str) -> None:
+        if self.peers.pop(peer, None) is not None:
+            self.pruned += 1
 
     def _ask_headers(self, peer: str, now: int) -> list[Outgoing]:
-        self._peer(peer).asked_at = now
+        view = self._peer(peer, now)
+        if view is None:
+            return []
+        view.asked_at = now
         locator = self.ledger.locator()[:64]
         return [(peer, {"type": "get_headers", "locator": locator, "limit": MAX_HEADERS})]
 
     def _on_head(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        view = self._peer(peer)
+        view = self._peer(peer, now)
+        if view is None:
+            return []
         view.height, view.head, view.work = (
             message["height"],
             message["hash"],
             int(message["work"], 16),
         )
-        if (
-            view.work > self.ledger.head.work
-            and view.head not in self.ledger.index
-            and view.asked_at < 0
-        ):
+        if self._may_ask(view):
             return self._ask_headers(peer, now)
         return []
 
@@ -238,7 +341,10 @@ class SyncNode:
         return [(peer, {"type": "headers", "headers": wire})]
 
     def _on_headers(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        view = self._peer(peer)
+        view = self.peers.get(peer)
+        if view is None or view.asked_at < 0:
+            # Answers nobody asked for are not taken: asking is how a peer is rate-limited.
+            raise Rejected(Reason.UNASKED, "headers that were not asked for")
         view.asked_at = -1
         wanted: list[str] = []
         prev = ""
@@ -255,11 +361,13 @@ class SyncNode:
             if block_hash not in self.ledger.index:
                 wanted.append(block_hash)
         view.wanted = wanted
-        return self._ask_blocks(peer, now)
+        if not wanted and view.work > self.ledger.head.work and view.head not in self.ledger.index:
+            # It claims more work than we have, yet shows nothing we lack.
+            self._strike(peer, view)
+        return self._ask_blocks(peer, view, now)
 
-    def _ask_blocks(self, peer: str, now: int) -> list[Outgoing]:
-        view = self._peer(peer)
-        if not view.wanted:
+    def _ask_blocks(self, peer: str, view: PeerView, now: int) -> list[Outgoing]:
+        if not view.wanted or peer not in self.peers:
             return []
         view.asked_at = now
         return [(peer, {"type": "get_blocks", "hashes": view.wanted[:MAX_BLOCKS]})]
@@ -287,19 +395,28 @@ class SyncNode:
         return [(peer, {"type": "blocks", "blocks": blocks})]
 
     def _on_blocks(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        view = self._peer(peer)
+        view = self.peers.get(peer)
+        if view is None or view.asked_at < 0:
+            raise Rejected(Reason.UNASKED, "blocks that were not asked for")
         view.asked_at = -1
         before = self.ledger.head.hash
         # One batch: followed in one step and one transaction (and, with a signature pool,
         # verified on the other cores).
         outcomes = self.ledger.add_blocks(message["blocks"], now)
         out = self._after(peer, outcomes, before, now)
+        if peer not in self.peers:
+            return out
+        if not any(isinstance(o, BlockResult) for o in outcomes):
+            # Asked for blocks, it sent none that hold.
+            view.wanted = []
+            self._strike(peer, view)
+            return out
         got = {o.block_hash for o in outcomes if isinstance(o, BlockResult)}
         still = [h for h in view.wanted if h not in got and h not in self.ledger.index]
         # A page that brought some of what we asked: ask for the next page of the same list.
         view.wanted = still if len(still) < len(view.wanted) else []
         if view.asked_at < 0 and view.wanted:
-            out.extend(self._ask_blocks(peer, now))
+            out.extend(self._ask_blocks(peer, view, now))
         # Still behind the peer (a long chain comes in batches): ask for the next part.
         elif view.work > self.ledger.head.work and view.asked_at < 0:
             out.extend(self._ask_headers(peer, now))
@@ -313,16 +430,30 @@ class SyncNode:
             outcome = exc
         return self._after(peer, [outcome], before, now)
 
+    def _on_unverified_block(self, message: Message, now: int) -> list[Outgoing]:
+        """A block pushed by a sender that did not sign: followed, never chased."""
+        before = self.ledger.head.hash
+        try:
+            self.ledger.add_block(message["block"], now)
+        except Rejected as exc:
+            self.rejected[exc.reason.value] += 1
+        return [(None, self.head_message())] if self.ledger.head.hash != before else []
+
     def _after(
         self, peer: str, outcomes: list[BlockResult | Rejected], before: str, now: int
     ) -> list[Outgoing]:
-        """Count refusals, chase missing parents, announce a new head."""
+        """Count refusals, note a peer that delivered, chase missing parents, announce a
+        new head."""
         out: list[Outgoing] = []
+        view = self.peers.get(peer)
         for outcome in outcomes:
             if isinstance(outcome, Rejected):
                 self.rejected[outcome.reason.value] += 1
-                log.info("sync: block from %s refused: %s", peer, outcome)
-            elif outcome.status == "orphan" and self._peer(peer).asked_at < 0:
+                log.debug("sync: block from %s refused: %s", peer, outcome)
+            elif outcome.status == "connected" and view is not None:
+                view.proven = True
+                view.strikes = 0
+            elif outcome.status == "orphan" and view is not None and view.asked_at < 0:
                 out.extend(self._ask_headers(peer, now))
         if self.ledger.head.hash != before:
             out.append((None, self.head_message()))

@@ -13,19 +13,28 @@ Wiring, in the app::
     link.on_peer_change(api.push_peer)
     await link.start()
     await link.publish(MessageKind.RECORD, signed_record)   # durable once it returns
-    await link.send_to(peer_id, {"type": "get_blocks", "from_height": 12})
+    await link.send_to(peer_id, {"type": "get_blocks", "from_height": 12})  # signed, not stored
+    link.announce({"type": "head", ...})                    # signed, not stored
     link.stats()                                            # counters for the API
     await link.stop()
 """
 
-from edge_controller.network.defence import Rejection
-from edge_controller.network.envelope import JsonObject, NodeStatus, canonical_json, message_id
+from edge_controller.network.defence import RefusalLog, Rejection
+from edge_controller.network.envelope import (
+    EnvelopeAuth,
+    JsonObject,
+    NodeStatus,
+    canonical_json,
+    message_id,
+    signed_bytes,
+)
 from edge_controller.network.link import (
     CommunityLink,
     InboundMessage,
     LinkStats,
     MessageHandler,
     SenderBinder,
+    Signer,
     Validator,
 )
 from edge_controller.network.settings import BrokerSettings, LinkLimits
@@ -35,6 +44,7 @@ __all__ = [
     "BrokerSettings",
     "CommunityLink",
     "CommunityTopics",
+    "EnvelopeAuth",
     "InboundMessage",
     "JsonObject",
     "LinkLimits",
@@ -42,9 +52,12 @@ __all__ = [
     "MessageHandler",
     "MessageKind",
     "NodeStatus",
+    "RefusalLog",
     "Rejection",
     "SenderBinder",
+    "Signer",
     "Validator",
     "canonical_json",
     "message_id",
+    "signed_bytes",
 ]

@@ -6,8 +6,9 @@ without a broker and without sleeping.
 
 from __future__ import annotations
 
+import logging
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -134,3 +135,57 @@ class RecentIds:
         self._ids.move_to_end(message_id)
         if len(self._ids) > self.capacity:
             self._ids.popitem(last=False)
+
+
+class RefusalLog:
+    """Refusals logged without letting a flood write the disk full.
+
+    The first refusal of each reason in an interval is logged at once with its detail;
+    the rest are only counted, and `flush` (due `interval_s` after the first one held
+    back) writes one line for them all, e.g. "refused 1,234 messages in the last 60 s:
+    bad_signature 1,200, oversized 34". A flood of any size costs one line per reason
+    and one summary per interval.
+    """
+
+    def __init__(
+        self, logger: logging.Logger, interval_s: float = 60.0, clock: Clock = time.monotonic
+    ) -> None:
+        self.logger = logger
+        self.interval_s = interval_s
+        self._clock = clock
+        self._logged: set[str] = set()
+        self._held: Counter[str] = Counter()
+        self._since = clock()
+
+    def refused(self, reason: str, message: str, level: int = logging.WARNING) -> bool:
+        """Log (or count) one refusal; True when it is the first one held back, so the
+        caller arranges a `flush` in `interval_s`."""
+        if self._clock() - self._since >= self.interval_s:
+            self.flush()
+        if reason not in self._logged:
+            self._logged.add(reason)
+            if self.logger.isEnabledFor(level):
+                self.logger.log(
+                    level,
+                    "%s; more refusals for %s are summed up every %d s",
+                    message,
+                    reason,
+                    self.interval_s,
+                )
+            return False
+        first_held = not self._held
+        self._held[reason] += 1
+        return first_held
+
+    def flush(self) -> None:
+        """Write the summary of the refusals held back, and start a new interval."""
+        if self._held:
+            total = sum(self._held.values())
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in self._held.most_common())
+            seconds = max(1, round(self._clock() - self._since))
+            self.logger.warning(
+                "refused %s more messages in the last %d s: %s", f"{total:,}", seconds, reasons
+            )
+        self._held.clear()
+        self._logged.clear()
+        self._since = self._clock()

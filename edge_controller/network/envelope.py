@@ -3,10 +3,15 @@
 An envelope wraps every record, block and sync message::
 
     {"body": {...}, "from": "<sender node id>", "id": "<sha256 of canonical body>",
-     "kind": "record" | "block" | "sync", "v": 1}
+     "kind": "record" | "block" | "sync", "v": 1,
+     "auth": {"key": "<sender's public key, hex>", "sig": "<signature, hex>"}}
 
 The id is the SHA-256 of the canonical JSON of the body, so the same message always has
-the same id (receivers drop duplicates by it) and a receiver can check it.
+the same id (receivers drop duplicates by it) and a receiver can check it. `auth` (on
+sync messages and on the blocks topic) is the sender's signature of `signed_bytes`: the
+topic (community and addressee), the sender and the id, so a signed message cannot be
+replayed to another node or under another sender. Which key may sign for a sender id is
+the app's to say; an older node ignores the field.
 """
 
 from __future__ import annotations
@@ -25,6 +30,8 @@ JsonObject = dict[str, Any]
 _ENVELOPE_KINDS = frozenset({MessageKind.RECORD, MessageKind.BLOCK, MessageKind.SYNC})
 _STATES = frozenset({"online", "offline"})
 _T = TypeVar("_T")
+_AUTH_DOMAIN = b"energy-p2p envelope\0"
+_HEX = frozenset("0123456789abcdef")
 
 
 def canonical_json(value: object) -> bytes:
@@ -39,6 +46,19 @@ def message_id(body: JsonObject) -> str:
     return hashlib.sha256(canonical_json(body)).hexdigest()
 
 
+def signed_bytes(topic: str, sender: str, message_id: str) -> bytes:
+    """The bytes an envelope's `auth` signature covers."""
+    return _AUTH_DOMAIN + f"{topic}\0{sender}\0{message_id}".encode()
+
+
+@dataclass(frozen=True)
+class EnvelopeAuth:
+    """Who signed an envelope: a public key (hex) and its signature of `signed_bytes`."""
+
+    key: str
+    sig: bytes
+
+
 @dataclass(frozen=True)
 class Envelope:
     """A record, block or sync message with its id and sender."""
@@ -47,6 +67,7 @@ class Envelope:
     message_id: str
     sender: str
     body: JsonObject
+    auth: EnvelopeAuth | None = None
 
     @classmethod
     def wrap(cls, kind: MessageKind, sender: str, body: JsonObject) -> Envelope:
@@ -59,15 +80,16 @@ class Envelope:
 
     def encode(self) -> bytes:
         """Canonical JSON of the envelope."""
-        return canonical_json(
-            {
-                "v": ENVELOPE_VERSION,
-                "id": self.message_id,
-                "kind": str(self.kind),
-                "from": self.sender,
-                "body": self.body,
-            }
-        )
+        document: JsonObject = {
+            "v": ENVELOPE_VERSION,
+            "id": self.message_id,
+            "kind": str(self.kind),
+            "from": self.sender,
+            "body": self.body,
+        }
+        if self.auth is not None:
+            document["auth"] = {"key": self.auth.key, "sig": self.auth.sig.hex()}
+        return canonical_json(document)
 
 
 def envelope_overhead(sender: str) -> int:
@@ -145,7 +167,22 @@ def parse_envelope(document: JsonObject, kind: MessageKind) -> Envelope:
         raise MessageRejectedError(
             Rejection.ID_MISMATCH, f"id {claimed_id[:16]}... is not the body's hash"
         )
-    return Envelope(kind, actual_id, sender, body)
+    auth = _auth(document["auth"]) if "auth" in document else None
+    return Envelope(kind, actual_id, sender, body, auth)
+
+
+def _auth(value: object) -> EnvelopeAuth:
+    """An envelope's `auth` field: a 32-byte key and a 64-byte signature, lowercase hex."""
+    if not isinstance(value, dict) or set(value) != {"key", "sig"}:
+        raise MessageRejectedError(Rejection.BAD_FIELD, "'auth' is not {key, sig}")
+    key, sig = value["key"], value["sig"]
+    if not (_is_hex(key, 64) and _is_hex(sig, 128)):
+        raise MessageRejectedError(Rejection.BAD_FIELD, "'auth' key or sig is not hex")
+    return EnvelopeAuth(key, bytes.fromhex(sig))
+
+
+def _is_hex(value: object, length: int) -> bool:
+    return isinstance(value, str) and len(value) == length and set(value) <= _HEX
 
 
 def parse_status(document: JsonObject, node_id: str) -> NodeStatus:

@@ -1,9 +1,12 @@
 """CommunityLink: one node's MQTT connection to its community.
 
-The app publishes records and blocks and sends sync messages through the link; each is
-in the outbox on disk before the call returns and leaves it after the broker's PUBACK.
+The app publishes records and blocks through the link; each is in the outbox on disk
+before the call returns and leaves it after the broker's PUBACK. Sync messages and head
+announcements are cheap to lose and asked again: they are signed with the node's key, sent
+at once when connected (rate-limited per addressee) and never written to disk.
 Inbound messages pass the defence (size, JSON, envelope, rate, duplicates, the app's
-validator) before the app's handler sees them; every refusal is logged and counted.
+validator) before the app's handler sees them; every refusal is counted, and logged
+once per reason per interval (`RefusalLog`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from collections import Counter, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 import aiomqtt
 
@@ -27,12 +31,14 @@ from edge_controller.aio import cancel_and_wait
 from edge_controller.network.defence import (
     MessageRejectedError,
     RecentIds,
+    RefusalLog,
     Rejection,
     SenderRateLimiter,
     invalid_reason,
 )
 from edge_controller.network.envelope import (
     Envelope,
+    EnvelopeAuth,
     JsonObject,
     NodeStatus,
     envelope_overhead,
@@ -40,6 +46,7 @@ from edge_controller.network.envelope import (
     parse_envelope,
     parse_json_object,
     parse_status,
+    signed_bytes,
 )
 from edge_controller.network.outbox import Outbox, OutboxEntry
 from edge_controller.network.settings import BrokerSettings, LinkLimits
@@ -50,14 +57,30 @@ log = logging.getLogger(__name__)
 MAX_RELOAD = 100_000
 
 
+# Sync messages waiting in memory for the connection beyond this are dropped.
+MAX_TRANSIENT_WAITING = 1_000
+
+
 @dataclass(frozen=True)
 class InboundMessage:
-    """A record, block or sync message that passed the transport's checks."""
+    """A record, block or sync message that passed the transport's checks.
+
+    `auth` is the signature the envelope carried (None when unsigned), of `signed`."""
 
     kind: MessageKind
     message_id: str
     sender: str
     body: JsonObject
+    auth: EnvelopeAuth | None = None
+    signed: bytes = b""
+
+
+class Signer(Protocol):
+    """The node's key as the link needs it (a ledger `KeyPair` is one)."""
+
+    @property
+    def public_hex(self) -> str: ...
+    def sign(self, message: bytes) -> bytes: ...
 
 
 MessageHandler = Callable[[InboundMessage], Awaitable[None]]
@@ -84,6 +107,8 @@ class LinkStats:
     # Why the last connection attempt or session ended, e.g. "Not authorized"; for the UI.
     last_error: str | None = None
     peers_online: list[str] = field(default_factory=list)
+    # Sync messages not sent: no connection, or over the rate to their addressee.
+    sync_dropped: int = 0
 
 
 def _no_delay(client: aiomqtt.Client) -> None:
@@ -126,6 +151,7 @@ class CommunityLink:
         validator: Validator | None = None,
         binder: SenderBinder | None = None,
         version: str = __version__,
+        signer: Signer | None = None,
     ) -> None:
         self.node_id = node_id
         self.topics = CommunityTopics(community_id)
@@ -135,11 +161,24 @@ class CommunityLink:
         self.version = version
         self._validator = validator
         self._binder = binder
+        self._signer = signer
         self._outbox = Outbox(outbox_path)
         self._outbox_open = False
         self._outbox_pending = 0
         self._outbox_wakeup = asyncio.Event()
         self._queue: deque[OutboxEntry] = deque()
+        # Sequence numbers of the queued messages that are not in the outbox file.
+        self._transient: set[int] = set()
+        self._transient_seq = 0
+        self._sync_dropped = 0
+        self._send_limiter = SenderRateLimiter(
+            self.limits.sync_rate_per_peer, self.limits.sync_burst_per_peer
+        )
+        # All addressees together: invented ids cannot multiply the per-peer allowance.
+        self._send_total = SenderRateLimiter(
+            self.limits.sync_rate_total, self.limits.sync_burst_total
+        )
+        self._refusal_log = RefusalLog(log, self.limits.refusal_log_interval_s)
         self._removals: set[asyncio.Task[None]] = set()
         self._outbox_empty = asyncio.Event()
         self._handlers: dict[MessageKind, MessageHandler] = {}
@@ -204,20 +243,38 @@ class CommunityLink:
         self._outbox_open = False
 
     async def publish(self, kind: MessageKind, body: JsonObject) -> str:
-        """Broadcast a record or block; returns its message id once it is durably queued."""
+        """Broadcast a record or block; returns its message id once it is durably queued.
+
+        Blocks are signed, so a receiver knows which node pushed one."""
         if kind not in BROADCAST_KINDS:
             raise ValueError(f"{kind} messages are not broadcast; use send_to for sync")
+        topic = self.topics.broadcast(kind)
         # A body that proves its sender goes out in that sender's name, as peers require.
         sender = (self._binder(kind, body) if self._binder else None) or self.node_id
+        if sender == self.node_id:
+            return await self._enqueue(topic, self._envelope(kind, topic, body))
+        # Relayed in its signer's name: only records are, and they carry their signatures.
         envelope = Envelope.wrap(kind, sender, body)
-        if sender != self.node_id:
-            self._relayed_ids.remember(envelope.message_id)
-        return await self._enqueue(self.topics.broadcast(kind), envelope)
+        self._relayed_ids.remember(envelope.message_id)
+        return await self._enqueue(topic, envelope)
 
     async def send_to(self, node_id: str, body: JsonObject) -> str:
-        """Send a sync message to one node; returns its message id once durably queued."""
-        envelope = Envelope.wrap(MessageKind.SYNC, self.node_id, body)
-        return await self._enqueue(self.topics.sync(node_id), envelope)
+        """Send a signed sync message to one node, now or not at all: it is never written to
+        the outbox, and is dropped (and counted) without a connection or over the rate
+        allowed to its addressee. Returns its message id."""
+        topic = self.topics.sync(node_id)
+        envelope = self._envelope(MessageKind.SYNC, topic, body)
+        allowed = self._send_limiter.allow(node_id)[0] and self._send_total.allow("")[0]
+        return self._send_transient(topic, envelope, allowed)
+
+    def announce(self, body: JsonObject) -> str:
+        """Broadcast a signed message on the blocks topic (a head) the way `send_to` sends."""
+        topic = self.topics.blocks
+        return self._send_transient(topic, self._envelope(MessageKind.BLOCK, topic, body), True)
+
+    def set_validator(self, validator: Validator) -> None:
+        """Ask `validator` about every inbound message before its handler sees it."""
+        self._validator = validator
 
     def on_message(self, kind: MessageKind, handler: MessageHandler) -> None:
         """Hand accepted messages of ``kind`` to ``handler`` (one handler per kind)."""
@@ -273,9 +330,33 @@ class CommunityLink:
             echoes=self._echoes,
             last_error=self._last_error,
             peers_online=self.online_peers(),
+            sync_dropped=self._sync_dropped,
         )
 
     # -- outbound -----------------------------------------------------------------------
+
+    def _envelope(self, kind: MessageKind, topic: str, body: JsonObject) -> Envelope:
+        envelope = Envelope.wrap(kind, self.node_id, body)
+        if self._signer is None or kind is MessageKind.RECORD:
+            # Records carry their signers' signatures already.
+            return envelope
+        signature = self._signer.sign(signed_bytes(topic, self.node_id, envelope.message_id))
+        auth = EnvelopeAuth(self._signer.public_hex, signature)
+        return Envelope(kind, envelope.message_id, self.node_id, body, auth)
+
+    def _send_transient(self, topic: str, envelope: Envelope, allowed: bool) -> str:
+        if not (allowed and self.connected and len(self._transient) < MAX_TRANSIENT_WAITING):
+            self._sync_dropped += 1
+            return envelope.message_id
+        payload = envelope.encode()
+        if len(payload) > self.limits.max_message_bytes:
+            raise ValueError(f"message of {len(payload)} bytes exceeds the limit")
+        # Negative numbers never meet the outbox's; they keep their place in the queue.
+        self._transient_seq -= 1
+        self._transient.add(self._transient_seq)
+        self._queue.append(OutboxEntry(self._transient_seq, topic, envelope.message_id, payload))
+        self._outbox_wakeup.set()
+        return envelope.message_id
 
     async def _enqueue(self, topic: str, envelope: Envelope) -> str:
         if not self._outbox_open:
@@ -305,7 +386,10 @@ class CommunityLink:
         # After a (re)connection the file is the truth: messages of a batch that failed are
         # still in it. Merged with what was queued meanwhile, in outbox order.
         stored = await self._outbox.pending(MAX_RELOAD)
-        merged = {entry.seq: entry for entry in [*stored, *self._queue]}
+        # Sync messages of the lost connection are dropped: they are asked again.
+        self._sync_dropped += len(self._transient)
+        self._transient.clear()
+        merged = {entry.seq: entry for entry in [*stored, *self._queue] if entry.seq > 0}
         self._queue = deque(merged[seq] for seq in sorted(merged))
         while True:
             await self._outbox_wakeup.wait()
@@ -318,18 +402,23 @@ class CommunityLink:
 
     async def _publish_batch(self, client: aiomqtt.Client, batch: list[OutboxEntry]) -> None:
         # paho writes the packets in call order, so the batch goes out in outbox order.
+        # Sync messages go at QoS 0: the broker keeps none for an absent addressee.
         results = await asyncio.gather(
             *(
                 client.publish(
-                    entry.topic, entry.payload, qos=1, timeout=self.limits.publish_timeout_s
+                    entry.topic,
+                    entry.payload,
+                    qos=0 if entry.seq < 0 else 1,
+                    timeout=self.limits.publish_timeout_s,
                 )
                 for entry in batch
             ),
             return_exceptions=True,
         )
-        acknowledged = [
-            entry for entry, result in zip(batch, results, strict=True) if result is None
-        ]
+        for entry in batch:
+            self._transient.discard(entry.seq)
+        sent = [entry for entry, result in zip(batch, results, strict=True) if result is None]
+        acknowledged = [entry for entry in sent if entry.seq > 0]
         # Forgotten in the background: the next batch need not wait for this fsync. Should
         # the process die first, the message is sent again (receivers drop duplicates).
         removal = asyncio.create_task(self._outbox.remove([entry.seq for entry in acknowledged]))
@@ -337,7 +426,7 @@ class CommunityLink:
         removal.add_done_callback(self._removals.discard)
         self._outbox_pending -= len(acknowledged)
         self._note_outbox_level()
-        for entry in acknowledged:
+        for entry in sent:
             address = self.topics.parse(entry.topic)
             self._published[address.kind if address else "other"] += 1
         for result in results:
@@ -478,7 +567,14 @@ class CommunityLink:
         self, reason: str, detail: str, topic: str, level: int = logging.WARNING
     ) -> None:
         self.rejections[reason] += 1
-        log.log(level, "refused message on %s: %s (%s)", topic, reason, detail)
+        if level < logging.INFO:
+            log.log(level, "refused message on %s: %s (%s)", topic, reason, detail)
+            return
+        message = f"refused message on {topic}: {reason} ({detail})"
+        if self._refusal_log.refused(reason, message, level):
+            asyncio.get_running_loop().call_later(
+                self.limits.refusal_log_interval_s, self._refusal_log.flush
+            )
 
     async def _accept(self, topic: str, payload: bytes) -> None:
         address = self.topics.parse(topic)
@@ -515,7 +611,14 @@ class CommunityLink:
             raise MessageRejectedError(
                 Rejection.NO_HANDLER, f"nothing handles {address.kind} messages"
             )
-        message = InboundMessage(address.kind, envelope.message_id, sender, envelope.body)
+        message = InboundMessage(
+            address.kind,
+            envelope.message_id,
+            sender,
+            envelope.body,
+            envelope.auth,
+            signed_bytes(topic, sender, envelope.message_id),
+        )
         if self._validator is not None:
             try:
                 refusal = await self._validator(message)
@@ -576,10 +679,9 @@ class CommunityLink:
         return True
 
     def _within_rate(self, sender: str, topic: str) -> bool:
-        allowed, starts_flood = self._rate_limiter.allow(sender)
+        allowed, _ = self._rate_limiter.allow(sender)
         if not allowed:
-            level = logging.WARNING if starts_flood else logging.DEBUG
-            self._count_rejection(Rejection.RATE_LIMITED, f"sender {sender}", topic, level)
+            self._count_rejection(Rejection.RATE_LIMITED, f"sender {sender}", topic)
         return allowed
 
     async def _notify_peer(self, status: NodeStatus) -> None:

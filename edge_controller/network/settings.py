@@ -46,3 +46,10 @@ class LinkLimits:
     reconnect_max_s: float = 30.0
     publish_timeout_s: float = 10.0
     outbox_batch: int = 32
+    # Sync messages to one node: a catching-up peer asks a few times a second at most.
+    sync_rate_per_peer: float = 20.0
+    sync_burst_per_peer: int = 40
+    sync_rate_total: float = 200.0
+    sync_burst_total: int = 400
+    # Refusals are logged once per reason per interval, the rest summed up (RefusalLog).
+    refusal_log_interval_s: float = 60.0

@@ -32,8 +32,15 @@ class RecordingLink:
         self.sent.append((node_id, body))
         return str(len(self.sent))
 
+    def announce(self, body: dict[str, Any]) -> str:
+        self.sent.append((MessageKind.BLOCK, body))
+        return str(len(self.sent))
+
     def on_message(self, kind: MessageKind, handler: MessageHandler) -> None:
         self.handlers[kind] = handler
+
+    def set_validator(self, validator: Any) -> None:
+        pass
 
     def on_peer_change(self, listener: Any) -> None:
         pass

@@ -188,7 +188,8 @@ async def test_a_node_does_not_adopt_its_own_block_when_it_could_not_send_it() -
 
 def catch_up(source: Ledger, target: Ledger, limit: int | None, now: int) -> list[Message]:
     """Let `target` sync from `source` over a transport of `limit` bytes; every message."""
-    a, b = SyncNode(source, "a", limit), SyncNode(target, "b", limit)
+    a = SyncNode(source, "a", member=lambda _: True, message_limit=limit)
+    b = SyncNode(target, "b", member=lambda _: True, message_limit=limit)
     nodes = {"a": a, "b": b}
     queue: list[tuple[str, str, Message]] = [("a", "b", a.head_message())]
     seen: list[Message] = []

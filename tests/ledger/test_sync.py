@@ -42,7 +42,8 @@ class Network:
 
     def add(self, name: str, key: KeyPair) -> Node:
         ledger = self.community.node()
-        node = Node(name, ledger, SyncNode(ledger, name), key)
+        # Nodes here are named, not known by account: every one is a member.
+        node = Node(name, ledger, SyncNode(ledger, name, member=lambda peer: True), key)
         self.nodes[name] = node
         return node
 
