@@ -51,7 +51,7 @@ def error_response(
 
 
 # The one place a refusal's kind becomes an HTTP status.
-HTTP_STATUS = {Why.INVALID: 422, Why.NOT_FOUND: 404, Why.CONFLICT: 409}
+HTTP_STATUS = {Why.INVALID: 422, Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.STORAGE: 507}
 
 
 class BadRequest(Exception):

@@ -12,6 +12,7 @@ from .chain import BlockResult, Ledger, genesis_entry
 from .consensus import in_turn_sealer
 from .errors import Reason, Rejected
 from .genesis import FIRST_RULES, LATEST_RULES, Consensus, Genesis
+from .integrity import DamagedStore, StorageError
 from .keys import KeyPair, Verifier, account_id
 from .parallel import SignaturePool
 from .queries import (
@@ -42,6 +43,7 @@ __all__ = [
     "ChainFileError",
     "Commitments",
     "Consensus",
+    "DamagedStore",
     "Genesis",
     "Header",
     "KeyPair",
@@ -56,6 +58,7 @@ __all__ = [
     "SignaturePool",
     "SqliteStore",
     "State",
+    "StorageError",
     "StoreMismatch",
     "StoredChain",
     "SyncNode",

@@ -30,6 +30,7 @@ from .block import Block, Header
 from .chain import BlockResult, Ledger
 from .consensus import proof_is_valid
 from .errors import Reason, Rejected
+from .integrity import StorageError
 from .records import HEX64, integer, list_of, obj
 
 log = logging.getLogger(__name__)
@@ -86,21 +87,31 @@ class PeerView:
     head: str = ""
     work: int = 0
     asked_at: int = -1  # when we last asked it for headers or blocks (-1: nothing pending)
+    answered: bool = False  # it told us its head (or sent headers or blocks) at least once
 
 
 @dataclass(frozen=True)
 class SyncProgress:
-    """How far this node is behind the best chain its peers announced."""
+    """How far this node is behind the best chain its peers announced.
+
+    Unknown (None) until a peer has told us its head: a node that has heard from nobody
+    cannot say it is in sync. Never in sync while a peer is known to be ahead."""
 
     height: int
     target: int
+    answered: bool = True
+    ahead: bool = False
 
     @property
-    def synced(self) -> bool:
-        return self.height >= self.target
+    def synced(self) -> bool | None:
+        if self.ahead:
+            return False
+        return None if not self.answered else self.height >= self.target
 
     @property
-    def fraction(self) -> float:
+    def fraction(self) -> float | None:
+        if not self.answered:
+            return None
         return 1.0 if self.target == 0 else min(1.0, self.height / self.target)
 
 
@@ -126,8 +137,12 @@ class SyncNode:
         return {"type": "record", "record": wire}
 
     def progress(self) -> SyncProgress:
-        target = max((p.height for p in self.peers.values()), default=0)
-        return SyncProgress(self.ledger.height, target)
+        """Our height against the highest a peer told us, and whether a peer is ahead."""
+        head = self.ledger.head
+        heard = [p for p in self.peers.values() if p.answered]
+        target = max((p.height for p in heard), default=0)
+        ahead = any(p.work > head.work or p.height > head.height for p in heard)
+        return SyncProgress(head.height, target, answered=bool(heard), ahead=ahead)
 
     # --- what this node hears ------------------------------------------------------------
 
@@ -147,6 +162,9 @@ class SyncNode:
             handler = getattr(self, f"_on_{kind}")
             replies: list[Outgoing] = handler(peer, message, now)
             return replies
+        except StorageError:
+            # The store logged it and `Ledger.retry_storage` picks the chain up again.
+            return []
         except Rejected as exc:
             self.rejected[exc.reason.value] += 1
             log.info(
@@ -181,6 +199,7 @@ class SyncNode:
 
     def _on_head(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         view = self._peer(peer)
+        view.answered = True
         view.height, view.head, view.work = (
             message["height"],
             message["hash"],
