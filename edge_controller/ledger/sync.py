@@ -87,15 +87,18 @@ class PeerView:
     head: str = ""
     work: int = 0
     asked_at: int = -1  # when we last asked it for headers or blocks (-1: nothing pending)
-    answered: bool = False  # it told us its head (or sent headers or blocks) at least once
+    # It answered a request for headers of ours: a reply, so news from now. A head may
+    # be old (queued for us by the broker while we were away) and proves nothing.
+    answered: bool = False
 
 
 @dataclass(frozen=True)
 class SyncProgress:
     """How far this node is behind the best chain its peers announced.
 
-    Unknown (None) until a peer has told us its head: a node that has heard from nobody
-    cannot say it is in sync. Never in sync while a peer is known to be ahead."""
+    Unknown (None) until a peer has answered our request for headers: a node that has
+    heard from nobody since it started cannot say it is in sync. Never in sync while a
+    peer is known to be ahead."""
 
     height: int
     target: int
@@ -139,10 +142,11 @@ class SyncNode:
     def progress(self) -> SyncProgress:
         """Our height against the highest a peer told us, and whether a peer is ahead."""
         head = self.ledger.head
-        heard = [p for p in self.peers.values() if p.answered]
-        target = max((p.height for p in heard), default=0)
-        ahead = any(p.work > head.work or p.height > head.height for p in heard)
-        return SyncProgress(head.height, target, answered=bool(heard), ahead=ahead)
+        peers = self.peers.values()
+        target = max((p.height for p in peers), default=0)
+        ahead = any(p.work > head.work or p.height > head.height for p in peers)
+        answered = any(p.answered for p in peers)
+        return SyncProgress(head.height, target, answered=answered, ahead=ahead)
 
     # --- what this node hears ------------------------------------------------------------
 
@@ -183,6 +187,11 @@ class SyncNode:
                 view.asked_at = -1
             if view.work > self.ledger.head.work and view.asked_at < 0:
                 out.extend(self._ask_headers(peer, now))
+        # No peer answered yet (a reply was lost): ask one that we are not waiting for.
+        if self.progress().fraction is None:
+            idle = [peer for peer, view in self.peers.items() if view.asked_at < 0]
+            if idle:
+                out.extend(self._ask_headers(max(idle, key=lambda p: self.peers[p].work), now))
         return out
 
     def request_headers(self, peer: str, now: int) -> list[Outgoing]:
@@ -199,7 +208,6 @@ class SyncNode:
 
     def _on_head(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         view = self._peer(peer)
-        view.answered = True
         view.height, view.head, view.work = (
             message["height"],
             message["hash"],
@@ -224,6 +232,8 @@ class SyncNode:
 
     def _on_headers(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         view = self._peer(peer)
+        asked = view.asked_at >= 0
+        view.answered = view.answered or asked
         view.asked_at = -1
         wanted: list[str] = []
         prev = ""
@@ -237,6 +247,8 @@ class SyncNode:
             if self.ledger.genesis.consensus.mode == "pow" and not proof_is_valid(header):
                 raise Rejected(Reason.BAD_PROOF, f"header {block_hash[:12]} lacks its proof")
             prev = block_hash
+            if asked:  # a reply: it holds this header's block, so it is at least this high
+                view.height = max(view.height, header.height)
             if block_hash not in self.ledger.index:
                 wanted.append(block_hash)
         if not wanted:

@@ -12,6 +12,7 @@ its `verify` also compares the replayed state with the state rows the node store
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -387,7 +388,9 @@ class StoredChain:
             )
             return counted
         finally:
-            self.db.execute("COMMIT")
+            # A read transaction: ending it cannot lose anything, even on a damaged file.
+            with contextlib.suppress(sqlite3.DatabaseError):
+                self.db.execute("COMMIT")
         if report.ok and head and head != report.head:
             report.reason = STORE_MISMATCH
             report.message = f"the stored head {head[:16]} is not the last block of the chain"
