@@ -725,14 +725,13 @@ async def test_the_websocket_refuses_a_client_without_the_token(street: Street) 
             assert ws.close_code == 4401
 
 
-async def test_the_websocket_takes_the_token_as_header_query_or_first_message_and_pongs(
+async def test_the_websocket_takes_the_token_as_header_or_first_message_and_pongs(
     street: Street,
 ) -> None:
     flat = street.flat
     url = f"{flat.url}/api/v1/ws"
     ways: list[tuple[str, dict[str, str] | None, bool]] = [
         (url, {"Authorization": f"Bearer {flat.token}"}, False),
-        (f"{url}?token={flat.token}", None, False),
         (url, None, True),
     ]
     for address, headers, first_message in ways:
@@ -754,7 +753,8 @@ async def test_the_websocket_tells_the_seller_its_offer_is_pending_then_open(
     street: Street,
 ) -> None:
     sunny = street.sunny
-    async with street.session.ws_connect(f"{sunny.url}/api/v1/ws?token={sunny.token}") as ws:
+    headers = {"Authorization": f"Bearer {sunny.token}"}
+    async with street.session.ws_connect(f"{sunny.url}/api/v1/ws", headers=headers) as ws:
         await _hello(ws)
         offer = await sunny.offer(quantity=300)
         statuses: list[str] = []
