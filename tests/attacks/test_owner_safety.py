@@ -17,6 +17,18 @@ import pytest
 
 from edge_controller.app.identity import secure_data_dir
 from edge_controller.config import parse_config
+from edge_controller.market import (
+    Accept,
+    AcceptanceCriteria,
+    DecisionReason,
+    MarketOffer,
+    OfferIntent,
+    QuantityRange,
+    Reject,
+    SellerStanding,
+    SpendingLimits,
+    evaluate_offer,
+)
 from edge_controller.usb.store import UsbStore
 from tests.conftest import Mosquitto
 from tests.edge.api_support import TOP_UP, Street, eventually
@@ -172,3 +184,40 @@ def test_the_sample_configuration_binds_to_loopback(tmp_path: Path) -> None:
     assert "Home Assistant" in sample.read_text() and "saddr" in sample.read_text()
     limits = config.policy.limits
     assert limits.price_ceiling >= config.policy.buy.max_price
+
+
+def test_the_limits_cut_or_refuse_an_automatic_purchase() -> None:
+    """The market's side alone: the same limits, decided without a home."""
+    hour = 3_600_000
+    terms = OfferIntent("b", "energy", 1_000, 2_000, 2 * hour, 3 * hour, 2 * hour)
+    criteria = AcceptanceCriteria(auto_accept=True, max_price=2_000, energy=QuantityRange(1, 5_000))
+    limits = SpendingLimits(price_ceiling=2_000, max_trade_cost=500, max_daily_cost=1_200)
+
+    def decide(spent: int, price: int = 2_000) -> object:
+        offer = MarketOffer("o", "seller", OfferIntent(**{**vars(terms), "price": price}))
+        return evaluate_offer(
+            criteria,
+            offer,
+            me="me",
+            now_ms=hour,
+            seller=SellerStanding(),
+            limits=limits,
+            spent_today=spent,
+        )
+
+    cut = decide(0)
+    assert isinstance(cut, Accept) and cut.quantity == 250  # 500 at 2 000 per kWh
+    last = decide(1_000)
+    assert isinstance(last, Accept) and last.quantity == 100  # the 200 left of the day
+    none = decide(1_200)
+    assert isinstance(none, Reject) and none.reason is DecisionReason.DAILY_LIMIT
+    loose = AcceptanceCriteria(auto_accept=True, max_price=10**9, energy=QuantityRange(1, 5_000))
+    dear = evaluate_offer(
+        loose,
+        MarketOffer("o", "s", OfferIntent(**{**vars(terms), "price": 10**9})),
+        me="me",
+        now_ms=hour,
+        seller=SellerStanding(),
+        limits=limits,
+    )
+    assert isinstance(dear, Reject) and dear.reason is DecisionReason.PRICE_ABOVE_CEILING
