@@ -11,6 +11,7 @@ import argparse
 import json
 import os
 import re
+import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -281,10 +282,18 @@ class ProgressBar:
             self.stream.flush()
 
 
+def _block_count(chain: StoredChain) -> int:
+    # A damaged file may fail here already: verify then names the damage itself.
+    try:
+        return chain.block_count()
+    except sqlite3.DatabaseError:
+        return 0
+
+
 def _ledger_verify(args: argparse.Namespace) -> int:
     chain = _open_chain(args)
     try:
-        bar = None if args.quiet else ProgressBar(chain.block_count(), sys.stderr)
+        bar = None if args.quiet else ProgressBar(_block_count(chain), sys.stderr)
         report = chain.verify(bar.update if bar else None)
         if bar:
             bar.finish()

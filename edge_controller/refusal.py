@@ -16,6 +16,7 @@ class Why(Enum):
     INVALID = "invalid"  # the request itself is wrong: a field, a shape, a range
     NOT_FOUND = "not_found"  # it names something this home does not know
     CONFLICT = "conflict"  # well formed, but the state of things refuses it now
+    STORAGE = "storage"  # this home could not store it (a full or failing disk): nothing done
 
 
 _NOT_FOUND = {

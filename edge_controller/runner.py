@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 from pathlib import Path
@@ -13,12 +14,18 @@ from edge_controller.api import Advertiser, ApiServer
 from edge_controller.app.home import API_VERSION, Home
 from edge_controller.app.identity import load_or_create_token
 from edge_controller.config import ConfigError, HomeConfig, load_config
+from edge_controller.ledger import StorageError
 
 log = logging.getLogger(__name__)
+
+# The exit code when the ledger cannot be used as stored (damaged, or the disk refuses it).
+EXIT_STORAGE = 3
 
 
 async def run_home(config: HomeConfig) -> int:
     """Start the home, its API and its zeroconf announcement; stop cleanly on SIGTERM/SIGINT."""
+    # Everything the daemon creates (databases, WAL files, logs) is its own alone.
+    os.umask(0o077)
     home = Home.from_config(config)
     token = load_or_create_token(config.path(config.api.token_file))
     api = ApiServer(home, token, config.api.host, config.api.port)
@@ -68,4 +75,9 @@ def run_from_file(path: Path, verbose: bool = False) -> int:
         print(f"energy-p2p-edge: {exc}", file=sys.stderr)
         return 2
     setup_logging(verbose)
-    return asyncio.run(run_home(config))
+    try:
+        return asyncio.run(run_home(config))
+    except StorageError as exc:
+        # A damaged ledger, or a disk that refuses the first write: one line, no traceback.
+        print(f"energy-p2p-edge: {exc.message}", file=sys.stderr)
+        return EXIT_STORAGE

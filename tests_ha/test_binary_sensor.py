@@ -4,7 +4,7 @@ its event stream and is never unavailable itself; phone attached follows the USB
 from __future__ import annotations
 
 import pytest
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, Platform
+from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN, Platform
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er
 from pytest_homeassistant_custom_component.common import snapshot_platform
@@ -69,3 +69,19 @@ async def test_a_real_edge_controller_is_online(
     async with demo_entry(hass, edge_demo[1], [Platform.BINARY_SENSOR]):
         assert state_of(hass, "binary_sensor.hydrogen_house_online") == STATE_ON
         assert state_of(hass, "binary_sensor.hydrogen_house_community_broker") == STATE_ON
+
+
+async def test_ledger_in_sync_is_unknown_until_a_peer_answered(
+    hass: HomeAssistant, fake_edge: FakeEdge
+) -> None:
+    # A restarted edge controller that has heard no peer yet does not know.
+    ledger = fake_edge.responses["status"]["ledger"]
+    ledger.update(synced=None, sync_progress=None)
+    async with fake_entry(hass, fake_edge, [Platform.BINARY_SENSOR]) as entry:
+        assert state_of(hass, "binary_sensor.flat_3_ledger_in_sync") == STATE_UNKNOWN
+        ledger.update(synced=False, sync_progress=0.5)  # a peer is ahead
+        await entry.runtime_data.coordinator.async_refresh()
+        assert state_of(hass, "binary_sensor.flat_3_ledger_in_sync") == STATE_OFF
+        ledger.update(synced=True, sync_progress=1.0)
+        await entry.runtime_data.coordinator.async_refresh()
+        assert state_of(hass, "binary_sensor.flat_3_ledger_in_sync") == STATE_ON

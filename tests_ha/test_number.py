@@ -53,6 +53,9 @@ async def test_a_consumer_has_only_the_prices(hass: HomeAssistant, fake_edge: Fa
         assert hass.states.async_entity_ids(NUMBER_DOMAIN) == [
             "number.flat_3_minimum_sell_price",
             "number.flat_3_maximum_buy_price",
+            "number.flat_3_price_ceiling",
+            "number.flat_3_spending_limit_per_trade",
+            "number.flat_3_spending_limit_per_day",
         ]
         assert state_of(hass, "number.flat_3_minimum_sell_price") == "0.25"
         assert attributes_of(hass, "number.flat_3_maximum_buy_price")["unit_of_measurement"] == (
@@ -135,3 +138,45 @@ async def test_a_time_of_day_price_has_no_single_minimum(
             await set_value(hass, "number.flat_3_minimum_sell_price", 0.3)
         assert raised.value.translation_key == "no_single_price"
         assert not [b for b in fake_edge.bodies if b[0] == "PUT policy"]
+
+
+async def test_spending_limits_are_shown_and_change_a_real_edge_controllers_policy(
+    hass: HomeAssistant, edge_demo: list[EdgeHome]
+) -> None:
+    home = edge_demo[1]
+    before = await policy_of(home)
+    limits = before["limits"]
+    async with demo_entry(hass, home, [Platform.NUMBER]):
+        slug = home.name.lower().replace(" ", "_")
+        ceiling = f"number.{slug}_price_ceiling"
+        per_trade = f"number.{slug}_spending_limit_per_trade"
+        per_day = f"number.{slug}_spending_limit_per_day"
+        assert state_of(hass, ceiling) == str(limits["price_ceiling"] / 1000)
+        assert attributes_of(hass, ceiling)["unit_of_measurement"] == "DEMO/kWh"
+        assert attributes_of(hass, per_trade)["unit_of_measurement"] == "DEMO"
+        try:
+            await set_value(hass, ceiling, 0.5)
+            await set_value(hass, per_trade, 20)
+            await set_value(hass, per_day, 60)
+            changed = await policy_of(home)
+            assert changed["limits"] == {
+                "price_ceiling": 500,
+                "max_trade_cost": 20_000,
+                "max_daily_cost": 60_000,
+            }
+            assert state_of(hass, per_day) == "60.0"
+
+            # More per trade than per day: the edge controller says why it refuses.
+            with pytest.raises(ServiceValidationError) as raised:
+                await set_value(hass, per_trade, 100)
+            assert "max_trade_cost" in raised.value.translation_placeholders["message"]
+            # Automatic buying may not pay more than the ceiling either.
+            with pytest.raises(ServiceValidationError) as raised:
+                await set_value(hass, f"number.{slug}_maximum_buy_price", 0.6)
+            assert "price_ceiling" in raised.value.translation_placeholders["message"]
+            assert (await policy_of(home))["limits"]["max_trade_cost"] == 20_000
+        finally:
+            await set_value(hass, per_day, limits["max_daily_cost"] / 1000)
+            await set_value(hass, per_trade, limits["max_trade_cost"] / 1000)
+            await set_value(hass, ceiling, limits["price_ceiling"] / 1000)
+        assert (await policy_of(home))["limits"] == limits

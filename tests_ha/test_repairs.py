@@ -229,3 +229,53 @@ def test_a_slow_answer_is_not_a_skewed_clock() -> None:
     assert clock_offset_ms(asked_ms + 39_000, asked, answered) == 0
     assert clock_offset_ms(asked_ms + 45_000, asked, answered) == 5_000
     assert clock_offset_ms(asked_ms - 3_000, asked, answered) == -3_000
+
+
+async def test_a_full_disk_raises_an_issue_that_clears_itself_when_writes_work(
+    hass: HomeAssistant, entry: MockConfigEntry, edge: FakeEdge
+) -> None:
+    coordinator = entry.runtime_data.coordinator
+    status = edge.responses["status"]
+    assert status["storage"]["ok"] is True
+    assert issue(hass, "storage_failing", entry) is None
+
+    # As an edge controller whose data directory filled up answers GET status.
+    status["storage"] = {
+        "ok": False,
+        "error": {
+            "code": "insufficient_storage",
+            "message": "the disk holding /var/lib/energy-p2p/ledger.sqlite3 is full",
+            "since": now_ms(),
+        },
+        "free_bytes": 0,
+    }
+    await coordinator.async_refresh()
+    raised = issue(hass, "storage_failing", entry)
+    assert raised is not None
+    assert not raised.is_fixable  # it clears itself: nothing to confirm
+    assert raised.severity is ir.IssueSeverity.ERROR
+    placeholders = raised.translation_placeholders or {}
+    assert placeholders["code"] == "insufficient_storage"
+    assert placeholders["free"] == "0.0"
+    assert "is full" in placeholders["message"]
+
+    # A damaged ledger file is worse: the edge controller will not run on it.
+    status["storage"]["error"]["code"] = "damaged_store"
+    await coordinator.async_refresh()
+    raised = issue(hass, "storage_failing", entry)
+    assert raised is not None and raised.severity is ir.IssueSeverity.CRITICAL
+
+    # Space came back and a write went through: the next read clears it.
+    status["storage"] = {"ok": True, "error": None, "free_bytes": 5_000_000_000}
+    await coordinator.async_refresh()
+    assert issue(hass, "storage_failing", entry) is None
+
+
+async def test_an_edge_controller_without_a_storage_report_raises_nothing(
+    hass: HomeAssistant, repairs: None, edge: FakeEdge
+) -> None:
+    del edge.responses["status"]["storage"]  # an edge controller from before the report
+    entry = await add(hass, edge)
+    assert entry.state is ConfigEntryState.LOADED
+    assert issue(hass, "storage_failing", entry) is None
+    assert await hass.config_entries.async_unload(entry.entry_id)

@@ -25,6 +25,7 @@ from .policy import (
     section,
     to_milli,
     to_units,
+    with_limit,
     with_max_buy_price,
     with_min_sell_price,
     with_reserve,
@@ -45,6 +46,8 @@ class EnergyP2PNumberEntityDescription(NumberEntityDescription):
     exists_fn: Callable[[EnergyP2PState], bool] = lambda state: True
     # A price: per kWh in the community's currency.
     priced: bool = False
+    # An amount of money, in the community's currency.
+    money: bool = False
 
 
 def _has(role: str, rule: str) -> Callable[[EnergyP2PState], bool]:
@@ -122,6 +125,43 @@ NUMBERS: tuple[EnergyP2PNumberEntityDescription, ...] = (
         value_fn=lambda policy: to_units(section(policy, "buy", "max_price")),
         change_fn=lambda policy, value: with_max_buy_price(policy, to_milli(value)),
     ),
+    # The spending limits every purchase keeps to, by hand or automatic.
+    EnergyP2PNumberEntityDescription(
+        key="price_ceiling",
+        translation_key="price_ceiling",
+        entity_category=EntityCategory.CONFIG,
+        native_min_value=0,
+        native_max_value=1000,
+        native_step=0.001,
+        mode=NumberMode.BOX,
+        priced=True,
+        value_fn=lambda policy: to_units(section(policy, "limits", "price_ceiling")),
+        change_fn=lambda policy, value: with_limit(policy, "price_ceiling", to_milli(value)),
+    ),
+    EnergyP2PNumberEntityDescription(
+        key="max_trade_cost",
+        translation_key="max_trade_cost",
+        entity_category=EntityCategory.CONFIG,
+        native_min_value=0,
+        native_max_value=1_000_000,
+        native_step=0.001,
+        mode=NumberMode.BOX,
+        money=True,
+        value_fn=lambda policy: to_units(section(policy, "limits", "max_trade_cost")),
+        change_fn=lambda policy, value: with_limit(policy, "max_trade_cost", to_milli(value)),
+    ),
+    EnergyP2PNumberEntityDescription(
+        key="max_daily_cost",
+        translation_key="max_daily_cost",
+        entity_category=EntityCategory.CONFIG,
+        native_min_value=0,
+        native_max_value=1_000_000,
+        native_step=0.001,
+        mode=NumberMode.BOX,
+        money=True,
+        value_fn=lambda policy: to_units(section(policy, "limits", "max_daily_cost")),
+        change_fn=lambda policy, value: with_limit(policy, "max_daily_cost", to_milli(value)),
+    ),
 )
 
 
@@ -151,9 +191,11 @@ class EnergyP2PNumber(EnergyP2PEntity, NumberEntity):
 
     @property
     def native_unit_of_measurement(self) -> str | None:
-        """Percent or watts; a price per kWh in the community's currency."""
+        """Percent or watts; a price per kWh, or an amount, in the community's currency."""
         if self.entity_description.priced:
             return f"{self.coordinator.data.currency}/kWh"
+        if self.entity_description.money:
+            return self.coordinator.data.currency
         return self.entity_description.native_unit_of_measurement
 
     async def async_set_native_value(self, value: float) -> None:

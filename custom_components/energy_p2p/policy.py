@@ -156,6 +156,19 @@ def with_max_buy_price(policy: JSON, price: int) -> JSON:
     return document
 
 
+# The spending limits (milli-units): per kWh, per trade, over any 24 hours.
+LIMITS: Final = ("price_ceiling", "max_trade_cost", "max_daily_cost")
+
+
+def with_limit(policy: JSON, limit: str, value: int) -> JSON:
+    """The policy with one spending limit changed (milli-units)."""
+    document = _copy(policy)
+    limits = dict(document.get("limits") or {})
+    limits[limit] = value
+    document["limits"] = limits
+    return document
+
+
 def current_price(policy: JSON) -> int:
     """What the pricing asks in ordinary hours (milli-units per kWh)."""
     pricing = section(policy, "sell", "pricing") or {}

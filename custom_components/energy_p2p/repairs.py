@@ -6,6 +6,8 @@
 - `ledger_stalled`: its ledger stopped growing although peers are online.
 - `usb_hub_not_switchable`: its USB charging hub cannot switch ports' power, so it can
   neither start nor cut off a paid charge (a different hub is needed).
+- `storage_failing`: it cannot write its data (the disk is full or failing, or its ledger
+  file is damaged): actions are refused with nothing done, blocks are not stored.
 
 The coordinator reports each GET status (and each block) to `EdgeHealth`, which raises an
 issue when a condition appears and deletes it when the condition goes away. The first two
@@ -35,9 +37,16 @@ ISSUE_API_VERSION: Final = "unsupported_api_version"
 ISSUE_CLOCK_SKEW: Final = "clock_skew"
 ISSUE_LEDGER_STALLED: Final = "ledger_stalled"
 ISSUE_USB_HUB: Final = "usb_hub_not_switchable"
-ISSUES: Final = (ISSUE_API_VERSION, ISSUE_CLOCK_SKEW, ISSUE_LEDGER_STALLED, ISSUE_USB_HUB)
+ISSUE_STORAGE: Final = "storage_failing"
+ISSUES: Final = (
+    ISSUE_API_VERSION,
+    ISSUE_CLOCK_SKEW,
+    ISSUE_LEDGER_STALLED,
+    ISSUE_USB_HUB,
+    ISSUE_STORAGE,
+)
 # Nothing in Home Assistant can fix these: they go away when their cause does.
-NOT_FIXABLE: Final = frozenset({ISSUE_LEDGER_STALLED, ISSUE_USB_HUB})
+NOT_FIXABLE: Final = frozenset({ISSUE_LEDGER_STALLED, ISSUE_USB_HUB, ISSUE_STORAGE})
 # uhubctl's list of hubs known to switch each port's power (VBUS) on its own.
 SWITCHING_HUBS_URL: Final = "https://github.com/mvp/uhubctl#compatible-usb-hubs"
 # The edge controller's code for a hub with ganged (or no) port power switching.
@@ -128,7 +137,28 @@ class EdgeHealth:
                 )
             else:
                 self._delete(ISSUE_CLOCK_SKEW)
+        self.storage_seen(status)
         self.ledger_seen(status, answered)
+
+    @callback
+    def storage_seen(self, status: dict[str, Any]) -> None:
+        """The storage part of a GET status: raise the issue while writes fail."""
+        storage = status.get("storage")
+        # An edge controller too old to report its storage raises nothing.
+        if not isinstance(storage, dict) or storage.get("ok") is not False:
+            self._delete(ISSUE_STORAGE)
+            return
+        error = storage.get("error") or {}
+        free = storage.get("free_bytes")
+        self._create(
+            ISSUE_STORAGE,
+            ir.IssueSeverity.CRITICAL
+            if error.get("code") == "damaged_store"
+            else ir.IssueSeverity.ERROR,
+            code=str(error.get("code") or "storage_failed"),
+            message=str(error.get("message") or "writes fail"),
+            free=f"{free / 1_000_000:.1f}" if isinstance(free, int) else "?",
+        )
 
     @callback
     def ledger_seen(self, status: dict[str, Any], now: datetime) -> None:

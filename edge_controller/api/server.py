@@ -51,7 +51,7 @@ def error_response(
 
 
 # The one place a refusal's kind becomes an HTTP status.
-HTTP_STATUS = {Why.INVALID: 422, Why.NOT_FOUND: 404, Why.CONFLICT: 409}
+HTTP_STATUS = {Why.INVALID: 422, Why.NOT_FOUND: 404, Why.CONFLICT: 409, Why.STORAGE: 507}
 
 
 class BadRequest(Exception):
@@ -370,13 +370,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     """Push offers, trades, blocks, telemetry and wallet changes as they happen.
 
     Browsers cannot set headers on a WebSocket, so the token may also come as the first
-    message `{"type": "auth", "token": ...}` or the `token` query parameter."""
+    message `{"type": "auth", "token": ...}`; never in the URL, where logs and history
+    would keep it."""
     home = home_of(request)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     token = request.app[TOKEN_KEY]
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
-    given = given or request.query.get("token", "")
     if not same_token(given, token):
         first: Any = {}
         # Only a client that gave no token at all gets to send it as its first message.

@@ -1,12 +1,18 @@
 """A small status page per home: wallet, offers, trades, ledger height and USB charging
 (ports, sessions, the pairing code of an unknown phone) at a glance.
 
-The page itself is public and holds no data; its script reads the API with the token
-given in the URL (`/?token=...`, as the demo prints it) or typed in once and kept in the
-browser's local storage, and refreshes from the WebSocket.
+The page itself is public and holds no data; its script asks for the token, keeps it for
+the browser tab only (session storage: never in a URL, gone when the tab closes), sends it
+in the `Authorization` header and as the WebSocket's first message, and refreshes from the
+WebSocket. Its script and style are inline and allowed by their hashes in the page's
+Content-Security-Policy: nothing else runs, loads or frames it.
 """
 
 from __future__ import annotations
+
+import base64
+import hashlib
+import re
 
 from aiohttp import web
 
@@ -24,10 +30,11 @@ PAGE = """<!doctype html>
        box-shadow:0 1px 3px #0002;border-radius:10px;overflow:hidden}
  th,td{text-align:left;padding:.4rem .6rem;border-bottom:1px solid #eef1f4;font-size:.9rem}
  th{background:#eef3f7} h2{font-size:1.05rem;margin-top:1.4rem}
- #login{display:none} .muted{color:#7a8a96}
+ #login{display:none} .muted{color:#7a8a96} .hidden{display:none}
 </style></head><body>
-<div id="login"><p>Enter this home's API token:</p><input id="tok" size="50">
-<button onclick="saveToken()">Open</button></div>
+<form id="login"><p><label for="tok">Enter this home's API token (kept for this tab only):
+</label></p><input id="tok" type="password" size="50" autocomplete="off">
+<button type="submit">Open</button></form>
 <main id="main">
 <h1 id="name">Energy P2P</h1><div class="sub" id="sub">connecting…</div>
 <div class="cards">
@@ -43,7 +50,7 @@ PAGE = """<!doctype html>
 </div>
 <h2>Open offers</h2><table><thead><tr><th>Seller</th><th>Resource</th><th>Quantity</th>
 <th>Price /kWh</th><th>Window</th><th>Status</th></tr></thead><tbody id="offers"></tbody></table>
-<section id="usb" style="display:none"><h2>USB charging</h2>
+<section id="usb" class="hidden"><h2>USB charging</h2>
 <div class="muted" id="usb-hub"></div>
 <table><thead><tr><th>Port</th><th>Phone</th><th>Pairing code</th><th>Power</th>
 <th>Session</th><th>Delivered / bought</th></tr></thead><tbody id="usb-ports"></tbody></table>
@@ -54,18 +61,20 @@ PAGE = """<!doctype html>
 <th>Window</th><th>Status</th></tr></thead><tbody id="trades"></tbody></table>
 </main>
 <script>
-const params = new URLSearchParams(location.search);
-if (params.get("token")) localStorage.setItem("ep2p-token", params.get("token"));
-let token = localStorage.getItem("ep2p-token");
-function saveToken(){localStorage.setItem("ep2p-token", document.getElementById("tok").value);
- location.reload();}
+// Earlier pages kept the token for good and took it from the URL: forget both.
+localStorage.removeItem("ep2p-token");
+if (location.search) history.replaceState(null, "", location.pathname);
+let token = sessionStorage.getItem("ep2p-token");
+document.getElementById("login").addEventListener("submit", e => {e.preventDefault();
+ sessionStorage.setItem("ep2p-token", document.getElementById("tok").value); location.reload();});
 const money = m => (m/1000).toFixed(3);
 const time = t => new Date(t).toLocaleTimeString();
 const short = s => s ? s.slice(0, 10) + "…" : "";
 let currency = "";
 async function api(path){
  const r = await fetch("/api/v1/" + path, {headers: {Authorization: "Bearer " + token}});
- if (r.status === 401){document.getElementById("login").style.display="block";
+ if (r.status === 401){sessionStorage.removeItem("ep2p-token");
+  document.getElementById("login").style.display="block";
   document.getElementById("main").style.display="none"; throw new Error("unauthorized");}
  return r.json();
 }
@@ -78,7 +87,9 @@ async function refresh(){
  currency = status.community.currency;
  document.getElementById("name").textContent = status.name;
  document.getElementById("sub").textContent = status.community.name + " · " +
-  short(status.account) + (status.ledger.synced ? " · in sync" : " · catching up");
+  short(status.account) + (status.ledger.synced === null ? " · sync unknown" :
+  status.ledger.synced ? " · in sync" : " · catching up") +
+  (status.storage.ok ? "" : " · storage: " + status.storage.error.message);
  document.getElementById("balance").textContent = money(wallet.balance) + " " + currency;
  document.getElementById("escrow").textContent = money(wallet.escrow) + " " + currency;
  document.getElementById("energy").textContent =
@@ -120,7 +131,8 @@ function soon(){ if (!pending) pending = setTimeout(() => {pending = null; refre
  refreshUsb();}, 300); }
 function connect(){
  const ws = new WebSocket((location.protocol === "https:" ? "wss://" : "ws://") + location.host
-  + "/api/v1/ws?token=" + encodeURIComponent(token));
+  + "/api/v1/ws");
+ ws.onopen = () => ws.send(JSON.stringify({token: token}));
  ws.onmessage = e => { const m = JSON.parse(e.data); if (m.event !== "telemetry") soon(); };
  ws.onclose = () => setTimeout(connect, 3000);
 }
@@ -132,6 +144,36 @@ else {refresh(); refreshUsb(); connect(); setInterval(refresh, 15000);
 """
 
 
+def _inline_hash(tag: str) -> str:
+    """The CSP source allowing the one inline `<tag>` of the page by its SHA-256."""
+    match = re.search(rf"<{tag}>(.*?)</{tag}>", PAGE, re.DOTALL)
+    assert match is not None, tag
+    digest = hashlib.sha256(match.group(1).encode()).digest()
+    return f"'sha256-{base64.b64encode(digest).decode()}'"
+
+
+CONTENT_SECURITY_POLICY = (
+    f"default-src 'none'; script-src {_inline_hash('script')}; "
+    f"style-src {_inline_hash('style')}; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+
+
 async def status_page(request: web.Request) -> web.Response:
     """The status page (no data in it: its script asks the API with the home's token)."""
-    return web.Response(text=PAGE, content_type="text/html")
+    # The WebSocket on this same host: 'self' covers it in current browsers, older ones
+    # need its ws:/wss: origin named.
+    headers = dict(SECURITY_HEADERS)
+    if _HOST.fullmatch(request.host):
+        headers["Content-Security-Policy"] = CONTENT_SECURITY_POLICY.replace(
+            "connect-src 'self'", f"connect-src 'self' ws://{request.host} wss://{request.host}"
+        )
+    return web.Response(text=PAGE, content_type="text/html", headers=headers)

@@ -13,6 +13,7 @@ from edge_controller.app.delivery import Delivery
 from edge_controller.app.events import EventBus
 from edge_controller.app.node import LedgerNode
 from edge_controller.app.queries import Queries, find_offer
+from edge_controller.app.spending import check_purchase, offer_cost
 from edge_controller.app.trading import Trader
 from edge_controller.market import MarketPolicy, ValidationError
 from edge_controller.refusal import Refusal, Why
@@ -55,6 +56,8 @@ class OwnerActions:
             "offer": offer_id,
             "quantity": offer.remaining if quantity is None else quantity,
         }
+        paying = offer.price if price is None else price
+        self._within_limits(paying, offer_cost(offer, fields["quantity"], paying))
         if price is not None:
             fields["price"] = price
         record = await self.node.issue("acceptance", **fields)
@@ -75,10 +78,15 @@ class OwnerActions:
         return {"cancel": record.id}
 
     async def bid(self, offer_id: str, price: int) -> dict[str, Any]:
+        offer = find_offer(self.ledger, offer_id)
+        # A bid holds what all that remains costs at its price.
+        self._within_limits(price, offer_cost(offer, offer.remaining, price))
         record = await self.node.issue("bid", offer=offer_id, price=price)
         return {"bid": record.id}
 
     async def request_energy(self, **fields: Any) -> dict[str, Any]:
+        # A request spends nothing yet; only a price no purchase could pay is refused.
+        self._within_limits(fields["max_price"], 0)
         record = await self.node.issue("request", **fields)
         return {"request": record.id}
 
@@ -103,6 +111,10 @@ class OwnerActions:
         """Relay a record someone else signed (a registrar's registration or top-up)."""
         record = await self.node.submit_signed(wire)
         return {"id": record.id, "kind": record.kind}
+
+    def _within_limits(self, price: int, cost: int) -> None:
+        limits = self.trader.policy.limits
+        check_purchase(self.ledger, self.node.account, limits, price, cost, self._now())
 
     def policy(self) -> dict[str, Any]:
         return self.trader.policy.to_dict()

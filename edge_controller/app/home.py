@@ -20,7 +20,7 @@ from edge_controller.aio import cancel_and_wait
 from edge_controller.app.actions import OwnerActions
 from edge_controller.app.delivery import Delivery
 from edge_controller.app.events import Announcer, EventBus
-from edge_controller.app.identity import load_or_create_key
+from edge_controller.app.identity import load_or_create_key, secure_data_dir
 from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode, record_sender
 from edge_controller.app.queries import Queries
 from edge_controller.app.site import SiteDevice, site_device
@@ -64,7 +64,7 @@ class Home:
     ) -> None:
         self.name = name
         self.data_dir = data_dir
-        data_dir.mkdir(parents=True, exist_ok=True)
+        secure_data_dir(data_dir)
         self.genesis = genesis
         self.key = node_key
         self.account = node_key.account
@@ -247,5 +247,6 @@ class Home:
                 "consensus": self.genesis.consensus.mode,
             },
             **self.node.ledger_status(),
+            "storage": self.node.storage_status(self.data_dir),
             "time": self.now,
         }

@@ -3,12 +3,33 @@
 from __future__ import annotations
 
 import logging
+import os
 import secrets
 from pathlib import Path
 
 from edge_controller.ledger import KeyPair
 
 log = logging.getLogger(__name__)
+
+
+# The databases every home keeps (USB charging creates its own, 0600 too).
+DATABASES = ("ledger.sqlite3", "outbox.sqlite3")
+
+
+def secure_data_dir(data_dir: Path) -> None:
+    """Create `data_dir` readable by its owner only (0700), and make its databases and
+    the WAL files SQLite keeps beside them 0600, created empty when missing (SQLite gives
+    its WAL files the database's mode). An older install's wider modes are narrowed."""
+    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if data_dir.stat().st_mode & 0o077:
+        data_dir.chmod(0o700)
+    for name in DATABASES:
+        os.close(os.open(data_dir / name, os.O_CREAT | os.O_RDWR, 0o600))
+    for path in data_dir.iterdir():
+        if path.is_file() and path.stat().st_mode & 0o077:
+            path.chmod(0o600)
+        elif path.is_dir() and path.stat().st_mode & 0o077:
+            path.chmod(0o700)
 
 
 def load_or_create_key(path: Path) -> KeyPair:

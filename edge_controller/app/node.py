@@ -10,8 +10,11 @@ awaited, so a buyer can answer an offer before the next control cycle).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
+import shutil
+import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -24,6 +27,7 @@ from edge_controller.ledger import (
     Reason,
     Record,
     Rejected,
+    StorageError,
     SyncNode,
     account_id,
     sign_record,
@@ -103,6 +107,9 @@ class LedgerNode:
         self.sealer = sealer
         self.name = name
         self.sync = SyncNode(ledger, self.account, message_limit=message_limit)
+        # The outbox's last write failure (the ledger's store keeps its own), and since when.
+        self.outbox_failure: StorageError | None = None
+        self.storage_since: int | None = None
         self.rejections: dict[str, int] = {}
         self._refusal_log = RefusalLog(log)
         self.accepted: list[Callable[[Record], None]] = []
@@ -131,6 +138,8 @@ class LedgerNode:
             self.ledger.submit(record)
         except Rejected as exc:
             raise Refusal.from_rejection(exc) from None
+        except StorageError as exc:
+            raise self._storage_refusal(exc) from None
         await self._relay(record)
         return record
 
@@ -146,12 +155,32 @@ class LedgerNode:
             record = self.ledger.submit(wire)
         except Rejected as exc:
             raise Refusal.from_rejection(exc) from None
+        except StorageError as exc:
+            raise self._storage_refusal(exc) from None
         await self._relay(record)
         return record
 
     async def _relay(self, record: Record) -> None:
-        await self.link.publish(MessageKind.RECORD, record.to_wire())
+        """Send a record the ledger pooled; when the outbox cannot store it, take it back
+        out of the pool, so a refused action is never done after all."""
+        try:
+            await self.link.publish(MessageKind.RECORD, record.to_wire())
+        except sqlite3.Error as exc:
+            failure = outbox_failure(exc)
+            if self.outbox_failure is None:
+                log.warning("%s: %s", self.name, failure.message)
+            self.outbox_failure = failure
+            try:
+                self.ledger.withdraw(record.id)
+            except StorageError:
+                log.warning("%s: record %s stays pooled on disk", self.name, record.id[:12])
+            raise self._storage_refusal(failure) from None
+        self.outbox_failure = None
         self._accepted(record)
+
+    def _storage_refusal(self, exc: StorageError) -> Refusal:
+        self.storage_since = self.storage_since or self.clock.now_ms()
+        return Refusal(exc.code, exc.message, Why.STORAGE)
 
     def _accepted(self, record: Record) -> None:
         for listener in self.accepted:
@@ -180,6 +209,8 @@ class LedgerNode:
     async def receive_record(self, message: InboundMessage) -> None:
         try:
             record = self.ledger.submit(message.body)
+        except StorageError:
+            return  # the store logged it; the sealer of a block carries the record to us
         except Rejected as exc:
             if exc.reason is not Reason.DUPLICATE:
                 self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
@@ -206,7 +237,10 @@ class LedgerNode:
             await self._send(self.sync.request_headers(status.node_id, self.clock.now_ms()))
 
     async def sync_tick(self) -> None:
-        """Ask peers for what we miss, answer what they asked (every `SYNC_INTERVAL_MS`)."""
+        """Ask peers for what we miss, answer what they asked (every `SYNC_INTERVAL_MS`);
+        after a storage failure, see whether the disk takes writes again."""
+        with contextlib.suppress(StorageError):  # still failing: the status says so
+            self.ledger.retry_storage()
         await self._send(self.sync.tick(self.clock.now_ms()))
 
     async def _send(self, outgoing: list[Outgoing]) -> None:
@@ -253,10 +287,38 @@ class LedgerNode:
         except Rejected as exc:
             log.warning("%s: own block refused: %s", self.name, exc)
             return
-        await self.link.publish(MessageKind.BLOCK, self.sync.block_message(block))
+        except StorageError:
+            return  # not sealed: the store logged why, the status shows it
+        try:
+            await self.link.publish(MessageKind.BLOCK, self.sync.block_message(block))
+        except sqlite3.Error as exc:
+            # Sealed and kept: peers ask for it by its head, which still goes out.
+            self.outbox_failure = outbox_failure(exc)
+        else:
+            self.outbox_failure = None
         self.link.announce(self.sync.head_message())
 
     # --- what the API reads ------------------------------------------------------------------
+
+    def storage_status(self, data_dir: Any) -> dict[str, Any]:
+        """The storage part of `GET status`: whether writes work, the last failure and
+        since when, and the free space where the home keeps its data."""
+        failure = self.ledger.storage_failure or self.outbox_failure
+        if failure is None:
+            self.storage_since = None
+        else:
+            self.storage_since = self.storage_since or self.clock.now_ms()
+        try:
+            free: int | None = shutil.disk_usage(data_dir).free
+        except OSError:
+            free = None
+        return {
+            "ok": failure is None,
+            "error": None
+            if failure is None
+            else {"code": failure.code, "message": failure.message, "since": self.storage_since},
+            "free_bytes": free,
+        }
 
     def ledger_status(self) -> dict[str, Any]:
         """The ledger, sync and broker parts of `GET status`."""
@@ -269,7 +331,7 @@ class LedgerNode:
                 "head": head.hash,
                 "head_time": head.time,
                 "synced": progress.synced,
-                "sync_progress": round(progress.fraction, 4),
+                "sync_progress": None if progress.fraction is None else round(progress.fraction, 4),
                 "pool": len(self.ledger.pool),
                 "sealer": self.sealer,
             },
@@ -286,3 +348,10 @@ class LedgerNode:
                 "sync": dict(self.sync.rejected),
             },
         }
+
+
+def outbox_failure(exc: sqlite3.Error) -> StorageError:
+    """The outbox's SQLite failure as a storage failure of the home."""
+    full = getattr(exc, "sqlite_errorcode", 0) & 0xFF == sqlite3.SQLITE_FULL
+    code = "insufficient_storage" if full else "storage_failed"
+    return StorageError(code, f"the outbox could not store a message ({exc})")

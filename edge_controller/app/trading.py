@@ -15,6 +15,7 @@ from typing import Any
 from edge_controller.app.node import LedgerNode
 from edge_controller.app.queries import open_offers, pending_offer
 from edge_controller.app.site import SiteContext, SiteDevice, grid_power
+from edge_controller.app.spending import spent_today
 from edge_controller.ledger import Offer, Record, Resource, energy_of, power_holds
 from edge_controller.market import (
     Accept,
@@ -114,13 +115,16 @@ class Trader:
         self._evaluated.add(offer.id)
         state = self.ledger.state
         seller = state.account(offer.seller)
+        now = self.node.clock.now_ms()
         decision = evaluate_offer(
             self.policy.buy,
             market_offer(offer),
             me=self.account,
-            now_ms=self.node.clock.now_ms(),
+            now_ms=now,
             seller=SellerStanding(seller.rating_sum, seller.rating_count),
             balance=state.account(self.account).balance,
+            limits=self.policy.limits,
+            spent_today=spent_today(self.ledger, self.account, now),
         )
         try:
             if isinstance(decision, Accept):

@@ -103,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
             f"  login           {hass.login.username} / {hass.login.password}\n"
         )
         for home in community.homes:
-            print(f"  {home.name:<15} {home.url}/?token={home.token}")
+            print(f"  {home.name:<15} {home.url}/  token {home.token}")
         print(f"\n  logs and data   {folder}\n", flush=True)
         if isinstance(community, EmbeddedCommunity):
             threading.Thread(target=_follow, args=(community.log, done), daemon=True).start()

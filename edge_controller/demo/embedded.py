@@ -225,7 +225,8 @@ class Demo:
                     "account": r.home.account,
                     "url": r.api.url,
                     "token": r.token,
-                    "status_page": f"{r.api.url}/?token={r.token}",
+                    # The page asks for the token: it is never put in a URL.
+                    "status_page": f"{r.api.url}/",
                 }
                 for r in self.running
             ],

@@ -19,6 +19,7 @@ from .genesis import (
     Consensus,
     Genesis,
 )
+from .integrity import DamagedStore, StorageError
 from .keys import KeyPair, Verifier, account_id
 from .parallel import SignaturePool
 from .queries import (
@@ -53,6 +54,7 @@ __all__ = [
     "ChainFileError",
     "Commitments",
     "Consensus",
+    "DamagedStore",
     "Genesis",
     "Header",
     "KeyPair",
@@ -67,6 +69,7 @@ __all__ = [
     "SignaturePool",
     "SqliteStore",
     "State",
+    "StorageError",
     "StoreMismatch",
     "StoredChain",
     "SyncNode",

@@ -10,6 +10,7 @@ for it.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -39,6 +40,7 @@ from .consensus import (
 )
 from .errors import Reason, Rejected
 from .genesis import Consensus, Genesis
+from .integrity import REMEDY, DamagedStore, StorageError, as_hex, changed, row_hash
 from .keys import KeyPair, Verifier, account_id
 from .parallel import Check, SignaturePool, check_ahead
 from .records import Record, parse_record, signing_message
@@ -51,7 +53,7 @@ from .rules import (
     sequence_spent,
 )
 from .state import PendingState, State
-from .store import Commit, MemoryStore, SqliteStore, Store
+from .store import Commit, MemoryStore, SqliteStore, Store, first_writes
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +83,9 @@ POOL_MAX_AGE_MS = 3_600_000
 # 2,000 requests a minute is 170 per 5 s block), and a home's own node holds it to the same
 # cap, so its outbox never replays more than peers will pool.
 POOL_PER_ACCOUNT = 256
+# Blocks re-checked at start (Bitcoin Core's -checkblocks): undone and applied again,
+# each against the state digest stored with it.
+CHECK_BLOCKS = 6
 
 
 def now_ms() -> int:
@@ -162,6 +167,7 @@ class Ledger:
         signature_pool: SignaturePool | None = None,
         max_block_wire: int | None = None,
         pool_per_account: int = POOL_PER_ACCOUNT,
+        check_blocks: int = CHECK_BLOCKS,
     ) -> None:
         """`max_block_wire`: the largest block, in bytes on the wire, the node's transport can
         send (None: no bound); a block this node builds never exceeds it, whatever the
@@ -194,10 +200,12 @@ class Ledger:
         self._pending: tuple[PendingState, BlockContext] | None = None
         self._session_connected: set[str] = set()
         self._session_disconnected: set[str] = set()
+        # The digest of the best chain's state (integrity.py), kept when the store keeps them.
+        self.state_digest = 0
         _, entry = genesis_entry(genesis)
         self._add_entry(entry)
         self.main.append(entry.hash)
-        self._load()
+        self._load(check_blocks)
 
     @classmethod
     def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
@@ -206,6 +214,20 @@ class Ledger:
 
     def close(self) -> None:
         self.store.close()
+
+    @property
+    def storage_failure(self) -> StorageError | None:
+        """The storage's last failure, until a write succeeds again (None: it works)."""
+        return self.store.failure
+
+    def retry_storage(self) -> None:
+        """After a storage failure: try a small write, then the change of best chain and
+        the side blocks that could not be written. Raises `StorageError` while it fails."""
+        if self.store.failure is None or isinstance(self.store.failure, DamagedStore):
+            return
+        self.store.probe()
+        self._follow_best()
+        self._store_unconnected()
 
     # --- reading ------------------------------------------------------------------------------
 
@@ -409,13 +431,30 @@ class Ledger:
     def _pool_put(self, record: Record, now: int) -> None:
         if len(self.pool) >= POOL_LIMIT:
             raise Rejected(Reason.OVERSIZE, "the record pool is full; try again shortly")
+        try:
+            # On disk first: a record the disk refused is not pooled, so never sealed.
+            self.store.pool_add(record, now)
+        except StorageError:
+            self._forget_pending()
+            raise
         self._pool_insert(record, now)
-        self.store.pool_add(record, now)
+
+    def withdraw(self, record_id: str) -> None:
+        """Take a pooled record back (it could not be sent, so its submitter was told no).
+        Raises `StorageError` when the disk keeps it: it would come back after a restart."""
+        record = self.pool.get(record_id)
+        if record is None:
+            return
+        self._forget_pending()
+        self._pool_remove(record)
+        self.store.pool_remove([record_id])
 
     def _pool_drop(self, record: Record, why: Rejected) -> None:
         self._forget_pending()
         self._pool_remove(record)
-        self.store.pool_remove([record.id])
+        # Kept on disk when the disk refuses: dropped again at the next start.
+        with contextlib.suppress(StorageError):
+            self.store.pool_remove([record.id])
         log.info("dropped record %s (%s): %s", record.id[:12], record.kind, why)
         for callback in self.events.dropped:
             callback(record, why)
@@ -531,12 +570,16 @@ class Ledger:
         return result
 
     def _store_unconnected(self) -> None:
-        """Write the valid blocks that did not join the best chain (side branches)."""
+        """Write the valid blocks that did not join the best chain (side branches); one the
+        disk refuses stays in memory for `retry_storage`."""
         for block_hash, block in list(self._unstored.items()):
             entry = self.index[block_hash]
             if not entry.invalid:
-                self.store.put_block(block, entry)
-        self._unstored.clear()
+                try:
+                    self.store.put_block(block, entry)
+                except StorageError:
+                    continue
+            del self._unstored[block_hash]
 
     def _invalid(self, block: Block, exc: Rejected) -> Rejected:
         if exc.reason not in _TRANSIENT:
@@ -599,7 +642,9 @@ class Ledger:
             entry = self.index[h]
             if not entry.invalid:
                 entry.invalid = reason
-                self.store.mark_invalid(h, reason)
+                # Unmarked on disk, it is checked and refused again at the next start.
+                with contextlib.suppress(StorageError):
+                    self.store.mark_invalid(h, reason)
             stack.extend(self.children.get(h, []))
 
     def _reorganize(self, target: IndexEntry) -> tuple[int, str | None]:
@@ -617,11 +662,16 @@ class Ledger:
         self._session_connected = set()
         self._session_disconnected = set()
         disconnected_blocks: list[Block] = []
+        digests = self.store.keeps_digests
+        digest = self.state_digest
         try:
             for height in range(len(self.main) - 1, fork_height, -1):
                 block_hash = self.main[height]
                 block = self._load_block(block_hash)
-                self.state.undo_entries(self.store.get_undo(block_hash, self.state))
+                undo = self.store.get_undo(block_hash, self.state)
+                if digests:
+                    digest = changed(digest, undo, forward=False)
+                self.state.undo_entries(undo)
                 self._session_disconnected.update(r.id for r in block.records)
                 commit.disconnected.append(block_hash)
                 disconnected_blocks.append(block)
@@ -637,6 +687,9 @@ class Ledger:
                     self._mark_invalid(new.hash, reason)
                     return 0, new.hash
                 commit.connected.append((block, self.state.journal[block_mark:]))
+                if digests:
+                    digest = changed(digest, first_writes(self.state.journal[block_mark:]), True)
+                    commit.digests[block.hash] = as_hex(digest)
                 if new.hash in self._unstored:
                     commit.new_blocks.append((self._unstored[new.hash], new))
             commit.journal = self.state.journal[mark:]
@@ -648,6 +701,7 @@ class Ledger:
             self._session_connected = set()
             self._session_disconnected = set()
         del self.state.journal[mark:]
+        self.state_digest = digest
         for block, _ in commit.new_blocks:
             self._unstored.pop(block.hash, None)
         del self.main[fork_height + 1 :]
@@ -689,7 +743,9 @@ class Ledger:
             for record in block.records:
                 if record.id not in included and record.id not in self.pool:
                     self._pool_insert(record, now)
-                    self.store.pool_add(record, now)
+                    # Refused by the disk, it is still in the side branch's stored block.
+                    with contextlib.suppress(StorageError):
+                        self.store.pool_add(record, now)
             for callback in self.events.disconnected:
                 callback(block)
         for block in connected:
@@ -761,7 +817,7 @@ class Ledger:
 
     # --- start-up -----------------------------------------------------------------------------
 
-    def _load(self) -> None:
+    def _load(self, check_blocks: int) -> None:
         snapshot = self.store.open(self.community)
         if snapshot is None:
             return
@@ -769,9 +825,21 @@ class Ledger:
             self._add_entry(entry)
         if snapshot.main:
             self.main = [self.main[0], *snapshot.main]
+        digests = self.store.keeps_digests
+        total = 0
         for name, key, value in snapshot.state_rows:
-            table = self.state.table(name)
-            table.rows[key] = table.decode(value)
+            try:
+                table = self.state.table(name)
+                table.rows[key] = table.decode(value)
+            except (KeyError, TypeError, ValueError) as exc:
+                raise self._damaged(
+                    f"state row {name}/{key[:16]} is unreadable ({exc!r})"
+                ) from None
+            if digests:
+                total += row_hash(name, key, value)
+        if digests:
+            self.state_digest = total % (1 << 256)
+            self._check_stored_state(check_blocks)
         now = self.clock()
         for wire in snapshot.pool:
             try:
@@ -781,6 +849,71 @@ class Ledger:
             self._pool_insert(record, now)
         # A block stored just before a crash may be better than the committed head.
         self._follow_best()
+
+    def _damaged(self, what: str) -> DamagedStore:
+        where = getattr(self.store, "path", "the ledger")
+        return DamagedStore(f"{where}: {what}; {REMEDY}")
+
+    def _check_stored_state(self, depth: int) -> None:
+        """At start: the stored state against the digest stored with the head, then the
+        last `depth` blocks undone and applied again, each against its stored digest.
+        Raises `DamagedStore` naming what differs."""
+        head = self.main[-1]
+        stored = self.store.digest_of(head) if len(self.main) > 1 else as_hex(0)
+        if stored is None:
+            if self.store.digest_of(self.index[head].prev) is not None:
+                raise self._damaged(f"the state digest of block {self.height} is missing")
+            # Written before digests existed: from now on this state is the reference.
+            self.store.set_digest(head, as_hex(self.state_digest))
+            return
+        if stored != as_hex(self.state_digest):
+            raise self._damaged(
+                f"the stored state differs from the digest stored with block {self.height} "
+                f"{head[:16]} (a row was changed or damaged)"
+            )
+        heights = range(self.height, max(0, self.height - depth), -1)
+        if not heights:
+            return
+        mark = self.state.mark()
+        digest = self.state_digest
+        blocks: list[Block] = []
+        height = self.height
+        try:
+            for height in heights:
+                block = self._load_block(self.main[height])
+                block.check_signature(self.verifier)
+                for record in block.records:
+                    record.verify(self.community, self.verifier)
+                undo = self.store.get_undo(block.hash, self.state)
+                digest = changed(digest, undo, forward=False)
+                self.state.undo_entries(undo)
+                self._session_disconnected.update(r.id for r in block.records)
+                parent = self.store.digest_of(block.prev) if height > 1 else as_hex(0)
+                if parent is not None and parent != as_hex(digest):
+                    raise self._damaged(
+                        f"the undo data of block {height} {block.hash[:16]} does not lead "
+                        "to the state stored with its parent"
+                    )
+                blocks.append(block)
+            for block in reversed(blocks):
+                height = block.height
+                block_mark = self.state.mark()
+                self._apply_block(block)
+                digest = changed(digest, first_writes(self.state.journal[block_mark:]), True)
+                expected = self.store.digest_of(block.hash)
+                if expected is not None and expected != as_hex(digest):
+                    raise self._damaged(
+                        f"block {height} {block.hash[:16]} does not lead to the state stored "
+                        "with it"
+                    )
+        except Rejected as exc:
+            raise self._damaged(
+                f"stored block {height} is invalid ({exc.reason.value}: {exc.message})"
+            ) from None
+        finally:
+            self._session_connected = set()
+            self._session_disconnected = set()
+        del self.state.journal[mark:]
 
     def iter_main(self, start: int = 1) -> Iterator[Block]:
         for height in range(start, len(self.main)):

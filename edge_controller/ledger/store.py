@@ -4,21 +4,33 @@ The ledger holds its working state in memory and hands storage one `Commit` per 
 the best chain. `SqliteStore` writes a commit in a single transaction (WAL, synchronous
 FULL), so a `kill -9` at any instant leaves either the whole block applied or none of it,
 and a block the node reported as accepted is on disk.
+
+A write the disk refuses raises `StorageError` and leaves the file as it was; the store
+remembers the failure (`failure`) until a later write succeeds. A block whose stored form
+does not match its hash, or a file SQLite finds damaged, raises `DamagedStore`. With each
+block of the best chain the store keeps the digest of the state after it (`integrity.py`).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from .block import Block, Header, parse_block
+from .block import Block, Header, parse_block, record_root
 from .consensus import IndexEntry
+from .errors import Rejected
+from .integrity import REMEDY, DamagedStore, StorageError, storage_error
 from .records import Record
 from .state import MISSING, JournalEntry, State, Table
+
+log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -30,6 +42,8 @@ class Commit:
     disconnected: list[str] = field(default_factory=list)
     connected: list[tuple[Block, list[JournalEntry]]] = field(default_factory=list)
     journal: list[JournalEntry] = field(default_factory=list)
+    # The state digest after each connected block (hex), by block hash.
+    digests: dict[str, str] = field(default_factory=dict)
 
     def dirty_rows(self) -> dict[tuple[str, str], tuple[Table[Any], Any]]:
         """The final value of every row the commit touched (MISSING when deleted)."""
@@ -62,7 +76,14 @@ class Snapshot:
 
 
 class Store(Protocol):
+    # Whether the store keeps state digests (the ledger computes them only then).
+    keeps_digests: bool
+    failure: StorageError | None
+
     def open(self, community: str) -> Snapshot | None: ...
+    def digest_of(self, block_hash: str) -> str | None: ...
+    def set_digest(self, block_hash: str, digest: str) -> None: ...
+    def probe(self) -> None: ...
     def put_block(self, block: Block, entry: IndexEntry) -> None: ...
     def mark_invalid(self, block_hash: str, reason: str) -> None: ...
     def get_block(self, block_hash: str) -> Block | None: ...
@@ -77,13 +98,25 @@ class Store(Protocol):
 class MemoryStore:
     """A store that forgets everything when the process ends (simulations and tests)."""
 
+    keeps_digests = False
+
     def __init__(self) -> None:
         self.blocks: dict[str, Block] = {}
         self.undo: dict[str, list[JournalEntry]] = {}
         self.recorded: set[str] = set()
+        self.failure: StorageError | None = None
 
     def open(self, community: str) -> Snapshot | None:
         return None
+
+    def digest_of(self, block_hash: str) -> str | None:
+        return None
+
+    def set_digest(self, block_hash: str, digest: str) -> None:
+        pass
+
+    def probe(self) -> None:
+        pass
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
         self.blocks[block.hash] = block
@@ -146,6 +179,7 @@ CREATE TABLE IF NOT EXISTS state (
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS undo (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pool (id TEXT PRIMARY KEY, wire TEXT NOT NULL, added INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS digests (hash TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
 """
 
 
@@ -156,21 +190,62 @@ class StoreMismatch(RuntimeError):
 class SqliteStore:
     """A ledger database file (SQLite, WAL). One writer: the node that owns it."""
 
+    keeps_digests = True
+
     def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        # FULL: a commit is on disk before the node acknowledges the block (power loss on a Pi
-        # SD card included); NORMAL would survive kill -9 but not a power cut.
-        self.db.execute(f"PRAGMA synchronous={synchronous}")
-        self.db.executescript(SCHEMA)
+        self.failure: StorageError | None = None
         self.community = ""
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_file(self.path)
+            self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            self.db.execute("PRAGMA journal_mode=WAL")
+            # FULL: a commit is on disk before the node acknowledges the block (power loss on
+            # a Pi SD card included); NORMAL would survive kill -9 but not a power cut.
+            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            self.db.executescript(SCHEMA)
+        except sqlite3.Error as exc:
+            raise storage_error(exc, "opening the ledger", self.path) from None
+        except OSError as exc:
+            raise StorageError("storage_failed", f"{self.path}: {exc.strerror}") from None
+
+    def _write(self, doing: str, action: Callable[[], T]) -> T:
+        """Run a write; a failure becomes `StorageError` and is remembered until a write
+        succeeds again."""
+        try:
+            result = action()
+        except sqlite3.Error as exc:
+            error = storage_error(exc, doing, self.path)
+            if self.failure is None or self.failure.code != error.code:
+                log.warning("ledger storage: %s", error.message)
+            self.failure = error
+            raise error from None
+        if self.failure is not None and not isinstance(self.failure, DamagedStore):
+            log.warning("ledger storage works again (%s)", doing)
+            self.failure = None
+        return result
+
+    def _read(self, doing: str, action: Callable[[], T]) -> T:
+        """Run a read; a damaged file becomes `DamagedStore` (and is remembered)."""
+        try:
+            return action()
+        except sqlite3.Error as exc:
+            error = storage_error(exc, doing, self.path)
+            if isinstance(error, DamagedStore):
+                self.failure = error
+            raise error from None
 
     def open(self, community: str) -> Snapshot | None:
+        return self._read("reading the ledger", lambda: self._open(community))
+
+    def _open(self, community: str) -> Snapshot | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'community'").fetchone()
         if row is None:
-            self.db.execute("INSERT INTO meta VALUES ('community', ?)", (community,))
+            self._write(
+                "creating the ledger",
+                lambda: self.db.execute("INSERT INTO meta VALUES ('community', ?)", (community,)),
+            )
             self.community = community
             return None
         if row[0] != community:
@@ -189,9 +264,15 @@ class SqliteStore:
         return Snapshot(entries=entries, main=main, state_rows=self._state_rows(), pool=pool)
 
     def _state_rows(self) -> Iterator[tuple[str, str, str]]:
-        yield from self.db.execute("SELECT tbl, key, value FROM state")
+        try:
+            yield from self.db.execute("SELECT tbl, key, value FROM state")
+        except sqlite3.Error as exc:
+            raise storage_error(exc, "reading the state", self.path) from None
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
+        self._write("storing a block", lambda: self._put_block(block, entry))
+
+    def _put_block(self, block: Block, entry: IndexEntry) -> None:
         wire = block.to_wire()
         # Inside commit() this joins its transaction; alone it is a transaction of its own.
         self.db.execute(
@@ -209,37 +290,102 @@ class SqliteStore:
         )
 
     def mark_invalid(self, block_hash: str, reason: str) -> None:
-        self.db.execute(
-            "UPDATE blocks SET invalid = ?, records = '[]' WHERE hash = ?", (reason, block_hash)
+        self._write(
+            "marking a block invalid",
+            lambda: self.db.execute(
+                "UPDATE blocks SET invalid = ?, records = '[]' WHERE hash = ?",
+                (reason, block_hash),
+            ),
         )
 
     def get_block(self, block_hash: str) -> Block | None:
-        row = self.db.execute(
-            "SELECT header, sig, records FROM blocks WHERE hash = ?", (block_hash,)
-        ).fetchone()
+        row = self._read(
+            "reading a block",
+            lambda: self.db.execute(
+                "SELECT header, sig, records, height FROM blocks WHERE hash = ?", (block_hash,)
+            ).fetchone(),
+        )
         if row is None:
             return None
-        wire = {"header": json.loads(row[0]), "sig": row[1], "records": json.loads(row[2])}
-        return parse_block(wire, self.community)
+        try:
+            wire = {"header": json.loads(row[0]), "sig": row[1], "records": json.loads(row[2])}
+            block = parse_block(wire, self.community)
+        except (ValueError, Rejected) as exc:
+            raise self._damaged(row[3], block_hash, f"it no longer parses ({exc})") from None
+        # The hash covers the header and the header's root the records: a changed byte in
+        # either is damage, and the block must not be used or served to peers.
+        if block.hash != block_hash:
+            raise self._damaged(row[3], block_hash, "its header does not match its hash")
+        if record_root([r.id for r in block.records]) != block.header.root:
+            raise self._damaged(row[3], block_hash, "its records do not match its header")
+        return block
+
+    def _damaged(self, height: int, block_hash: str, what: str) -> DamagedStore:
+        error = DamagedStore(f"{self.path}: block {height} {block_hash[:16]}: {what}; {REMEDY}")
+        if self.failure is None:
+            log.error("ledger storage: %s", error.message)
+        self.failure = error
+        return error
 
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]:
-        row = self.db.execute("SELECT data FROM undo WHERE hash = ?", (block_hash,)).fetchone()
+        row = self._read(
+            "reading undo data",
+            lambda: self.db.execute(
+                "SELECT data FROM undo WHERE hash = ?", (block_hash,)
+            ).fetchone(),
+        )
         entries: list[JournalEntry] = []
-        for name, key, old in json.loads(row[0]):
-            table = state.table(name)
-            entries.append((table, key, MISSING if old is None else table.decode(old)))
+        try:
+            for name, key, old in json.loads(row[0]):
+                table = state.table(name)
+                entries.append((table, key, MISSING if old is None else table.decode(old)))
+        except (TypeError, ValueError, KeyError) as exc:
+            raise DamagedStore(
+                f"{self.path}: the undo data of block {block_hash[:16]} is unreadable ({exc!r}); "
+                f"{REMEDY}"
+            ) from None
         return entries
 
+    def digest_of(self, block_hash: str) -> str | None:
+        """The state digest stored with a block of the best chain (None: none stored)."""
+        row = self._read(
+            "reading a state digest",
+            lambda: self.db.execute(
+                "SELECT state FROM digests WHERE hash = ?", (block_hash,)
+            ).fetchone(),
+        )
+        return None if row is None else str(row[0])
+
+    def set_digest(self, block_hash: str, digest: str) -> None:
+        """Store the state digest of a block (a database written before digests existed)."""
+        self._write(
+            "storing a state digest",
+            lambda: self.db.execute(
+                "INSERT OR REPLACE INTO digests VALUES (?, ?)", (block_hash, digest)
+            ),
+        )
+
+    def probe(self) -> None:
+        """One small durable write, to learn whether the disk takes writes again."""
+        self._write(
+            "writing",
+            lambda: self.db.execute("INSERT OR REPLACE INTO meta VALUES ('probe', '')"),
+        )
+
     def commit(self, commit: Commit) -> None:
+        self._write("storing blocks", lambda: self._commit(commit))
+
+    def _commit(self, commit: Commit) -> None:
         db = self.db
         db.execute("BEGIN IMMEDIATE")
         try:
             for block, entry in commit.new_blocks:
-                self.put_block(block, entry)
+                self._put_block(block, entry)
             for block_hash in commit.disconnected:
                 db.execute("DELETE FROM main WHERE hash = ?", (block_hash,))
                 db.execute("DELETE FROM records WHERE block = ?", (block_hash,))
                 db.execute("DELETE FROM undo WHERE hash = ?", (block_hash,))
+                db.execute("DELETE FROM digests WHERE hash = ?", (block_hash,))
             for block, entries in commit.connected:
                 db.execute("INSERT OR REPLACE INTO main VALUES (?, ?)", (block.height, block.hash))
                 db.executemany(
@@ -255,6 +401,7 @@ class SqliteStore:
                     (block.hash, json.dumps(undo, separators=(",", ":"))),
                 )
                 db.executemany("DELETE FROM pool WHERE id = ?", [(r.id,) for r in block.records])
+            db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?)", commit.digests.items())
             upserts, deletes = [], []
             for (name, key), (table, value) in commit.dirty_rows().items():
                 if value is MISSING:
@@ -266,24 +413,44 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (commit.head,))
             db.execute("COMMIT")
         except BaseException:
-            db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
     def is_recorded(self, record_id: str) -> bool:
-        row = self.db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone()
+        row = self._read(
+            "reading the record index",
+            lambda: self.db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone(),
+        )
         return row is not None
 
     def pool_add(self, record: Record, now: int) -> None:
-        self.db.execute(
-            "INSERT OR IGNORE INTO pool VALUES (?, ?, ?)",
-            (record.id, json.dumps(record.to_wire(), separators=(",", ":")), now),
+        wire = json.dumps(record.to_wire(), separators=(",", ":"))
+        self._write(
+            "storing a record",
+            lambda: self.db.execute(
+                "INSERT OR IGNORE INTO pool VALUES (?, ?, ?)", (record.id, wire, now)
+            ),
         )
 
     def pool_remove(self, record_ids: Iterable[str]) -> None:
-        self.db.executemany("DELETE FROM pool WHERE id = ?", [(i,) for i in record_ids])
+        ids = [(i,) for i in record_ids]
+        self._write(
+            "removing pooled records",
+            lambda: self.db.executemany("DELETE FROM pool WHERE id = ?", ids),
+        )
 
     def close(self) -> None:
         self.db.close()
+
+
+def private_file(path: Path) -> None:
+    """Make `path` (and the WAL files SQLite keeps beside it) readable by its owner only,
+    creating it empty when missing: SQLite gives its WAL files the database file's mode."""
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm")):
+        if name.exists() and name.stat().st_mode & 0o077:
+            os.chmod(name, 0o600)
 
 
 def _entry(block_hash: str, header_json: dict[str, Any], work: int, invalid: str) -> IndexEntry:

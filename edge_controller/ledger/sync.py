@@ -46,6 +46,7 @@ from .canonical import canonical_bytes
 from .chain import BlockResult, Ledger
 from .consensus import proof_is_valid
 from .errors import Reason, Rejected
+from .integrity import StorageError
 from .keys import account_id
 from .records import HEX64, integer, list_of, obj
 
@@ -134,20 +135,34 @@ class PeerView:
         """Whether its claimed height counts toward this node's sync progress."""
         return self.member or self.proven
 
+    # It answered a request for headers of ours: a reply, so news from now. A head may
+    # be old (queued for us by the broker while we were away) and proves nothing.
+    answered: bool = False
+
 
 @dataclass(frozen=True)
 class SyncProgress:
-    """How far this node is behind the best chain its peers announced."""
+    """How far this node is behind the best chain its peers announced.
+
+    Unknown (None) until a peer has answered our request for headers: a node that has
+    heard from nobody since it started cannot say it is in sync. Never in sync while a
+    peer is known to be ahead."""
 
     height: int
     target: int
+    answered: bool = True
+    ahead: bool = False
 
     @property
-    def synced(self) -> bool:
-        return self.height >= self.target
+    def synced(self) -> bool | None:
+        if self.ahead:
+            return False
+        return None if not self.answered else self.height >= self.target
 
     @property
-    def fraction(self) -> float:
+    def fraction(self) -> float | None:
+        if not self.answered:
+            return None
         return 1.0 if self.target == 0 else min(1.0, self.height / self.target)
 
 
@@ -197,8 +212,14 @@ class SyncNode:
         return self.message_limit is None or block.wire_size() <= block_limit(self.message_limit)
 
     def progress(self) -> SyncProgress:
-        target = max((p.height for p in self.peers.values() if p.counts), default=0)
-        return SyncProgress(self.ledger.height, target)
+        """Our height against the highest a peer told us, and whether a peer is ahead: only
+        peers that count (members, or nodes that delivered a block we connected)."""
+        head = self.ledger.head
+        peers = [p for p in self.peers.values() if p.counts]
+        target = max((p.height for p in peers), default=0)
+        ahead = any(p.work > head.work or p.height > head.height for p in peers)
+        answered = any(p.answered for p in peers)
+        return SyncProgress(head.height, target, answered=answered, ahead=ahead)
 
     # --- what this node hears ------------------------------------------------------------
 
@@ -227,6 +248,9 @@ class SyncNode:
             handler = getattr(self, f"_on_{kind}")
             replies: list[Outgoing] = handler(peer, message, now)
             return replies
+        except StorageError:
+            # The store logged it and `Ledger.retry_storage` picks the chain up again.
+            return []
         except Rejected as exc:
             self.rejected[exc.reason.value] += 1
             # Counted for `status`; per message only at debug, so a flood writes no log.
@@ -251,6 +275,11 @@ class SyncNode:
         for peer, view in list(self.peers.items()):
             if self._may_ask(view):
                 out.extend(self._ask_headers(peer, now))
+        # No peer answered yet (a reply was lost): ask one that we are not waiting for.
+        if self.progress().fraction is None:
+            idle = [peer for peer, view in self.peers.items() if view.asked_at < 0]
+            if idle:
+                out.extend(self._ask_headers(max(idle, key=lambda p: self.peers[p].work), now))
         return out
 
     def request_headers(self, peer: str, now: int) -> list[Outgoing]:
@@ -345,6 +374,7 @@ class SyncNode:
         if view is None or view.asked_at < 0:
             # Answers nobody asked for are not taken: asking is how a peer is rate-limited.
             raise Rejected(Reason.UNASKED, "headers that were not asked for")
+        view.answered = True
         view.asked_at = -1
         wanted: list[str] = []
         prev = ""
@@ -358,6 +388,8 @@ class SyncNode:
             if self.ledger.genesis.consensus.mode == "pow" and not proof_is_valid(header):
                 raise Rejected(Reason.BAD_PROOF, f"header {block_hash[:12]} lacks its proof")
             prev = block_hash
+            # A reply (nothing else is taken): it holds this header's block, so is this high.
+            view.height = max(view.height, header.height)
             if block_hash not in self.ledger.index:
                 wanted.append(block_hash)
         view.wanted = wanted

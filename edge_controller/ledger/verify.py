@@ -12,6 +12,7 @@ its `verify` also compares the replayed state with the state rows the node store
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -28,6 +29,7 @@ from .chain import genesis_entry, now_ms
 from .consensus import IndexEntry, block_work, check_block_size, check_header
 from .errors import Reason, Rejected
 from .genesis import Genesis
+from .integrity import REMEDY, as_hex, row_hash
 from .keys import Verifier
 from .parallel import CHUNK, SignaturePool
 from .records import Record, signing_message
@@ -37,6 +39,8 @@ from .state import State
 # Not a block's fault, so not a `Reason`: the stored state or index disagrees with the chain.
 STATE_MISMATCH = "state_mismatch"
 STORE_MISMATCH = "store_mismatch"
+# SQLite cannot read part of the file (a damaged page): what was read before it is reported.
+DAMAGED_FILE = "damaged_file"
 
 Progress = Callable[[int, int], None]
 """Called after each verified block with (blocks verified, records verified)."""
@@ -82,12 +86,14 @@ def verify_chain(
     now: int | None = None,
     stored_state: StateRows | None = None,
     workers: int | None = None,
+    stored_digest: str | None = None,
 ) -> VerifyReport:
     """Replay `blocks` (JSON form, heights 1, 2, ... of one chain) from genesis.
 
     Stops at the first invalid block and names it with its reason code. When every block
     is valid and `stored_state` is given (rows in table, key order), the replayed state
-    digest is compared with theirs. `now` (UTC ms, default the wall clock) bounds block
+    digest is compared with theirs, and their sum digest with `stored_digest` (the one the
+    node stored with its head, when it did). `now` (UTC ms, default the wall clock) bounds block
     times. Record signatures are checked by `workers` worker processes (default: one per
     CPU; Ed25519 verification holds the GIL, so threads would not help) while the rules run.
     """
@@ -119,7 +125,7 @@ def verify_chain(
     if report.ok and stored_state is not None:
         # The replayed state goes first, so only one state is ever in memory.
         del replay
-        _compare_stored_state(report, stored_state())
+        _compare_stored_state(report, stored_state(), stored_digest)
     report.elapsed_s = time.perf_counter() - started
     return report
 
@@ -256,13 +262,17 @@ class _Results:
         return [good for future in self.futures for good in future.result()]
 
 
-def _compare_stored_state(report: VerifyReport, rows: Iterable[tuple[str, str, str]]) -> None:
+def _compare_stored_state(
+    report: VerifyReport, rows: Iterable[tuple[str, str, str]], head_digest: str | None = None
+) -> None:
     """Set `report.stored_digest` to the `State.digest()` of the stored rows, decoding each
     row and encoding it again one at a time (a second `State` would double the memory),
-    and flag a mismatch with the replayed digest."""
+    and flag a mismatch with the replayed digest, or with the digest stored with the head."""
     tables = {table.name: table for table in State().tables()}
     digest = hashlib.sha256()
+    total = 0
     for name, key, value in rows:
+        total += row_hash(name, key, value)
         try:
             table = tables[name]
             encoded = table.encode(table.decode(value))
@@ -278,6 +288,9 @@ def _compare_stored_state(report: VerifyReport, rows: Iterable[tuple[str, str, s
             "the state stored in the database differs from the replayed chain "
             f"(stored {report.stored_digest[:16]}, replayed {report.digest[:16]})"
         )
+    elif head_digest is not None and head_digest != as_hex(total % (1 << 256)):
+        report.reason = STATE_MISMATCH
+        report.message = "the state digest stored with the head differs from the stored state"
 
 
 @dataclass(frozen=True)
@@ -301,7 +314,12 @@ class StoredChain:
             self.db = sqlite3.connect(uri, uri=True, isolation_level=None)
             row = self.db.execute("SELECT value FROM meta WHERE key = 'community'").fetchone()
         except sqlite3.DatabaseError as exc:
-            raise ChainFileError(f"{self.path}: not a ledger database ({exc})") from None
+            damaged = exc.sqlite_errorcode & 0xFF == sqlite3.SQLITE_CORRUPT
+            raise ChainFileError(
+                f"{self.path} is damaged ({exc}): {REMEDY}"
+                if damaged
+                else f"{self.path}: not a ledger database ({exc})"
+            ) from None
         if row is None:
             raise ChainFileError(f"{self.path}: the ledger database has no community yet")
         if row[0] != genesis.community_id:
@@ -344,20 +362,44 @@ class StoredChain:
         All of it is read in one transaction: a node may keep writing while it is checked,
         and the chain, the state and the head must come from the same moment."""
         self.db.execute("BEGIN")
+        counted = VerifyReport()
+
+        def counting(blocks: int, records: int) -> None:
+            counted.blocks, counted.records = blocks, records
+            if progress is not None:
+                progress(blocks, records)
+
         try:
+            head = self.head()
             report = verify_chain(
                 self.genesis,
                 (block.wire for block in self.blocks()),
-                progress,
+                counting,
                 stored_state=self.state_rows,
+                stored_digest=self.head_digest(head),
             )
-            head = self.head()
+        except sqlite3.DatabaseError as exc:
+            counted.reason = DAMAGED_FILE
+            counted.message = (
+                f"{self.path} is damaged after block {counted.blocks} ({exc}): {REMEDY}"
+            )
+            return counted
         finally:
-            self.db.execute("COMMIT")
+            # A read transaction: ending it cannot lose anything, even on a damaged file.
+            with contextlib.suppress(sqlite3.DatabaseError):
+                self.db.execute("COMMIT")
         if report.ok and head and head != report.head:
             report.reason = STORE_MISMATCH
             report.message = f"the stored head {head[:16]} is not the last block of the chain"
         return report
+
+    def head_digest(self, head: str) -> str | None:
+        """The state digest the node stored with its head (None: none stored)."""
+        try:
+            row = self.db.execute("SELECT state FROM digests WHERE hash = ?", (head,)).fetchone()
+        except sqlite3.OperationalError:  # a database written before digests existed
+            return None
+        return None if row is None else str(row[0])
 
     def close(self) -> None:
         self.db.close()

@@ -58,9 +58,11 @@ from edge_controller.market.selling import (
     available_quantity,
     confirms_counter,
 )
+from edge_controller.market.spending import DAY_MS, OverLimit, SpendingLimits, over_limit
 from edge_controller.market.units import Mode, PowerHold, capacity_energy_wh, energy_cost
 
 __all__ = [
+    "DAY_MS",
     "Accept",
     "AcceptanceCriteria",
     "AcceptanceDecision",
@@ -87,6 +89,7 @@ __all__ = [
     "MarketSnapshot",
     "Mode",
     "OfferIntent",
+    "OverLimit",
     "PowerHold",
     "PricingStrategy",
     "Problem",
@@ -100,6 +103,7 @@ __all__ = [
     "SellPolicy",
     "SellRule",
     "SellerStanding",
+    "SpendingLimits",
     "Supply",
     "TimeOfDayPrice",
     "ValidationError",
@@ -111,4 +115,5 @@ __all__ = [
     "evaluate_offer",
     "next_bid",
     "offer_price",
+    "over_limit",
 ]

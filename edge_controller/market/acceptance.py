@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from edge_controller.market.checks import Checks
 from edge_controller.market.offers import MarketOffer, OfferIntent
 from edge_controller.market.reasons import DecisionReason
+from edge_controller.market.spending import SpendingLimits, over_limit
 from edge_controller.market.units import HOURS_PER_DAY, MS_PER_HOUR, MS_PER_MINUTE
 
 MAX_RATING = 10
@@ -155,12 +156,15 @@ def evaluate_offer(
     seller: SellerStanding,
     balance: int | None = None,
     utc_offset_minutes: int = 0,
+    limits: SpendingLimits | None = None,
+    spent_today: int = 0,
 ) -> AcceptanceDecision:
     """Decide what the buyer `me` does with `offer` at `now_ms`.
 
     `seller` is the seller's standing from the ledger, `balance` the buyer's currency
     wallet in milli-units (None: do not check), `utc_offset_minutes` the home's offset
-    for the allowed hours.
+    for the allowed hours, `limits` the owner's spending limits with `spent_today` what
+    the last 24 hours already spent (a purchase is cut to fit them, or refused).
     """
     terms = offer.terms
     addressed = me in terms.to
@@ -226,6 +230,13 @@ def evaluate_offer(
                 f"The wallet cannot pay for {wanted.min} {unit} at {price} per kWh.",
                 silent,
             )
+    if limits is not None:
+        quantity = _affordable(terms, quantity, price, limits.budget(spent_today))
+        # Cut to the budget, it fits unless the price or the smallest purchase is too much.
+        cost = terms.cost(max(quantity, wanted.min), price)
+        refused = over_limit(limits, price, cost, spent_today)
+        if refused is not None:
+            return Reject(refused.reason, f"Over the spending limits: {refused.message}.", silent)
 
     if price != terms.price:
         return Counter(

@@ -14,6 +14,7 @@ from edge_controller.market.acceptance import AcceptanceCriteria
 from edge_controller.market.bidding import BiddingStrategy
 from edge_controller.market.checks import Checks, from_dict, to_dict
 from edge_controller.market.pricing import FixedPrice, PricingStrategy
+from edge_controller.market.spending import SpendingLimits
 
 PERCENT = 100
 
@@ -217,11 +218,22 @@ class SellPolicy:
 
 @dataclass(frozen=True)
 class MarketPolicy:
-    """The whole policy the owner edits: selling, automatic buying and auction bidding."""
+    """The whole policy the owner edits: selling, automatic buying and auction bidding,
+    and the spending limits every purchase keeps to."""
 
     sell: SellPolicy = field(default_factory=SellPolicy)
     buy: AcceptanceCriteria = field(default_factory=AcceptanceCriteria)
     bidding: BiddingStrategy | None = None
+    limits: SpendingLimits = field(default_factory=SpendingLimits)
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        checks.require(
+            self.buy.max_price <= self.limits.price_ceiling,
+            "buy.max_price",
+            f"must not be above limits.price_ceiling ({self.limits.price_ceiling})",
+        )
+        checks.done()
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready data, as `GET /api/v1/policy` returns it."""

@@ -34,3 +34,7 @@ class DecisionReason(StrEnum):
     INSUFFICIENT_FUNDS = "insufficient_funds"
     AUTO_BUY_OFF = "auto_buy_off"
     AUCTION_OFFER = "auction_offer"
+    # The owner's spending limits (market/spending.py)
+    PRICE_ABOVE_CEILING = "price_above_ceiling"
+    TRADE_LIMIT = "trade_limit_exceeded"
+    DAILY_LIMIT = "daily_limit_exceeded"

@@ -12,6 +12,7 @@ serialises them because a single connection is shared between those threads.
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import threading
 import time
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+log = logging.getLogger(__name__)
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -113,7 +115,13 @@ class Outbox:
         with self._lock:
             # One statement, so one transaction and one fsync for the whole batch.
             placeholders = ",".join("?" * len(seqs))
-            self._connection().execute(f"DELETE FROM outbox WHERE seq IN ({placeholders})", seqs)
+            try:
+                self._connection().execute(
+                    f"DELETE FROM outbox WHERE seq IN ({placeholders})", seqs
+                )
+            except sqlite3.OperationalError as exc:
+                # A full disk: the messages stay and go out again (receivers drop repeats).
+                log.warning("outbox: %d sent messages not forgotten: %s", len(seqs), exc)
 
     def _count(self) -> int:
         with self._lock:

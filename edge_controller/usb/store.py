@@ -7,6 +7,7 @@ nothing the API acknowledged, and a restart finds sessions left open to end and 
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, fields
@@ -121,7 +122,10 @@ class UsbStore:
     """Bindings, sessions and port settings in one SQLite file."""
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # It links phones' serial numbers to wallets: its owner alone reads it (SQLite
+        # gives its WAL files the same mode).
+        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
         self._lock = threading.Lock()
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")

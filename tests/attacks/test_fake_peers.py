@@ -100,7 +100,9 @@ def test_a_candidate_peer_counts_for_nothing_until_it_delivers() -> None:
         asked += len(node.handle(f"ep{i:040x}", head, now + i))
     assert asked == MAX_CANDIDATE_ASKS
     assert len(node.peers) == MAX_CANDIDATES
-    assert node.progress().synced and node.progress().fraction == 1.0
+    # Their heads make it neither behind nor answered: unknown until a member answers.
+    progress = node.progress()
+    assert progress.synced is None and not progress.ahead and progress.target == 0
     # An unsigned head makes no peer at all.
     unsigned = {"type": "head", "height": 1, "hash": "0" * 64, "work": "1"}
     assert node.handle("ep" + "f" * 40, unsigned, now, verified=False) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ import pytest
 from edge_controller.api import ApiServer
 from edge_controller.app.home import Home
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
+from edge_controller.market import MarketPolicy, SpendingLimits
 from edge_controller.network import BrokerSettings
 from tests.conftest import Mosquitto
 
@@ -30,6 +31,11 @@ FUEL_CELL = "seller/fuel-cell"
 PERIOD_MS = 500
 TOP_UP = 100_000
 PRICE = 1_000_000  # per kWh: 5 kW for 2 s (2.8 Wh) costs 2 778 milli-units
+
+
+def dear_buyer_policy() -> MarketPolicy:
+    """Buys by hand, with spending limits that let it pay `PRICE`."""
+    return replace(buyer_policy(), limits=SpendingLimits(price_ceiling=PRICE))
 
 
 @dataclass
@@ -69,7 +75,7 @@ async def pair(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Pair]:
                     node_key=key,
                     meter_key=KeyPair.generate(),
                     community_broker=broker,
-                    policy=seller_policy() if slug == "seller" else buyer_policy(),
+                    policy=seller_policy() if slug == "seller" else dear_buyer_policy(),
                     # One control cycle, at start: no settlement but the one asked for.
                     control_interval_ms=3_600_000 if slug == "seller" else 250,
                     settlement_period_ms=PERIOD_MS,

@@ -25,7 +25,7 @@ class Wallets:
 
     def load(self) -> None:
         """Read the kept keys (the folder is made when missing)."""
-        self._folder.mkdir(parents=True, exist_ok=True)
+        self._folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         for path in sorted(self._folder.glob("*.key")):
             key = KeyPair.load(path)
             self._keys[key.account] = key
