@@ -141,6 +141,19 @@ class LedgerNode:
 
     async def receive_sync(self, message: InboundMessage) -> None:
         await self._send(self.sync.handle(message.sender, message.body, self.clock.now_ms()))
+        await self._report_equivocations()
+
+    async def _report_equivocations(self) -> None:
+        """Record the evidence of a sealer that signed two blocks at one height, so every
+        node suspends it (any node may; the first record in a block counts)."""
+        for evidence in self.ledger.take_evidence():
+            fields: dict[str, Any] = dict(evidence)
+            if self.genesis.consensus.min_fee:
+                fields["fee"] = self.genesis.consensus.min_fee
+            try:
+                await self.issue("equivocation", **fields)
+            except Refusal as exc:
+                log.info("%s: equivocation evidence not recorded: %s", self.name, exc)
 
     async def peer_changed(self, status: Any) -> None:
         if getattr(status, "online", False):
@@ -201,6 +214,7 @@ class LedgerNode:
                 "height": head.height,
                 "head": head.hash,
                 "head_time": head.time,
+                "final_height": self.ledger.final_height,
                 "synced": progress.synced,
                 "sync_progress": round(progress.fraction, 4),
                 "pool": len(self.ledger.pool),

@@ -66,6 +66,11 @@ class Reason(StrEnum):
     INVALID_RECORD = "invalid_record"
     KNOWN_INVALID = "known_invalid"
     WRONG_COMMUNITY = "wrong_community"
+    REVERTS_FINAL = "reverts_final"
+    SEALED_TOO_SOON = "sealed_too_soon"
+    EQUIVOCATION = "equivocation"
+    SEALER_SUSPENDED = "sealer_suspended"
+    BAD_EVIDENCE = "bad_evidence"
 
 
 class Rejected(Exception):

@@ -273,6 +273,8 @@ class State:
         self.resource_trades: Table[Commitments] = Table("resource_trades", Commitments, j)
         # Offers that are auctions and still open, so closing them needs no scan.
         self.open_auctions: Table[AuctionIndex] = Table("open_auctions", AuctionIndex, j)
+        # Sealers (by account) whose equivocation is recorded, with the evidence's record id.
+        self.suspended: Table[Suspension] = Table("suspended", Suspension, j)
 
     def tables(self) -> Iterator[Table[Any]]:
         for value in vars(self).values():
@@ -326,6 +328,14 @@ class State:
             for key in sorted(table.rows):
                 h.update(f"{table.name}\0{key}\0{table.encode(table.rows[key])}\n".encode())
         return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A sealer proven to have signed two blocks at one height: it seals no more."""
+
+    height: int
+    evidence: str
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,9 @@ tests. Messages are JSON objects with a `type`:
 A node that hears of a head with more work than its own asks that peer for headers from a
 block locator (so one round trip finds where the chains part), checks their proof, then
 asks for the blocks it lacks in batches. Blocks go through `Ledger.add_block`, which does
-the full validation and follows the most-work chain, reorganizing when needed.
+the full validation and follows the most-work chain, reorganizing when needed. A chain that
+leaves ours below the final height is refused from its headers, and its head is not asked
+for again.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ class PeerView:
     head: str = ""
     work: int = 0
     asked_at: int = -1  # when we last asked it for headers or blocks (-1: nothing pending)
+    refused: str = ""  # a head whose chain reverts our final blocks: not asked for again
 
 
 @dataclass(frozen=True)
@@ -163,9 +166,13 @@ class SyncNode:
         for peer, view in self.peers.items():
             if view.asked_at >= 0 and now - view.asked_at > REQUEST_TIMEOUT_MS:
                 view.asked_at = -1
-            if view.work > self.ledger.head.work and view.asked_at < 0:
+            if view.work > self.ledger.head.work and view.asked_at < 0 and not self._refused(view):
                 out.extend(self._ask_headers(peer, now))
         return out
+
+    @staticmethod
+    def _refused(view: PeerView) -> bool:
+        return bool(view.refused) and view.refused == view.head
 
     def request_headers(self, peer: str, now: int) -> list[Outgoing]:
         """Ask `peer` where our chains part (e.g. when it comes online)."""
@@ -190,6 +197,7 @@ class SyncNode:
             view.work > self.ledger.head.work
             and view.head not in self.ledger.index
             and view.asked_at < 0
+            and not self._refused(view)
         ):
             return self._ask_headers(peer, now)
         return []
@@ -217,6 +225,11 @@ class SyncNode:
                 raise Rejected(Reason.UNKNOWN_PARENT, "headers do not form a chain")
             if self.ledger.genesis.consensus.mode == "pow" and not proof_is_valid(header):
                 raise Rejected(Reason.BAD_PROOF, f"header {block_hash[:12]} lacks its proof")
+            if not wanted and block_hash not in self.ledger.index:
+                reason = self.ledger.reverts_final(header.prev)
+                if reason:
+                    view.refused = view.head
+                    raise Rejected(Reason.REVERTS_FINAL, f"peer's chain: {reason}")
             prev = block_hash
             if block_hash not in self.ledger.index:
                 wanted.append(block_hash)
@@ -242,7 +255,7 @@ class SyncNode:
         outcomes = self.ledger.add_blocks(message["blocks"], now)
         out = self._after(peer, outcomes, before, now)
         # Still behind the peer (a long chain comes in batches): ask for the next part.
-        if view.work > self.ledger.head.work and view.asked_at < 0:
+        if view.work > self.ledger.head.work and view.asked_at < 0 and not self._refused(view):
             out.extend(self._ask_headers(peer, now))
         return out
 

@@ -30,7 +30,7 @@ class Community:
     def __init__(self, mode: str = "poa", sealers: int = 1, **consensus: Any) -> None:
         self.registrar = KeyPair.from_seed(b"registrar")
         self.sealers = [KeyPair.from_seed(f"sealer-{i}".encode()) for i in range(sealers)]
-        params: dict[str, Any] = {"mode": mode, "block_interval_ms": 5_000, "confirmations": 2}
+        params: dict[str, Any] = {"mode": mode, "block_interval_ms": 2_000, "confirmations": 2}
         if mode == "poa":
             params["sealers"] = tuple(k.public_hex for k in self.sealers)
         else:
