@@ -181,7 +181,7 @@ class LedgerNode:
         head = ledger.head
         interval = self.genesis.consensus.block_interval_ms
         now = self.clock.now_ms()
-        if not self.sealer or not ledger.can_seal(self.key):
+        if not self.sealer or not ledger.can_seal(self.key, now):
             return
         wait = interval if ledger.in_turn(self.key) else 3 * interval
         if now < head.time + wait:

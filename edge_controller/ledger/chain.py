@@ -427,9 +427,8 @@ class Ledger:
         try:
             if self._authority:
                 self._check_final(parent)
-            self._check_block(block, parent, now)
-            if self._authority:
                 self._check_sibling(block, followed)
+            self._check_block(block, parent, now)
         except Rejected as exc:
             raise self._invalid(block, exc) from None
         self._add_entry(
@@ -497,30 +496,34 @@ class Ledger:
         return ""
 
     def _check_sibling(self, block: Block, followed: bool) -> None:
-        """A second block of one sealer at one height is equivocation: keep the evidence,
-        and the block itself only when others built on it (at most two per height)."""
+        """A second block of one sealer at one height is equivocation: keep the evidence
+        (once per sealer) and drop the block, before any costly check, unless others built
+        on it (then it is checked as any block; at most two per sealer and height)."""
         sealer = block.header.sealer
         known = self._slots.get(block.height, {}).get(sealer)
         if not known:
             return
-        first = self._recent.get(known[0]) or self.store.get_block(known[0])
-        if first is not None and sealer not in self._reported and sealer not in self._evidence:
-            self._evidence[sealer] = {
-                "first": signed_header(first.header, first.sig),
-                "second": signed_header(block.header, block.sig),
-            }
-            log.warning(
-                "sealer %s signed two blocks at height %d: %s and %s",
-                sealer[:12],
-                block.height,
-                known[0][:12],
-                block.hash[:12],
-            )
-        if not followed or len(known) >= MAX_SEALER_SIBLINGS:
-            raise Rejected(
-                Reason.EQUIVOCATION,
-                f"sealer {sealer[:12]} already signed block {known[0][:12]} at {block.height}",
-            )
+        if sealer not in self._reported and sealer not in self._evidence:
+            first = self._recent.get(known[0]) or self.store.get_block(known[0])
+            if first is not None:
+                block.check_signature(self.verifier)
+                self._evidence[sealer] = {
+                    "first": signed_header(first.header, first.sig),
+                    "second": signed_header(block.header, block.sig),
+                }
+                log.warning(
+                    "sealer %s signed two blocks at height %d: %s and %s",
+                    sealer[:12],
+                    block.height,
+                    known[0][:12],
+                    block.hash[:12],
+                )
+        if followed and len(known) < MAX_SEALER_SIBLINGS:
+            return
+        raise Rejected(
+            Reason.EQUIVOCATION,
+            f"sealer {sealer[:12]} already signed block {known[0][:12]} at {block.height}",
+        )
 
     def take_evidence(self) -> list[dict[str, Any]]:
         """Equivocation evidence found since the last call, each the body of an
