@@ -70,8 +70,11 @@ def forge_chain(
     return blocks
 
 
-def siblings(parent: Tip, key: KeyPair, weight: int, count: int, at: int) -> list[Block]:
-    """`count` different blocks `key` signs at one height on `parent` (they differ by nonce)."""
+def siblings(
+    parent: Tip, key: KeyPair, weight: int, count: int, at: int, first_nonce: int = 0
+) -> list[Block]:
+    """`count` different blocks `key` signs at one height on `parent` (they differ by nonce,
+    counted from `first_nonce`)."""
     return [
         seal(
             Header(
@@ -86,7 +89,7 @@ def siblings(parent: Tip, key: KeyPair, weight: int, count: int, at: int) -> lis
             (),
             key,
         )
-        for n in range(count)
+        for n in range(first_nonce, first_nonce + count)
     ]
 
 
