@@ -230,6 +230,19 @@ class LedgerNode:
         verified = message.auth is not None
         now = self.clock.now_ms()
         await self._send(self.sync.handle(message.sender, message.body, now, verified))
+        await self._report_equivocations()
+
+    async def _report_equivocations(self) -> None:
+        """Record the evidence of a sealer that signed two blocks at one height, so every
+        node suspends it (any node may; the first record in a block counts)."""
+        for evidence in self.ledger.take_evidence():
+            fields: dict[str, Any] = dict(evidence)
+            if self.genesis.consensus.min_fee:
+                fields["fee"] = self.genesis.consensus.min_fee
+            try:
+                await self.issue("equivocation", **fields)
+            except Refusal as exc:
+                log.info("%s: equivocation evidence not recorded: %s", self.name, exc)
 
     async def peer_changed(self, status: Any) -> None:
         # A status is unsigned: only a member's coming online is worth a request.
@@ -261,7 +274,7 @@ class LedgerNode:
         head = ledger.head
         interval = self.genesis.consensus.block_interval_ms
         now = self.clock.now_ms()
-        if not self.sealer or not ledger.can_seal(self.key):
+        if not self.sealer or not ledger.can_seal(self.key, now):
             return
         wait = interval if ledger.in_turn(self.key) else 3 * interval
         if now < head.time + wait:
@@ -330,6 +343,7 @@ class LedgerNode:
                 "height": head.height,
                 "head": head.hash,
                 "head_time": head.time,
+                "final_height": self.ledger.final_height,
                 "synced": progress.synced,
                 "sync_progress": None if progress.fraction is None else round(progress.fraction, 4),
                 "pool": len(self.ledger.pool),

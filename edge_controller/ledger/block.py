@@ -9,24 +9,11 @@ from typing import Any
 from .canonical import canonical_bytes, canonical_bytes_unchecked
 from .errors import Reason, Rejected
 from .keys import KeyPair, Verifier, account_id
-from .records import HEX64, Record, integer, obj, parse_record
+from .records import HEADER_SHAPE, Record, parse_record
 
 BLOCK_VERSION = 1
 ZERO_HASH = "0" * 64
 BLOCK_SIGNING_DOMAIN = b"energy-p2p/block/v1:"
-
-_HEADER_SHAPE = obj(
-    {
-        "version": integer(1, 1),
-        "height": integer(0, 2**53),
-        "prev": HEX64,
-        "root": HEX64,
-        "time": integer(0, 2**53),
-        "difficulty": integer(0, 256),
-        "nonce": integer(0, 2**64 - 1),
-        "sealer": HEX64,
-    }
-)
 
 
 # A block's JSON form around its header and records: {"header":…,"records":[…],"sig":"…"}.
@@ -73,7 +60,7 @@ class Header:
 
     @classmethod
     def from_json(cls, data: Any) -> Header:
-        _HEADER_SHAPE("header", data)
+        HEADER_SHAPE("header", data)
         return cls(**data)
 
     def pow_prefix(self) -> bytes:

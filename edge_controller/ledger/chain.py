@@ -6,6 +6,11 @@ follows the chain with the most work, rolls state back block by block when a bet
 appears (returning orphaned records to the pool) and seals new blocks when asked. It does
 no I/O of its own except through its `Store`, and no networking at all: `sync.py` speaks
 for it.
+
+Under proof of authority on the latest rules it also keeps the final height (a block on
+which a majority of the sealers sealed later blocks) and never reorganises below it, and
+keeps one block per sealer and height: a second one is equivocation, kept as evidence
+(`take_evidence`) and dropped unless other nodes have built on it.
 """
 
 from __future__ import annotations
@@ -31,12 +36,18 @@ from .block import (
 )
 from .consensus import (
     IndexEntry,
+    authority_rules,
     block_work,
     check_block_size,
     check_header,
     expected_difficulty,
+    final_height,
+    finality_quorum,
     in_turn_sealer,
     may_seal,
+    sealed_since,
+    sealer_spacing_ms,
+    signed_header,
 )
 from .errors import Reason, Rejected
 from .genesis import Consensus, Genesis
@@ -86,6 +97,9 @@ POOL_PER_ACCOUNT = 256
 # Blocks re-checked at start (Bitcoin Core's -checkblocks): undone and applied again,
 # each against the state digest stored with it.
 CHECK_BLOCKS = 6
+# Blocks one sealer may have at one height: its first, and one more only when other nodes
+# built on it (so nodes that saw the two in another order still converge).
+MAX_SEALER_SIBLINGS = 2
 
 
 def now_ms() -> int:
@@ -186,6 +200,18 @@ class Ledger:
         # Blocks with no child: the candidates for the best chain's tip.
         self.tips: set[str] = set()
         self.main: list[str] = []
+        # Fork choice kept as blocks arrive: the valid block with the most work.
+        self._best: IndexEntry | None = None
+        # Proof of authority, latest rules: no reorganisation at or below this height.
+        self.final_height = 0
+        self._authority = authority_rules(genesis)
+        self._quorum = finality_quorum(genesis)
+        # Hashes each sealer signed at each height above the final one (equivocation).
+        self._slots: dict[int, dict[str, list[str]]] = {}
+        self._pruned_to = 0
+        # Evidence of equivocation, by sealer, not yet taken by the node to be recorded.
+        self._evidence: dict[str, dict[str, Any]] = {}
+        self._reported: set[str] = set()
         self.pool: dict[str, Record] = {}
         self._pool_added: dict[str, int] = {}
         self.pool_per_account = pool_per_account
@@ -206,6 +232,7 @@ class Ledger:
         self._add_entry(entry)
         self.main.append(entry.hash)
         self._load(check_blocks)
+        self._update_final()
 
     @classmethod
     def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
@@ -470,7 +497,7 @@ class Ledger:
         """
         block = wire if isinstance(wire, Block) else parse_block(wire, self.community)
         now = self.clock() if now is None else now
-        early = self._admit(block, now)
+        early = self._admit(block, now, self._has_orphan_child(block.hash))
         if early is not None:
             return early
         depth = self._follow_best()
@@ -496,6 +523,7 @@ class Ledger:
             pending.append((block, check_ahead(self.verifier, self.signature_pool, checks)))
         outcomes: list[BlockResult | Rejected] = []
         admitted: list[tuple[int, Block]] = []
+        parents = {item[0].prev for item in pending if not isinstance(item, Rejected)}
         for item in pending:
             if isinstance(item, Rejected):
                 outcomes.append(item)
@@ -503,7 +531,8 @@ class Ledger:
             block, wait = item
             wait()
             try:
-                early = self._admit(block, now)
+                followed = block.hash in parents or self._has_orphan_child(block.hash)
+                early = self._admit(block, now, followed)
             except Rejected as exc:
                 outcomes.append(exc)
                 continue
@@ -521,9 +550,13 @@ class Ledger:
                     outcomes[position] = exc
         return outcomes
 
-    def _admit(self, block: Block, now: int) -> BlockResult | None:
+    def _has_orphan_child(self, block_hash: str) -> bool:
+        return any(b.prev == block_hash for b in self._orphans.values())
+
+    def _admit(self, block: Block, now: int, followed: bool = False) -> BlockResult | None:
         """Check a block against its parent and index it (None); or say it is known or an
-        orphan. Raises `Rejected` when it is invalid. Its records are checked when followed."""
+        orphan. Raises `Rejected` when it is invalid. Its records are checked when followed.
+        `followed`: a block built on this one came with it (equivocation keeps such a one)."""
         known = self.index.get(block.hash)
         if known is not None:
             if known.invalid:
@@ -538,6 +571,9 @@ class Ledger:
         if parent.invalid:
             raise self._invalid(block, Rejected(Reason.KNOWN_INVALID, "its parent is invalid"))
         try:
+            if self._authority:
+                self._check_final(parent)
+                self._check_sibling(block, followed)
             self._check_block(block, parent, now)
         except Rejected as exc:
             raise self._invalid(block, exc) from None
@@ -582,9 +618,82 @@ class Ledger:
             del self._unstored[block_hash]
 
     def _invalid(self, block: Block, exc: Rejected) -> Rejected:
-        if exc.reason not in _TRANSIENT:
+        # Equivocating siblings are reported once, with their evidence, not one by one.
+        if exc.reason not in _TRANSIENT and exc.reason is not Reason.EQUIVOCATION:
             log.warning("invalid block %s: %s", block.hash[:12], exc)
         return exc
+
+    def _check_final(self, parent: IndexEntry) -> None:
+        """Refuse a block whose chain does not hold the final block: following it would
+        undo what a majority of the sealers has sealed on, whatever its weight."""
+        final = self.final_height
+        if parent.height < final or (self.ancestor(parent, final).hash != self.main[final]):
+            raise Rejected(
+                Reason.REVERTS_FINAL,
+                f"the block's chain leaves ours below the final height {final}",
+            )
+
+    def reverts_final(self, parent_hash: str) -> str:
+        """Why a block on `parent_hash` would be refused for undoing final blocks ("" when
+        it would not, or when the parent is unknown)."""
+        parent = self.index.get(parent_hash)
+        if parent is None or not self._authority:
+            return ""
+        try:
+            self._check_final(parent)
+        except Rejected as exc:
+            return exc.message
+        return ""
+
+    def _check_sibling(self, block: Block, followed: bool) -> None:
+        """A second block of one sealer at one height is equivocation: keep the evidence
+        (once per sealer) and drop the block, before any costly check, unless others built
+        on it (then it is checked as any block; at most two per sealer and height)."""
+        sealer = block.header.sealer
+        known = self._slots.get(block.height, {}).get(sealer)
+        if not known:
+            return
+        if sealer not in self._reported and sealer not in self._evidence:
+            first = self._recent.get(known[0]) or self.store.get_block(known[0])
+            if first is not None:
+                block.check_signature(self.verifier)
+                self._evidence[sealer] = {
+                    "first": signed_header(first.header, first.sig),
+                    "second": signed_header(block.header, block.sig),
+                }
+                log.warning(
+                    "sealer %s signed two blocks at height %d: %s and %s",
+                    sealer[:12],
+                    block.height,
+                    known[0][:12],
+                    block.hash[:12],
+                )
+        if followed and len(known) < MAX_SEALER_SIBLINGS:
+            return
+        raise Rejected(
+            Reason.EQUIVOCATION,
+            f"sealer {sealer[:12]} already signed block {known[0][:12]} at {block.height}",
+        )
+
+    def take_evidence(self) -> list[dict[str, Any]]:
+        """Equivocation evidence found since the last call, each the body of an
+        `equivocation` record ({first, second}: two signed headers); once per sealer."""
+        found = list(self._evidence.values())
+        self._reported.update(self._evidence)
+        self._evidence.clear()
+        return found
+
+    def _update_final(self) -> None:
+        """Move the final height up to what the best chain's sealers have sealed on."""
+        if not self._authority:
+            return
+        self.final_height = max(
+            self.final_height, final_height(self.head, self._quorum, self.ancestor)
+        )
+        # Slots at or below the final height cannot take a new block any more.
+        for height in range(self._pruned_to, self.final_height + 1):
+            self._slots.pop(height, None)
+        self._pruned_to = max(self._pruned_to, self.final_height + 1)
 
     def _check_block(self, block: Block, parent: IndexEntry, now: int) -> None:
         c = self.genesis.consensus
@@ -603,6 +712,11 @@ class Ledger:
         self.children.setdefault(entry.prev, []).append(entry.hash)
         self.tips.discard(entry.prev)
         self.tips.add(entry.hash)
+        if entry.height > self.final_height:
+            slot = self._slots.setdefault(entry.height, {})
+            slot.setdefault(entry.sealer, []).append(entry.hash)
+        if not entry.invalid and (self._best is None or entry.better_than(self._best)):
+            self._best = entry
 
     def _adopt_orphans(self, parent_hash: str, now: int) -> None:
         waiting = [b for b in self._orphans.values() if b.prev == parent_hash]
@@ -614,6 +728,14 @@ class Ledger:
                 log.info("orphan %s refused: %s", block.hash[:12], exc)
 
     def _best_tip(self) -> IndexEntry:
+        """The valid block with the most work, kept as blocks arrive (a child always has
+        more work than its parent, so it is a tip or the last valid block below one)."""
+        if self._best is None or self._best.invalid:
+            self._best = self._scan_best()
+        return self._best
+
+    def _scan_best(self) -> IndexEntry:
+        """Fork choice from scratch, after blocks were found invalid."""
         best = self.head
         for tip in self.tips:
             entry = self.index[tip]
@@ -657,6 +779,10 @@ class Ledger:
             entry = self.index[entry.prev]
         fork_height = entry.height
         branch.reverse()
+        if self._authority and fork_height < self.final_height:
+            reason = f"{Reason.REVERTS_FINAL.value}: it forks below the final height"
+            self._mark_invalid(branch[0].hash, reason)
+            return 0, branch[0].hash
         mark = self.state.mark()
         commit = Commit(head=target.hash)
         self._session_connected = set()
@@ -706,6 +832,7 @@ class Ledger:
             self._unstored.pop(block.hash, None)
         del self.main[fork_height + 1 :]
         self.main.extend(e.hash for e in branch)
+        self._update_final()
         self._after_reorg(disconnected_blocks, [b for b, _ in commit.connected])
         return len(disconnected_blocks), None
 
@@ -754,8 +881,19 @@ class Ledger:
 
     # --- sealing ------------------------------------------------------------------------------
 
-    def can_seal(self, key: KeyPair) -> bool:
-        return may_seal(self.genesis, self.head, key.public_hex, self.ancestor)
+    def can_seal(self, key: KeyPair, now: int | None = None) -> bool:
+        """Whether `key` may seal the next block at `now`: its turn rules, and on the latest
+        rules its spacing since its previous block and no recorded equivocation."""
+        head = self.head
+        if not may_seal(self.genesis, head, key.public_hex, self.ancestor):
+            return False
+        if not self._authority:
+            return True
+        if key.account in self.state.suspended:
+            return False
+        time_ms = max(self.clock() if now is None else now, head.time)
+        spacing = sealer_spacing_ms(self.genesis)
+        return sealed_since(head, key.public_hex, time_ms - spacing, self.ancestor) < 0
 
     def in_turn(self, key: KeyPair) -> bool:
         """Proof of authority: whether `key` is the in-turn sealer of the next block."""
@@ -773,7 +911,7 @@ class Ledger:
         `dropped` listeners, unless they may become valid later (e.g. their offer is not
         in the chain yet).
         """
-        if not self.can_seal(key):
+        if not self.can_seal(key, now):
             return None
         head = self.head
         time_ms = max(self.clock() if now is None else now, head.time)

@@ -5,16 +5,23 @@ zero bits; the difficulty re-targets every `retarget_window` blocks toward the c
 block interval. Proof of authority: the sealers named in genesis take turns. In both, the
 best chain is the one with the most cumulative work; equal work goes to the lower tip hash
 so that every node breaks the tie the same way.
+
+From the latest rules on (`consensus.rules >= 2`), proof of authority adds: finality (a
+block on which a majority of the sealers have sealed a later block is final and is never
+reorganised away), a minimum spacing between one sealer's blocks (half the block
+interval), and the suspension of a sealer whose equivocation is recorded (`rules.py`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
-from .block import Block, Header, leading_zero_bits, pow_hash
+from .block import Block, Header, block_message, leading_zero_bits, pow_hash
 from .errors import Reason, Rejected
-from .genesis import Consensus, Genesis
+from .genesis import FIRST_RULES, Consensus, Genesis
+from .keys import Verifier
 
 
 def check_block_size(consensus: Consensus, block: Block) -> None:
@@ -99,6 +106,49 @@ def recent_sealers(parent: IndexEntry, count: int, ancestor: Ancestor) -> set[st
     return found
 
 
+def authority_rules(genesis: Genesis) -> bool:
+    """Whether finality, sealer spacing and equivocation evidence apply (latest rules, PoA)."""
+    c = genesis.consensus
+    return c.mode == "poa" and c.rules > FIRST_RULES
+
+
+def sealer_spacing_ms(genesis: Genesis) -> int:
+    """The least time between two blocks of one sealer: an honest sealer seals at most once
+    a block interval, so half of it leaves room for clocks and still takes a fork of N
+    blocks at least N / sealers * spacing of block time to build."""
+    return genesis.consensus.block_interval_ms // 2
+
+
+def finality_quorum(genesis: Genesis) -> int:
+    """How many distinct sealers must seal on top of a block for it to be final."""
+    return len(genesis.consensus.sealers) // 2 + 1
+
+
+def sealed_since(parent: IndexEntry, sealer: str, since: int, ancestor: Ancestor) -> int:
+    """The time of `sealer`'s latest block at or below `parent` that is later than `since`
+    (-1 if none). Block times never decrease along a chain, so the walk stops at `since`."""
+    entry = parent
+    while entry.height > 0 and entry.time > since:
+        if entry.sealer == sealer:
+            return entry.time
+        entry = ancestor(entry, entry.height - 1)
+    return -1
+
+
+def final_height(head: IndexEntry, quorum: int, ancestor: Ancestor) -> int:
+    """The highest block below `head` with `quorum` distinct sealers on later blocks above
+    it, on `head`'s chain (0, genesis, when there is none). The walk is as long as it takes
+    to meet `quorum` sealers: about `quorum` blocks on a chain whose sealers take turns."""
+    seen: set[str] = set()
+    entry = head
+    while entry.height > 0:
+        seen.add(entry.sealer)
+        if len(seen) >= quorum:
+            return entry.height - 1
+        entry = ancestor(entry, entry.height - 1)
+    return 0
+
+
 def may_seal(genesis: Genesis, parent: IndexEntry, sealer: str, ancestor: Ancestor) -> bool:
     """Whether `sealer` may seal the block after `parent` (proof of authority)."""
     c = genesis.consensus
@@ -123,6 +173,15 @@ def check_header(
             raise Rejected(Reason.WRONG_SEALER, "the sealer is not a sealer named in genesis")
         if header.sealer in recent_sealers(parent, len(c.sealers) // 2, ancestor):
             raise Rejected(Reason.SEALED_TOO_RECENTLY, "the sealer sealed one of the last blocks")
+        if authority_rules(genesis):
+            spacing = sealer_spacing_ms(genesis)
+            last = sealed_since(parent, header.sealer, header.time - spacing, ancestor)
+            if last >= 0:
+                raise Rejected(
+                    Reason.SEALED_TOO_SOON,
+                    f"the sealer's previous block is at {last}; its next may not be before"
+                    f" {last + spacing}",
+                )
     expected = expected_difficulty(genesis, parent, header.sealer, ancestor)
     if header.difficulty != expected:
         raise Rejected(
@@ -137,3 +196,28 @@ def check_header(
 def proof_is_valid(header: Header) -> bool:
     """Recheck a header's proof of work from scratch (used by `ledger verify`)."""
     return leading_zero_bits(pow_hash(header.pow_prefix(), header.nonce)) >= header.difficulty
+
+
+def signed_header(header: Header, sig: bytes) -> dict[str, Any]:
+    """A header with its sealer's signature, as equivocation evidence quotes it."""
+    return {"header": header.to_json(), "sig": sig.hex()}
+
+
+def check_equivocation(
+    genesis: Genesis, first: dict[str, Any], second: dict[str, Any], verifier: Verifier
+) -> Header:
+    """Raise `Rejected(BAD_EVIDENCE)` unless `first` and `second` (each {header, sig}, shape
+    already checked) are two different headers one sealer named in genesis signed at one
+    height; returns the first header."""
+    one, two = Header.from_json(first["header"]), Header.from_json(second["header"])
+    if one.sealer != two.sealer or one.sealer not in genesis.consensus.sealers:
+        raise Rejected(Reason.BAD_EVIDENCE, "the headers are not sealed by one sealer of genesis")
+    if one.height != two.height or one.height == 0:
+        raise Rejected(Reason.BAD_EVIDENCE, "the headers are not at one height above genesis")
+    if one.hash == two.hash:
+        raise Rejected(Reason.BAD_EVIDENCE, "the two headers are the same block")
+    for header, signed in ((one, first), (two, second)):
+        sig = bytes.fromhex(signed["sig"])
+        if not verifier.verify(header.sealer, sig, block_message(header.hash)):
+            raise Rejected(Reason.BAD_EVIDENCE, f"header {header.hash[:12]} is not its sealer's")
+    return one

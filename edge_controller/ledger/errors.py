@@ -75,6 +75,11 @@ class Reason(StrEnum):
     POOL_ACCOUNT_FULL = "pool_account_full"
     UNVERIFIED_PEER = "unverified_peer"
     UNASKED = "unasked"
+    REVERTS_FINAL = "reverts_final"
+    SEALED_TOO_SOON = "sealed_too_soon"
+    EQUIVOCATION = "equivocation"
+    SEALER_SUSPENDED = "sealer_suspended"
+    BAD_EVIDENCE = "bad_evidence"
 
 
 class Rejected(Exception):

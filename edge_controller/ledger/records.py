@@ -126,6 +126,22 @@ PRICE = integer(0, 10**9)
 AMOUNT = integer(1, MAX_AMOUNT)
 WH = integer(0, MAX_QUANTITY)
 
+SIGNATURE = text(re.compile(r"[0-9a-f]{128}\Z"), 128)
+# A block header's fields, as blocks carry them and as equivocation evidence quotes them.
+HEADER_SHAPE = obj(
+    {
+        "version": integer(1, 1),
+        "height": integer(0, 2**53),
+        "prev": HEX64,
+        "root": HEX64,
+        "time": integer(0, 2**53),
+        "difficulty": integer(0, 256),
+        "nonce": integer(0, 2**64 - 1),
+        "sealer": HEX64,
+    }
+)
+SIGNED_HEADER = obj({"header": HEADER_SHAPE, "sig": SIGNATURE})
+
 COMMON = {"kind": text(None, 32), "seq": integer(1, 2**53), "time": TIME}
 COMMON_OPTIONAL = {"fee": integer(0, MAX_AMOUNT)}
 
@@ -191,6 +207,8 @@ KINDS: dict[str, tuple[dict[str, Checker], dict[str, Checker]]] = {
     "rating": ({"trade": HEX64, "score": integer(0, 10)}, {"comment": text(None, 200)}),
     "topup": ({"to": ACCOUNT, "amount": AMOUNT}, {"memo": text(None, 200)}),
     "transfer": ({"to": ACCOUNT, "amount": AMOUNT}, {"memo": text(None, 200)}),
+    # Two headers one sealer signed at one height: the proof that it equivocated.
+    "equivocation": ({"first": SIGNED_HEADER, "second": SIGNED_HEADER}, {}),
 }
 
 _BODY_CHECKERS: dict[str, Checker] = {

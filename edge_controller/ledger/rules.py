@@ -11,9 +11,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .consensus import authority_rules, check_equivocation
 from .errors import Reason, Rejected
 from .genesis import FIRST_RULES, Genesis
-from .keys import account_id
+from .keys import Verifier, account_id
 from .queries import (
     MS_PER_HOUR,
     allocated_export,
@@ -43,10 +44,14 @@ from .state import (
     Request,
     Resource,
     State,
+    Suspension,
     Trade,
     Vouched,
     evolve,
 )
+
+# Evidence is checked once per node per record: no cache to keep.
+_EVIDENCE_VERIFIER = Verifier(cache_size=0)
 
 
 @dataclass
@@ -859,6 +864,18 @@ def _transfer(state: State, record: Record, ctx: BlockContext, body: dict[str, A
         state.funding.put(edge, Funding((sent.amount if sent else 0) + amount))
 
 
+def _equivocation(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    """Any member may record that a sealer signed two blocks at one height: from the next
+    block on, blocks it seals are invalid (its turns pass to the others)."""
+    if not authority_rules(ctx.genesis):
+        raise Rejected(Reason.MALFORMED, "equivocation evidence needs proof of authority, rules 2")
+    header = check_equivocation(ctx.genesis, body["first"], body["second"], _EVIDENCE_VERIFIER)
+    sealer = header.sealer_account
+    if sealer in state.suspended:
+        raise Rejected(Reason.DUPLICATE, f"sealer {sealer} is already suspended")
+    state.suspended.put(sealer, Suspension(height=ctx.height, evidence=record.id))
+
+
 _HANDLERS: dict[str, Handler] = {
     "registration": _registration,
     "resource_update": _resource_update,
@@ -876,6 +893,7 @@ _HANDLERS: dict[str, Handler] = {
     "rating": _rating,
     "topup": _topup,
     "transfer": _transfer,
+    "equivocation": _equivocation,
 }
 
 
@@ -888,6 +906,8 @@ def apply_block(
     """Apply a whole block's records (signatures already checked) between its begin and end
     steps. Raises `Rejected(INVALID_RECORD)` naming the first record a rule refuses; the
     caller reverts the state to before the block."""
+    if ctx.sealer in state.suspended and authority_rules(ctx.genesis):
+        raise Rejected(Reason.SEALER_SUSPENDED, f"sealer {ctx.sealer} is suspended")
     begin_block(state, ctx)
     for record in records:
         try:

@@ -292,6 +292,8 @@ class State:
         # Latest rules: accounts a registrar stands behind, and transfers by `sender>receiver`.
         self.vouched = Table("vouched", Vouched, j)
         self.funding = Table("funding", Funding, j)
+        # Sealers (by account) whose equivocation is recorded, with the evidence's record id.
+        self.suspended: Table[Suspension] = Table("suspended", Suspension, j)
 
     def tables(self) -> Iterator[Table[Any]]:
         for value in vars(self).values():
@@ -345,6 +347,14 @@ class State:
             for key in sorted(table.rows):
                 h.update(f"{table.name}\0{key}\0{table.encode(table.rows[key])}\n".encode())
         return h.hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Suspension:
+    """A sealer proven to have signed two blocks at one height: it seals no more."""
+
+    height: int
+    evidence: str
 
 
 @dataclass(frozen=True, slots=True)

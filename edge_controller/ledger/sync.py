@@ -17,7 +17,9 @@ tests. Messages are JSON objects with a `type`:
 A node that hears of a head with more work than its own asks that peer for headers from a
 block locator (so one round trip finds where the chains part), checks their proof, then
 asks for the blocks it lacks in batches. Blocks go through `Ledger.add_block`, which does
-the full validation and follows the most-work chain, reorganizing when needed.
+the full validation and follows the most-work chain, reorganizing when needed. A chain that
+leaves ours below the final height is refused from its headers, and its head is not asked
+for again.
 
 Answers are paged by size: given the transport's message limit, a node answers with the
 whole blocks (and headers) that fit one message, and the asker asks again for the rest.
@@ -138,6 +140,7 @@ class PeerView:
     # It answered a request for headers of ours: a reply, so news from now. A head may
     # be old (queued for us by the broker while we were away) and proves nothing.
     answered: bool = False
+    refused: str = ""  # a head whose chain reverts our final blocks: not asked for again
 
 
 @dataclass(frozen=True)
@@ -282,6 +285,10 @@ class SyncNode:
                 out.extend(self._ask_headers(max(idle, key=lambda p: self.peers[p].work), now))
         return out
 
+    @staticmethod
+    def _refused(view: PeerView) -> bool:
+        return bool(view.refused) and view.refused == view.head
+
     def request_headers(self, peer: str, now: int) -> list[Outgoing]:
         """Ask `peer` where our chains part (e.g. when a member comes online)."""
         view = self._peer(peer, now)
@@ -316,7 +323,7 @@ class SyncNode:
         pending with it, and (a candidate) few candidates are being asked already."""
         if view.work <= self.ledger.head.work or view.asked_at >= 0:
             return False
-        if view.head in self.ledger.index:
+        if view.head in self.ledger.index or self._refused(view):
             return False
         if view.member:
             return True
@@ -387,6 +394,11 @@ class SyncNode:
                 raise Rejected(Reason.UNKNOWN_PARENT, "headers do not form a chain")
             if self.ledger.genesis.consensus.mode == "pow" and not proof_is_valid(header):
                 raise Rejected(Reason.BAD_PROOF, f"header {block_hash[:12]} lacks its proof")
+            if not wanted and block_hash not in self.ledger.index:
+                reason = self.ledger.reverts_final(header.prev)
+                if reason:
+                    view.refused = view.head
+                    raise Rejected(Reason.REVERTS_FINAL, f"peer's chain: {reason}")
             prev = block_hash
             # A reply (nothing else is taken): it holds this header's block, so is this high.
             view.height = max(view.height, header.height)
@@ -450,7 +462,7 @@ class SyncNode:
         if view.asked_at < 0 and view.wanted:
             out.extend(self._ask_blocks(peer, view, now))
         # Still behind the peer (a long chain comes in batches): ask for the next part.
-        elif view.work > self.ledger.head.work and view.asked_at < 0:
+        elif view.work > self.ledger.head.work and view.asked_at < 0 and not self._refused(view):
             out.extend(self._ask_headers(peer, now))
         return out
 

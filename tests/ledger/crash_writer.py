@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make `edge_controller` importa
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from edge_controller.ledger import (
+    FIRST_RULES,
     Consensus,
     Genesis,
     KeyPair,
@@ -45,7 +46,15 @@ def make_genesis() -> Genesis:
         currency="SUN",
         time=GENESIS_TIME,
         registrars=(REGISTRAR.public_hex,),
-        consensus=Consensus(mode="poa", sealers=(SEALER.public_hex,), confirmations=2, min_fee=FEE),
+        # The first rules: the writer seals as fast as the disk allows, faster than the
+        # latest rules' sealer spacing.
+        consensus=Consensus(
+            mode="poa",
+            rules=FIRST_RULES,
+            sealers=(SEALER.public_hex,),
+            confirmations=2,
+            min_fee=FEE,
+        ),
     )
 
 

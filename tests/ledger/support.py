@@ -34,7 +34,7 @@ class Community:
         # (tests/attacks/test_spam.py).
         params: dict[str, Any] = {
             "mode": mode,
-            "block_interval_ms": 5_000,
+            "block_interval_ms": 2_000,
             "confirmations": 2,
             "min_balance": 0,
         }

@@ -10,7 +10,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge_controller.ledger import Block, KeyPair, Ledger, Reason, Record, Rejected, parse_record
+from edge_controller.ledger import (
+    FIRST_RULES,
+    Block,
+    KeyPair,
+    Ledger,
+    Reason,
+    Record,
+    Rejected,
+    parse_record,
+)
 from edge_controller.ledger.block import Header, leading_zero_bits, record_root, seal, search_nonce
 from edge_controller.ledger.chain import BlockResult
 from edge_controller.ledger.consensus import IndexEntry, expected_difficulty
@@ -74,7 +83,9 @@ def pow_town() -> tuple[Community, Ledger]:
 
 
 def poa_town(sealers: int = 3) -> tuple[Community, Ledger]:
-    c = Community(mode="poa", sealers=sealers)
+    # The first rules: these tests forge rival blocks and reorganise at will, which the
+    # latest rules' finality and equivocation checks refuse (tests/attacks/test_history.py).
+    c = Community(mode="poa", sealers=sealers, rules=FIRST_RULES)
     return c, c.node()
 
 

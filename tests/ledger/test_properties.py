@@ -30,6 +30,8 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from edge_controller.ledger import (
+    FIRST_RULES,
+    LATEST_RULES,
     Block,
     KeyPair,
     Ledger,
@@ -644,13 +646,16 @@ class Scenario:
         )
 
 
-def community(min_fee: int, confirmations: int, max_records: int, sealers: int = 1) -> Community:
+def community(
+    min_fee: int, confirmations: int, max_records: int, sealers: int = 1, rules: int = LATEST_RULES
+) -> Community:
     return Community(
         mode="poa",
         sealers=sealers,
         min_fee=min_fee,
         confirmations=confirmations,
         max_block_records=max_records,
+        rules=rules,
     )
 
 
@@ -716,7 +721,9 @@ def test_random_records_keep_money_capacity_and_energy_and_replay_to_the_same_st
 def test_a_reorg_restores_the_fork_state_and_returns_orphaned_records_to_the_pool(
     prefix: list[Op], losing: list[Op], winning: list[Op], losing_blocks: int, min_fee: int
 ) -> None:
-    c = community(min_fee, confirmations=2, max_records=5_000, sealers=3)
+    # The first rules: a losing branch of up to four blocks is below the latest rules' final
+    # height, which they never reorganise (tests/attacks/test_history.py).
+    c = community(min_fee, confirmations=2, max_records=5_000, sealers=3, rules=FIRST_RULES)
     node = c.node()
     s = Scenario(c, node)
     s.setup()
