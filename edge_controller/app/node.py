@@ -14,6 +14,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from edge_controller.app.ordering import SequenceGate
 from edge_controller.devices import Clock
 from edge_controller.ledger import (
     Genesis,
@@ -24,6 +25,7 @@ from edge_controller.ledger import (
     Record,
     Rejected,
     SyncNode,
+    parse_record,
     sign_record,
 )
 from edge_controller.network import InboundMessage, LinkStats, MessageHandler, MessageKind
@@ -73,6 +75,7 @@ class LedgerNode:
         self.sealer = sealer
         self.name = name
         self.sync = SyncNode(ledger, self.account)
+        self.gate = SequenceGate(ledger.pending_seq)
         self.rejections: dict[str, int] = {}
         self.accepted: list[Callable[[Record], None]] = []
         self.received: list[Callable[[Record], Awaitable[None]]] = []
@@ -128,27 +131,62 @@ class LedgerNode:
     # --- neighbours' records and blocks ------------------------------------------------------
 
     async def receive_record(self, message: InboundMessage) -> None:
+        """A neighbour's record: checked (its signature first), then submitted, unless its
+        signer's sequence has a gap before it: then it waits in the gate for the gap."""
+        ledger = self.ledger
         try:
-            record = self.ledger.submit(message.body)
+            record = parse_record(message.body, ledger.community)
+            if record.id in ledger.pool:
+                return
+            record.verify(ledger.community, ledger.verifier)
         except Rejected as exc:
-            if exc.reason is not Reason.DUPLICATE:
-                self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
-                log.info("%s: record from %s refused: %s", self.name, message.sender[:10], exc)
+            self._refused(message.sender, exc)
+            return
+        now = self.clock.now_ms()
+        for ready in self.gate.offer(record, now):
+            await self._take(message.sender, ready)
+        await self.release_held(message.sender)
+
+    async def release_held(self, sender: str = "") -> None:
+        """Submit the held records whose gap filled (or that waited long enough)."""
+        while ready := self.gate.ready(self.clock.now_ms()):
+            for record in ready:
+                await self._take(sender, record)
+
+    async def _take(self, sender: str, record: Record) -> None:
+        try:
+            self.ledger.submit(record)
+        except Rejected as exc:
+            self.gate.refused(record)
+            self._refused(sender, exc)
             return
         self._accepted(record)
         for listener in self.received:
             await listener(record)
 
+    def _refused(self, sender: str, exc: Rejected) -> None:
+        if exc.reason is not Reason.DUPLICATE:
+            self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
+            log.info("%s: record from %s refused: %s", self.name, sender[:10], exc)
+
     async def receive_sync(self, message: InboundMessage) -> None:
         await self._send(self.sync.handle(message.sender, message.body, self.clock.now_ms()))
+        if len(self.gate):
+            # A block may have filled a held record's gap.
+            await self.release_held(message.sender)
 
     async def peer_changed(self, status: Any) -> None:
         if getattr(status, "online", False):
             await self._send(self.sync.request_headers(status.node_id, self.clock.now_ms()))
 
     async def sync_tick(self) -> None:
-        """Ask peers for what we miss, answer what they asked (every `SYNC_INTERVAL_MS`)."""
+        """Ask peers for what we miss, answer what they asked (every `SYNC_INTERVAL_MS`);
+        let held records go whose wait is over; and, when this home does not seal, drop
+        the pooled records the chain refuses now (a sealer does so as it seals)."""
         await self._send(self.sync.tick(self.clock.now_ms()))
+        await self.release_held()
+        if not self.sealer and self.ledger.pool:
+            self.ledger.prune_pool(self.clock.now_ms())
 
     async def _send(self, outgoing: list[Outgoing]) -> None:
         for peer, message in outgoing:

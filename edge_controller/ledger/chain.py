@@ -37,7 +37,7 @@ from .consensus import (
 )
 from .errors import Reason, Rejected
 from .genesis import Genesis
-from .keys import KeyPair, Verifier
+from .keys import KeyPair, Verifier, account_id
 from .parallel import Check, SignaturePool, check_ahead
 from .records import Record, parse_record, signing_message
 from .rules import BlockContext, apply_block, apply_record, begin_block
@@ -138,6 +138,8 @@ class Ledger:
         self._pending: tuple[PendingState, BlockContext] | None = None
         self._session_connected: set[str] = set()
         self._session_disconnected: set[str] = set()
+        consensus = genesis.consensus
+        self._members = {account_id(k) for k in (*genesis.registrars, *consensus.sealers)}
         _, entry = genesis_entry(genesis)
         self._add_entry(entry)
         self.main.append(entry.hash)
@@ -250,6 +252,32 @@ class Ledger:
             self._forget_pending()  # the view holds a record the pool could not take
             raise
         return record
+
+    def pending_seq(self, account: str) -> int:
+        """The highest sequence number of `account` in the best chain or the pool."""
+        view, _ = self._pending_view()
+        return view.account(account).seq
+
+    def knows_account(self, account: str) -> bool:
+        """Whether the best chain holds `account` (a sealer's and a registrar's count too)."""
+        return account in self._members or self.state.accounts.get(account) is not None
+
+    def prune_pool(self, now: int | None = None) -> list[Record]:
+        """Drop the pooled records the best chain now refuses for good (an offer sold
+        meanwhile, a sequence made stale), telling the `dropped` listeners, as a sealer
+        does when it builds a block. Records that may still become valid stay."""
+        ctx = self.next_context(now)
+        view = PendingState(self.state)
+        begin_block(view, ctx)
+        dropped = []
+        for record, exc in list(self._apply_pool(ctx, state=view)):
+            if exc is None:
+                continue
+            added = self._pool_added.get(record.id, ctx.time)
+            if exc.reason not in _WAITING or ctx.time - added > POOL_MAX_AGE_MS:
+                self._pool_drop(record, exc)
+                dropped.append(record)
+        return dropped
 
     def _pending_view(self) -> tuple[PendingState, BlockContext]:
         """The pool's records applied over the best chain's state, for the next block."""
