@@ -7,6 +7,7 @@ import contextlib
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from edge_controller.api import Advertiser, ApiServer
@@ -43,10 +44,15 @@ async def run_home(config: HomeConfig) -> int:
         print(f"ready {api.url} {home.account}", flush=True)
         await stop.wait()
     finally:
+        # USB ports first: nothing may charge unmetered while the rest stops; then the
+        # WebSocket clients are told and closed, so none holds the API server open.
+        started = time.monotonic()
         log.info("stopping %s", config.name)
-        await advertiser.stop()
+        await home.switch_off()
         await api.stop()
+        await advertiser.stop()
         await home.stop()
+        log.info("%s stopped in %.2f s", config.name, time.monotonic() - started)
     return 0
 
 
