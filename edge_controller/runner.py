@@ -9,6 +9,7 @@ import signal
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from edge_controller.api import Advertiser, ApiServer
 from edge_controller.app.home import API_VERSION, Home
@@ -18,9 +19,10 @@ from edge_controller.config import ConfigError, HomeConfig, load_config
 log = logging.getLogger(__name__)
 
 
-async def run_home(config: HomeConfig) -> int:
-    """Start the home, its API and its zeroconf announcement; stop cleanly on SIGTERM/SIGINT."""
-    home = Home.from_config(config)
+async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
+    """Start the home, its API and its zeroconf announcement; stop cleanly on SIGTERM/SIGINT
+    (within about 2 s). `usb_backend` is the pyusb backend of its USB hub (libusb when None)."""
+    home = Home.from_config(config, usb_backend=usb_backend)
     token = load_or_create_token(config.path(config.api.token_file))
     api = ApiServer(home, token, config.api.host, config.api.port)
     advertiser = Advertiser(home.account, config.name, config.api.port, API_VERSION)

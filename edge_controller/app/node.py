@@ -38,6 +38,10 @@ SYNC_INTERVAL_MS = 2_000
 HEARTBEAT_BLOCKS = 6
 # A proof-of-work sealer tries this many nonces per attempt, off the event loop.
 POW_ATTEMPTS = 200_000
+# A home missing a signer's records asks the home that relayed the later ones for them
+# (`get_records`); one answer holds this many at most.
+GET_RECORDS = "get_records"
+MAX_GAP_RECORDS = 64
 
 
 class Link(Protocol):
@@ -143,9 +147,32 @@ class LedgerNode:
             self._refused(message.sender, exc)
             return
         now = self.clock.now_ms()
-        for ready in self.gate.offer(record, now):
+        waiting = self.gate.holding(record.account)
+        for ready in self.gate.offer(record, now, message.sender):
             await self._take(message.sender, ready)
         await self.release_held(message.sender)
+        if not waiting and self.gate.holding(record.account):
+            await self.ask_for_gaps(record.account)
+
+    async def ask_for_gaps(self, account: str | None = None) -> None:
+        """Ask the relaying homes for the records held ones wait for (of `account`, or all)."""
+        for peer, signer, first, gap_end in self.gate.gaps():
+            if peer and (account is None or signer == account):
+                last = min(gap_end, first + MAX_GAP_RECORDS - 1)
+                body = {"type": GET_RECORDS, "account": signer, "first": first, "last": last}
+                await self.link.send_to(peer, body)
+
+    async def answer_gap(self, peer: str, body: dict[str, Any]) -> None:
+        """Send `peer` the pooled records it asked for (a signer's sequences first..last)."""
+        account, first, last = body.get("account"), body.get("first"), body.get("last")
+        if not (isinstance(account, str) and type(first) is int and type(last) is int):
+            self._refused(peer, Rejected(Reason.MALFORMED, "get_records: account, first, last"))
+            return
+        wanted = [
+            r for r in self.ledger.pool.values() if r.account == account and first <= r.seq <= last
+        ]
+        for record in sorted(wanted, key=lambda r: r.seq)[:MAX_GAP_RECORDS]:
+            await self.link.send_to(peer, self.sync.record_message(record.to_wire()))
 
     async def release_held(self, sender: str = "") -> None:
         """Submit the held records whose gap filled (or that waited long enough)."""
@@ -170,6 +197,9 @@ class LedgerNode:
             log.info("%s: record from %s refused: %s", self.name, sender[:10], exc)
 
     async def receive_sync(self, message: InboundMessage) -> None:
+        if message.body.get("type") == GET_RECORDS:
+            await self.answer_gap(message.sender, message.body)
+            return
         await self._send(self.sync.handle(message.sender, message.body, self.clock.now_ms()))
         if len(self.gate):
             # A block may have filled a held record's gap.
@@ -185,6 +215,7 @@ class LedgerNode:
         the pooled records the chain refuses now (a sealer does so as it seals)."""
         await self._send(self.sync.tick(self.clock.now_ms()))
         await self.release_held()
+        await self.ask_for_gaps()
         if not self.sealer and self.ledger.pool:
             self.ledger.prune_pool(self.clock.now_ms())
 

@@ -12,10 +12,13 @@ Only records whose signature was verified wait, so nobody can fill this with for
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from edge_controller.ledger import Record
+
+log = logging.getLogger(__name__)
 
 HOLD_MS = 10_000
 PER_SIGNER = 512
@@ -26,6 +29,7 @@ SIGNERS = 64
 class _Held:
     records: dict[int, Record] = field(default_factory=dict)
     since: int = 0
+    peer: str = ""  # who relayed them: the home asked for the missing ones
 
 
 class SequenceGate:
@@ -54,9 +58,24 @@ class SequenceGate:
     def _top(self, account: str) -> int:
         return max(self._highest(account), self._refused.get(account, 0))
 
-    def offer(self, record: Record, now: int) -> list[Record]:
+    def holding(self, account: str) -> bool:
+        """Whether records of `account` wait for a gap."""
+        return account in self._held
+
+    def gaps(self) -> list[tuple[str, str, int, int]]:
+        """(peer, account, first, last) of each missing run of sequences held records wait
+        for, and the peer that relayed them (the one to ask)."""
+        out = []
+        for account, held in self._held.items():
+            first = self._top(account) + 1
+            last = min(held.records) - 1
+            if first <= last:
+                out.append((held.peer, account, first, last))
+        return out
+
+    def offer(self, record: Record, now: int, peer: str = "") -> list[Record]:
         """The records to submit now, in order: `record` itself unless a gap is before it
-        (then it waits), and whatever a full buffer lets go."""
+        (then it waits), and whatever a full buffer lets go. `peer` relayed it."""
         account = record.account
         if record.seq <= self._top(account) + 1:
             return [record]
@@ -67,6 +86,7 @@ class SequenceGate:
         else:
             released = []
         held.records[record.seq] = record
+        held.peer = peer or held.peer
         self.waited += 1
         if len(held.records) > self.per_signer:
             # Full: the lowest goes now; its gap is taken as final.
@@ -88,6 +108,12 @@ class SequenceGate:
         for account in list(self._held):
             held = self._held[account]
             timed_out = now - held.since >= self.hold_ms
+            if timed_out:
+                self.released_early += len(held.records)
+                log.warning(
+                    "records of %s waited %d ms for sequences up to %d: gap taken as final",
+                    account[:10], self.hold_ms, min(held.records) - 1,
+                )  # fmt: skip
             top = self._top(account)
             for seq in sorted(held.records):
                 if seq <= top + 1 or timed_out:

@@ -137,16 +137,18 @@ class Lanes:
     counts: dict[tuple[str, str], int] = field(default_factory=dict)
     queued: int = 0
 
-    def enter(self, lane: tuple[str, str], stranger: bool) -> Rejection | None:
-        """Take a place in ``lane``; None when taken, else why there is none."""
+    def refusal(self, lane: tuple[str, str], stranger: bool) -> Rejection | None:
+        """None when ``lane`` has room for one more message, else why it has none."""
         if self.queued >= self.total:
             return Rejection.INBOUND_QUEUE_FULL
-        count = self.counts.get(lane, 0)
-        if count >= (self.strangers if stranger else self.per_sender):
+        if self.counts.get(lane, 0) >= (self.strangers if stranger else self.per_sender):
             return Rejection.LANE_FULL
-        self.counts[lane] = count + 1
-        self.queued += 1
         return None
+
+    def enter(self, lane: tuple[str, str]) -> None:
+        """Take a place in ``lane`` (after `refusal` said there is one)."""
+        self.counts[lane] = self.counts.get(lane, 0) + 1
+        self.queued += 1
 
     def leave(self, lane: tuple[str, str]) -> None:
         """Give a place of ``lane`` back (its message was handled)."""

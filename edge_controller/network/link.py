@@ -157,6 +157,13 @@ class CommunityLink:
         self._rate_limiter = SenderRateLimiter(
             self.limits.rate_per_second, self.limits.rate_burst, self.limits.max_tracked_senders
         )
+        # A known home's backlog (queued by the broker while we were away) arrives at once:
+        # its burst is as large as its lane, its steady rate the same.
+        self._known_rate_limiter = SenderRateLimiter(
+            self.limits.rate_per_second,
+            self.limits.lane_per_sender,
+            self.limits.max_tracked_senders,
+        )
         self._recent_ids = RecentIds(self.limits.recent_ids)
         self._peers: dict[str, NodeStatus] = {}
         self._client: aiomqtt.Client | None = None
@@ -508,7 +515,15 @@ class CommunityLink:
             # The broker echoes our own broadcasts back (MQTT 3.1.1 has no "no local").
             self._echoes += 1
             return
-        if not self._within_rate(sender, topic):
+        known = self._known_sender is not None and self._known_sender(sender)
+        stranger = self._known_sender is not None and not known
+        if not self._within_rate(sender, topic, known=known):
+            return
+        lane = (str(address.kind), "" if stranger else sender)
+        # Checked before the costlier envelope checks, so a flood is shed cheaply.
+        full = self._lanes.refusal(lane, stranger)
+        if full is not None:
+            self._count_rejection(full, f"{address.kind} from {sender}", topic, logging.DEBUG)
             return
         envelope = parse_envelope(document, address.kind)
         # Sync messages are requests and answers the app matches itself; a repeated
@@ -523,12 +538,7 @@ class CommunityLink:
             raise MessageRejectedError(
                 Rejection.NO_HANDLER, f"nothing handles {address.kind} messages"
             )
-        stranger = self._known_sender is not None and not self._known_sender(sender)
-        lane = (str(address.kind), "" if stranger else sender)
-        full = self._lanes.enter(lane, stranger)
-        if full is not None:
-            self._count_rejection(full, f"{address.kind} from {sender}", topic, logging.DEBUG)
-            return
+        self._lanes.enter(lane)
         if deduplicate:
             # Queued counts as seen: a redelivery meanwhile is not queued twice.
             self._recent_ids.remember(envelope.message_id)
@@ -603,8 +613,9 @@ class CommunityLink:
         if previous is None or previous.online != status.online:
             await self._notify_peer(status)
 
-    def _within_rate(self, sender: str, topic: str) -> bool:
-        allowed, starts_flood = self._rate_limiter.allow(sender)
+    def _within_rate(self, sender: str, topic: str, known: bool = False) -> bool:
+        limiter = self._known_rate_limiter if known else self._rate_limiter
+        allowed, starts_flood = limiter.allow(sender)
         if not allowed:
             level = logging.WARNING if starts_flood else logging.DEBUG
             self._count_rejection(Rejection.RATE_LIMITED, f"sender {sender}", topic, level)
