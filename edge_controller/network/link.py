@@ -144,6 +144,7 @@ class CommunityLink:
         self._inbound: deque[tuple[tuple[str, str], InboundMessage]] = deque()
         self._inbound_ready = asyncio.Event()
         self._worker: asyncio.Task[None] | None = None
+        self._mqtt_queue: asyncio.Queue[aiomqtt.Message] | None = None
         self._outbox = Outbox(outbox_path)
         self._outbox_open = False
         self._outbox_pending = 0
@@ -429,9 +430,14 @@ class CommunityLink:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         rejections = self.rejections
+        link = self
 
         class CountingQueue(asyncio.Queue[aiomqtt.Message]):
             """aiomqtt drops a message when its queue is full; count it so it is not silent."""
+
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(maxsize)
+                link._mqtt_queue = self
 
             def put_nowait(self, item: aiomqtt.Message) -> None:
                 if self.full():
@@ -485,6 +491,12 @@ class CommunityLink:
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             await self._receive(str(message.topic), message.payload)
+            # aiomqtt hands out one message per turn of the event loop, while the client
+            # reads many per turn: the rest are sorted now, or a flood fills its queue.
+            queue = self._mqtt_queue
+            while queue is not None and not queue.empty():
+                waiting = queue.get_nowait()
+                await self._receive(str(waiting.topic), waiting.payload)
 
     async def _receive(self, topic: str, payload: bytes) -> None:
         try:
