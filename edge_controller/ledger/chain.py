@@ -310,6 +310,9 @@ class Ledger:
             waiting: list[tuple[Record, Rejected]] = []
             for record in pending:
                 if limit is not None and (count >= limit[0] or size + record.size > limit[1]):
+                    # A full block: what this pass refused for good is still reported, or
+                    # it would linger in the pool until it went stale for its sequence.
+                    yield from ((r, why) for r, why in waiting if why.reason not in _WAITING)
                     return
                 try:
                     apply_record(target, record, ctx)

@@ -4,6 +4,8 @@ Three homes, two sealing 1 s blocks: one home sends 1,000 energy requests throug
 in about 30 s while another is stopped (SIGTERM, a WebSocket client connected) and
 restarted. Every acknowledged request ends up in every home's chain or in the sender's
 refused list with its reason, none of them refused for its order (`stale_sequence`).
+Every 50th request of the second half expires half a second after it is signed: by then
+the sealers' backlog holds it back, so it is a genuine refusal after acknowledgement.
 Blocks hold at most 25 records so that a catching-up home's sync answers stay within
 the transport's message limit (paging them is another issue's work).
 """
@@ -63,7 +65,9 @@ class Sender(threading.Thread):
             delay = self.started_at + n / RATE_PER_S - time.monotonic()
             if delay > 0:
                 time.sleep(delay)
-            body = {"mode": "energy", "quantity": 100 + n % 50, "max_price": 300}
+            body: dict[str, Any] = {"mode": "energy", "quantity": 100 + n % 50, "max_price": 300}
+            if n >= REQUESTS // 2 and n % 50 == 0:
+                body["expires"] = int(time.time() * 1000) + 500
             try:
                 self.acknowledged.append(self.edge.post("requests", body)["request"])
             except ApiError as exc:
@@ -161,5 +165,6 @@ async def test_every_acknowledged_request_of_a_busy_half_minute_reaches_every_le
         assert not missing, f"{name} misses {len(missing)} acknowledged records"
     assert not [r for r in lost.values() if r["code"] == Reason.STALE_SEQUENCE]
     assert all(r["id"] in acknowledged and r["code"] and r["time"] for r in lost.values())
+    assert {r["code"] for r in lost.values()} == {Reason.EXPIRED}
     assert stop_s < 2.0
     assert not sender.refused_at_once
