@@ -8,7 +8,9 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 from edge_controller.api import Advertiser, ApiServer
 from edge_controller.app.home import API_VERSION, Home
@@ -22,11 +24,12 @@ log = logging.getLogger(__name__)
 EXIT_STORAGE = 3
 
 
-async def run_home(config: HomeConfig) -> int:
-    """Start the home, its API and its zeroconf announcement; stop cleanly on SIGTERM/SIGINT."""
+async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
+    """Start the home, its API and its zeroconf announcement; stop cleanly on SIGTERM/SIGINT
+    (within about 2 s). `usb_backend` is the pyusb backend of its USB hub (libusb when None)."""
     # Everything the daemon creates (databases, WAL files, logs) is its own alone.
     os.umask(0o077)
-    home = Home.from_config(config)
+    home = Home.from_config(config, usb_backend=usb_backend)
     token = load_or_create_token(config.path(config.api.token_file))
     api = ApiServer(home, token, config.api.host, config.api.port)
     advertiser = Advertiser(home.account, config.name, config.api.port, API_VERSION)
@@ -50,10 +53,15 @@ async def run_home(config: HomeConfig) -> int:
         print(f"ready {api.url} {home.account}", flush=True)
         await stop.wait()
     finally:
+        # USB ports first: nothing may charge unmetered while the rest stops; then the
+        # WebSocket clients are told and closed, so none holds the API server open.
+        started = time.monotonic()
         log.info("stopping %s", config.name)
-        await advertiser.stop()
+        await home.switch_off()
         await api.stop()
+        await advertiser.stop()
         await home.stop()
+        log.info("%s stopped in %.2f s", config.name, time.monotonic() - started)
     return 0
 
 

@@ -184,6 +184,15 @@ async def test_a_wallet_event_changes_the_balance_at_once(
     assert state(hass, "sensor.flat_3_energy_bought") == "1.5"
 
 
+async def test_a_resync_event_reads_everything_again(
+    hass: HomeAssistant, entry: MockConfigEntry, fake_edge: FakeEdge
+) -> None:
+    # Events were dropped for a slow client: the wallet changed and no event said so.
+    fake_edge.responses["wallet"] = {**RECORDED["wallet"], "balance": 777000}
+    await fake_edge.push("resync", {"dropped": 12})
+    await until(hass, lambda: state(hass, "sensor.flat_3_wallet_balance") == "777.0")
+
+
 async def test_prepaid_cut_off_and_restored(
     hass: HomeAssistant, entry: MockConfigEntry, fake_edge: FakeEdge
 ) -> None:

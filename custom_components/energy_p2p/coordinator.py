@@ -186,6 +186,12 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
     async def _on_event(self, event: str, data: Any) -> None:
         if self.data is None or not isinstance(data, dict):
             return
+        if event == "resync":
+            # The edge controller dropped events this client was too slow for: what is
+            # shown may be stale, so everything is read again.
+            _LOGGER.debug("missed %s events; reading everything again", data.get("dropped"))
+            await self.async_request_refresh()
+            return
         if event == "record_rejected":
             _LOGGER.warning(
                 "The ledger dropped our %s %s: %s (%s)",

@@ -15,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-from aiohttp import WSMsgType, web
+from aiohttp import WSCloseCode, WSMsgType, web
 
 from edge_controller.api.bodies import (
     AcceptBody,
@@ -29,6 +29,7 @@ from edge_controller.api.bodies import (
     UsbPurchaseBody,
 )
 from edge_controller.api.status_page import status_page
+from edge_controller.app.events import Subscription
 from edge_controller.app.home import Home
 from edge_controller.market.checks import REQUIRED, ValidationError, from_dict
 from edge_controller.refusal import Refusal, Why
@@ -39,6 +40,9 @@ PREFIX = "/api/v1"
 MAX_BODY_BYTES = 64 * 1024
 HOME_KEY: web.AppKey[Home] = web.AppKey("home", Home)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
+CLIENTS_KEY = web.AppKey[set[web.WebSocketResponse]]("clients")
+# Stopping tells every WebSocket client and closes it within this time, however many.
+CLOSE_CLIENTS_S = 1.0
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -223,6 +227,15 @@ async def get_blocks(request: web.Request) -> web.Response:
     return ok({"blocks": home_of(request).queries.blocks(start, limit)})
 
 
+async def get_refused(request: web.Request) -> web.Response:
+    try:
+        since = int(request.query["since"]) if "since" in request.query else None
+        limit = min(1_000, max(1, int(request.query.get("limit", "100"))))
+    except ValueError:
+        raise Refusal("invalid_field", "since and limit must be integers", Why.INVALID) from None
+    return ok(home_of(request).queries.refused(since, limit))
+
+
 async def get_policy(request: web.Request) -> web.Response:
     return ok(home_of(request).actions.policy())
 
@@ -391,25 +404,48 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             )
             await ws.close(code=4401, message=b"unauthorized")
             return ws
-    queue = home.events.subscribe()
+    subscription = home.events.subscribe()
+    clients = request.app[CLIENTS_KEY]
+    clients.add(ws)
     await ws.send_json({"event": "hello", "time": home.now, "data": home.status()})
-    sender = asyncio.create_task(_pump(ws, queue))
+    sender = asyncio.create_task(_pump(ws, subscription))
     try:
         async for message in ws:
             if message.type == WSMsgType.TEXT and message.data == "ping":
                 await ws.send_str("pong")
     finally:
+        clients.discard(ws)
         sender.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await sender
-        home.events.unsubscribe(queue)
+        home.events.unsubscribe(subscription)
     return ws
 
 
-async def _pump(ws: web.WebSocketResponse, queue: asyncio.Queue[dict[str, Any]]) -> None:
+async def _pump(ws: web.WebSocketResponse, subscription: Subscription) -> None:
     while not ws.closed:
-        event = await queue.get()
+        event = await subscription.get()
         await ws.send_json(event)
+
+
+async def close_clients(app: web.Application, now: int) -> int:
+    """Tell every WebSocket client the node is stopping (a `shutdown` event), then close
+    its connection (1001, going away); within `CLOSE_CLIENTS_S` whatever the clients do.
+    Returns how many there were."""
+    clients = app[CLIENTS_KEY].copy()
+
+    async def close(ws: web.WebSocketResponse) -> None:
+        with contextlib.suppress(Exception):
+            await ws.send_json({"event": "shutdown", "time": now, "data": {"reconnect": True}})
+        await ws.close(code=WSCloseCode.GOING_AWAY, message=b"stopping")
+
+    if clients:
+        tasks = [asyncio.ensure_future(close(ws)) for ws in clients]
+        _, late = await asyncio.wait(tasks, timeout=CLOSE_CLIENTS_S)
+        for task in late:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    return len(clients)
 
 
 def create_app(home: Home, token: str) -> web.Application:
@@ -417,6 +453,7 @@ def create_app(home: Home, token: str) -> web.Application:
     app = web.Application(middlewares=[errors_and_auth], client_max_size=MAX_BODY_BYTES)
     app[HOME_KEY] = home
     app[TOKEN_KEY] = token
+    app[CLIENTS_KEY] = set()
     r = app.router
     r.add_get("/", status_page)
     r.add_get(f"{PREFIX}/status", get_status)
@@ -440,6 +477,7 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_get(f"{PREFIX}/policy", get_policy)
     r.add_put(f"{PREFIX}/policy", put_policy)
     r.add_post(f"{PREFIX}/records", post_record)
+    r.add_get(f"{PREFIX}/records/refused", get_refused)
     r.add_get(f"{PREFIX}/usb", get_usb)
     r.add_post(f"{PREFIX}/usb/pair", post_usb_pair)
     r.add_post(f"{PREFIX}/usb/{{port}}/purchase", post_usb_purchase)
@@ -453,13 +491,15 @@ class ApiServer:
     """Runs the API of one home on host:port until stopped."""
 
     def __init__(self, home: Home, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.home = home
         self.app = create_app(home, token)
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
-        self._runner = web.AppRunner(self.app, access_log=None)
+        # Requests still running when it stops get this long; WebSockets are closed before.
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.host, self.port)
         await site.start()
@@ -474,6 +514,10 @@ class ApiServer:
         return f"http://{host}:{self.port}"
 
     async def stop(self) -> None:
+        """Tell and close the WebSocket clients, then stop serving (about a second at most)."""
         if self._runner is not None:
+            closed = await close_clients(self.app, self.home.now)
+            if closed:
+                log.info("closed %d WebSocket client(s)", closed)
             await self._runner.cleanup()
             self._runner = None

@@ -15,46 +15,96 @@ from collections.abc import Callable
 from typing import Any
 
 from edge_controller.app.queries import Queries, pending_offer
+from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.views import block_view, offer_view, trade_view
 from edge_controller.devices import Clock
-from edge_controller.ledger import Block, Ledger, Record, Rejected
+from edge_controller.ledger import Block, Ledger, Reason, Record, Rejected
 
 log = logging.getLogger(__name__)
 
 
+class Subscription:
+    """One listener's queue of events. When it falls behind, its oldest events are dropped
+    and counted; the next thing it reads is a `resync` event with that count, so a client
+    learns that it missed events and re-reads instead of trusting a partial picture."""
+
+    def __init__(self, size: int) -> None:
+        self._queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(size)
+        self.dropped = 0
+        self._held: dict[str, Any] | None = None
+
+    def put(self, message: dict[str, Any]) -> None:
+        """Queue an event, dropping (and counting) the oldest when the queue is full."""
+        if self._queue.full():
+            with contextlib.suppress(asyncio.QueueEmpty):
+                self._queue.get_nowait()
+                self.dropped += 1
+        self._queue.put_nowait(message)
+
+    async def get(self) -> dict[str, Any]:
+        """The next event; a `resync` {`dropped`} first if events were dropped since."""
+        if self._held is not None:
+            message, self._held = self._held, None
+            return message
+        message = await self._queue.get()
+        if self.dropped:
+            dropped, self.dropped = self.dropped, 0
+            # The event taken comes next: it is newer than everything that was dropped.
+            self._held = message
+            return {"event": "resync", "time": message["time"], "data": {"dropped": dropped}}
+        return message
+
+    def qsize(self) -> int:
+        """How many events wait."""
+        return self._queue.qsize() + (self._held is not None)
+
+
 class EventBus:
-    """Fans events out to WebSocket subscribers; a slow subscriber loses its oldest events."""
+    """Fans events out to WebSocket subscribers; a slow subscriber loses its oldest events
+    and is told how many (`resync`)."""
 
     def __init__(self, queue_size: int = 256) -> None:
-        self._subscribers: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._subscribers: set[Subscription] = set()
         self._queue_size = queue_size
         self.history: deque[dict[str, Any]] = deque(maxlen=50)
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(self._queue_size)
-        self._subscribers.add(queue)
-        return queue
+    def subscribe(self) -> Subscription:
+        """A new subscription; every event published from now on reaches it."""
+        subscription = Subscription(self._queue_size)
+        self._subscribers.add(subscription)
+        return subscription
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
-        self._subscribers.discard(queue)
+    def unsubscribe(self, subscription: Subscription) -> None:
+        """Stop delivering to `subscription`."""
+        self._subscribers.discard(subscription)
+
+    @property
+    def subscribers(self) -> int:
+        """How many listeners follow the events."""
+        return len(self._subscribers)
 
     def publish(self, event: str, data: dict[str, Any], time_ms: int) -> None:
+        """Send an event to every subscriber."""
         message = {"event": event, "time": time_ms, "data": data}
         self.history.append(message)
-        for queue in self._subscribers:
-            if queue.full():
-                with contextlib.suppress(asyncio.QueueEmpty):
-                    queue.get_nowait()
-            queue.put_nowait(message)
+        for subscription in self._subscribers:
+            subscription.put(message)
 
 
 class Announcer:
     """Publishes the ledger's changes that matter to this home's owner."""
 
     def __init__(
-        self, ledger: Ledger, account: str, queries: Queries, bus: EventBus, clock: Clock
+        self,
+        ledger: Ledger,
+        account: str,
+        queries: Queries,
+        bus: EventBus,
+        clock: Clock,
+        refused: RefusedRecords | None = None,
     ) -> None:
         self.ledger = ledger
+        self.refused = refused
         self.account = account
         self.queries = queries
         self.bus = bus
@@ -71,12 +121,15 @@ class Announcer:
             self.bus.publish("offer", offer_view(offer, now, pending=True), now)
 
     def record_dropped(self, record: Record, why: Rejected) -> None:
-        if record.account == self.account:
-            self.bus.publish(
-                "record_rejected",
-                {"id": record.id, "kind": record.kind, **why.as_dict()},
-                self.clock.now_ms(),
-            )
+        """One of our records left the pool refused: kept in the refused list and announced."""
+        if record.account != self.account or why.reason is Reason.DUPLICATE:
+            return  # a duplicate is in the chain already: nothing was lost
+        now = self.clock.now_ms()
+        if self.refused is not None:
+            self.refused.add(record.id, record.kind, record.seq, why.reason.value, why.message, now)
+        self.bus.publish(
+            "record_rejected", {"id": record.id, "kind": record.kind, **why.as_dict()}, now
+        )
 
     def block_connected(self, block: Block) -> None:
         now = self.clock.now_ms()

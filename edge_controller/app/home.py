@@ -23,6 +23,7 @@ from edge_controller.app.events import Announcer, EventBus
 from edge_controller.app.identity import load_or_create_key, secure_data_dir
 from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode, record_sender
 from edge_controller.app.queries import Queries
+from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
@@ -38,6 +39,9 @@ log = logging.getLogger(__name__)
 
 API_VERSION = 1
 SEAL_CHECK_MS = 250
+# A stop waits this long for the broker to take what the outbox holds; the rest stays in
+# the outbox file for the next start (the whole stop must fit systemd's TimeoutStopSec).
+STOP_FLUSH_S = 0.7
 
 
 class Home:
@@ -78,6 +82,9 @@ class Home:
             outbox_path=data_dir / "outbox.sqlite3",
             binder=record_sender,
             signer=node_key,
+            # Homes the chain knows get inbound lanes of their own; a flood under invented
+            # sender ids shares the strangers' lane and cannot crowd them out.
+            known_sender=self._known_account,
         )
         # The ledger builds no block the link could not send, whatever genesis allows.
         message_limit = self.link.max_body_bytes()
@@ -102,8 +109,13 @@ class Home:
         )
         self.devices: list[SiteDevice] = [site_device(c, self.clock) for c in devices]
         self.events = EventBus()
-        self.queries = Queries(self.ledger, self.account, genesis.currency, self.devices)
-        self.announcer = Announcer(self.ledger, self.account, self.queries, self.events, self.clock)
+        self.refused = RefusedRecords(data_dir / "refused.sqlite3")
+        self.queries = Queries(
+            self.ledger, self.account, genesis.currency, self.devices, self.refused
+        )
+        self.announcer = Announcer(
+            self.ledger, self.account, self.queries, self.events, self.clock, self.refused
+        )
         self.node.accepted.append(self.announcer.record_accepted)
         self.trader = Trader(self.node, self.devices, policy or MarketPolicy(), name)
         self.delivery = Delivery(
@@ -164,6 +176,10 @@ class Home:
             meter_public=self.node.meter_key.public_hex if self.node.meter_key else "",
         )
 
+    def _known_account(self, account: str) -> bool:
+        # Looked up at each message: the link is built before the ledger it asks.
+        return self.ledger.knows_account(account)
+
     @property
     def now(self) -> int:
         return self.clock.now_ms()
@@ -203,15 +219,24 @@ class Home:
                 "devices",
             )
 
-    async def stop(self) -> None:
-        """Stop the loops, say offline to the community and close the ledger."""
+    async def switch_off(self) -> None:
+        """The first step of stopping: every USB port off (and its loop stopped), so nothing
+        is delivered unmetered while the rest of the home stops."""
+        if self.usb is not None:
+            await self.usb.stop()
+
+    async def stop(self, flush_s: float = STOP_FLUSH_S) -> None:
+        """USB ports off, loops stopped, the outbox flushed (at most `flush_s`, if the
+        broker is up), offline said to the community, files closed."""
         if self.usb is not None:
             await self.usb.stop()
             self.usb.store.close()
         await cancel_and_wait(*self._tasks)
         self._tasks.clear()
+        await self.link.flush(flush_s)
         await self.link.stop()
         self.ledger.close()
+        self.refused.close()
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coroutine))

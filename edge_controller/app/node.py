@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from edge_controller.app.ordering import SequenceGate
 from edge_controller.devices import Clock
 from edge_controller.ledger import (
     Genesis,
@@ -30,6 +31,7 @@ from edge_controller.ledger import (
     StorageError,
     SyncNode,
     account_id,
+    parse_record,
     sign_record,
 )
 from edge_controller.network import (
@@ -50,6 +52,10 @@ SYNC_INTERVAL_MS = 2_000
 HEARTBEAT_BLOCKS = 6
 # A proof-of-work sealer tries this many nonces per attempt, off the event loop.
 POW_ATTEMPTS = 200_000
+# A home missing a signer's records asks the home that relayed the later ones for them
+# (`get_records`); one answer holds this many at most.
+GET_RECORDS = "get_records"
+MAX_GAP_RECORDS = 64
 
 
 _PUBLIC_KEY = re.compile(r"[0-9a-f]{64}\Z")
@@ -110,6 +116,7 @@ class LedgerNode:
         # The outbox's last write failure (the ledger's store keeps its own), and since when.
         self.outbox_failure: StorageError | None = None
         self.storage_since: int | None = None
+        self.gate = SequenceGate(ledger.pending_seq)
         self.rejections: dict[str, int] = {}
         self._refusal_log = RefusalLog(log)
         self.accepted: list[Callable[[Record], None]] = []
@@ -207,30 +214,88 @@ class LedgerNode:
         return None
 
     async def receive_record(self, message: InboundMessage) -> None:
+        """A neighbour's record: checked (its signature first), then submitted, unless its
+        signer's sequence has a gap before it: then it waits in the gate for the gap."""
+        ledger = self.ledger
         try:
-            record = self.ledger.submit(message.body)
+            record = parse_record(message.body, ledger.community)
+            if record.id in ledger.pool:
+                return
+            record.verify(ledger.community, ledger.verifier)
+        except Rejected as exc:
+            self._refused(message.sender, exc)
+            return
+        now = self.clock.now_ms()
+        waiting = self.gate.holding(record.account)
+        for ready in self.gate.offer(record, now, message.sender):
+            await self._take(message.sender, ready)
+        await self.release_held(message.sender)
+        if not waiting and self.gate.holding(record.account):
+            await self.ask_for_gaps(record.account)
+
+    async def ask_for_gaps(self, account: str | None = None) -> None:
+        """Ask the relaying homes for the records held ones wait for (of `account`, or all)."""
+        for peer, signer, first, gap_end in self.gate.gaps():
+            if peer and (account is None or signer == account):
+                last = min(gap_end, first + MAX_GAP_RECORDS - 1)
+                body = {"type": GET_RECORDS, "account": signer, "first": first, "last": last}
+                await self.link.send_to(peer, body)
+
+    async def answer_gap(self, peer: str, body: dict[str, Any]) -> None:
+        """Send `peer` the pooled records it asked for (a signer's sequences first..last)."""
+        account, first, last = body.get("account"), body.get("first"), body.get("last")
+        if not (isinstance(account, str) and type(first) is int and type(last) is int):
+            self._refused(peer, Rejected(Reason.MALFORMED, "get_records: account, first, last"))
+            return
+        wanted = [
+            r for r in self.ledger.pool.values() if r.account == account and first <= r.seq <= last
+        ]
+        for record in sorted(wanted, key=lambda r: r.seq)[:MAX_GAP_RECORDS]:
+            await self.link.send_to(peer, self.sync.record_message(record.to_wire()))
+
+    async def release_held(self, sender: str = "") -> None:
+        """Submit the held records whose gap filled (or that waited long enough)."""
+        while ready := self.gate.ready(self.clock.now_ms()):
+            for record in ready:
+                await self._take(sender, record)
+
+    async def _take(self, sender: str, record: Record) -> None:
+        try:
+            self.ledger.submit(record)
         except StorageError:
             return  # the store logged it; the sealer of a block carries the record to us
         except Rejected as exc:
-            if exc.reason is not Reason.DUPLICATE:
-                self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
-                if self._refusal_log.refused(
-                    exc.reason.value,
-                    f"{self.name}: record from {message.sender[:10]} refused: {exc}",
-                    logging.INFO,
-                ):
-                    loop = asyncio.get_running_loop()
-                    loop.call_later(self._refusal_log.interval_s, self._refusal_log.flush)
+            self.gate.refused(record)
+            self._refused(sender, exc)
             return
         self._accepted(record)
         for listener in self.received:
             await listener(record)
 
+    def _refused(self, sender: str, exc: Rejected) -> None:
+        """Count a neighbour's refused record; logged once per reason per interval."""
+        if exc.reason is Reason.DUPLICATE:
+            return
+        self.rejections[exc.reason.value] = self.rejections.get(exc.reason.value, 0) + 1
+        if self._refusal_log.refused(
+            exc.reason.value,
+            f"{self.name}: record from {sender[:10]} refused: {exc}",
+            logging.INFO,
+        ):
+            loop = asyncio.get_running_loop()
+            loop.call_later(self._refusal_log.interval_s, self._refusal_log.flush)
+
     async def receive_sync(self, message: InboundMessage) -> None:
+        if message.body.get("type") == GET_RECORDS:
+            await self.answer_gap(message.sender, message.body)
+            return
         verified = message.auth is not None
         now = self.clock.now_ms()
         await self._send(self.sync.handle(message.sender, message.body, now, verified))
         await self._report_equivocations()
+        if len(self.gate):
+            # A block may have filled a held record's gap.
+            await self.release_held(message.sender)
 
     async def _report_equivocations(self) -> None:
         """Record the evidence of a sealer that signed two blocks at one height, so every
@@ -251,10 +316,16 @@ class LedgerNode:
 
     async def sync_tick(self) -> None:
         """Ask peers for what we miss, answer what they asked (every `SYNC_INTERVAL_MS`);
-        after a storage failure, see whether the disk takes writes again."""
+        let held records go whose wait is over; when this home does not seal, drop the
+        pooled records the chain refuses now (a sealer does so as it seals); and after a
+        storage failure, see whether the disk takes writes again."""
         with contextlib.suppress(StorageError):  # still failing: the status says so
             self.ledger.retry_storage()
         await self._send(self.sync.tick(self.clock.now_ms()))
+        await self.release_held()
+        await self.ask_for_gaps()
+        if not self.sealer and self.ledger.pool:
+            self.ledger.prune_pool(self.clock.now_ms())
 
     async def _send(self, outgoing: list[Outgoing]) -> None:
         for peer, message in outgoing:

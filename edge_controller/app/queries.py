@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice
 from edge_controller.app.views import block_view, offer_view, resource_view, trade_view, wallet_view
 from edge_controller.ledger import Ledger, Offer, Record, offer_of
@@ -52,13 +53,26 @@ class Queries:
     """What the home shows of the ledger, its devices and its wallet."""
 
     def __init__(
-        self, ledger: Ledger, account: str, currency: str, devices: list[SiteDevice]
+        self,
+        ledger: Ledger,
+        account: str,
+        currency: str,
+        devices: list[SiteDevice],
+        refused: RefusedRecords | None = None,
     ) -> None:
         self.ledger = ledger
         self.account = account
         self.currency = currency
         self.devices = devices
+        self.refused_records = refused
         self.cut_off = False  # the prepaid watch keeps it; the owner's wallet shows it
+
+    def refused(self, since: int | None = None, limit: int = 100) -> dict[str, Any]:
+        """`GET records/refused`: our records refused after they were acknowledged."""
+        kept = self.refused_records
+        if kept is None:
+            return {"refused": [], "count": 0}
+        return {"refused": kept.list(since, limit), "count": kept.count()}
 
     def devices_view(self, now: int) -> list[dict[str, Any]]:
         result = []

@@ -228,6 +228,8 @@ class Ledger:
         self._session_disconnected: set[str] = set()
         # The digest of the best chain's state (integrity.py), kept when the store keeps them.
         self.state_digest = 0
+        consensus = genesis.consensus
+        self._members = {account_id(k) for k in (*genesis.registrars, *consensus.sealers)}
         _, entry = genesis_entry(genesis)
         self._add_entry(entry)
         self.main.append(entry.hash)
@@ -361,6 +363,32 @@ class Ledger:
             raise
         return record
 
+    def pending_seq(self, account: str) -> int:
+        """The highest sequence number of `account` in the best chain or the pool."""
+        view, _ = self._pending_view()
+        return view.account(account).seq
+
+    def knows_account(self, account: str) -> bool:
+        """Whether the best chain holds `account` (a sealer's and a registrar's count too)."""
+        return account in self._members or self.state.accounts.get(account) is not None
+
+    def prune_pool(self, now: int | None = None) -> list[Record]:
+        """Drop the pooled records the best chain now refuses for good (an offer sold
+        meanwhile, a sequence made stale), telling the `dropped` listeners, as a sealer
+        does when it builds a block. Records that may still become valid stay."""
+        ctx = self.next_context(now)
+        view = PendingState(self.state)
+        begin_block(view, ctx)
+        dropped = []
+        for record, exc in list(self._apply_pool(ctx, state=view)):
+            if exc is None:
+                continue
+            added = self._pool_added.get(record.id, ctx.time)
+            if exc.reason not in _WAITING or ctx.time - added > POOL_MAX_AGE_MS:
+                self._pool_drop(record, exc)
+                dropped.append(record)
+        return dropped
+
     def _pending_view(self) -> tuple[PendingState, BlockContext]:
         """The pool's records applied over the best chain's state, for the next block."""
         now = self.clock()
@@ -391,6 +419,9 @@ class Ledger:
             waiting: list[tuple[Record, Rejected]] = []
             for record in pending:
                 if budget is not None and not budget.fits(record):
+                    # A full block: what this pass refused for good is still reported, or
+                    # it would linger in the pool until it went stale for its sequence.
+                    yield from ((r, why) for r, why in waiting if why.reason not in _WAITING)
                     return
                 try:
                     apply_record(target, record, ctx)

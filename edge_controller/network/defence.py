@@ -10,7 +10,7 @@ import logging
 import time
 from collections import Counter, OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 Clock = Callable[[], float]
@@ -38,6 +38,7 @@ class Rejection(StrEnum):
     VALIDATOR_ERROR = "validator_error"
     INBOUND_QUEUE_FULL = "inbound_queue_full"
     INTERNAL_ERROR = "internal_error"
+    LANE_FULL = "lane_full"
 
 
 def invalid_reason(app_reason: str) -> str:
@@ -48,7 +49,7 @@ def invalid_reason(app_reason: str) -> str:
 class MessageRejectedError(Exception):
     """An inbound message is refused; ``reason`` is counted, ``detail`` is only logged."""
 
-    def __init__(self, reason: Rejection, detail: str) -> None:
+    def __init__(self, reason: Rejection | str, detail: str) -> None:
         super().__init__(f"{reason}: {detail}")
         self.reason = reason
         self.detail = detail
@@ -73,6 +74,18 @@ class TokenBucket:
             self.tokens -= 1.0
             return True
         return False
+
+    def take_up_to(self, wanted: int, now: float) -> int:
+        """Spend up to ``wanted`` whole tokens; how many were spent (0: wait `wait_s`)."""
+        self.tokens = min(self.burst, self.tokens + (now - self.updated) * self.rate)
+        self.updated = now
+        taken = min(wanted, int(self.tokens))
+        self.tokens -= taken
+        return taken
+
+    def wait_s(self) -> float:
+        """Seconds until the next whole token, as of the last update."""
+        return max(0.0, (1.0 - self.tokens) / self.rate)
 
 
 class SenderRateLimiter:
@@ -114,6 +127,40 @@ class SenderRateLimiter:
         return allowed, starts_flood
 
 
+@dataclass
+class Lanes:
+    """Counts of queued inbound messages per lane (a kind of message and a sender, or the
+    strangers of a kind together), refusing a message whose lane or the queue is full."""
+
+    per_sender: int
+    strangers: int
+    total: int
+    counts: dict[tuple[str, str], int] = field(default_factory=dict)
+    queued: int = 0
+
+    def refusal(self, lane: tuple[str, str], stranger: bool) -> Rejection | None:
+        """None when ``lane`` has room for one more message, else why it has none."""
+        if self.queued >= self.total:
+            return Rejection.INBOUND_QUEUE_FULL
+        if self.counts.get(lane, 0) >= (self.strangers if stranger else self.per_sender):
+            return Rejection.LANE_FULL
+        return None
+
+    def enter(self, lane: tuple[str, str]) -> None:
+        """Take a place in ``lane`` (after `refusal` said there is one)."""
+        self.counts[lane] = self.counts.get(lane, 0) + 1
+        self.queued += 1
+
+    def leave(self, lane: tuple[str, str]) -> None:
+        """Give a place of ``lane`` back (its message was handled)."""
+        count = self.counts.get(lane, 0) - 1
+        if count > 0:
+            self.counts[lane] = count
+        else:
+            self.counts.pop(lane, None)
+        self.queued -= 1
+
+
 class RecentIds:
     """The last ``capacity`` message ids handled, to drop redeliveries of at-least-once messages.
 
@@ -128,6 +175,10 @@ class RecentIds:
 
     def __contains__(self, message_id: object) -> bool:
         return message_id in self._ids
+
+    def forget(self, message_id: str) -> None:
+        """Take ``message_id`` back: its message may be looked at again when it returns."""
+        self._ids.pop(message_id, None)
 
     def remember(self, message_id: str) -> None:
         """Add ``message_id``, forgetting the oldest one when full."""

@@ -29,11 +29,13 @@ import aiomqtt
 from edge_controller import __version__
 from edge_controller.aio import cancel_and_wait
 from edge_controller.network.defence import (
+    Lanes,
     MessageRejectedError,
     RecentIds,
     RefusalLog,
     Rejection,
     SenderRateLimiter,
+    TokenBucket,
     invalid_reason,
 )
 from edge_controller.network.envelope import (
@@ -90,6 +92,9 @@ Validator = Callable[[InboundMessage], Awaitable[str | None]]
 # kind proves none. A message claiming another sender is refused before it costs anything.
 SenderBinder = Callable[[MessageKind, JsonObject], str | None]
 PeerListener = Callable[[NodeStatus], Awaitable[None]]
+# Whether the app knows a sender (e.g. an account of its ledger): known senders queue in
+# lanes of their own, strangers share one lane per kind of message.
+KnownSender = Callable[[str], bool]
 ConnectionListener = Callable[[bool], Awaitable[None]]
 
 
@@ -150,6 +155,7 @@ class CommunityLink:
         limits: LinkLimits | None = None,
         validator: Validator | None = None,
         binder: SenderBinder | None = None,
+        known_sender: KnownSender | None = None,
         version: str = __version__,
         signer: Signer | None = None,
     ) -> None:
@@ -162,6 +168,16 @@ class CommunityLink:
         self._validator = validator
         self._binder = binder
         self._signer = signer
+        self._known_sender = known_sender
+        limits = self.limits
+        self._pacer = TokenBucket(
+            limits.publish_rate, limits.publish_burst, limits.publish_burst, time.monotonic()
+        )
+        self._lanes = Lanes(limits.lane_per_sender, limits.lane_strangers, limits.inbound_queue)
+        self._inbound: deque[tuple[tuple[str, str], InboundMessage]] = deque()
+        self._inbound_ready = asyncio.Event()
+        self._worker: asyncio.Task[None] | None = None
+        self._mqtt_queue: asyncio.Queue[aiomqtt.Message] | None = None
         self._outbox = Outbox(outbox_path)
         self._outbox_open = False
         self._outbox_pending = 0
@@ -186,6 +202,13 @@ class CommunityLink:
         self._connection_listeners: list[ConnectionListener] = []
         self._rate_limiter = SenderRateLimiter(
             self.limits.rate_per_second, self.limits.rate_burst, self.limits.max_tracked_senders
+        )
+        # A known home's backlog (queued by the broker while we were away) arrives at once:
+        # its burst is as large as its lane, its steady rate the same.
+        self._known_rate_limiter = SenderRateLimiter(
+            self.limits.rate_per_second,
+            self.limits.lane_per_sender,
+            self.limits.max_tracked_senders,
         )
         self._recent_ids = RecentIds(self.limits.recent_ids)
         # Broadcasts sent in another sender's name (a record our meter or a registrar
@@ -215,6 +238,7 @@ class CommunityLink:
         if self._outbox_pending:
             log.info("outbox holds %d unsent messages", self._outbox_pending)
         self._task = asyncio.create_task(self._run(), name=f"mqtt-link-{self.node_id}")
+        self._worker = asyncio.create_task(self._work(), name=f"mqtt-inbound-{self.node_id}")
 
     async def stop(self) -> None:
         """Say goodbye (retained ``offline``), disconnect and close the outbox.
@@ -236,11 +260,21 @@ class CommunityLink:
                 )
             except aiomqtt.MqttError as error:
                 log.warning("could not publish offline status: %s", error)
-        await cancel_and_wait(task)
+        worker, self._worker = self._worker, None
+        await cancel_and_wait(task, *([worker] if worker is not None else []))
         if self._removals:
             await asyncio.gather(*self._removals, return_exceptions=True)
         await self._outbox.close()
         self._outbox_open = False
+
+    async def flush(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for the broker to acknowledge what the outbox holds, if
+        it is connected; whether the outbox is empty. What is left is sent at the next start."""
+        if self._outbox_pending and self.connected:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._outbox_empty.wait()
+        return self._outbox_pending == 0
 
     async def publish(self, kind: MessageKind, body: JsonObject) -> str:
         """Broadcast a record or block; returns its message id once it is durably queued.
@@ -396,7 +430,12 @@ class CommunityLink:
             # Cleared before taking, so a message added meanwhile wakes us again.
             self._outbox_wakeup.clear()
             while self._queue:
-                size = min(self.limits.outbox_batch, len(self._queue))
+                wanted = min(self.limits.outbox_batch, len(self._queue))
+                size = self._pacer.take_up_to(wanted, time.monotonic())
+                if size == 0:
+                    # Paced below peers' per-sender limit: a burst is never rate limited.
+                    await asyncio.sleep(self._pacer.wait_s())
+                    continue
                 batch = [self._queue.popleft() for _ in range(size)]
                 await self._publish_batch(client, batch)
 
@@ -496,9 +535,14 @@ class CommunityLink:
                 cert_reqs=ssl.CERT_REQUIRED,
             )
         rejections = self.rejections
+        link = self
 
         class CountingQueue(asyncio.Queue[aiomqtt.Message]):
             """aiomqtt drops a message when its queue is full; count it so it is not silent."""
+
+            def __init__(self, maxsize: int = 0) -> None:
+                super().__init__(maxsize)
+                link._mqtt_queue = self
 
             def put_nowait(self, item: aiomqtt.Message) -> None:
                 if self.full():
@@ -552,6 +596,12 @@ class CommunityLink:
     async def _read(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
             await self._receive(str(message.topic), message.payload)
+            # aiomqtt hands out one message per turn of the event loop, while the client
+            # reads many per turn: the rest are sorted now, or a flood fills its queue.
+            queue = self._mqtt_queue
+            while queue is not None and not queue.empty():
+                waiting = queue.get_nowait()
+                await self._receive(str(waiting.topic), waiting.payload)
 
     async def _receive(self, topic: str, payload: bytes) -> None:
         try:
@@ -595,7 +645,15 @@ class CommunityLink:
             return
         if not self._bound(address.kind, sender, document, topic):
             return
-        if not self._within_rate(sender, topic):
+        known = self._known_sender is not None and self._known_sender(sender)
+        stranger = self._known_sender is not None and not known
+        if not self._within_rate(sender, topic, known=known):
+            return
+        lane = (str(address.kind), "" if stranger else sender)
+        # Checked before the costlier envelope checks, so a flood is shed cheaply.
+        full = self._lanes.refusal(lane, stranger)
+        if full is not None:
+            self._count_rejection(full, f"{address.kind} from {sender}", topic, logging.DEBUG)
             return
         envelope = parse_envelope(document, address.kind)
         # Sync messages are requests and answers the app matches itself; a repeated
@@ -606,11 +664,14 @@ class CommunityLink:
                 Rejection.DUPLICATE, envelope.message_id[:16], topic, logging.DEBUG
             )
             return
-        handler = self._handlers.get(address.kind)
-        if handler is None:
+        if address.kind not in self._handlers:
             raise MessageRejectedError(
                 Rejection.NO_HANDLER, f"nothing handles {address.kind} messages"
             )
+        self._lanes.enter(lane)
+        if deduplicate:
+            # Queued counts as seen: a redelivery meanwhile is not queued twice.
+            self._recent_ids.remember(envelope.message_id)
         message = InboundMessage(
             address.kind,
             envelope.message_id,
@@ -619,6 +680,33 @@ class CommunityLink:
             envelope.auth,
             signed_bytes(topic, sender, envelope.message_id),
         )
+        self._inbound.append((lane, message))
+        self._inbound_ready.set()
+
+    async def _work(self) -> None:
+        """Hand queued messages to the app in arrival order, one at a time, letting the
+        reader run between them so the broker's messages are sorted as they come."""
+        while True:
+            await self._inbound_ready.wait()
+            self._inbound_ready.clear()
+            while self._inbound:
+                lane, message = self._inbound.popleft()
+                topic = f"{message.kind} from {message.sender}"
+                try:
+                    await self._handle(message)
+                except MessageRejectedError as rejected:
+                    self._recent_ids.forget(message.message_id)
+                    self._count_rejection(rejected.reason, rejected.detail, topic)
+                except Exception as error:
+                    self._recent_ids.forget(message.message_id)
+                    log.exception("unexpected error on %s", topic)
+                    self._count_rejection(Rejection.INTERNAL_ERROR, repr(error), topic)
+                finally:
+                    self._lanes.leave(lane)
+                await asyncio.sleep(0)
+
+    async def _handle(self, message: InboundMessage) -> None:
+        handler = self._handlers[message.kind]
         if self._validator is not None:
             try:
                 refusal = await self._validator(message)
@@ -628,18 +716,16 @@ class CommunityLink:
                     Rejection.VALIDATOR_ERROR, "the validator raised"
                 ) from None
             if refusal is not None:
-                self._count_rejection(
-                    invalid_reason(refusal), f"from {sender}, id {message.message_id[:16]}", topic
+                raise MessageRejectedError(
+                    invalid_reason(refusal),
+                    f"from {message.sender}, id {message.message_id[:16]}",
                 )
-                return
         try:
             await handler(message)
         except Exception:
-            log.exception("handler of %s messages failed on %s", address.kind, message.message_id)
+            log.exception("handler of %s messages failed on %s", message.kind, message.message_id)
             raise MessageRejectedError(Rejection.HANDLER_ERROR, "the handler raised") from None
-        if deduplicate:
-            self._recent_ids.remember(envelope.message_id)
-        self._received[address.kind] += 1
+        self._received[message.kind] += 1
 
     async def _accept_status(self, node_id: str, topic: str, payload: bytes) -> None:
         if not payload:
@@ -678,8 +764,9 @@ class CommunityLink:
             return False
         return True
 
-    def _within_rate(self, sender: str, topic: str) -> bool:
-        allowed, _ = self._rate_limiter.allow(sender)
+    def _within_rate(self, sender: str, topic: str, known: bool = False) -> bool:
+        limiter = self._known_rate_limiter if known else self._rate_limiter
+        allowed, _ = limiter.allow(sender)
         if not allowed:
             self._count_rejection(Rejection.RATE_LIMITED, f"sender {sender}", topic)
         return allowed

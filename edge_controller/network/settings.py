@@ -45,6 +45,8 @@ class LinkLimits:
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
     publish_timeout_s: float = 10.0
+    # Also the most a burst can be reordered in flight; it stays below the ledger's
+    # 64-wide sequence window, so no record of a burst becomes stale by reordering.
     outbox_batch: int = 32
     # Sync messages to one node: a catching-up peer asks a few times a second at most.
     sync_rate_per_peer: float = 20.0
@@ -53,3 +55,21 @@ class LinkLimits:
     sync_burst_total: int = 400
     # Refusals are logged once per reason per interval, the rest summed up (RefusalLog).
     refusal_log_interval_s: float = 60.0
+    # Our own sending is paced below what a peer with these same limits lets a sender
+    # through (`rate_per_second`, `rate_burst`), so no burst of ours is rate limited away.
+    publish_share: float = 0.8
+    # Inbound messages wait in one queue (`inbound_queue` at most), each sender's kind of
+    # message at most `lane_per_sender`; senders the app does not know (`known_sender`)
+    # share `lane_strangers` per kind, so a flood under changing ids cannot crowd out peers.
+    lane_per_sender: int = 2_000
+    lane_strangers: int = 500
+
+    @property
+    def publish_rate(self) -> float:
+        """Messages per second this node sends at most, on average."""
+        return self.rate_per_second * self.publish_share
+
+    @property
+    def publish_burst(self) -> int:
+        """Messages this node sends at once at most."""
+        return max(1, min(self.outbox_batch, int(self.rate_burst * self.publish_share / 2)))
