@@ -124,18 +124,23 @@ _CLOSING_KINDS = frozenset(
 # Records a resource's registered meter signs about its resource: the meter holds no money,
 # and its key is certified by a registrar.
 _METER_KINDS = frozenset({"meter_reading", "resource_update"})
+# Evidence that a sealer signed two blocks at one height: any node that saw them may record
+# it, funded or not; it cannot be made up (both sealer signatures are checked) and counts
+# once per sealer, so it costs a spammer what it costs the cheat.
+_EVIDENCE_KINDS = frozenset({"equivocation"})
 
 
 def check_stake(state: State, record: Record, ctx: BlockContext) -> None:
     """Rules 2 on: refuse a record whose account holds less than the genesis `min_balance`
     (balance and escrow, besides its fee), so keys nobody funded cannot make the
-    community carry their records. Registrars, a resource's own meter and the closing
-    kinds are exempt. Cheap: callers may ask it before checking the signature."""
+    community carry their records. Registrars, a resource's own meter, the closing kinds
+    and a sealer's equivocation evidence are exempt. Cheap: callers may ask it before
+    checking the signature."""
     minimum = ctx.genesis.consensus.min_balance
     if ctx.genesis.consensus.rules < 2 or minimum <= 0:
         return
     kind = record.kind
-    if record.account in ctx.registrars or kind in _CLOSING_KINDS:
+    if record.account in ctx.registrars or kind in _CLOSING_KINDS or kind in _EVIDENCE_KINDS:
         return
     if kind in _METER_KINDS:
         resource = state.resources.get(record.body["resource"])

@@ -3,6 +3,8 @@ siblings at one height, and serve them to homes as a peer of the sync protocol w
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -119,17 +121,35 @@ class ForkServer:
             community_id=self.ledger.community,
             broker=self.broker,
             outbox_path=self.folder / "attacker-outbox.sqlite3",
+            # It signs its heads and answers as any node does: unsigned, no home asks it.
+            signer=self.key,
         )
         self.link.on_message(MessageKind.SYNC, self._answer)
         self.link.on_message(MessageKind.BLOCK, self._answer)
 
+    _ticker: asyncio.Task[None] | None = None
+
     async def start(self) -> None:
         await self.link.start()
+        # A head goes out only over a live connection, as a node's does.
+        async with asyncio.timeout(10):
+            await self.link.wait_connected()
+        self._ticker = asyncio.create_task(self._announce_every(2.0))
 
     async def announce(self) -> None:
-        await self.link.publish(MessageKind.BLOCK, self.sync.head_message())
+        self.link.announce(self.sync.head_message())
+
+    async def _announce_every(self, seconds: float) -> None:
+        # As a node announces its head each sync tick: a home busy when one arrived asks later.
+        while True:
+            await asyncio.sleep(seconds)
+            await self.announce()
 
     async def stop(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
         await self.link.stop()
 
     async def _answer(self, message: InboundMessage) -> None:
