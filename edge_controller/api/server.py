@@ -384,12 +384,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
 
     Browsers cannot set headers on a WebSocket, so the token may also come as the first
     message `{"type": "auth", "token": ...}`; never in the URL, where logs and history
-    would keep it."""
+    would keep it: a `token` query parameter is refused at once, whatever else comes."""
     home = home_of(request)
     ws = web.WebSocketResponse(heartbeat=30)
     await ws.prepare(request)
     token = request.app[TOKEN_KEY]
     given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if "token" in request.query:
+        # Told now, not after waiting for a first message the client may never send.
+        return await _unauthorized(ws, "a token in a URL is refused: send it in a header")
     if not same_token(given, token):
         first: Any = {}
         # Only a client that gave no token at all gets to send it as its first message.
@@ -399,11 +402,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             except (TimeoutError, TypeError, ValueError, RecursionError):
                 first = {}
         if not (isinstance(first, dict) and same_token(str(first.get("token", "")), token)):
-            await ws.send_json(
-                {"event": "error", "data": {"code": "unauthorized", "message": "wrong token"}}
-            )
-            await ws.close(code=4401, message=b"unauthorized")
-            return ws
+            return await _unauthorized(ws, "wrong token")
     subscription = home.events.subscribe()
     clients = request.app[CLIENTS_KEY]
     clients.add(ws)
@@ -419,6 +418,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(asyncio.CancelledError):
             await sender
         home.events.unsubscribe(subscription)
+    return ws
+
+
+async def _unauthorized(ws: web.WebSocketResponse, message: str) -> web.WebSocketResponse:
+    """Say why, then close with 4401 (the WebSocket's 401)."""
+    await ws.send_json({"event": "error", "data": {"code": "unauthorized", "message": message}})
+    await ws.close(code=4401, message=b"unauthorized")
     return ws
 
 

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 from pathlib import Path
 
-from edge_controller.ledger import KeyPair
+from edge_controller.ledger import KeyPair, private_file
 
 log = logging.getLogger(__name__)
 
 
-# The databases every home keeps (USB charging creates its own, 0600 too).
+# Made 0600 before they are opened: the outbox's room (network/) has no file helper;
+# the ledger store, the refused list and USB charging make their files 0600 themselves.
 DATABASES = ("ledger.sqlite3", "outbox.sqlite3")
 
 
@@ -24,7 +24,7 @@ def secure_data_dir(data_dir: Path) -> None:
     if data_dir.stat().st_mode & 0o077:
         data_dir.chmod(0o700)
     for name in DATABASES:
-        os.close(os.open(data_dir / name, os.O_CREAT | os.O_RDWR, 0o600))
+        private_file(data_dir / name)
     for path in data_dir.iterdir():
         if path.is_file() and path.stat().st_mode & 0o077:
             path.chmod(0o600)

@@ -13,6 +13,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
+from edge_controller.ledger import private_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS refused (
     n INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -31,7 +33,9 @@ class RefusedRecords:
 
     def __init__(self, path: Path, limit: int = 1_000) -> None:
         self.limit = limit
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        # It names what the owner did and lost: its owner alone reads it.
+        private_file(path)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         # A process restart keeps every commit; only a power cut may lose the last ones.

@@ -36,7 +36,7 @@ from .queries import (
 )
 from .records import Record, parse_record, sign_record, signing_message
 from .state import Account, Commitments, Offer, Resource, State, Trade
-from .store import MemoryStore, SqliteStore, StoreMismatch
+from .store import MemoryStore, SqliteStore, StoreMismatch, private_file
 from .sync import BLOCKS_FRAME_BYTES, MAX_BLOCKS, Outgoing, SyncNode, block_limit
 from .verify import ChainFileError, StoredChain
 
@@ -90,6 +90,7 @@ __all__ = [
     "parse_block",
     "parse_record",
     "power_holds",
+    "private_file",
     "record_root",
     "seal",
     "sign_record",

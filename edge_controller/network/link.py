@@ -416,15 +416,21 @@ class CommunityLink:
         else:
             self._outbox_empty.clear()
 
+    def _drop_transient(self) -> None:
+        """Forget the sync messages a lost connection left unsent: they are asked again."""
+        self._sync_dropped += len(self._transient)
+        self._transient.clear()
+        self._queue = deque(entry for entry in self._queue if entry.seq > 0)
+
     async def _drain_outbox(self, client: aiomqtt.Client) -> None:
         # After a (re)connection the file is the truth: messages of a batch that failed are
         # still in it. Merged with what was queued meanwhile, in outbox order.
         stored = await self._outbox.pending(MAX_RELOAD)
-        # Sync messages of the lost connection are dropped: they are asked again.
-        self._sync_dropped += len(self._transient)
-        self._transient.clear()
         merged = {entry.seq: entry for entry in [*stored, *self._queue] if entry.seq > 0}
-        self._queue = deque(merged[seq] for seq in sorted(merged))
+        # Sync messages queued since this connection came up (answers to the retained
+        # statuses, say) go first; those of the lost connection went with it.
+        fresh = [entry for entry in self._queue if entry.seq < 0]
+        self._queue = deque([*fresh, *(merged[seq] for seq in sorted(merged))])
         while True:
             await self._outbox_wakeup.wait()
             # Cleared before taking, so a message added meanwhile wakes us again.
@@ -489,6 +495,7 @@ class CommunityLink:
                 log.exception("MQTT link failed unexpectedly; reconnecting")
             finally:
                 await self._set_connected(False)
+                self._drop_transient()
             if self._connections != connections_before:
                 attempt = 0
             delay = reconnect_delay(
@@ -507,14 +514,16 @@ class CommunityLink:
             self._client = client
             _no_delay(client)
             try:
+                # Subscribed before saying online: peers answer "online" with sync requests,
+                # sent once at QoS 0, which the broker drops for a topic nobody holds yet.
+                await client.subscribe(
+                    [(topic, 1) for topic in self.topics.subscriptions(self.node_id)]
+                )
                 await client.publish(
                     self.topics.status(self.node_id),
                     NodeStatus(self.node_id, True, self.version, session_ms).encode(),
                     qos=1,
                     retain=True,
-                )
-                await client.subscribe(
-                    [(topic, 1) for topic in self.topics.subscriptions(self.node_id)]
                 )
                 self._connections += 1
                 await self._set_connected(True)

@@ -7,11 +7,12 @@ nothing the API acknowledged, and a restart finds sessions left open to end and 
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import threading
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+
+from edge_controller.ledger import private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS bindings (
@@ -123,9 +124,8 @@ class UsbStore:
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        # It links phones' serial numbers to wallets: its owner alone reads it (SQLite
-        # gives its WAL files the same mode).
-        os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+        # It links phones' serial numbers to wallets: its owner alone reads it.
+        private_file(path)
         self._lock = threading.Lock()
         self.db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self.db.execute("PRAGMA journal_mode=WAL")

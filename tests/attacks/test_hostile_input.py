@@ -20,6 +20,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Coroutine, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -204,23 +205,34 @@ def test_no_route_answers_500_to_anything(
 def test_a_hostile_websocket_token_gets_4401_not_a_broken_protocol(
     lone: LoneHome, where: str, token: str
 ) -> None:
-    async def connect() -> tuple[aiohttp.WSMsgType, Any]:
-        url = f"{lone.server.url}/api/v1/ws"
+    """A hostile token closes with 4401 after an error event, never 1002. A token never
+    travels in a URL (issue 19): one in the query string is refused at once, whatever it is
+    and whatever follows, not after the 10 s the server waits for a first message."""
+
+    async def connect(query: str, message: str | None) -> tuple[aiohttp.WSMsgType, Any, float]:
+        url = f"{lone.server.url}/api/v1/ws" + (f"?token={quote(query, safe='')}" if query else "")
         headers = {"Authorization": f"Bearer {token}"} if where == "header" else {}
-        if where == "query":
-            url += "?token=" + quote(token, safe="")
+        started = time.monotonic()
         async with (
             aiohttp.ClientSession() as session,
             session.ws_connect(url, headers=headers) as ws,
         ):
-            if where == "message":
-                await ws.send_str(json.dumps({"type": "auth", "token": token})[:20_000])
+            if message is not None:
+                await ws.send_str(json.dumps({"type": "auth", "token": message})[:20_000])
             first = await ws.receive(timeout=10)
             closing = await ws.receive(timeout=10)
-            return closing.type, closing.data if first.type == aiohttp.WSMsgType.TEXT else None
+            code = closing.data if first.type == aiohttp.WSMsgType.TEXT else None
+            return closing.type, code, time.monotonic() - started
 
-    kind, code = lone.thread.run(connect())
-    assert (kind, code) == (aiohttp.WSMsgType.CLOSE, 4401)
+    if where != "query":
+        kind, code, _ = lone.thread.run(connect("", token if where == "message" else None))
+        assert (kind, code) == (aiohttp.WSMsgType.CLOSE, 4401)
+        return
+    # The hostile token in the URL, and the right one there or in the first message after it.
+    for query, message in [(token, None), (TOKEN, None), (token, TOKEN)]:
+        kind, code, seconds = lone.thread.run(connect(query, message))
+        assert (kind, code) == (aiohttp.WSMsgType.CLOSE, 4401), (query[:20], message)
+        assert seconds < 5, (query[:20], message, seconds)
 
 
 # --- the MQTT decoder ----------------------------------------------------------------------
