@@ -380,7 +380,7 @@ class LedgerNode:
             self.outbox_failure = outbox_failure(exc)
         else:
             self.outbox_failure = None
-        self.link.announce(self.sync.head_message())
+        self.link.announce(self.sync.head_message(self.clock.now_ms()))
 
     # --- what the API reads ------------------------------------------------------------------
 

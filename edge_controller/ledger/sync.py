@@ -81,7 +81,10 @@ def _any(path: str, value: Any) -> Any:
 
 
 _SHAPES = {
-    "head": obj({"type": _any, "height": integer(0, 2**53), "hash": HEX64, "work": _any}),
+    "head": obj(
+        {"type": _any, "height": integer(0, 2**53), "hash": HEX64, "work": _any},
+        {"time": integer(0, 2**53)},
+    ),
     "get_headers": obj(
         {"type": _any, "locator": list_of(HEX64, 64), "limit": integer(1, MAX_HEADERS)}
     ),
@@ -200,9 +203,18 @@ class SyncNode:
 
     # --- what this node says -------------------------------------------------------------
 
-    def head_message(self) -> Message:
+    def head_message(self, now: int) -> Message:
+        """Our head, stamped with the time it is said: an unchanged head said again is a new
+        message (not a duplicate the transport drops), so peers keep hearing from us while
+        no block is sealed, and an old head replayed says when it was true."""
         head = self.ledger.head
-        return {"type": "head", "height": head.height, "hash": head.hash, "work": f"{head.work:x}"}
+        return {
+            "type": "head",
+            "height": head.height,
+            "hash": head.hash,
+            "work": f"{head.work:x}",
+            "time": now,
+        }
 
     def block_message(self, block: Block) -> Message:
         return {"type": "block", "block": block.to_wire()}
@@ -268,7 +280,7 @@ class SyncNode:
     def tick(self, now: int) -> list[Outgoing]:
         """Periodic work: announce our head, forget silent and failing peers, and re-ask a
         better peer when a request stalled."""
-        out: list[Outgoing] = [(None, self.head_message())]
+        out: list[Outgoing] = [(None, self.head_message(now))]
         for peer, view in list(self.peers.items()):
             if view.asked_at >= 0 and now - view.asked_at > REQUEST_TIMEOUT_MS:
                 view.asked_at = -1
@@ -481,7 +493,7 @@ class SyncNode:
             self.ledger.add_block(message["block"], now)
         except Rejected as exc:
             self.rejected[exc.reason.value] += 1
-        return [(None, self.head_message())] if self.ledger.head.hash != before else []
+        return [(None, self.head_message(now))] if self.ledger.head.hash != before else []
 
     def _after(
         self, peer: str, outcomes: list[BlockResult | Rejected], before: str, now: int
@@ -500,7 +512,7 @@ class SyncNode:
             elif outcome.status == "orphan" and view is not None and view.asked_at < 0:
                 out.extend(self._ask_headers(peer, now))
         if self.ledger.head.hash != before:
-            out.append((None, self.head_message()))
+            out.append((None, self.head_message(now)))
         return out
 
     def _on_record(self, peer: str, message: Message, now: int) -> list[Outgoing]:

@@ -137,7 +137,7 @@ class ForkServer:
         self._ticker = asyncio.create_task(self._announce_every(2.0))
 
     async def announce(self) -> None:
-        self.link.announce(self.sync.head_message())
+        self.link.announce(self.sync.head_message(time.time_ns() // 1_000_000))
 
     async def _announce_every(self, seconds: float) -> None:
         # As a node announces its head each sync tick: a home busy when one arrived asks later.

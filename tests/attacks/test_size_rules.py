@@ -191,7 +191,7 @@ def catch_up(source: Ledger, target: Ledger, limit: int | None, now: int) -> lis
     a = SyncNode(source, "a", member=lambda _: True, message_limit=limit)
     b = SyncNode(target, "b", member=lambda _: True, message_limit=limit)
     nodes = {"a": a, "b": b}
-    queue: list[tuple[str, str, Message]] = [("a", "b", a.head_message())]
+    queue: list[tuple[str, str, Message]] = [("a", "b", a.head_message(now))]
     seen: list[Message] = []
     while queue:
         src, dst, message = queue.pop(0)

@@ -14,7 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from edge_controller.ledger import KeyPair, Ledger, Record
-from edge_controller.ledger.sync import Message, SyncNode
+from edge_controller.ledger.sync import PEER_SILENT_MS, Message, SyncNode
+from edge_controller.network import message_id
 
 from .support import Community
 
@@ -248,3 +249,18 @@ def test_malformed_and_forged_sync_messages_are_counted_not_raised() -> None:
         assert a.sync.handle("home-1", junk, net.now) == []
     assert sum(a.sync.rejected.values()) == 5
     assert a.sync.rejected["malformed"] >= 3
+
+
+def test_an_unchanged_head_said_again_is_a_new_message_so_a_quiet_peer_stays_a_peer() -> None:
+    # The transport drops a message whose body it has seen; a head stamped with the time it
+    # is said is never that, so peers keep hearing a home while no block is sealed.
+    community = Community()
+    quiet = SyncNode(community.node(), "quiet")
+    listener = SyncNode(community.node(), "listener", member=lambda peer: True)
+    now = community.now
+    said = [quiet.head_message(now + i * PEER_SILENT_MS // 2) for i in range(4)]
+    assert len({message_id(m) for m in said}) == len(said)
+    for i, head in enumerate(said):
+        listener.handle("quiet", head, now + i * PEER_SILENT_MS // 2)
+        listener.tick(now + i * PEER_SILENT_MS // 2)
+    assert "quiet" in listener.peers
