@@ -25,7 +25,7 @@ import aiohttp
 from edge_controller.ledger import Reason
 from tests.edge.support import ApiError, Community, EdgeProcess, wait_until
 
-from .support import sigterm_and_wait
+from .support import bearer, sigterm_and_wait
 
 REQUESTS = 1_000
 RATE_PER_S = 33.0
@@ -79,7 +79,7 @@ async def stop_with_a_client(edge: EdgeProcess) -> float:
     """SIGTERM while a WebSocket client follows the events; seconds until the exit."""
     async with (
         aiohttp.ClientSession() as http,
-        http.ws_connect(f"{edge.url}/api/v1/ws?token={edge.token}") as ws,
+        http.ws_connect(f"{edge.url}/api/v1/ws", headers=bearer(edge.token)) as ws,
     ):
         hello = await ws.receive_json(timeout=5)
         assert hello["event"] == "hello"
