@@ -41,6 +41,8 @@ MAX_BODY_BYTES = 64 * 1024
 HOME_KEY: web.AppKey[Home] = web.AppKey("home", Home)
 TOKEN_KEY: web.AppKey[str] = web.AppKey("token", str)
 CLIENTS_KEY = web.AppKey[set[web.WebSocketResponse]]("clients")
+# WebSockets still waiting for their token (the first message): closed on stop as well.
+WAITING_KEY = web.AppKey[set[web.WebSocketResponse]]("waiting")
 # Stopping tells every WebSocket client and closes it within this time, however many.
 CLOSE_CLIENTS_S = 1.0
 
@@ -397,10 +399,16 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         first: Any = {}
         # Only a client that gave no token at all gets to send it as its first message.
         if not given:
+            waiting = request.app[WAITING_KEY]
+            waiting.add(ws)
             try:
                 first = await ws.receive_json(timeout=10)
             except (TimeoutError, TypeError, ValueError, RecursionError):
                 first = {}
+            finally:
+                waiting.discard(ws)
+            if ws.closed:
+                return ws  # closed while it waited: the home is stopping
         if not (isinstance(first, dict) and same_token(str(first.get("token", "")), token)):
             return await _unauthorized(ws, "wrong token")
     subscription = home.events.subscribe()
@@ -437,16 +445,21 @@ async def _pump(ws: web.WebSocketResponse, subscription: Subscription) -> None:
 async def close_clients(app: web.Application, now: int) -> int:
     """Tell every WebSocket client the node is stopping (a `shutdown` event), then close
     its connection (1001, going away); within `CLOSE_CLIENTS_S` whatever the clients do.
-    Returns how many there were."""
+    A connection still waiting for its token is closed without a word: left open, it
+    would hold the server's stop until its shutdown timeout. Returns how many clients
+    there were (connections that had given their token)."""
     clients = app[CLIENTS_KEY].copy()
+    waiting = app[WAITING_KEY].copy()
 
-    async def close(ws: web.WebSocketResponse) -> None:
-        with contextlib.suppress(Exception):
-            await ws.send_json({"event": "shutdown", "time": now, "data": {"reconnect": True}})
+    async def close(ws: web.WebSocketResponse, told: bool) -> None:
+        if told:
+            with contextlib.suppress(Exception):
+                await ws.send_json({"event": "shutdown", "time": now, "data": {"reconnect": True}})
         await ws.close(code=WSCloseCode.GOING_AWAY, message=b"stopping")
 
-    if clients:
-        tasks = [asyncio.ensure_future(close(ws)) for ws in clients]
+    if clients or waiting:
+        tasks = [asyncio.ensure_future(close(ws, True)) for ws in clients]
+        tasks += [asyncio.ensure_future(close(ws, False)) for ws in waiting]
         _, late = await asyncio.wait(tasks, timeout=CLOSE_CLIENTS_S)
         for task in late:
             task.cancel()
@@ -460,6 +473,7 @@ def create_app(home: Home, token: str) -> web.Application:
     app[HOME_KEY] = home
     app[TOKEN_KEY] = token
     app[CLIENTS_KEY] = set()
+    app[WAITING_KEY] = set()
     r = app.router
     r.add_get("/", status_page)
     r.add_get(f"{PREFIX}/status", get_status)

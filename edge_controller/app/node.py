@@ -142,7 +142,7 @@ class LedgerNode:
         body = {"kind": kind, "seq": self.next_seq(key), "time": self.clock.now_ms(), **fields}
         try:
             record = sign_record(key, self.ledger.community, body)
-            self.ledger.submit(record)
+            self.ledger.submit(record, own=True)
         except Rejected as exc:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:

@@ -91,9 +91,13 @@ POOL_MAX_AGE_MS = 3_600_000
 # Pool policy (not consensus): records one account may have waiting in a node's pool, so a
 # single key can fill neither a block nor the node's memory. Its bytes are also held to a
 # quarter of a block. An honest home issues far fewer between two blocks (a busy hour's
-# 2,000 requests a minute is 170 per 5 s block), and a home's own node holds it to the same
-# cap, so its outbox never replays more than peers will pool.
+# 2,000 requests a minute is 170 per 5 s block). A home's own node holds the records it
+# signs to a part of that share (`OWN_SHARE_PART`): a peer that has not yet seen the block
+# that made room at the home still pools each of them, so none acknowledged is dropped.
 POOL_PER_ACCOUNT = 256
+# A home's own share is this part of what peers pool of one account: the rest is room for
+# its records in a block the home has seen and a peer not yet (as many as it had waiting).
+OWN_SHARE_PART = 2
 # Blocks re-checked at start (Bitcoin Core's -checkblocks): undone and applied again,
 # each against the state digest stored with it.
 CHECK_BLOCKS = 6
@@ -333,13 +337,15 @@ class Ledger:
             is_recorded=self.is_recorded,
         )
 
-    def submit(self, wire: Any) -> Record:
+    def submit(self, wire: Any, own: bool = False) -> Record:
         """Check a record (JSON form or `Record`) and add it to the pool.
 
         It is checked against the state it would meet in the next block: the best chain's
         state with the pool's records applied before it. Raises `Rejected` with the reason.
         A record that waits on something not yet known (its offer, funds) is refused too:
-        the caller learns why at once instead of the record lingering.
+        the caller learns why at once instead of the record lingering. `own`: this node
+        signed it and is about to send it; its account then gets only its own share of the
+        pool (`OWN_SHARE_PART`), so every peer has room for it on arrival.
         """
         record = wire if isinstance(wire, Record) else parse_record(wire, self.community)
         if record.id in self.pool:
@@ -350,7 +356,7 @@ class Ledger:
         # The cheap refusals first: a key nobody funded, or one with its share of the pool
         # waiting, costs no signature check.
         check_stake(pending, record, ctx)
-        self._check_pool_share(record)
+        self._check_pool_share(record, OWN_SHARE_PART if own else 1)
         record.verify(self.community, self.verifier)
         pending, ctx = self._pending_view()
         apply_record(pending, record, ctx)
@@ -437,29 +443,38 @@ class Ledger:
             pending = [r for r, why in waiting if why.reason in _WAITING]
             yield from ((r, why) for r, why in waiting if why.reason not in _WAITING)
 
-    def _check_pool_share(self, record: Record) -> None:
-        """Refuse `record` when its account already has its share of the pool waiting.
-        Registrars are exempt: they certify a whole community at once and already hold the
-        power to issue its money."""
+    def _check_pool_share(self, record: Record, part: int = 1) -> None:
+        """Refuse `record` when its account already has its share of the pool waiting
+        (`part`: the share divided by it, for records this node signs). Registrars are
+        exempt: they certify a whole community at once and already hold the power to
+        issue its money."""
         who = record.account
         pooled = self._pooled_by.get(who)
         if pooled is None or who in self._registrars:
             return
-        if not self._within_share(pooled, record):
+        count, size = self.pool_per_account // part, self._pool_bytes_per_account // part
+        if not self._within_share(pooled, record, count, size):
             self._drop_spent(who)
             pooled = self._pooled_by.get(who, {})
-        if not self._within_share(pooled, record):
+        if self._within_share(pooled, record, count, size):
+            return
+        if part == 1:
             raise Rejected(
                 Reason.POOL_ACCOUNT_FULL,
-                f"{who} has {len(pooled)} records waiting for a block; at most"
-                f" {self.pool_per_account} ({self._pool_bytes_per_account} bytes)",
+                f"{who} has {len(pooled)} records waiting for a block; at most {count}"
+                f" ({size} bytes)",
             )
+        raise Rejected(
+            Reason.POOL_ACCOUNT_FULL,
+            f"{len(pooled)} records of {who} wait for a block; a home sends at most {count}"
+            f" ({size} bytes) ahead of the blocks, 1/{part} of what peers pool of one"
+            " account, so each reaches them; try again once the next block holds some",
+        )
 
-    def _within_share(self, pooled: dict[str, None], record: Record) -> bool:
-        if len(pooled) >= self.pool_per_account:
+    def _within_share(self, pooled: dict[str, None], record: Record, count: int, size: int) -> bool:
+        if len(pooled) >= count:
             return False
-        size = record.size + sum(self.pool[r].size for r in pooled)
-        return size <= self._pool_bytes_per_account
+        return record.size + sum(self.pool[r].size for r in pooled) <= size
 
     def _drop_spent(self, who: str) -> None:
         """Drop `who`'s pooled records whose sequence the chain has used or left behind:

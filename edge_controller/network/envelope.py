@@ -93,8 +93,13 @@ class Envelope:
 
 
 def envelope_overhead(sender: str) -> int:
-    """The bytes an envelope from ``sender`` adds around its body, for the longest kind."""
-    empty = max(len(Envelope(kind, "0" * 64, sender, {}).encode()) for kind in _ENVELOPE_KINDS)
+    """The bytes an envelope from ``sender`` adds around its body, for the longest kind,
+    signed: blocks and sync messages carry an `auth`, and a body sized without it would
+    make a message over the limit."""
+    auth = EnvelopeAuth("0" * 64, bytes(64))
+    empty = max(
+        len(Envelope(kind, "0" * 64, sender, {}, auth).encode()) for kind in _ENVELOPE_KINDS
+    )
     return empty - len(canonical_json({}))
 
 

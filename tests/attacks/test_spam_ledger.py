@@ -26,7 +26,7 @@ from edge_controller.ledger import (
     seal,
     sign_record,
 )
-from edge_controller.ledger.chain import POOL_PER_ACCOUNT
+from edge_controller.ledger.chain import OWN_SHARE_PART, POOL_PER_ACCOUNT
 from edge_controller.ledger.genesis import DEFAULT_MIN_BALANCE
 from edge_controller.ledger.rules import (
     MAX_SEQUENCE_JUMP,
@@ -302,6 +302,35 @@ def test_one_key_keeps_at_most_its_share_of_a_nodes_pool() -> None:
     assert sum(r.account == trudy.account for r in block.records) == POOL_PER_ACCOUNT
     assert any(r.account == alice.account for r in block.records)
     ledger.submit(request(c, trudy))  # room again once sealed
+
+
+def test_a_home_sends_only_what_a_peer_a_block_behind_still_pools() -> None:
+    # The busy hour: a home posts faster than blocks hold its records.
+    c = Community(max_block_records=5_000)
+    home, peer = c.node(), c.node()
+    h = c.key("home")
+    peer.add_block(c.seal(home, c.topup(h)))
+    own = POOL_PER_ACCOUNT // OWN_SHARE_PART
+    for _ in range(own):
+        record = request(c, h)
+        home.submit(record, own=True)
+        peer.submit(record)
+    # Its own node refuses the next one at once, saying why and when to try again...
+    with pytest.raises(Rejected) as refused:
+        home.submit(request(c, h), own=True)
+    assert refused.value.reason is Reason.POOL_ACCOUNT_FULL
+    assert f"at most {own}" in refused.value.message and "try again" in refused.value.message
+    c._seq[h.public_hex] -= 1  # the home signs the next one with the same sequence
+    # ...until a block holds them: a block the peer has not seen yet.
+    sealed = c.seal(home)
+    assert sum(r.account == h.account for r in sealed.records) == own
+    for _ in range(own):
+        record = request(c, h)
+        home.submit(record, own=True)
+        peer.submit(record)  # room for each: the peer counts the sealed ones as waiting too
+    assert sum(r.account == h.account for r in peer.pool.values()) == POOL_PER_ACCOUNT
+    peer.add_block(sealed)
+    assert sum(r.account == h.account for r in peer.pool.values()) == own
 
 
 def test_a_share_of_the_pool_is_also_a_quarter_of_a_blocks_bytes() -> None:

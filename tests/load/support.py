@@ -43,6 +43,11 @@ class UsbEdgeProcess(EdgeProcess):
         raise AssertionError(f"no usb report; log:\n{self.child.log_tail(3000)}")
 
 
+def bearer(token: str) -> dict[str, str]:
+    """The header a WebSocket client authenticates with (a token in the URL is refused)."""
+    return {"Authorization": f"Bearer {token}"}
+
+
 def sigterm_and_wait(edge: EdgeProcess, limit_s: float = 10.0) -> tuple[float, float]:
     """Send SIGTERM (wall time returned) and wait for the exit; (sent_at, seconds taken)."""
     assert edge.process is not None

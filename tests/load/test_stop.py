@@ -11,16 +11,18 @@ import aiohttp
 
 from tests.edge.support import Community, wait_until
 
-from .support import UsbEdgeProcess, add_usb, sigterm_and_wait
+from .support import UsbEdgeProcess, add_usb, bearer, sigterm_and_wait
 
 STOP_LIMIT_S = 2.0
 CLIENTS = 5
 
 
-async def follow(session: aiohttp.ClientSession, url: str, token: str) -> dict[str, Any]:
-    """A client like Home Assistant's: reads every event until the server closes."""
+async def follow(session: aiohttp.ClientSession, url: str, token: str | None) -> dict[str, Any]:
+    """A client like Home Assistant's: reads every event until the server closes. Without
+    a token it is one that has not yet sent its token as its first message."""
     seen: list[str] = []
-    async with session.ws_connect(f"{url}/api/v1/ws?token={token}") as ws:
+    headers = bearer(token) if token is not None else {}
+    async with session.ws_connect(f"{url}/api/v1/ws", headers=headers) as ws:
         async for message in ws:
             if message.type is aiohttp.WSMsgType.TEXT and message.data.startswith("{"):
                 seen.append(message.json()["event"])
@@ -75,10 +77,13 @@ async def test_sigterm_with_websocket_clients_stops_within_2_s_with_the_usb_port
                 asyncio.create_task(follow(http, edge.url, edge.token)) for _ in range(CLIENTS)
             ]
             # One more that never reads: the node must not wait for it either.
-            silent = await http.ws_connect(f"{edge.url}/api/v1/ws?token={edge.token}")
+            silent = await http.ws_connect(f"{edge.url}/api/v1/ws", headers=bearer(edge.token))
+            # And one that never sends its token: nor for it.
+            knocking = asyncio.create_task(follow(http, edge.url, None))
             await asyncio.sleep(0.5)  # every client has its hello and some telemetry
             sent_at, took = await asyncio.to_thread(sigterm_and_wait, edge)
             clients = await asyncio.wait_for(asyncio.gather(*followers), 5)
+            unauthenticated = await asyncio.wait_for(knocking, 5)
             await silent.close()
     finally:
         edge.stop()
@@ -93,3 +98,4 @@ async def test_sigterm_with_websocket_clients_stops_within_2_s_with_the_usb_port
     for client in clients:
         assert client["events"][0] == "hello" and client["events"][-1] == "shutdown"
         assert client["close_code"] == 1001
+    assert unauthenticated == {"events": [], "close_code": 1001}
