@@ -116,7 +116,7 @@ class LedgerNode:
         # The outbox's last write failure (the ledger's store keeps its own), and since when.
         self.outbox_failure: StorageError | None = None
         self.storage_since: int | None = None
-        self.gate = SequenceGate(ledger.pending_seq)
+        self.gate = SequenceGate(ledger.pending_seq, max_jump=genesis.consensus.sequence_jump_limit)
         self.rejections: dict[str, int] = {}
         self._refusal_log = RefusalLog(log)
         self.accepted: list[Callable[[Record], None]] = []
