@@ -116,7 +116,7 @@ class LedgerNode:
         # The outbox's last write failure (the ledger's store keeps its own), and since when.
         self.outbox_failure: StorageError | None = None
         self.storage_since: int | None = None
-        self.gate = SequenceGate(ledger.pending_seq)
+        self.gate = SequenceGate(ledger.pending_seq, max_jump=genesis.consensus.sequence_jump_limit)
         self.rejections: dict[str, int] = {}
         self._refusal_log = RefusalLog(log)
         self.accepted: list[Callable[[Record], None]] = []
@@ -339,15 +339,15 @@ class LedgerNode:
     async def seal(self) -> None:
         """Seal a block when it is our turn (proof of authority) or when we find one (work).
 
-        An out-of-turn sealer waits three intervals, so it only steps in when the in-turn
-        sealer is offline; empty blocks are sealed only as a slow heartbeat."""
+        A sealer that is not first in line waits three intervals, so it only steps in when
+        that one is offline; empty blocks are sealed only as a slow heartbeat."""
         ledger = self.ledger
         head = ledger.head
         interval = self.genesis.consensus.block_interval_ms
         now = self.clock.now_ms()
         if not self.sealer or not ledger.can_seal(self.key, now):
             return
-        wait = interval if ledger.in_turn(self.key) else 3 * interval
+        wait = interval if ledger.first_in_line(self.key) else 3 * interval
         if now < head.time + wait:
             return
         if not ledger.pool and now < head.time + HEARTBEAT_BLOCKS * interval:

@@ -8,6 +8,8 @@ gap: a record whose signer's sequence has a gap before it waits here until the g
 The wait is bounded: per signer (`per_signer` records), in signers (`signers`) and in
 time (`hold_ms`, after which the gap is taken as final: its record was refused or lost).
 Only records whose signature was verified wait, so nobody can fill this with forgeries.
+A record further ahead than the consensus lets a sequence jump (`max_jump`) never waits:
+no gap that could fill meanwhile makes it valid, so the ledger refuses it at once.
 """
 
 from __future__ import annotations
@@ -41,8 +43,10 @@ class SequenceGate:
         hold_ms: int = HOLD_MS,
         per_signer: int = PER_SIGNER,
         signers: int = SIGNERS,
+        max_jump: int | None = None,
     ) -> None:
         self._highest = highest
+        self.max_jump = max_jump
         self.hold_ms = hold_ms
         self.per_signer = per_signer
         self.signers = signers
@@ -57,6 +61,12 @@ class SequenceGate:
 
     def _top(self, account: str) -> int:
         return max(self._highest(account), self._refused.get(account, 0))
+
+    def _hopeless(self, record: Record) -> bool:
+        """Whether `record` jumps further past its signer's highest sequence than the
+        consensus allows: the ledger refuses it now, and no wait here would change that."""
+        limit = self.max_jump
+        return limit is not None and record.seq - self._highest(record.account) > limit
 
     def holding(self, account: str) -> bool:
         """Whether records of `account` wait for a gap."""
@@ -77,7 +87,7 @@ class SequenceGate:
         """The records to submit now, in order: `record` itself unless a gap is before it
         (then it waits), and whatever a full buffer lets go. `peer` relayed it."""
         account = record.account
-        if record.seq <= self._top(account) + 1:
+        if record.seq <= self._top(account) + 1 or self._hopeless(record):
             return [record]
         held = self._held.get(account)
         if held is None:
@@ -96,7 +106,10 @@ class SequenceGate:
         return released
 
     def refused(self, record: Record) -> None:
-        """A record of this signer was refused here: its sequence will not be filled."""
+        """A record of this signer was refused here: its sequence will not be filled.
+        A hopeless jump says nothing of the sequences below it, which may still come."""
+        if self._hopeless(record):
+            return
         account = record.account
         self._refused[account] = max(self._refused.get(account, 0), record.seq)
         if len(self._refused) > 4 * self.signers:

@@ -947,6 +947,22 @@ class Ledger:
             return True
         return in_turn_sealer(self.genesis, self.height + 1) == key.public_hex
 
+    def first_in_line(self, key: KeyPair) -> bool:
+        """Whether `key` is the sealer expected to seal the next block: the in-turn one, or,
+        when that one may not (it sealed one of the last blocks, or is suspended), the first
+        after it in the rotation that may. Without this, two sealers stay locked out of
+        turn after one out-of-turn block: each next in-turn sealer is the one just barred."""
+        if self.genesis.consensus.mode != "poa":
+            return True
+        sealers = self.genesis.consensus.sealers
+        first = (self.height + 1) % len(sealers)
+        for step in range(len(sealers)):
+            candidate = sealers[(first + step) % len(sealers)]
+            barred = self._authority and account_id(candidate) in self.state.suspended
+            if not barred and may_seal(self.genesis, self.head, candidate, self.ancestor):
+                return candidate == key.public_hex
+        return False
+
     def build_block(
         self, key: KeyPair, now: int | None = None, max_tries: int = 1 << 62
     ) -> Block | None:

@@ -28,6 +28,11 @@ LATEST_RULES = 2
 # on the latest rules: any money at all, so only keys the community funded speak. Not more:
 # a phone's charging wallet is prepaid a few milli-units.
 DEFAULT_MIN_BALANCE = 1
+# Rules 2 on: how far past its highest sequence an account's next record may jump. Gaps come
+# only from records that never reached a block (refused, or lost with a home's pool), and a
+# node keeps at most a few hundred of an account's records waiting: a million is twelve
+# days of a record a second that all went nowhere, far beyond any outage an outbox replays.
+MAX_SEQUENCE_JUMP = 1 << 20
 
 # Every home's transport carries messages of up to 512 KiB (the MQTT link's bound, which the
 # community broker enforces too). A block travels inside a sync message inside an envelope,
@@ -80,6 +85,12 @@ class Consensus:
     def wire_sized(self) -> bool:
         """Whether `max_block_bytes` counts a block's bytes on the wire (latest rules)."""
         return self.rules >= 2
+
+    @property
+    def sequence_jump_limit(self) -> int | None:
+        """How far past its highest sequence an account's next record may jump (None: any
+        distance, the first rules)."""
+        return MAX_SEQUENCE_JUMP if self.rules >= 2 else None
 
 
 @dataclass(frozen=True)

@@ -160,11 +160,6 @@ def check_stake(state: State, record: Record, ctx: BlockContext) -> None:
 # unused, as in IPsec's anti-replay window. Anything older, or used, is a replay.
 SEQUENCE_WINDOW = 64
 _WINDOW_MASK = (1 << SEQUENCE_WINDOW) - 1
-# Rules 2 on: how far past its highest sequence an account's next record may jump. Gaps come
-# only from records that never reached a block (refused, or lost with a home's pool), and a
-# node keeps at most a few hundred of an account's records waiting: a million is twelve
-# days of a record a second that all went nowhere, far beyond any outage an outbox replays.
-MAX_SEQUENCE_JUMP = 1 << 20
 
 
 def _use_sequence(account: Account, record: Record, ctx: BlockContext) -> tuple[int, int]:
@@ -175,11 +170,12 @@ def _use_sequence(account: Account, record: Record, ctx: BlockContext) -> tuple[
     seq, highest, window = record.seq, account.seq, account.seq_window
     if seq > highest:
         shift = seq - highest
-        if shift > MAX_SEQUENCE_JUMP and ctx.genesis.consensus.rules >= 2:
+        limit = ctx.genesis.consensus.sequence_jump_limit
+        if limit is not None and shift > limit:
             raise Rejected(
                 Reason.SEQUENCE_JUMP,
                 f"sequence {seq} of {record.account} jumps {shift} past {highest}"
-                f" (at most {MAX_SEQUENCE_JUMP})",
+                f" (at most {limit})",
             )
         if shift > SEQUENCE_WINDOW:
             return seq, 0

@@ -61,6 +61,18 @@ def test_a_gap_refused_here_or_never_filled_stops_holding_anything() -> None:
     assert chain.submit(gate.ready(10_000)) == [5]  # 4 is taken as lost after the wait
 
 
+def test_a_record_further_ahead_than_the_consensus_allows_never_waits() -> None:
+    chain = Chain()
+    gate = SequenceGate(chain.highest, hold_ms=10_000, max_jump=1_000)
+    chain.submit(gate.offer(record(1), 0))
+    # No gap that could fill within the wait makes it valid: the ledger refuses it now.
+    far = record(1_002)
+    assert gate.offer(far, 0, "peer") == [far] and len(gate) == 0 and gate.gaps() == []
+    gate.refused(far)  # ...which says nothing of the sequences below it
+    assert gate.offer(record(1_001), 0, "peer") == []  # within the bound: it waits
+    assert gate.gaps() == [("peer", ALICE.account, 2, 1_000)]
+
+
 def test_the_wait_is_bounded_per_signer_and_in_signers() -> None:
     chain = Chain()
     gate = SequenceGate(chain.highest, per_signer=4, signers=2)

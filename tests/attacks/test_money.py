@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import count
 from typing import Any
 
@@ -32,7 +32,7 @@ from edge_controller.ledger import (
     Record,
     sign_record,
 )
-from edge_controller.market import AcceptanceCriteria, MarketPolicy
+from edge_controller.market import AcceptanceCriteria, MarketPolicy, SpendingLimits
 from edge_controller.network import BrokerSettings
 from tests.edge.api_support import Client, buyer_policy, error_message, eventually, seller_policy
 from tests.edge.delivery_support import start_mosquitto
@@ -45,6 +45,12 @@ TOP_UP = 1_000_000
 PRICE = 1_000_000  # per kWh: 4 Wh cost 4 000 milli-units
 LEAD_MS = 2_500  # a window opens this long after the offer, time for the trade to be sealed
 WINDOW_MS = 3_000  # 5 kW for 3 s: 4.2 Wh, so a 4 Wh trade is the most a fuel cell sells
+
+
+def dear_buyer_policy() -> MarketPolicy:
+    """Buys by hand, with a price ceiling opened to `PRICE`: the owner's spending limits
+    would refuse the acceptance, and the ledger's money rules are what these tests attack."""
+    return replace(buyer_policy(), limits=SpendingLimits(price_ceiling=PRICE))
 
 
 @dataclass
@@ -187,7 +193,7 @@ async def street(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stre
                     node_key=key,
                     meter_key=meters[name],
                     community_broker=BrokerSettings(host="127.0.0.1", port=broker.port),
-                    policy=seller_policy() if name == "seller" else buyer_policy(),
+                    policy=seller_policy() if name == "seller" else dear_buyer_policy(),
                     # One control cycle, at start: the test says when anything happens.
                     control_interval_ms=3_600_000,
                     settlement_period_ms=PERIOD_MS,

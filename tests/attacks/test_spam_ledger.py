@@ -27,9 +27,8 @@ from edge_controller.ledger import (
     sign_record,
 )
 from edge_controller.ledger.chain import OWN_SHARE_PART, POOL_PER_ACCOUNT
-from edge_controller.ledger.genesis import DEFAULT_MIN_BALANCE
+from edge_controller.ledger.genesis import DEFAULT_MIN_BALANCE, MAX_SEQUENCE_JUMP
 from edge_controller.ledger.rules import (
-    MAX_SEQUENCE_JUMP,
     SEQUENCE_WINDOW,
     BlockContext,
     _use_sequence,

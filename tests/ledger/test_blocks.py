@@ -243,6 +243,20 @@ def test_the_same_sealer_may_not_seal_two_blocks_in_a_row() -> None:
     assert ledger.add_block(forge(ledger, key)).status == "connected"
 
 
+def test_after_an_out_of_turn_block_of_two_sealers_the_other_is_first_in_line() -> None:
+    c, ledger = poa_town(sealers=2)
+    rival = next(k for k in c.sealers if not ledger.in_turn(k))
+    assert ledger.first_in_line(in_turn_key(c, ledger)) and not ledger.first_in_line(rival)
+    assert ledger.add_block(forge(ledger, rival)).status == "connected"  # out of turn
+    # The next block's in-turn sealer is the one that just sealed: barred, so the other is
+    # expected at once rather than after an offline sealer's wait, block after block.
+    assert ledger.in_turn(rival) and not ledger.can_seal(rival)
+    other = next(k for k in c.sealers if k != rival)
+    assert ledger.first_in_line(other) and not ledger.first_in_line(rival)
+    assert ledger.add_block(forge(ledger, other)).status == "connected"
+    assert ledger.first_in_line(rival) and not ledger.first_in_line(other)
+
+
 def test_a_block_signed_by_another_key_than_its_sealer_is_refused() -> None:
     c, ledger = poa_town(sealers=3)
     key = in_turn_key(c, ledger)
