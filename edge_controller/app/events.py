@@ -110,6 +110,7 @@ class Announcer:
         self.bus = bus
         self.clock = clock
         self.cutoff_hooks: list[Callable[[bool], None]] = []
+        self._cut_off = False  # what the hooks were last told
         ledger.events.connected.append(self.block_connected)
         ledger.events.dropped.append(self.record_dropped)
 
@@ -165,9 +166,9 @@ class Announcer:
         """Fire the cut-off hooks once when the balance reaches zero, and once when a
         top-up lifts it again (a prepaid load, a USB port, an automation)."""
         empty = self.ledger.state.account(self.account).balance <= 0
-        if empty == self.queries.cut_off:
+        if empty == self._cut_off:
             return
-        self.queries.cut_off = empty
+        self._cut_off = empty
         event = "prepaid_cutoff" if empty else "prepaid_restored"
         self.bus.publish(event, self.queries.wallet(), now)
         for hook in self.cutoff_hooks:

@@ -65,7 +65,6 @@ class Queries:
         self.currency = currency
         self.devices = devices
         self.refused_records = refused
-        self.cut_off = False  # the prepaid watch keeps it; the owner's wallet shows it
 
     def refused(self, since: int | None = None, limit: int = 100) -> dict[str, Any]:
         """`GET records/refused`: our records refused after they were acknowledged."""
@@ -94,9 +93,11 @@ class Queries:
 
     def wallet(self, account: str | None = None) -> dict[str, Any]:
         who = account or self.account
-        view = wallet_view(who, self.ledger.state.account(who), self.currency)
+        account_state = self.ledger.state.account(who)
+        view = wallet_view(who, account_state, self.currency)
         if who == self.account:
-            view["cut_off"] = self.cut_off
+            # Prepaid: cut off while the balance is spent (the announcer fires the hooks).
+            view["cut_off"] = account_state.balance <= 0
         return view
 
     def offers(

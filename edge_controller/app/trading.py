@@ -83,10 +83,13 @@ class Trader:
         """Sell, buy and answer counters by the policy, once."""
         readings = self.market_readings(now)
         await self.update_available_energy(now)
+        # One read of the offer book serves both sides: ours for the seller, neighbours' to
+        # judge (one arriving meanwhile is judged on arrival, `record_received`).
+        offers = open_offers(self.ledger, now)
         snapshot = MarketSnapshot(
             now_ms=now,
             readings=tuple(readings),
-            open_offers=tuple(self._own_open_offers(now)),
+            open_offers=tuple(self._own_open_offers(offers)),
             requests=tuple(self._open_requests(now)),
             conditions=self._conditions(now),
         )
@@ -101,7 +104,7 @@ class Trader:
                     await self.node.issue("cancel", offer=decision.offer_id)
             except Refusal as exc:
                 log.info("%s: market decision refused by the ledger: %s", self.name, exc)
-        for offer in open_offers(self.ledger, now):
+        for offer in offers:
             if offer.seller != self.account and offer.id not in self._evaluated:
                 await self.consider(offer)
         await self.answer_counters(now)
@@ -218,10 +221,10 @@ class Trader:
             except Refusal as exc:
                 log.info("%s: resource update refused: %s", self.name, exc)
 
-    def _own_open_offers(self, now: int) -> list[MarketOffer]:
+    def _own_open_offers(self, offers: list[Offer]) -> list[MarketOffer]:
         return [
             market_offer(o, automatic=o.id in self._automatic)
-            for o in open_offers(self.ledger, now)
+            for o in offers
             if o.seller == self.account and o.id not in self._withdrawn
         ]
 
