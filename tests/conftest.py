@@ -91,3 +91,22 @@ def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
         yield broker
     finally:
         broker.stop()
+
+
+@pytest.fixture
+def community_broker(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A Mosquitto that queues for its clients as deploy/mosquitto/community.conf does: a
+    flood the homes take a while to read waits at the broker rather than vanishing there,
+    so every message of it is judged by the homes."""
+    port = free_port()
+    config = tmp_path / "community.conf"
+    config.write_text(
+        f"listener {port} 127.0.0.1\nuser {getpass.getuser()}\nallow_anonymous true\n"
+        "max_queued_messages 100000\nmax_inflight_messages 100\nset_tcp_nodelay true\n"
+    )
+    broker = Mosquitto(port=port, config=config)
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

@@ -17,14 +17,13 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from edge_controller.ledger import SyncNode
 from edge_controller.ledger.sync import MAX_CANDIDATE_ASKS, MAX_CANDIDATES
 from tests.attacks.hostile_support import Attacker, SyncListener
 from tests.conftest import Mosquitto
-from tests.edge.api_support import Street
+from tests.edge.api_support import Street, running_street
 from tests.ledger.support import Community
 
 FLOOD_SECONDS = 6.0
@@ -32,13 +31,8 @@ FLOOD_SECONDS = 6.0
 
 @pytest.fixture
 async def street(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Street]:
-    async with aiohttp.ClientSession() as session:
-        community = Street(tmp_path, mosquitto.port, session)
-        try:
-            await community.start()
-            yield community
-        finally:
-            await community.stop()
+    async with running_street(tmp_path, mosquitto.port) as community:
+        yield community
 
 
 async def offer_to_block_s(street: Street) -> float:

@@ -43,7 +43,7 @@ from edge_controller.network import (
 )
 from tests.attacks.hostile_support import Attacker, LogLines
 from tests.conftest import Mosquitto, free_port
-from tests.edge.api_support import Street
+from tests.edge.api_support import Street, running_street
 
 T = TypeVar("T")
 FUZZ = settings(
@@ -297,13 +297,8 @@ def test_the_mqtt_decoder_refuses_everything_by_a_reason(
 
 @pytest.fixture
 async def street(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Street]:
-    async with aiohttp.ClientSession() as session:
-        community = Street(tmp_path, mosquitto.port, session)
-        try:
-            await community.start()
-            yield community
-        finally:
-            await community.stop()
+    async with running_street(tmp_path, mosquitto.port) as community:
+        yield community
 
 
 async def test_a_garbage_flood_writes_a_few_lines_not_one_per_message(

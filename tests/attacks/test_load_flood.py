@@ -5,14 +5,11 @@ there, cheaply, before anything else is done with them."""
 from __future__ import annotations
 
 import asyncio
-import getpass
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
-import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 
 from edge_controller.network import (
@@ -25,7 +22,7 @@ from edge_controller.network import (
     canonical_json,
     message_id,
 )
-from tests.conftest import Mosquitto, free_port
+from tests.conftest import Mosquitto
 
 COMMUNITY = "flood-street"
 FLOOD = 20_000
@@ -50,23 +47,6 @@ def flood(port: int, topic: str) -> None:
         client.publish(topic, envelope(f"mallory-{n}", {"n": n, "junk": "x" * 200}), qos=0)
     client.loop_stop()
     client.disconnect()
-
-
-@pytest.fixture
-def community_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A Mosquitto set up as deploy/mosquitto/community.conf queues for its clients."""
-    port = free_port()
-    config = tmp_path / "community.conf"
-    config.write_text(
-        f"listener {port} 127.0.0.1\nuser {getpass.getuser()}\nallow_anonymous true\n"
-        "max_queued_messages 100000\nmax_inflight_messages 100\nset_tcp_nodelay true\n"
-    )
-    broker = Mosquitto(port=port, config=config)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 async def test_a_flood_under_changing_sender_ids_does_not_crowd_out_a_known_peer(

@@ -12,7 +12,6 @@ import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from edge_controller.app.identity import secure_data_dir
@@ -31,7 +30,7 @@ from edge_controller.market import (
 )
 from edge_controller.usb.store import UsbStore
 from tests.conftest import Mosquitto
-from tests.edge.api_support import TOP_UP, Street, eventually
+from tests.edge.api_support import TOP_UP, Street, eventually, running_street
 from tests.edge.test_config import sample_document
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,13 +38,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 async def street(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Street]:
-    async with aiohttp.ClientSession() as session:
-        community = Street(tmp_path, mosquitto.port, session)
-        try:
-            await community.start()
-            yield community
-        finally:
-            await community.stop()
+    async with running_street(tmp_path, mosquitto.port) as community:
+        yield community
 
 
 async def test_one_call_cannot_drain_the_wallet(street: Street) -> None:

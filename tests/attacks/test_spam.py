@@ -14,11 +14,10 @@ a member who publishes straight to the community's record topic.
 from __future__ import annotations
 
 import asyncio
-import getpass
 import time
 import tracemalloc
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +31,7 @@ from edge_controller.ledger.chain import POOL_PER_ACCOUNT
 from edge_controller.market import AcceptanceCriteria, MarketPolicy, SellPolicy
 from edge_controller.network import BrokerSettings, CommunityTopics, LinkLimits, MessageKind
 from edge_controller.network.envelope import Envelope
-from tests.conftest import Mosquitto, free_port
+from tests.conftest import Mosquitto
 
 T = TypeVar("T")
 FUEL_CELL = "north/fuel-cell"
@@ -118,25 +117,6 @@ class Street:
         pooled = [r for r in ledger.pool.values() if r.account == account]
         chained = [r for b in ledger.iter_main() for r in b.records if r.account == account]
         return pooled + chained
-
-
-@pytest.fixture
-def community_broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    """A Mosquitto that queues for its clients as deploy/mosquitto/community.conf does: a
-    flood the homes take a while to read waits at the broker rather than vanishing there,
-    so every message of it is judged by the homes."""
-    port = free_port()
-    config = tmp_path / "community.conf"
-    config.write_text(
-        f"listener {port} 127.0.0.1\nuser {getpass.getuser()}\nallow_anonymous true\n"
-        "max_queued_messages 100000\nmax_inflight_messages 100\nset_tcp_nodelay true\n"
-    )
-    broker = Mosquitto(port=port, config=config)
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -334,3 +334,16 @@ class Street:
             return all(h.ledger.is_recorded(record_id) for h in self)
 
         await eventually(held, f"record {record_id[:12]} in a block in every home", within)
+
+
+@contextlib.asynccontextmanager
+async def running_street(folder: Path, broker_port: int) -> AsyncIterator[Street]:
+    """The street of homes with their APIs, started on the broker at `broker_port` and
+    stopped when the block ends."""
+    async with aiohttp.ClientSession() as session:
+        community = Street(folder, broker_port, session)
+        try:
+            await community.start()
+            yield community
+        finally:
+            await community.stop()

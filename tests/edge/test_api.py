@@ -36,6 +36,7 @@ from .api_support import (
     Street,
     error_message,
     eventually,
+    running_street,
 )
 
 HEX_ID = "ab" * 32  # a well-formed id no record has
@@ -43,13 +44,8 @@ HEX_ID = "ab" * 32  # a well-formed id no record has
 
 @pytest.fixture
 async def street(tmp_path: Path, mosquitto: Mosquitto) -> AsyncIterator[Street]:
-    async with aiohttp.ClientSession() as session:
-        community = Street(tmp_path, mosquitto.port, session)
-        try:
-            await community.start()
-            yield community
-        finally:
-            await community.stop()
+    async with running_street(tmp_path, mosquitto.port) as community:
+        yield community
 
 
 # --- helpers -------------------------------------------------------------------------------
