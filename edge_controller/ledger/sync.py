@@ -49,7 +49,6 @@ from .chain import BlockResult, Ledger
 from .consensus import proof_is_valid
 from .errors import Reason, Rejected
 from .integrity import StorageError
-from .keys import account_id
 from .records import HEX64, integer, list_of, obj
 
 log = logging.getLogger(__name__)
@@ -191,15 +190,9 @@ class SyncNode:
         self.peers: dict[str, PeerView] = {}
         self.rejected: Counter[str] = Counter()
         self.pruned = 0
-        self.is_member = member or self._ledger_member
-        genesis = ledger.genesis
-        self._founders = {
-            account_id(key) for key in (*genesis.consensus.sealers, *genesis.registrars)
-        }
-
-    def _ledger_member(self, peer: str) -> bool:
-        """A sealer or registrar of the genesis, or an account the ledger holds."""
-        return peer in self._founders or peer in self.ledger.state.accounts.rows
+        # By default the ledger says: a sealer or registrar of the genesis, or an account
+        # its best chain holds.
+        self.is_member = member or ledger.knows_account
 
     # --- what this node says -------------------------------------------------------------
 
