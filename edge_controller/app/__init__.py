@@ -7,5 +7,8 @@
 - `actions`: what the owner does through the API;
 - `queries` and `views`: what the API and the WebSocket show;
 - `events`: the event bus and what the ledger's changes announce;
+- `ordering`: neighbours' records ahead of a gap in their signer's sequence wait for it;
+- `refused`: our records refused after the API acknowledged them;
+- `spending`: what the home has committed to spend, against the owner's limits;
 - `home`: the assembly (`Home`).
 """
