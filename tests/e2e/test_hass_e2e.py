@@ -91,10 +91,18 @@ async def test_trading_and_usb_charging_in_home_assistant(
                     "to": [solar.account],
                 },
             )
+
+            # Sunny's card may list the fuel cell's public offers too (the flat buys those by
+            # itself): accept the private one, found by its addressee.
+            async def private_offer() -> str | None:
+                offers = home_api(hydrogen, "GET", "offers?mine=1")["offers"]
+                return next((o["id"] for o in offers if o["private_to"] == [solar.account]), None)
+
+            offer_id = await eventually(private_offer, 30, "the private offer")
             sunny = f'section.home[data-entry-id="{entries[solar.name]}"]'
-            button = await page.wait_for(f"{sunny} .offers .offer button.accept", within=60)
-            offer_id = await button.get_attribute("data-offer")
-            assert offer_id
+            button = await page.wait_for(
+                f'{sunny} .offers .offer button.accept[data-offer="{offer_id}"]', within=60
+            )
             await button.click()
 
             def trade_of_offer(trades: list[dict[str, Any]]) -> dict[str, Any] | None:
