@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from playwright.async_api import Error as PlaywrightError
 
 from edge_controller.demo.hass_client import DASHBOARD_PATH, HassClient, HassError, HomeAccess
 from tests.browser import BrowserPage, headless_chromium
@@ -173,7 +174,15 @@ async def _card_screenshot(
 ) -> None:
     """A picture of the card (with its frame) that holds `section`."""
     card = page.find("ha-card").filter(has=page.find(section)).last
-    await card.screenshot(path=str(path))
+    for attempt in range(3):
+        try:
+            await card.screenshot(path=str(path))
+            break
+        except PlaywrightError as exc:
+            # The card renders itself anew on live events; a picture taken while it did is
+            # taken again of the card as it is now.
+            if "not attached" not in str(exc) or attempt == 2:
+                raise
     if also_in is not None:
         shutil.copyfile(path, also_in / path.name)
 
