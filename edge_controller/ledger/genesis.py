@@ -23,7 +23,13 @@ ConsensusMode = Literal["pow", "poa"]
 # the first rules, and keeps them: rules that change what is valid come with a new number,
 # and each rule that is not in every version asks `consensus.rules` whether it applies.
 FIRST_RULES = 1
-LATEST_RULES = 2
+# Rules 2: the hostile-member and load rules (bounded blocks, PoA finality, money rules...).
+SECOND_RULES = 2
+# Rules 3: what a real street needs to run for years (registrar-certified resource updates,
+# energy sales by homes without a battery, state checkpoints in block headers...). Each
+# rule of this version asks `consensus.rules >= THIRD_RULES`.
+THIRD_RULES = 3
+LATEST_RULES = THIRD_RULES
 # What an account must hold (balance plus escrow, milli-units) for its records to count,
 # on the latest rules: any money at all, so only keys the community funded speak. Not more:
 # a phone's charging wallet is prepaid a few milli-units.
