@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -40,6 +41,25 @@ def free_port(preferred: int = 0) -> int:
                 pass
             else:
                 return preferred
+    return _unused_port()
+
+
+# Ports the kernel hands out for outgoing connections (and for bind to port 0) come from the
+# ephemeral range; a port chosen there can be taken by any client's connection before the
+# process it was chosen for binds it. Below that range only listeners that ask for a port
+# by number take one, and a random choice among thousands makes two callers meet rarely.
+_LISTEN_PORTS = range(20000, 32000)
+
+
+def _unused_port() -> int:
+    for _ in range(200):
+        port = random.choice(_LISTEN_PORTS)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])

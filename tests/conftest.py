@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
+from edge_controller import processes
+
 
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, outside the ephemeral range."""
+    return processes.free_port()
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
