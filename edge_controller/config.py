@@ -100,6 +100,7 @@ class HomeConfig:
     sealer: bool | None = None  # None: seal when the node key is a sealer in genesis
     control_interval_ms: int = 2_000
     settlement_period_ms: int = 300_000
+    rating_grace_ms: int = 86_400_000
     devices: tuple[DeviceConfig, ...] = ()
     policy: MarketPolicy = field(default_factory=MarketPolicy)
     usb: UsbConfig | None = None
@@ -352,6 +353,8 @@ class ConfigDocument:
     control_interval_s: Annotated[int, Between(1, 3600)] = 2
     # Seed 003: metering periods from seconds to thirty minutes.
     settlement_period_s: Annotated[int, Between(1, 1800)] = 300
+    # How long a settled trade waits for the owner's rating before the home rates it.
+    rating_grace_s: Annotated[int, Between(0, 30 * 86_400)] = 86_400
     devices: Annotated[
         tuple[DeviceSection, ...], Expect("a list of devices"), Check(_unique_ids)
     ] = ()
@@ -377,6 +380,7 @@ class ConfigDocument:
             sealer=None if self.sealer == "auto" else bool(self.sealer),
             control_interval_ms=self.control_interval_s * 1000,
             settlement_period_ms=self.settlement_period_s * 1000,
+            rating_grace_ms=self.rating_grace_s * 1000,
             devices=tuple(device.config() for device in self.devices),
             policy=self.policy or MarketPolicy(),
             usb=self.usb.config(self.name) if self.usb is not None else None,

@@ -9,7 +9,7 @@ from pathlib import Path
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.util.yaml import load_yaml_dict
 
-from custom_components.energy_p2p import services
+from custom_components.energy_p2p import counter_offers, services
 from custom_components.energy_p2p.binary_sensor import (
     BINARY_SENSORS,
     NODE_ONLINE,
@@ -86,7 +86,12 @@ def test_every_entity_has_a_translated_name_and_an_icon() -> None:
 
 
 def test_every_action_is_described_translated_and_has_an_icon() -> None:
-    actions = {v for k, v in vars(services).items() if k.startswith("SERVICE_")}
+    actions = {
+        v
+        for module in (services, counter_offers)
+        for k, v in vars(module).items()
+        if k.startswith("SERVICE_")
+    }
     described = load_yaml_dict(str(PACKAGE / "services.yaml"))
     strings = load("strings.json")["services"]
     assert actions == set(described) == set(strings) == set(load("icons.json")["services"])

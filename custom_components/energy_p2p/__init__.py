@@ -15,6 +15,7 @@ from homeassistant.helpers.typing import ConfigType
 from .api import EnergyP2PClient
 from .const import DOMAIN
 from .coordinator import EnergyP2PCoordinator
+from .counter_offers import async_setup_counter_offer_services
 from .entity import StaleDevices, async_register_edge_device, current_identifiers
 from .frontend import async_register_card
 from .repairs import async_delete_issues
@@ -49,6 +50,7 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register what the integration offers before and beyond any one entry."""
     # The actions exist even while no entry is loaded, so automations using them validate.
     async_setup_services(hass)
+    async_setup_counter_offer_services(hass)
     # The dashboard card: served, loaded on every page, fed by its WebSocket command.
     await async_register_card(hass)
     return True

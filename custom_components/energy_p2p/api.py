@@ -240,6 +240,17 @@ class EnergyP2PClient:
             body["comment"] = comment
         return await self._request("POST", f"trades/{_segment(trade_id)}/rate", body=body)
 
+    async def confirm_counter_offer(self, counter_id: str) -> JSON:
+        """`POST counter-offers/{id}/confirm`: {`confirmation`, `trade`}."""
+        path = f"counter-offers/{_segment(counter_id)}/confirm"
+        return await self._request("POST", path, body={})
+
+    async def decline_counter_offer(self, counter_id: str, reason: str | None = None) -> JSON:
+        """`POST counter-offers/{id}/decline`: {`rejection`}."""
+        body: JSON = {"reason": reason} if reason else {}
+        path = f"counter-offers/{_segment(counter_id)}/decline"
+        return await self._request("POST", path, body=body)
+
     async def terminate_trade(self, trade_id: str) -> JSON:
         """`POST trades/{id}/terminate`: {`termination`}."""
         return await self._request("POST", f"trades/{_segment(trade_id)}/terminate", body={})

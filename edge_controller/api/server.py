@@ -28,6 +28,7 @@ from edge_controller.api.bodies import (
     UsbPortBody,
     UsbPurchaseBody,
 )
+from edge_controller.api.counters import counter_routes
 from edge_controller.api.status_page import status_page
 from edge_controller.app.events import Subscription
 from edge_controller.app.home import Home
@@ -322,6 +323,11 @@ async def post_rate(request: web.Request) -> web.Response:
     return ok(result, status=201)
 
 
+async def decline_reason(request: web.Request) -> str:
+    """The optional `reason` of a counter-offer's decline (as a rejection's)."""
+    return read_body(RejectBody, await body(request)).reason or ""
+
+
 async def post_terminate(request: web.Request) -> web.Response:
     return ok(await home_of(request).actions.terminate_trade(request.match_info["trade_id"]), 201)
 
@@ -504,6 +510,7 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_post(f"{PREFIX}/usb/{{port}}/stop", post_usb_stop)
     r.add_put(f"{PREFIX}/usb/{{port}}", put_usb_port)
     r.add_get(f"{PREFIX}/ws", websocket)
+    r.add_routes(counter_routes(PREFIX, home_of, decline_reason))
     return app
 
 

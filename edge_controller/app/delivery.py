@@ -12,7 +12,8 @@ Every control cycle a home
 - as a buyer with a meter of its own, compares its measured import for the trade with the
   seller's allocated export and records a dispute when they disagree beyond a tolerance
   (the ledger then pays no more than the buyer measured);
-- rates the counterparty of every settled trade by how much was delivered.
+- rates the counterparty of every settled trade by how much was delivered, once the
+  owner's grace period has passed without the owner rating it (the owner's rating wins).
 """
 
 from __future__ import annotations
@@ -34,6 +35,9 @@ from edge_controller.ledger import (
 from edge_controller.metering import Tolerance
 
 log = logging.getLogger(__name__)
+
+# How long a settled trade waits for the owner's own rating before the home rates it.
+DEFAULT_RATING_GRACE_MS = 86_400_000
 
 Issue = Callable[..., Awaitable[Any]]
 
@@ -59,10 +63,14 @@ class Delivery:
     tolerance: Tolerance = field(default_factory=Tolerance)
     # The community's rules: the meter's allocation is computed as the ledger computes it.
     rules: int = LATEST_RULES
+    # The owner may rate a settled trade first (the API); the home rates it after this.
+    rating_grace_ms: int = DEFAULT_RATING_GRACE_MS
     _cursors: dict[str, MeterCursor] = field(default_factory=dict)
     setpoints: Setpoints = field(default_factory=Setpoints)
     _done: set[tuple[str, str]] = field(default_factory=set)
     _retry_at: dict[tuple[str, str], int] = field(default_factory=dict)
+    # When this home first saw each trade it has yet to rate settled (since its start).
+    _settled_seen: dict[str, int] = field(default_factory=dict)
 
     @property
     def grace_ms(self) -> int:
@@ -74,7 +82,7 @@ class Delivery:
         await self.read_meters(state, devices, now)
         await self.settle(state, now)
         await self.check_as_buyer(state, now)
-        await self.rate(state)
+        await self.rate(state, now)
 
     # --- setpoints ----------------------------------------------------------------------
 
@@ -244,8 +252,10 @@ class Delivery:
             ):
                 log.warning("disputed %s: %s", trade.id[:10], reason)
 
-    async def rate(self, state: State) -> None:
-        """Rate the counterparty of each settled trade once, by its delivery."""
+    async def rate(self, state: State, now: int) -> None:
+        """Rate the counterparty of each settled trade once, by its delivery, when the owner
+        has not rated it within `rating_grace_ms` of this home seeing it settled (counted
+        again from a restart, so the owner always gets the whole grace)."""
         for trade in list(state.trades.rows.values()):
             if trade.status != "settled" or (trade.id, "rate") in self._done:
                 continue
@@ -254,11 +264,17 @@ class Delivery:
             elif trade.seller == self.account and trade.seller_rating < 0:
                 score = 5 if trade.disputed_wh >= 0 else 10
             else:
+                # Rated (by the owner, or by us before a restart): nothing to wait for.
+                self._settled_seen.pop(trade.id, None)
+                continue
+            seen = self._settled_seen.setdefault(trade.id, now)
+            if now - seen < self.rating_grace_ms:
                 continue
             self._done.add((trade.id, "rate"))
+            self._settled_seen.pop(trade.id, None)
             try:
                 await self.issue("rating", trade=trade.id, score=score)
-            except Exception as exc:
+            except Exception as exc:  # the owner's rating, still pooled, came first
                 log.info("rating of %s refused: %s", trade.id[:10], exc)
 
 

@@ -150,7 +150,9 @@ class Announcer:
                 # Ours too: the owner's dashboard sees its offer go from pending to open.
                 offer = state.offers.get(record.id)
                 if offer is not None:
-                    self.bus.publish("offer", offer_view(offer, now), now)
+                    self.bus.publish("offer", self.queries.offer(offer.id, now), now)
+            elif record.kind in ("acceptance", "confirmation", "rejection"):
+                self._counters_changed(record, now)
         if block.records:
             # Any community trade or offer may have changed the market summary: the
             # dashboard's chart follows it here rather than at its next full read.
@@ -161,6 +163,18 @@ class Announcer:
         ):
             self.bus.publish("wallet", self.queries.wallet(), now)
             self.check_prepaid(now)
+
+    def _counters_changed(self, record: Record, now: int) -> None:
+        """A counter-offer on one of our offers came or was answered: the offer is shown
+        again with the counter-offers still waiting for the owner."""
+        state = self.ledger.state
+        target = str(
+            record.body.get("offer") or record.body.get("acceptance") or record.body["target"]
+        )
+        acceptance = state.acceptances.get(target)
+        offer = state.offers.get(acceptance.offer if acceptance is not None else target)
+        if offer is not None and offer.seller == self.account:
+            self.bus.publish("offer", self.queries.offer(offer.id, now), now)
 
     def check_prepaid(self, now: int) -> None:
         """Fire the cut-off hooks once when the balance reaches zero, and once when a

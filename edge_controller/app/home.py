@@ -18,6 +18,7 @@ from typing import Any
 from edge_controller import __version__
 from edge_controller.aio import cancel_and_wait
 from edge_controller.app.actions import OwnerActions
+from edge_controller.app.counters import CounterOffers
 from edge_controller.app.delivery import Delivery
 from edge_controller.app.events import Announcer, EventBus
 from edge_controller.app.identity import load_or_create_key, secure_data_dir
@@ -63,6 +64,7 @@ class Home:
         sealer: bool | None = None,
         control_interval_ms: int = 2_000,
         settlement_period_ms: int = 300_000,
+        rating_grace_ms: int = 86_400_000,
         usb: UsbConfig | None = None,
         usb_backend: Any = None,
     ) -> None:
@@ -125,10 +127,12 @@ class Home:
             issue=self.node.issue,
             issue_as_meter=self.node.issue_as_meter,
             rules=genesis.consensus.rules,
+            rating_grace_ms=rating_grace_ms,
         )
         self.actions = OwnerActions(
             self.node, self.trader, self.delivery, self.queries, self.events
         )
+        self.counters = CounterOffers(self.node)
         self.usb_backend = usb_backend
         self.usb = self._usb_charging(usb) if usb is not None else None
         self._tasks: list[asyncio.Task[None]] = []
@@ -153,6 +157,7 @@ class Home:
             sealer=config.sealer,
             control_interval_ms=config.control_interval_ms,
             settlement_period_ms=config.settlement_period_ms,
+            rating_grace_ms=config.rating_grace_ms,
             usb=config.usb,
             usb_backend=usb_backend,
         )

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from edge_controller.app.counters import counters_by_offer
 from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice
 from edge_controller.app.views import block_view, offer_view, resource_view, trade_view, wallet_view
@@ -119,13 +120,26 @@ class Queries:
             for o in offers
             if not mine or o.seller == self.account
         ]
+        self._with_counters(views, now)
         return sorted(views, key=lambda v: v["time"], reverse=True)
 
     def offer(self, offer_id: str, now: int) -> dict[str, Any]:
         sealed = self.ledger.state.offers.get(offer_id)
         if sealed is not None:
-            return offer_view(sealed, now)
-        return offer_view(find_offer(self.ledger, offer_id), now, pending=True)
+            view = offer_view(sealed, now)
+        else:
+            view = offer_view(find_offer(self.ledger, offer_id), now, pending=True)
+        self._with_counters([view], now)
+        return view
+
+    def _with_counters(self, views: list[dict[str, Any]], now: int) -> None:
+        """Our offers show the counter-offers waiting for our answer (`counter_offers`)."""
+        if not any(v["seller"] == self.account for v in views):
+            return
+        counters = counters_by_offer(self.ledger, self.account, now)
+        for view in views:
+            if view["seller"] == self.account:
+                view["counter_offers"] = counters.get(view["id"], [])
 
     def trades(self, mine: bool = True, limit: int = 200) -> list[dict[str, Any]]:
         trades = [

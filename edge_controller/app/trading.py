@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from edge_controller.app.counters import pending_counters
 from edge_controller.app.node import LedgerNode
 from edge_controller.app.queries import open_offers, pending_offer
 from edge_controller.app.site import SiteContext, SiteDevice, grid_power
@@ -147,25 +148,15 @@ class Trader:
     # --- selling -------------------------------------------------------------------------
 
     async def answer_counters(self, now: int) -> None:
-        """Confirm or decline buyers' counter-offers on our open offers, by the policy."""
-        state = self.ledger.state
-        pending_answers = {
-            str(r.body.get("acceptance") or r.body.get("target"))
-            for r in self.ledger.pool.values()
-            if r.account == self.account and r.kind in ("confirmation", "rejection")
-        }
-        for acceptance in list(state.acceptances.rows.values()):
-            if acceptance.status != "pending" or acceptance.id in pending_answers:
-                continue
-            offer = state.offers.get(acceptance.offer)
-            if offer is None or offer.seller != self.account:
+        """Confirm or decline buyers' counter-offers on our open offers, by the policy; with
+        `counter_offers: ask` only those whose offer is over (the owner answers the rest)."""
+        ask = self.policy.sell.counter_offers == "ask"
+        for acceptance, offer in pending_counters(self.ledger, self.account):
+            still_open = offer.status == "open" and now < offer.expires
+            if ask and still_open:
                 continue
             try:
-                if (
-                    offer.status == "open"
-                    and now < offer.expires
-                    and confirms_counter(self.policy.sell, offer.price, acceptance.price)
-                ):
+                if still_open and confirms_counter(self.policy.sell, offer.price, acceptance.price):
                     await self.node.issue("confirmation", acceptance=acceptance.id)
                 else:
                     await self.node.issue(

@@ -36,7 +36,7 @@ from .queries import (
     trade_power_w,
 )
 from .records import Record, parse_record, sign_record, signing_message
-from .state import Account, Commitments, Offer, Resource, State, Trade
+from .state import Acceptance, Account, Commitments, Offer, Resource, State, Trade
 from .store import MemoryStore, SqliteStore, StoreMismatch, private_file
 from .sync import BLOCKS_FRAME_BYTES, MAX_BLOCKS, Outgoing, SyncNode, block_limit
 from .verify import ChainFileError, StoredChain
@@ -49,6 +49,7 @@ __all__ = [
     "MAX_BLOCK_BYTES",
     "THIRD_RULES",
     "TRANSPORT_MESSAGE_BYTES",
+    "Acceptance",
     "Account",
     "Block",
     "BlockBudget",

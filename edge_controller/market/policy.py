@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Literal
 
 from edge_controller.market.acceptance import AcceptanceCriteria
 from edge_controller.market.bidding import BiddingStrategy
@@ -189,6 +190,9 @@ class SellPolicy:
     # A buyer's counter-offer at or above this share of our asking price (per mille) is
     # confirmed automatically; above 1000 no counter-offer is ever confirmed by itself.
     min_counter_permille: int = 900
+    # Who answers counter-offers: `auto` (by `min_counter_permille`, at once) or `ask`
+    # (the owner, through the API, until the offer expires; then they are declined).
+    counter_offers: Literal["auto", "ask"] = "auto"
 
     def __post_init__(self) -> None:
         checks = Checks()

@@ -458,3 +458,48 @@ async def test_the_card_is_offered_in_the_card_picker(
     stub = await page.evaluate("customElements.get('energy-p2p-card').getStubConfig()")
     assert stub == {"usb_buy_wh": 5}
     page.assert_no_console_errors()
+
+
+async def test_counter_offers_on_our_offer_are_confirmed_or_declined_from_the_card(
+    chromium: HeadlessChromium, harness_url: str
+) -> None:
+    payload = payload_now()
+    entry = payload["entries"][0]
+    ours = {**entry["offers"][1], "id": "e" * 64, "seller": NODE_ID, "price": 300}
+    counter = {
+        "offer": ours["id"],
+        "buyer": "ep5c0fdc0000000000000000000000000000a0ea79",
+        "quantity": 400,
+        "unit": "Wh",
+        "price": 285,
+        "asking_price": 300,
+        "cost": 114,
+        "expires": ours["expires"],
+        "open": True,
+    }
+    ours["counter_offers"] = [{**counter, "id": "c" * 64}, {**counter, "id": "d" * 64}]
+    entry["offers"].append(ours)
+    page = await open_card(chromium, harness_url, payload=payload)
+
+    rows = await page.texts(".offers .counter-offer")
+    assert len(rows) == 2
+    assert "Counter-offer: 0.40 kWh at 0.285 DEMO/kWh" in rows[0]
+    assert "you asked 0.30 DEMO/kWh" in rows[0]
+    # Only our own offer has counter-offers to answer, and ours cannot be accepted.
+    assert await page.count(".offers .offer button.accept:enabled") == 2
+    await page.click(f'.counter-offer[data-counter-id="{"c" * 64}"] button.confirm-counter')
+    await page.wait_for(".offers .counter-offer .message.done", text="Confirmed")
+    await page.click(f'.counter-offer[data-counter-id="{"d" * 64}"] button.decline-counter')
+    await page.wait_for(".offers .counter-offer .message.done", text="Declined")
+    calls = await service_calls(page)
+    assert [(c["service"], c["data"]) for c in calls] == [
+        (
+            "answer_counter_offer",
+            {"config_entry_id": ENTRY_ID, "counter_offer_id": "c" * 64, "answer": "confirm"},
+        ),
+        (
+            "answer_counter_offer",
+            {"config_entry_id": ENTRY_ID, "counter_offer_id": "d" * 64, "answer": "decline"},
+        ),
+    ]
+    page.assert_no_console_errors()

@@ -94,6 +94,7 @@ class Community:
         devices: list[dict[str, Any]] | None = None,
         policy: dict[str, Any] | None = None,
         settlement_period_s: int | None = None,
+        rating_grace_s: int | None = None,
     ) -> Path:
         """Write the home's edge.yaml and return its path."""
         document: dict[str, Any] = {
@@ -109,6 +110,8 @@ class Community:
             document["policy"] = policy
         if settlement_period_s is not None:
             document["settlement_period_s"] = settlement_period_s
+        if rating_grace_s is not None:
+            document["rating_grace_s"] = rating_grace_s
         path = self.folder / f"{home}.yaml"
         path.write_text(yaml.safe_dump(document))
         return path

@@ -200,6 +200,8 @@ def street(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Street]:
                 devices=[r.edge_device() for r in rigs.values() if r.home == name],
                 policy=NO_POLICY,
                 settlement_period_s=PERIOD_S,
+                # These homes rate by themselves at once: no owner here to wait for.
+                rating_grace_s=0,
             )
             homes[name] = EdgeProcess(config, folder / f"{name}.log").start()
         registrar_relay = homes["flat"]

@@ -277,6 +277,16 @@ class EnergyP2PCard extends HTMLElement {
         config_entry_id: entry,
         offer_id: offerId,
       }, "Accepted: the trade appears below once the seller's home records it.");
+    } else if (action === "confirm-counter" || action === "decline-counter") {
+      const counterId = button.dataset.counter;
+      const answer = action === "confirm-counter" ? "confirm" : "decline";
+      this._call(`${entry}:counter:${counterId}`, "answer_counter_offer", {
+        config_entry_id: entry,
+        counter_offer_id: counterId,
+        answer,
+      }, answer === "confirm"
+        ? "Confirmed: the trade appears below once a block holds it."
+        : "Declined: the offer stays open for others.");
     } else if (action === "buy") {
       const port = Number(button.dataset.port);
       const energyWh = this._config.usbBuyWh;
@@ -473,9 +483,37 @@ class EnergyP2PCard extends HTMLElement {
           <span class="chip status">${esc(offer.status)}</span>
           <div class="row-action">${action}</div>
           ${this._messageFor(key)}
-        </div>`;
+        </div>${mine ? this._renderCounters(entry, offer) : ""}`;
     });
     return `<h3>Open offers</h3><div class="offers">${rows.join("")}</div>`;
+  }
+
+  // Counter-offers on one of this home's offers that wait for the owner (a policy that
+  // asks): each with Confirm and Decline.
+  _renderCounters(entry, offer) {
+    return (offer.counter_offers ?? []).map((counter) => {
+      const key = `${entry.entry_id}:counter:${counter.id}`;
+      const pending = this._pending.has(key);
+      const disabled = pending || !entry.online ? "disabled" : "";
+      const quantity = counter.unit === "W"
+        ? `${this._number(counter.quantity / 1000, 2, 3)} kW`
+        : this._kwh(counter.quantity);
+      const button = (action, label) => `<button class="${action}" data-action="${action}"
+          data-entry="${esc(entry.entry_id)}" data-counter="${esc(counter.id)}" ${disabled}>${
+            esc(label)}</button>`;
+      return `<div class="row counter-offer" data-counter-id="${esc(counter.id)}">
+          <div class="row-text">
+            <div class="row-main">Counter-offer: <span class="quantity">${esc(quantity)}</span> at
+              <span class="price">${esc(this._pricePerKwh(counter.price, entry.currency))}</span></div>
+            <div class="row-secondary">from <span class="buyer mono" title="${esc(counter.buyer)}">${esc(
+              shortId(counter.buyer),
+            )}</span> · you asked ${esc(this._pricePerKwh(counter.asking_price, entry.currency))}</div>
+          </div>
+          <div class="row-action">${button("confirm-counter", pending ? "Sending…" : "Confirm")}
+            ${button("decline-counter", "Decline")}</div>
+          ${this._messageFor(key)}
+        </div>`;
+    }).join("");
   }
 
   _renderTrades(entry) {
