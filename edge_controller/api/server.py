@@ -28,6 +28,7 @@ from edge_controller.api.bodies import (
     UsbPortBody,
     UsbPurchaseBody,
 )
+from edge_controller.api.community import add_routes as add_community_routes
 from edge_controller.api.status_page import status_page
 from edge_controller.app.events import Subscription
 from edge_controller.app.home import Home
@@ -504,6 +505,7 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_post(f"{PREFIX}/usb/{{port}}/stop", post_usb_stop)
     r.add_put(f"{PREFIX}/usb/{{port}}", put_usb_port)
     r.add_get(f"{PREFIX}/ws", websocket)
+    add_community_routes(app, PREFIX, home_of, body)
     return app
 
 
