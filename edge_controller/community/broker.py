@@ -14,8 +14,8 @@ membership request: approving it adds that home's `status/<node-id>` line.
 from __future__ import annotations
 
 import base64
-import getpass
 import datetime
+import getpass
 import hashlib
 import ipaddress
 import os

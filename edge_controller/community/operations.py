@@ -276,7 +276,7 @@ def join(
                 f"{genesis_file} already holds another community; join from a new folder",
             )
     doc.setdefault("name", display)
-    doc.setdefault("data_dir", "data")
+    doc.setdefault("data_dir", str(final / "data"))
     doc["genesis"] = str(final / "genesis.json")
     doc["community_broker"] = {
         "host": invitation.broker_host,
@@ -291,6 +291,8 @@ def join(
         if isinstance(device, dict) and not device.get("resource") and device.get("id"):
             device["resource"] = f"{invitation.username}/{device['id']}"
     data_dir = folder / str(doc["data_dir"])
+    if data_dir.is_relative_to(final):
+        data_dir = folder / data_dir.relative_to(final)
     with FileGroup() as group:
         for path, content, private in (
             (
