@@ -104,11 +104,14 @@ def add_routes(
 
     async def change_resource(request: web.Request) -> Any:
         data = await body(request)
-        changes: dict[str, int] = {
+        changes: dict[str, Any] = {
             name: _integer(data, name, 0, 10**12)
             for name in ("power_w", "capacity_wh", "available_wh")
             if name in data
         }
+        for name, length in (("owner", 42), ("kind", 16), ("meter", 64)):
+            if name in data:
+                changes[name] = _text(data, name, length)
         return await _service(request).update_resource(request.match_info["resource_id"], changes)
 
     def standing(status: str) -> Callable[[web.Request], Awaitable[Any]]:

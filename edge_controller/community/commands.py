@@ -50,6 +50,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--broker-port", type=int, default=8883)
     p.add_argument("--block-interval-ms", type=int, default=5_000)
     p.add_argument("--out", type=Path, required=True, help="a new folder for the community")
+    p.add_argument(
+        "--devices-from", type=Path, help="an edge.yaml whose devices your home registers"
+    )
     p.set_defaults(run=_guard(_found))
 
     p = actions.add_parser("invite", help="invite a home (a file, a text and a QR code)")
@@ -97,6 +100,9 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--power-w", type=int)
     p.add_argument("--capacity-wh", type=int)
     p.add_argument("--available-wh", type=int)
+    p.add_argument("--owner", help="a new resource: the member's account")
+    p.add_argument("--kind", help="a new resource: pv, battery, fuel_cell, usb_port or meter")
+    p.add_argument("--meter", help="a new resource: its meter's public key (default: the owner's)")
     _config(p)
     p.set_defaults(run=_guard(_resource))
 
@@ -148,6 +154,7 @@ def _found(args: argparse.Namespace) -> int:
         broker_port=args.broker_port,
         now=_now(),
         block_interval_ms=args.block_interval_ms,
+        devices_from=args.devices_from,
     )
     print(f"founded {args.name} ({result['community']}) in {args.out}")
     print(f"  broker:    mosquitto -c {result['broker']}")
@@ -265,12 +272,15 @@ def _topup(args: argparse.Namespace) -> int:
 
 
 def _resource(args: argparse.Namespace) -> int:
-    changes = {
+    changes: dict[str, Any] = {
         name: value
         for name, value in (
             ("power_w", args.power_w),
             ("capacity_wh", args.capacity_wh),
             ("available_wh", args.available_wh),
+            ("owner", args.owner),
+            ("kind", args.kind),
+            ("meter", args.meter),
         )
         if value is not None
     }

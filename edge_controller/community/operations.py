@@ -78,6 +78,7 @@ def found(
     broker_port: int,
     now: int,
     block_interval_ms: int = 5_000,
+    devices_from: Path | None = None,
 ) -> dict[str, Any]:
     """A new community in `out`: genesis (proof of authority, the founder's home its
     sealer), the registrar's key and book, the broker's TLS files, logins and ACL, and the
@@ -151,6 +152,18 @@ def found(
         "account": joined["account"],
         "broker": str(out / "broker" / CONF_FILE),
     }
+
+
+def _copy_devices(source: Path, config: Path) -> None:
+    """Start the founder's edge.yaml with the devices (and device broker) of `source`."""
+    try:
+        data = yaml.safe_load(source.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise CommunityError(Problem.BAD_INPUT, f"{source} cannot be read: {exc}") from None
+    if not isinstance(data, dict):
+        raise CommunityError(Problem.BAD_INPUT, f"{source} is not an edge.yaml")
+    kept = {k: data[k] for k in ("devices", "device_broker", "policy") if k in data}
+    write_public(config, yaml.safe_dump(kept, sort_keys=False, allow_unicode=True))
 
 
 def _move_into(building: Path, out: Path) -> None:

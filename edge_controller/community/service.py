@@ -368,13 +368,43 @@ class CommunityService:
         body = {"kind": "member", "account": account, "name": member.name, "status": status}
         return {"member": await self._issue(self._key(), body)}
 
-    async def update_resource(self, resource_id: str, changes: dict[str, int]) -> dict[str, Any]:
+    def _new_resource(self, resource_id: str, changes: dict[str, Any]) -> dict[str, Any]:
+        """A registration of a resource a member adds (a new battery): its owner, kind,
+        rating and capacity; metered by the owner's meter key unless another is named."""
+        owner, kind = changes.get("owner"), changes.get("kind")
+        if not owner or not kind:
+            raise CommunityError(
+                Problem.BAD_INPUT,
+                f"the ledger holds no resource {resource_id}; to add one, name its owner and kind",
+            )
+        meter = changes.get("meter") or next(
+            (
+                r.meter
+                for r in self.ledger.state.resources.rows.values()
+                if r.owner == owner and r.meter
+            ),
+            "",
+        )
+        body: dict[str, Any] = {
+            "kind": "registration",
+            "resource": resource_id,
+            "owner": owner,
+            "resource_kind": kind,
+            "power_w": changes.get("power_w", 0),
+            "capacity_wh": changes.get("capacity_wh", 0),
+        }
+        if meter:
+            body["meter"] = meter
+        return body
+
+    async def update_resource(self, resource_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """A resource's new rating or capacity (a registration again) or the energy it holds
-        (a resource update), signed by the registrar."""
+        (a resource update), signed by the registrar; a resource the ledger does not hold
+        yet is registered to the `owner` named, of `kind`."""
         resource = self.ledger.state.resources.get(resource_id)
-        if resource is None:
-            raise CommunityError(Problem.BAD_INPUT, f"the ledger holds no resource {resource_id}")
         key = self._key()
+        if resource is None:
+            return {"records": [await self._issue(key, self._new_resource(resource_id, changes))]}
         records = []
         if "power_w" in changes or "capacity_wh" in changes:
             body: dict[str, Any] = {
