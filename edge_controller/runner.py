@@ -17,6 +17,7 @@ from edge_controller.api.community import COMMUNITY_KEY
 from edge_controller.app.home import API_VERSION, Home
 from edge_controller.app.identity import load_or_create_token
 from edge_controller.community import CommunityService
+from edge_controller.community.waiting import read_document, unjoined, wait_for_invitation
 from edge_controller.config import ConfigError, HomeConfig, load_config
 from edge_controller.ledger import StorageError
 
@@ -76,6 +77,15 @@ async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
     return 0
 
 
+async def _until_joined(path: Path, document: dict[str, Any]) -> bool:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return await wait_for_invitation(path, document, stop)
+
+
 def setup_logging(verbose: bool) -> None:
     """INFO for the edge controller (DEBUG with -v); only warnings from libraries."""
     logging.basicConfig(
@@ -87,7 +97,13 @@ def setup_logging(verbose: bool) -> None:
 
 
 def run_from_file(path: Path, verbose: bool = False) -> int:
-    """`energy-p2p-edge run -c FILE`: check the file, then run until stopped."""
+    """`energy-p2p-edge run -c FILE`: check the file, then run until stopped. A file that
+    names no community yet first waits for an invitation through the API."""
+    document = read_document(path)
+    if unjoined(document):
+        setup_logging(verbose)
+        if not asyncio.run(_until_joined(path, document)):
+            return 0
     try:
         config = load_config(path)
     except ConfigError as exc:

@@ -78,9 +78,9 @@ class Book:
 class Registry:
     """The registrar's folder: its book under a lock, and the broker files it keeps."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, broker_dir: Path | None = None) -> None:
         self.folder = folder
-        self.broker_dir = folder.parent / "broker"
+        self.broker_dir = broker_dir or folder.parent / "broker"
 
     @property
     def key_file(self) -> Path:

@@ -65,7 +65,8 @@ _RESOURCE = obj(
         "kind": one_of(RESOURCE_KINDS),
         "power_w": integer(0, 10**9),
         "capacity_wh": integer(0, 10**12),
-    }
+    },
+    {"available_wh": integer(0, 10**12)},
 )
 _REQUEST = obj(
     {

@@ -30,6 +30,7 @@ from edge_controller.community.errors import CommunityError, Problem
 from edge_controller.community.files import FileGroup, write_public
 from edge_controller.community.invitation import (
     MAX_RESOURCES,
+    Invitation,
     check_invitation,
     new_invitation_id,
     sign_invitation,
@@ -41,6 +42,8 @@ from edge_controller.ledger import Consensus, Genesis, KeyPair
 from edge_controller.ledger.records import MAX_MEMBER_NAME
 
 HOUR_MS = 3_600_000
+# Where a joining home keeps its signed membership request until a member record names it.
+REQUEST_FILE = "membership-request.json"
 DEFAULT_VALID_HOURS = 72
 MAX_VALID_HOURS = 24 * 90
 # The ledger's resource kind of each device role that backs a resource.
@@ -183,6 +186,7 @@ def invite(
     registrar_home: bool = False,
     ca_file: Path | None = None,
     node_id: str = "",
+    genesis: Genesis | None = None,
 ) -> dict[str, Any]:
     """Issue an invitation for the home named `home`: a new broker login (its password in
     the invitation only), the book's entry, the broker's password file and ACL, and the
@@ -193,11 +197,12 @@ def invite(
             Problem.BAD_INPUT, f"an invitation is valid for 1 to {MAX_VALID_HOURS} hours"
         )
     ca_file = ca_file or registry.broker_dir / CA_FILE
+    # A broker without TLS (the demo's) has no CA: the invitation carries an empty one.
     try:
-        ca_pem = ca_file.read_text()
+        ca_pem = ca_file.read_text() if ca_file.exists() else ""
     except OSError as exc:
         raise CommunityError(Problem.NOT_REGISTRAR, f"cannot read the broker's CA: {exc}") from None
-    genesis = Genesis.load(registry.folder.parent / "genesis.json")
+    genesis = genesis or Genesis.load(registry.folder.parent / "genesis.json")
     folder = registry.folder / "invitations"
     folder.mkdir(mode=0o700, exist_ok=True)
     password = new_password()
@@ -296,8 +301,9 @@ def join(
         "port": invitation.broker_port,
         "username": invitation.username,
         "password_file": str(final / "community-password"),
-        "tls": {"ca_file": str(final / "community-ca.crt")},
     }
+    if invitation.ca_pem:
+        doc["community_broker"]["tls"] = {"ca_file": str(final / "community-ca.crt")}
     doc.update(extra or {})
     devices = doc.get("devices") or []
     for device in devices if isinstance(devices, list) else []:
@@ -306,6 +312,8 @@ def join(
     data_dir = folder / str(doc["data_dir"])
     if data_dir.is_relative_to(final):
         data_dir = folder / data_dir.relative_to(final)
+    support = [genesis_file, folder / "community-ca.crt", folder / "community-password"]
+    new_files = [path for path in support if not path.exists()]
     with FileGroup() as group:
         for path, content, private in (
             (
@@ -319,7 +327,7 @@ def join(
             group.stage(path, content, private)
         group.commit()
         # Put in place so the configuration can be checked whole; removed again on failure.
-        group.created = [genesis_file, folder / "community-ca.crt", folder / "community-password"]
+        group.created = new_files
         checked_doc = _paths_for_check(doc, folder, final)
         try:
             home = parse_config(checked_doc, str(config), folder)
@@ -332,20 +340,8 @@ def join(
         meter_file = data_dir / str(keys.get("meter", "meter.key"))
         node = _key(node_file, group)
         meter = _key(meter_file, group)
-        request = sign_request(
-            node,
-            {
-                "v": 1,
-                "invitation": invitation.id,
-                "community": invitation.genesis.community_id,
-                "login": invitation.username,
-                "name": display,
-                "meter": meter.public_hex,
-                "resources": resources,
-                "time": now,
-            },
-        )
-        group.stage(data_dir / "membership-request.json", json.dumps(request, indent=2) + "\n")
+        request = membership_request(invitation, node, meter, display, resources, now)
+        group.stage(data_dir / REQUEST_FILE, json.dumps(request, indent=2) + "\n")
         group.stage(config, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         group.commit()
     return {
@@ -358,6 +354,31 @@ def join(
     }
 
 
+def membership_request(
+    invitation: Invitation,
+    node: KeyPair,
+    meter: KeyPair,
+    name: str,
+    resources: list[dict[str, Any]],
+    now: int,
+) -> dict[str, Any]:
+    """The home's signed membership request for `invitation` (written to its data folder
+    as `REQUEST_FILE`, which its edge controller sends to the registrar)."""
+    return sign_request(
+        node,
+        {
+            "v": 1,
+            "invitation": invitation.id,
+            "community": invitation.genesis.community_id,
+            "login": invitation.username,
+            "name": name,
+            "meter": meter.public_hex,
+            "resources": resources,
+            "time": now,
+        },
+    )
+
+
 def _paths_for_check(doc: dict[str, Any], folder: Path, final: Path) -> dict[str, Any]:
     """`doc` with its final paths pointing into `folder`, where the files are now."""
     if final == folder:
@@ -367,7 +388,8 @@ def _paths_for_check(doc: dict[str, Any], folder: Path, final: Path) -> dict[str
     checked["genesis"] = checked["genesis"].replace(swap, str(folder))
     broker = checked["community_broker"]
     broker["password_file"] = broker["password_file"].replace(swap, str(folder))
-    broker["tls"]["ca_file"] = broker["tls"]["ca_file"].replace(swap, str(folder))
+    if "tls" in broker:
+        broker["tls"]["ca_file"] = broker["tls"]["ca_file"].replace(swap, str(folder))
     checked.pop("registrar", None)
     return checked
 

@@ -33,14 +33,13 @@ from edge_controller.app.node import LedgerNode
 from edge_controller.community.book import MAX_PENDING, Registry
 from edge_controller.community.errors import CommunityError, Problem
 from edge_controller.community.invitation import MAX_REQUEST_BYTES, MembershipRequest, check_request
-from edge_controller.community.operations import invite
+from edge_controller.community.operations import REQUEST_FILE, invite
 from edge_controller.ledger import KeyPair, Record
 from edge_controller.network import BrokerSettings
 from edge_controller.refusal import Refusal, Why
 
 log = logging.getLogger(__name__)
 
-REQUEST_FILE = "membership-request.json"
 RETRY_S = (1.0, 30.0)
 # What the API shows of refused requests: the newest few.
 MAX_REFUSED = 32
@@ -71,13 +70,16 @@ class CommunityService:
         data_dir: Path,
         broker: BrokerSettings,
         registrar_dir: Path | None = None,
+        broker_dir: Path | None = None,
     ) -> None:
+        """`registrar_dir`: the registrar's folder when this home keeps it; `broker_dir`:
+        the broker's files it keeps up to date (default: `broker` beside that folder)."""
         self.node = node
         self.ledger = node.ledger
         self.community = node.genesis.community_id
         self.broker = broker
         self.request_file = data_dir / REQUEST_FILE
-        self.registry = Registry(registrar_dir) if registrar_dir is not None else None
+        self.registry = Registry(registrar_dir, broker_dir) if registrar_dir is not None else None
         self.registrar: KeyPair | None = None
         if self.registry is not None:
             self.registrar = KeyPair.load(self.registry.key_file)
@@ -326,6 +328,7 @@ class CommunityService:
                     "power_w": r["power_w"],
                     "capacity_wh": r["capacity_wh"],
                     "meter": request.meter,
+                    **({"available_wh": r["available_wh"]} if "available_wh" in r else {}),
                 }
             )
         return bodies

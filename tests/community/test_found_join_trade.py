@@ -11,6 +11,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,21 @@ def until(what: str, check: Callable[[], Any], timeout: float = TIMEOUT_S) -> An
             return value
         time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
+
+
+def call(port: int, token: str, method: str, path: str, body: Any = None) -> Any:
+    """`method /api/v1/<path>` on 127.0.0.1:`port`; the JSON answer, an error's too."""
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/api/v1/{path}",
+        method=method,
+        data=None if body is None else json.dumps(body).encode(),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=TIMEOUT_S) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return json.loads(exc.read())
 
 
 def set_api(config: Path, port: int) -> None:
@@ -165,19 +182,40 @@ def test_a_street_founds_invites_joins_approves_and_trades(
         )
     )
     # A forged invitation (one character of its text changed) is refused, nothing written.
+    elsewhere = tmp_path / "elsewhere" / "edge.yaml"
     forged = edge("community", "join", text[:-8] + ("A" if text[-8] != "A" else "B") + text[-7:],
-                  "-c", str(flat_dir / "edge.yaml"))  # fmt: skip
+                  "-c", str(elsewhere))  # fmt: skip
     assert forged.returncode == 1 and "invitation" in forged.stderr
-    assert not (flat_dir / "genesis.json").exists()
+    assert list(elsewhere.parent.iterdir()) == []
 
     ok("community", "join", str(sunny_file), "-c", str(sunny_dir / "edge.yaml"))
-    ok("community", "join", text, "-c", str(flat_dir / "edge.yaml"))
-    homes = {}
-    for name, folder in (("sunny", sunny_dir), ("flat", flat_dir)):
-        set_api(folder / "edge.yaml", free_port())
-        homes[name] = EdgeProcess(folder / "edge.yaml", tmp_path / f"{name}.log").start()
-        street["children"].append(homes[name])
-    sunny, flat = homes["sunny"], homes["flat"]
+    set_api(sunny_dir / "edge.yaml", free_port())
+    sunny = EdgeProcess(sunny_dir / "edge.yaml", tmp_path / "sunny.log").start()
+    street["children"].append(sunny)
+
+    # Flat 3 joins through its edge controller's API (as Home Assistant does): started with
+    # no community, it waits for the invitation, joins with it, and runs.
+    flat_dir.mkdir()
+    flat_api = free_port()
+    (flat_dir / "edge.yaml").write_text(
+        yaml.safe_dump(
+            {"name": "Flat 3", "data_dir": str(flat_dir / "data"),
+             "api": {"port": flat_api, "zeroconf": False}}
+        )
+    )  # fmt: skip
+    flat = EdgeProcess(flat_dir / "edge.yaml", tmp_path / "flat.log").launch()
+    street["children"].append(flat)
+    wait_for_port(flat_api, TIMEOUT_S, flat.child)
+    token = (flat_dir / "data" / "api-token").read_text().strip()
+    status = call(flat_api, token, "GET", "status")
+    assert (status["joined"], status["community"]) == (False, None)
+    forged_text = text[:-8] + ("A" if text[-8] != "A" else "B") + text[-7:]
+    assert call(flat_api, token, "POST", "community/join", {"invitation": forged_text})["error"][
+        "code"
+    ] in ("forged_invitation", "malformed_invitation")
+    joined = call(flat_api, token, "POST", "community/join", {"invitation": text})
+    assert joined["restarting"] and joined["login"] == "flat-3"
+    flat.wait_ready(TIMEOUT_S)
 
     # Before approval, nothing is registered: the homes' requests wait in the inbox.
     pending = until(
