@@ -138,7 +138,7 @@ def invite_new_homes(
     for plan in plans:
         if plan.slug not in new_homes:
             continue
-        issued = invite(registry, registrar, plan.name, 1, now, genesis=genesis)
+        issued = invite(registry, registrar, plan.name, 1, now, genesis=genesis, qr=False)
         invitation = check_invitation(json.loads(Path(issued["file"]).read_text()), now)
         resources = [
             {
