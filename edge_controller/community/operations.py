@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import io
 import json
+import logging
 import re
 import shutil
 from pathlib import Path
@@ -40,6 +41,8 @@ from edge_controller.config import ConfigError, parse_config
 from edge_controller.devices.profiles import Quantity
 from edge_controller.ledger import Consensus, Genesis, KeyPair
 from edge_controller.ledger.records import MAX_MEMBER_NAME
+
+log = logging.getLogger(__name__)
 
 HOUR_MS = 3_600_000
 # Where a joining home keeps its signed membership request until a member record names it.
@@ -231,8 +234,9 @@ def invite(
         with FileGroup() as group:
             group.stage(files["json"], json.dumps(document, indent=2) + "\n", private=True)
             group.stage(files["txt"], checked.text() + "\n", private=True)
-            if qr:
-                group.stage(files["png"], qr_png(checked.text()), private=True)
+            png = qr_png(checked.text()) if qr else None
+            if png is not None:
+                group.stage(files["png"], png, private=True)
             book.invitations[invitation_id] = {
                 "home": home,
                 "login": login,
@@ -252,14 +256,18 @@ def invite(
         "text": checked.text(),
         "file": str(files["json"]),
         "text_file": str(files["txt"]),
-        "qr_file": str(files["png"]) if qr else None,
+        "qr_file": str(files["png"]) if png is not None else None,
     }
 
 
-def qr_png(text: str) -> bytes:
-    """A QR code of `text` as PNG bytes."""
-    import segno  # noqa: PLC0415 (only an invitation draws one; the demo's homes never do)
-
+def qr_png(text: str) -> bytes | None:
+    """A QR code of `text` as PNG bytes (None where segno is not installed: the text and
+    the file carry the same invitation)."""
+    try:
+        import segno  # noqa: PLC0415 (only an invitation draws one; the demo's homes never do)
+    except ImportError:
+        log.warning("no QR code for the invitation: the segno package is not installed")
+        return None
     out = io.BytesIO()
     segno.make(text, error="l").save(out, kind="png", scale=4)
     return out.getvalue()

@@ -354,7 +354,8 @@ class CommunityService:
     def invite(self, home: str, valid_hours: int) -> dict[str, Any]:
         """Issue an invitation (as `community invite` does) and return its text and files."""
         registry = self._registry()
-        return invite(registry, self._key(), home, valid_hours, self.node.clock.now_ms())
+        now = self.node.clock.now_ms()
+        return invite(registry, self._key(), home, valid_hours, now, genesis=self.node.genesis)
 
     async def topup(self, account: str, amount: int, memo: str = "") -> dict[str, Any]:
         """Issue `amount` milli-units to `account`."""
