@@ -92,6 +92,7 @@ class CommunityService:
         self._logged: set[tuple[str, str]] = set()
         self._to_clear: set[str] = set()
         self._wake = asyncio.Event()
+        self._answered = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -117,6 +118,7 @@ class CommunityService:
                 async with self._client() as client:
                     attempt = 0
                     await self._serve(client)
+                    return  # nothing more to say or to hear
             except aiomqtt.MqttError as exc:
                 delay = min(RETRY_S[1], RETRY_S[0] * 2**attempt)
                 attempt += 1
@@ -155,6 +157,12 @@ class CommunityService:
                         qos=1,
                         retain=True,
                     )
+                elif request is not None and not self._answered:
+                    # Admitted: no request of ours stays retained on the broker.
+                    await client.publish(self._topic(request.login), b"", qos=1, retain=True)
+                    self._answered = True
+                if self.registry is None and (request is None or self._answered):
+                    return
                 for login in sorted(self._to_clear):
                     await client.publish(self._topic(login), b"", qos=1, retain=True)
                     self._to_clear.discard(login)
