@@ -5,9 +5,7 @@ same community and registers nothing twice."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from edge_controller.app.identity import load_or_create_key
 from edge_controller.community.book import BOOK_FILE, Book, Registry
@@ -86,33 +84,6 @@ def load_or_create_community(
                 f" {genesis_file} names as sealer"
             )
     return genesis, registrar, new_homes
-
-
-def registrar_bodies(
-    plan: HomePlan, top_up: bool, registered: Callable[[str], bool] = lambda _: False
-) -> list[dict[str, Any]]:
-    """The registrar's record bodies for one home: its wallet's top-up when `top_up`, and
-    a registration of each of its resources not `registered` yet."""
-    bodies: list[dict[str, Any]] = []
-    if top_up:
-        bodies.append({"kind": "topup", "to": plan.key.account, "amount": TOP_UP})
-    for r in plan.resources:
-        if registered(r.id):
-            continue
-        bodies.append(
-            {
-                "kind": "registration",
-                "resource": r.id,
-                "owner": plan.key.account,
-                "resource_kind": r.kind,
-                "power_w": r.power_w,
-                "capacity_wh": r.capacity_wh,
-                "available_wh": r.available_wh,
-                "meter": plan.meter.public_hex,
-                "location": f"Demo Street {plan.slug}",
-            }
-        )
-    return bodies
 
 
 def demo_registry(folder: Path) -> Registry:
