@@ -265,6 +265,34 @@ def test_a_street_founds_invites_joins_approves_and_trades(
     assert battery["owner_name"] == "Sunny House" and battery["committed_wh"] == 500
     assert battery["committed"][0]["energy_wh"] == 500
 
+    # Running the community: a top-up, a member's new resource, a member leaving.
+    config = str(registrar_config)
+    ok("community", "topup", flat.account, "5000", "--memo", "welcome", "-c", config)
+    ok("community", "resource", "sunny-house/pv", "--owner", sunny.account, "--kind", "pv",
+       "--power-w", "2000", "-c", config)  # fmt: skip
+    until(
+        "the new resource",
+        lambda: any(
+            (r["id"], r["power_w"], r["owner_name"]) == ("sunny-house/pv", 2000, "Sunny House")
+            for r in sunny.get("resources")["resources"]
+        ),
+    )
+    until("the top-up", lambda: flat.get("wallet")["balance"] >= 100_000 + 5_000 - trade["cost"])
+    ok("community", "leave", flat.account, "-c", config)
+
+    def left() -> bool:
+        members = {m["account"]: m for m in sunny.get("members")["members"]}
+        return bool(members[flat.account]["status"] == "left")
+
+    until("Flat 3 has left", left)
+    until(
+        "Flat 3's ledger knows it left",
+        lambda: flat.get("community/membership")["status"] == "left",
+    )
+    with pytest.raises(ApiError) as gone:
+        flat.post("requests", {"mode": "energy", "quantity": 100, "max_price": 300})
+    assert gone.value.body["error"]["code"] == "member_left"
+
     # The broker lets a home say its own presence and nobody else's.
     community = registrar.get("status")["community"]["id"]
     status = f"energy-p2p/{community}/status/"
