@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_controller import __version__
+from edge_controller.community import commands as community_commands
 from edge_controller.ledger import (
     ChainFileError,
     Consensus,
@@ -450,6 +451,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_bench,
     _add_run,
     _add_demo,
+    community_commands.add_parser,
 )
 
 

@@ -104,6 +104,8 @@ class HomeConfig:
     devices: tuple[DeviceConfig, ...] = ()
     policy: MarketPolicy = field(default_factory=MarketPolicy)
     usb: UsbConfig | None = None
+    # The registrar's folder (`energy-p2p-edge community found`) when this home keeps it.
+    registrar_dir: Path | None = None
 
     def path(self, relative: Path) -> Path:
         """A path from the file, relative to the data directory unless absolute."""
@@ -334,6 +336,20 @@ class UsbSection:
         )
 
 
+@dataclass(frozen=True)
+class RegistrarSection:
+    """`registrar:`: the registrar's folder this home keeps (its key, invitations, the
+    broker's login and ACL files), so its API answers membership requests."""
+
+    directory: Text
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        key = Path(self.directory) / "registrar.key"
+        checks.require(key.is_file(), "directory", f"no registrar key at {key}")
+        checks.done()
+
+
 # --- the whole file ------------------------------------------------------------------------
 
 
@@ -360,6 +376,7 @@ class ConfigDocument:
     ] = ()
     policy: MarketPolicy | None = None
     usb: UsbSection | None = None
+    registrar: RegistrarSection | None = None
 
     def home(self, base: Path, device_broker_given: bool) -> HomeConfig:
         """The home's configuration; relative paths are taken from `base`."""
@@ -384,6 +401,7 @@ class ConfigDocument:
             devices=tuple(device.config() for device in self.devices),
             policy=self.policy or MarketPolicy(),
             usb=self.usb.config(self.name) if self.usb is not None else None,
+            registrar_dir=Path(self.registrar.directory) if self.registrar else None,
         )
 
 

@@ -13,8 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from edge_controller.api import Advertiser, ApiServer
+from edge_controller.api.community import COMMUNITY_KEY
 from edge_controller.app.home import API_VERSION, Home
 from edge_controller.app.identity import load_or_create_token
+from edge_controller.community import CommunityService
+from edge_controller.community.waiting import read_document, unjoined, wait_for_invitation
 from edge_controller.config import ConfigError, HomeConfig, load_config
 from edge_controller.ledger import StorageError
 
@@ -32,6 +35,13 @@ async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
     home = Home.from_config(config, usb_backend=usb_backend)
     token = load_or_create_token(config.path(config.api.token_file))
     api = ApiServer(home, token, config.api.host, config.api.port)
+    community = CommunityService(
+        node=home.node,
+        data_dir=config.data_dir,
+        broker=config.community_broker,
+        registrar_dir=config.registrar_dir,
+    )
+    api.app[COMMUNITY_KEY] = community
     advertiser = Advertiser(home.account, config.name, config.api.port, API_VERSION)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -40,6 +50,7 @@ async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
             loop.add_signal_handler(sig, stop.set)
     await home.start()
     try:
+        await community.start()
         await api.start()
         if config.api.zeroconf:
             await advertiser.start()
@@ -60,9 +71,19 @@ async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
         await home.switch_off()
         await api.stop()
         await advertiser.stop()
+        await community.stop()
         await home.stop()
         log.info("%s stopped in %.2f s", config.name, time.monotonic() - started)
     return 0
+
+
+async def _until_joined(path: Path, document: dict[str, Any]) -> bool:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):
+            loop.add_signal_handler(sig, stop.set)
+    return await wait_for_invitation(path, document, stop)
 
 
 def setup_logging(verbose: bool) -> None:
@@ -76,7 +97,13 @@ def setup_logging(verbose: bool) -> None:
 
 
 def run_from_file(path: Path, verbose: bool = False) -> int:
-    """`energy-p2p-edge run -c FILE`: check the file, then run until stopped."""
+    """`energy-p2p-edge run -c FILE`: check the file, then run until stopped. A file that
+    names no community yet first waits for an invitation through the API."""
+    document = read_document(path)
+    if unjoined(document):
+        setup_logging(verbose)
+        if not asyncio.run(_until_joined(path, document)):
+            return 0
     try:
         config = load_config(path)
     except ConfigError as exc:

@@ -18,6 +18,7 @@ from .coordinator import EnergyP2PCoordinator
 from .counter_offers import async_setup_counter_offer_services
 from .entity import StaleDevices, async_register_edge_device, current_identifiers
 from .frontend import async_register_card
+from .membership import async_setup_membership
 from .repairs import async_delete_issues
 from .services import async_setup_services
 
@@ -70,6 +71,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: EnergyP2PConfigEntry) ->
     # The devices under it refer to it by its registry id.
     async_register_edge_device(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    # A registrar's home: its waiting membership requests as repair issues.
+    await async_setup_membership(hass, entry)
     # Devices the edge controller stops reporting leave the device registry.
     stale_devices = StaleDevices(hass, entry)
     stale_devices()

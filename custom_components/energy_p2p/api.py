@@ -270,6 +270,31 @@ class EnergyP2PClient:
             body["fund"] = fund
         return await self._request("POST", "usb/pair", body=body)
 
+    async def join_community(self, invitation: str, name: str | None = None) -> JSON:
+        """`POST community/join` on an edge controller of no community yet."""
+        body: JSON = {"invitation": invitation}
+        if name:
+            body["name"] = name
+        return await self._request("POST", "community/join", body=body)
+
+    async def get_membership(self) -> JSON:
+        """`GET community/membership`: whether this home is a member, and a registrar's."""
+        return await self._request("GET", "community/membership")
+
+    async def get_membership_requests(self) -> list[JSON]:
+        """`GET community/requests`: the requests waiting for the registrar."""
+        return _list(await self._request("GET", "community/requests"), "requests")
+
+    async def approve_membership(self, request_id: str, topup: int = 0) -> JSON:
+        """`POST community/requests/{id}/approve` with an opening top-up (milli-units)."""
+        path = f"community/requests/{_segment(request_id)}/approve"
+        return await self._request("POST", path, body={"topup": topup})
+
+    async def deny_membership(self, request_id: str, reason: str = "") -> JSON:
+        """`POST community/requests/{id}/deny`."""
+        path = f"community/requests/{_segment(request_id)}/deny"
+        return await self._request("POST", path, body={"reason": reason})
+
     async def stream_events(
         self,
         on_event: EventHandler,

@@ -37,6 +37,7 @@ from .api import (
     InvalidAuth,
     UnsupportedApiVersion,
 )
+from .community_flow import JoinCommunityStep, is_unjoined
 from .const import API_PATH, API_VERSION, DEFAULT_PORT, DOMAIN
 from .policy import (
     min_sell_price,
@@ -73,7 +74,7 @@ CONNECTION_SCHEMA = probatio.Schema(
 TOKEN_SCHEMA = probatio.Schema({probatio.Required(CONF_TOKEN): TOKEN_SELECTOR})
 
 
-class EnergyP2PConfigFlow(ConfigFlow, domain=DOMAIN):
+class EnergyP2PConfigFlow(JoinCommunityStep, ConfigFlow, domain=DOMAIN):
     """The config flow of Energy P2P."""
 
     VERSION = 1
@@ -115,6 +116,10 @@ class EnergyP2PConfigFlow(ConfigFlow, domain=DOMAIN):
             status = await self._async_try(
                 user_input[CONF_HOST], user_input[CONF_PORT], user_input[CONF_TOKEN], errors
             )
+            if status is not None and is_unjoined(status):
+                # An edge controller of no community yet: it joins with an invitation.
+                self._join_connection = dict(user_input)
+                return await self.async_step_join()
             if status is not None:
                 await self.async_set_unique_id(str(status["node_id"]))
                 self._abort_if_unique_id_configured()

@@ -28,6 +28,7 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
 from .const import API_VERSION, DOMAIN
+from .membership import MembershipRequestFlow, is_membership_issue
 from .policy import to_ms
 
 if TYPE_CHECKING:
@@ -260,4 +261,8 @@ async def async_create_fix_flow(
     hass: HomeAssistant, issue_id: str, data: dict[str, str | int | float | None] | None
 ) -> RepairsFlow:
     """The repair flow of one of our fixable issues."""
+    if is_membership_issue(issue_id):
+        return MembershipRequestFlow(
+            str((data or {}).get("entry_id")), str((data or {}).get("request_id"))
+        )
     return RecheckRepairFlow(str((data or {}).get("entry_id")))

@@ -28,6 +28,7 @@ from edge_controller.api.bodies import (
     UsbPortBody,
     UsbPurchaseBody,
 )
+from edge_controller.api.community import add_routes as add_community_routes
 from edge_controller.api.counters import counter_routes
 from edge_controller.api.status_page import status_page
 from edge_controller.app.events import Subscription
@@ -511,6 +512,7 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_put(f"{PREFIX}/usb/{{port}}", put_usb_port)
     r.add_get(f"{PREFIX}/ws", websocket)
     r.add_routes(counter_routes(PREFIX, home_of, decline_reason))
+    add_community_routes(app, PREFIX, home_of, body)
     return app
 
 

@@ -119,7 +119,7 @@ class Announcer:
         if record.kind == "offer":
             now = self.clock.now_ms()
             offer = pending_offer(self.ledger, record)
-            self.bus.publish("offer", offer_view(offer, now, pending=True), now)
+            self.bus.publish("offer", offer_view(offer, now, True, self.queries.name_of), now)
 
     def record_dropped(self, record: Record, why: Rejected) -> None:
         """One of our records left the pool refused: kept in the refused list and announced."""
@@ -145,7 +145,9 @@ class Announcer:
                 trade = state.trades.get(str(record.body["trade"]))
             if trade is not None and self.account in (trade.buyer, trade.seller):
                 mine = True
-                self.bus.publish("trade", trade_view(trade, self.account), now)
+                self.bus.publish(
+                    "trade", trade_view(trade, self.account, self.queries.name_of), now
+                )
             if record.kind == "offer":
                 # Ours too: the owner's dashboard sees its offer go from pending to open.
                 offer = state.offers.get(record.id)

@@ -14,7 +14,7 @@ from edge_controller.app.counters import counters_by_offer
 from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice
 from edge_controller.app.views import block_view, offer_view, resource_view, trade_view, wallet_view
-from edge_controller.ledger import Ledger, Offer, Record, offer_of
+from edge_controller.ledger import Ledger, Offer, Record, account_id, offer_of
 from edge_controller.refusal import Refusal, Why
 
 MARKET_WINDOW_MS = 24 * 3_600_000
@@ -67,12 +67,84 @@ class Queries:
         self.devices = devices
         self.refused_records = refused
 
+    def name_of(self, account: str) -> str | None:
+        """The display name the registrar gave `account` (a `member` record), or None."""
+        member = self.ledger.state.members.get(account)
+        return member.name if member is not None else None
+
     def refused(self, since: int | None = None, limit: int = 100) -> dict[str, Any]:
         """`GET records/refused`: our records refused after they were acknowledged."""
         kept = self.refused_records
         if kept is None:
             return {"refused": [], "count": 0}
         return {"refused": kept.list(since, limit), "count": kept.count()}
+
+    def resources(self) -> list[dict[str, Any]]:
+        """`GET resources`: every resource the ledger holds, device-backed or not."""
+        rows = self.ledger.state.resources.rows
+        return [self.resource(resource_id) for resource_id in sorted(rows)]
+
+    def resource(self, resource_id: str) -> dict[str, Any]:
+        """One resource: its registration, what it holds, and its open commitments by
+        window (a capacity trade's power; an energy trade's energy and average power)."""
+        state = self.ledger.state
+        resource = state.resources.get(resource_id)
+        if resource is None:
+            raise Refusal(
+                "unknown_resource", f"the ledger holds no resource {resource_id}", Why.NOT_FOUND
+            )
+        windows = []
+        held = state.commitments.get(resource_id)
+        for trade_id in held.trades if held is not None else ():
+            trade = state.trades.get(trade_id)
+            if trade is None or trade.status != "active":
+                continue
+            span = max(1, trade.end - trade.start)
+            power = (
+                trade.quantity if trade.mode == "capacity" else trade.energy_wh * 3_600_000 // span
+            )
+            windows.append(
+                {
+                    "trade": trade.id,
+                    "mode": trade.mode,
+                    "start": trade.start,
+                    "end": trade.end,
+                    "power_w": power,
+                    "energy_wh": trade.energy_wh,
+                }
+            )
+        windows.sort(key=lambda w: (w["start"], w["trade"]))
+        return {
+            **resource_view(resource, self.name_of),
+            "meter": resource.meter or None,
+            "registered_at": resource.registered_at,
+            "committed": windows,
+        }
+
+    def members(self) -> list[dict[str, Any]]:
+        """`GET members`: every account the community knows by role or record: named
+        members, resource owners, sealers and registrars."""
+        state, genesis = self.ledger.state, self.ledger.genesis
+        sealers = {account_id(k) for k in genesis.consensus.sealers}
+        registrars = {account_id(k) for k in genesis.registrars}
+        owned: dict[str, list[str]] = {}
+        for resource in state.resources.rows.values():
+            owned.setdefault(resource.owner, []).append(resource.id)
+        accounts = set(state.members.rows) | set(owned) | sealers | registrars
+        result = []
+        for account in sorted(accounts):
+            member = state.members.get(account)
+            result.append(
+                {
+                    "account": account,
+                    "name": member.name if member else None,
+                    "status": member.status if member else None,
+                    "resources": sorted(owned.get(account, [])),
+                    "sealer": account in sealers,
+                    "registrar": account in registrars,
+                }
+            )
+        return result
 
     def devices_view(self, now: int) -> list[dict[str, Any]]:
         result = []
@@ -83,7 +155,7 @@ class Queries:
                     "id": d.id,
                     "role": d.role.value,
                     "standalone": d.role.standalone,
-                    "resource": resource_view(resource) if resource else None,
+                    "resource": resource_view(resource, self.name_of) if resource else None,
                     "profile": d.config.profile.name,
                     "connected": d.device.connected,
                     "capabilities": list(d.capabilities.names()),
@@ -95,7 +167,7 @@ class Queries:
     def wallet(self, account: str | None = None) -> dict[str, Any]:
         who = account or self.account
         account_state = self.ledger.state.account(who)
-        view = wallet_view(who, account_state, self.currency)
+        view = wallet_view(who, account_state, self.currency, self.name_of)
         if who == self.account:
             # Prepaid: cut off while the balance is spent (the announcer fires the hooks).
             view["cut_off"] = account_state.balance <= 0
@@ -116,7 +188,7 @@ class Queries:
         else:
             offers = open_offers(ledger, now)
         views = [
-            offer_view(o, now, pending=o.id in pooled and o.id not in ledger.state.offers)
+            offer_view(o, now, o.id in pooled and o.id not in ledger.state.offers, self.name_of)
             for o in offers
             if not mine or o.seller == self.account
         ]
@@ -126,9 +198,9 @@ class Queries:
     def offer(self, offer_id: str, now: int) -> dict[str, Any]:
         sealed = self.ledger.state.offers.get(offer_id)
         if sealed is not None:
-            view = offer_view(sealed, now)
+            view = offer_view(sealed, now, names=self.name_of)
         else:
-            view = offer_view(find_offer(self.ledger, offer_id), now, pending=True)
+            view = offer_view(find_offer(self.ledger, offer_id), now, True, self.name_of)
         self._with_counters([view], now)
         return view
 
@@ -143,7 +215,7 @@ class Queries:
 
     def trades(self, mine: bool = True, limit: int = 200) -> list[dict[str, Any]]:
         trades = [
-            trade_view(t, self.account)
+            trade_view(t, self.account, self.name_of)
             for t in self.ledger.state.trades.rows.values()
             if not mine or self.account in (t.buyer, t.seller)
         ]

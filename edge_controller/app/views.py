@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from edge_controller.ledger import Account, Block, Offer, Resource, Trade
 
+# An account's display name as its registrar recorded it (a `member` record), or None.
+Names = Callable[[str], str | None]
 
-def offer_view(offer: Offer, now: int, pending: bool = False) -> dict[str, Any]:
+
+def no_names(_account: str) -> str | None:
+    return None
+
+
+def offer_view(
+    offer: Offer, now: int, pending: bool = False, names: Names = no_names
+) -> dict[str, Any]:
     status = offer.status
     if status == "open" and now >= offer.expires:
         status = "expired"
     view: dict[str, Any] = {
         "id": offer.id,
         "seller": offer.seller,
+        "seller_name": names(offer.seller),
         "resource": offer.resource,
         "mode": offer.mode,
         "quantity": offer.quantity,
@@ -28,22 +39,27 @@ def offer_view(offer: Offer, now: int, pending: bool = False) -> dict[str, Any]:
         "request": offer.request or None,
         "time": offer.time,
     }
+    if offer.to:
+        view["to_names"] = [names(account) for account in offer.to]
     if offer.is_auction:
         view["auction"] = {
             "closes": offer.auction_closes,
             "cap": offer.auction_cap,
             "best_bid": offer.best_bid_price if offer.best_bidder else None,
             "best_bidder": offer.best_bidder or None,
+            "best_bidder_name": names(offer.best_bidder) if offer.best_bidder else None,
         }
     return view
 
 
-def trade_view(trade: Trade, me: str = "") -> dict[str, Any]:
+def trade_view(trade: Trade, me: str = "", names: Names = no_names) -> dict[str, Any]:
     return {
         "id": trade.id,
         "offer": trade.offer,
         "seller": trade.seller,
+        "seller_name": names(trade.seller),
         "buyer": trade.buyer,
+        "buyer_name": names(trade.buyer),
         "role": "seller" if me == trade.seller else "buyer" if me == trade.buyer else None,
         "resource": trade.resource,
         "mode": trade.mode,
@@ -65,9 +81,12 @@ def trade_view(trade: Trade, me: str = "") -> dict[str, Any]:
     }
 
 
-def wallet_view(account_id: str, account: Account, currency: str) -> dict[str, Any]:
+def wallet_view(
+    account_id: str, account: Account, currency: str, names: Names = no_names
+) -> dict[str, Any]:
     return {
         "account": account_id,
+        "account_name": names(account_id),
         "currency": currency,
         "balance": account.balance,
         "escrow": account.escrow,
@@ -83,11 +102,12 @@ def wallet_view(account_id: str, account: Account, currency: str) -> dict[str, A
     }
 
 
-def resource_view(resource: Resource) -> dict[str, Any]:
+def resource_view(resource: Resource, names: Names = no_names) -> dict[str, Any]:
     return {
         "id": resource.id,
         "kind": resource.kind,
         "owner": resource.owner,
+        "owner_name": names(resource.owner),
         "power_w": resource.power_w,
         "capacity_wh": resource.capacity_wh,
         "available_wh": resource.available_wh,

@@ -5,11 +5,13 @@ same community and registers nothing twice."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from edge_controller.app.identity import load_or_create_key
+from edge_controller.community.book import BOOK_FILE, Book, Registry
+from edge_controller.community.files import write_private
+from edge_controller.community.invitation import check_invitation
+from edge_controller.community.operations import REQUEST_FILE, invite, membership_request
 from edge_controller.ledger import Consensus, Genesis, KeyPair, Rejected
 from edge_controller.simulation.plan import HomePlan
 
@@ -84,31 +86,43 @@ def load_or_create_community(
     return genesis, registrar, new_homes
 
 
-def registrar_bodies(
-    plan: HomePlan, top_up: bool, registered: Callable[[str], bool] = lambda _: False
-) -> list[dict[str, Any]]:
-    """The registrar's record bodies for one home: its wallet's top-up when `top_up`, and
-    a registration of each of its resources not `registered` yet."""
-    bodies: list[dict[str, Any]] = []
-    if top_up:
-        bodies.append({"kind": "topup", "to": plan.key.account, "amount": TOP_UP})
-    for r in plan.resources:
-        if registered(r.id):
+def demo_registry(folder: Path) -> Registry:
+    """The registrar's book of the demo, beside its key (the demo's broker has no files)."""
+    return Registry(folder, broker_dir=folder / "broker")
+
+
+def invite_new_homes(
+    folder: Path,
+    genesis: Genesis,
+    registrar: KeyPair,
+    plans: list[HomePlan],
+    new_homes: set[str],
+    broker_port: int,
+    now: int,
+) -> None:
+    """The path a street walks: the registrar invites each home new this start, and the
+    home writes its signed membership request (its resources, as its devices back them),
+    which its edge controller sends the registrar over the broker for approval."""
+    registry = demo_registry(folder)
+    if not (folder / BOOK_FILE).exists():
+        registry.save(Book(genesis.community_id, "127.0.0.1", broker_port))
+    for plan in plans:
+        if plan.slug not in new_homes:
             continue
-        bodies.append(
+        issued = invite(registry, registrar, plan.name, 1, now, genesis=genesis, qr=False)
+        invitation = check_invitation(json.loads(Path(issued["file"]).read_text()), now)
+        resources = [
             {
-                "kind": "registration",
                 "resource": r.id,
-                "owner": plan.key.account,
-                "resource_kind": r.kind,
+                "kind": r.kind,
                 "power_w": r.power_w,
                 "capacity_wh": r.capacity_wh,
                 "available_wh": r.available_wh,
-                "meter": plan.meter.public_hex,
-                "location": f"Demo Street {plan.slug}",
             }
-        )
-    return bodies
+            for r in plan.resources
+        ]
+        request = membership_request(invitation, plan.key, plan.meter, plan.name, resources, now)
+        write_private(folder / plan.slug / REQUEST_FILE, json.dumps(request, indent=2) + "\n")
 
 
 def read_community(path: Path) -> Genesis:

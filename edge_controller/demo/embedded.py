@@ -26,19 +26,22 @@ from amqtt.broker import Broker
 
 from edge_controller.aio import cancel_and_wait
 from edge_controller.api import ApiServer
+from edge_controller.api.community import COMMUNITY_KEY
 from edge_controller.app.home import Home
 from edge_controller.app.identity import load_or_create_token
+from edge_controller.community import CommunityService
 from edge_controller.demo.community import (
     COMMUNITY_FILE,
     COMMUNITY_KIND,
+    TOP_UP,
     DemoDataError,
+    invite_new_homes,
     load_or_create_community,
     read_community,
-    registrar_bodies,
 )
 from edge_controller.demo.phones import phone_buys_a_charge, plug_phones
 from edge_controller.devices import SystemClock
-from edge_controller.ledger import Genesis, KeyPair, StoreMismatch, sign_record
+from edge_controller.ledger import Genesis, KeyPair, StoreMismatch
 from edge_controller.network import BrokerSettings
 from edge_controller.processes import free_port
 from edge_controller.runner import setup_logging
@@ -59,6 +62,7 @@ class RunningHome:
     home: Home
     api: ApiServer
     token: str
+    community: CommunityService
 
 
 class Demo:
@@ -88,6 +92,16 @@ class Demo:
         now = self.clock.now_ms()
         plans = plan_homes(self.count, now)
         genesis, new_homes = await asyncio.to_thread(self._load_or_create_community, plans, now)
+        await asyncio.to_thread(
+            invite_new_homes,
+            self.data_dir,
+            genesis,
+            self.registrar,
+            plans,
+            new_homes,
+            self.broker_port,
+            now,
+        )
         self.broker = Broker(
             {
                 "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.broker_port}"}},
@@ -123,14 +137,24 @@ class Demo:
                 raise DemoDataError(f"{folder}: {exc}") from None
             token = load_or_create_token(folder / "api-token")
             api = ApiServer(home, token, "127.0.0.1", self.api_port + i if self.api_port else 0)
+            # The first home keeps the registrar's key: membership requests come to it.
+            community = CommunityService(
+                node=home.node,
+                data_dir=folder,
+                broker=broker,
+                registrar_dir=self.data_dir if i == 0 else None,
+                broker_dir=self.data_dir / "broker",
+            )
+            api.app[COMMUNITY_KEY] = community
             await home.start()
+            await community.start()
             # One client connecting at a time: amqtt 0.12 can fail a connection that
             # arrives while another is being set up ("dictionary changed size").
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(home.link.wait_connected(), 10)
                 await asyncio.wait_for(_devices_connected(home), 10)
             await api.start()
-            self.running.append(RunningHome(plan, home, api, token))
+            self.running.append(RunningHome(plan, home, api, token, community))
         self._tasks.append(
             asyncio.create_task(serve_worlds("127.0.0.1", self.broker_port, self.worlds))
         )
@@ -138,7 +162,7 @@ class Demo:
         # A person plugs the flat's phone in: a message on the simulation's control topics.
         for plan in plans:
             await plug_phones("127.0.0.1", self.broker_port, plan)
-        await self._register_community(genesis, new_homes)
+        await self._admit(new_homes)
         for running in self.running:
             if running.home.usb is not None:
                 self._tasks.append(asyncio.create_task(phone_buys_a_charge(running.home)))
@@ -173,46 +197,24 @@ class Demo:
             log.info("demo community %s continues from %s", genesis.community_id, folder)
         return genesis, new_homes
 
-    def _registrar_next_seq(self) -> int:
-        """After the registrar's highest sequence any home's ledger or pool holds."""
-        account = self.registrar.account
-        seqs = [0]
-        for running in self.running:
-            ledger = running.home.ledger
-            seqs.append(ledger.state.account(account).seq)
-            seqs.extend(r.seq for r in ledger.pool.values() if r.account == account)
-        return max(seqs) + 1
-
-    def _is_registered(self, resource_id: str) -> bool:
-        """Whether a home's ledger holds `resource_id`, or a pool its registration: a
-        second registration would reset the resource's available energy."""
-        for running in self.running:
-            ledger = running.home.ledger
-            if ledger.state.resources.get(resource_id) is not None:
-                return True
-            if any(
-                r.body["kind"] == "registration" and r.body["resource"] == resource_id
-                for r in ledger.pool.values()
-            ):
-                return True
-        return False
-
-    async def _register_community(self, genesis: Genesis, new_homes: set[str]) -> None:
-        """The registrar certifies every resource not yet registered and tops up each new
-        home's wallet once (a restart must not print money again)."""
-        relay = self.running[0].home
-        seq = self._registrar_next_seq() - 1
-        for running in self.running:
-            plan = running.plan
-            bodies = registrar_bodies(plan, plan.slug in new_homes, self._is_registered)
-            for body in bodies:
-                seq += 1
-                record = sign_record(
-                    self.registrar,
-                    genesis.community_id,
-                    {"seq": seq, "time": self.clock.now_ms(), **body},
-                )
-                await relay.node.submit_signed(record.to_wire())
+    async def _admit(self, new_homes: set[str], timeout_s: float = 20.0) -> None:
+        """The registrar approves, with an opening top-up, each membership request the
+        new homes sent over the broker (and any request an earlier run left waiting), as
+        `energy-p2p-edge community approve` does: the same path every street walks."""
+        registrar = self.running[0].community
+        expected = {r.home.account for r in self.running if r.plan.slug in new_homes}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pending = registrar.requests()["requests"]
+            arrived = {request["account"] for request in pending}
+            if expected <= arrived or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.05)
+        for request in pending:
+            await registrar.approve(request["id"], topup=TOP_UP)
+        missing = expected - arrived
+        if missing:
+            log.warning("no membership request from %s within %.0f s", sorted(missing), timeout_s)
 
     def state(self) -> dict[str, Any]:
         """What scripts need to reach each home: its API URL and token."""
@@ -236,6 +238,7 @@ class Demo:
         await cancel_and_wait(*self._tasks)
         for running in self.running:
             await running.api.stop()
+            await running.community.stop()
             await running.home.stop()
         if self.broker is not None:
             await self.broker.shutdown()

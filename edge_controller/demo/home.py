@@ -26,8 +26,10 @@ from pathlib import Path
 from typing import Any
 
 from edge_controller.api import ApiServer
+from edge_controller.api.community import COMMUNITY_KEY
 from edge_controller.app.home import Home
 from edge_controller.app.identity import load_or_create_token
+from edge_controller.community import CommunityService
 from edge_controller.demo.embedded import SETTLEMENT_PERIOD_MS
 from edge_controller.demo.phones import phone_buys_a_charge
 from edge_controller.devices import SystemClock
@@ -68,8 +70,19 @@ async def run_home(community_file: Path, slug: str, phone_buys: bool = False) ->
     )
     token = load_or_create_token(data_dir / "api-token")
     api = ApiServer(home, token, "127.0.0.1", int(mine["api_port"]))
+    registrar = community.get("registrar") or {}
+    keeps_registrar = registrar.get("home") == slug
+    membership = CommunityService(
+        node=home.node,
+        data_dir=data_dir,
+        broker=broker,
+        registrar_dir=Path(registrar["directory"]) if keeps_registrar else None,
+        broker_dir=folder / "broker",
+    )
+    api.app[COMMUNITY_KEY] = membership
     devices_and_phone = [asyncio.create_task(serve_worlds(broker.host, broker.port, [world]))]
     await home.start()
+    await membership.start()
     await api.start()
     # Ready once the control topics are subscribed: the launcher plugs the phone in next.
     for _ in range(400):
@@ -100,6 +113,7 @@ async def run_home(community_file: Path, slug: str, phone_buys: bool = False) ->
         with contextlib.suppress(asyncio.CancelledError):
             await task
     await api.stop()
+    await membership.stop()
     await home.stop()
     return 0
 

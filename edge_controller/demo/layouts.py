@@ -27,13 +27,14 @@ from typing import Any, Protocol
 from edge_controller.demo.community import (
     METER_KEY,
     NODE_KEY,
+    TOP_UP,
     DemoDataError,
+    invite_new_homes,
     load_or_create_community,
-    registrar_bodies,
 )
 from edge_controller.demo.hass_client import HomeAccess
 from edge_controller.demo.phones import plug_phones_blocking
-from edge_controller.ledger import Genesis, KeyPair, Rejected, sign_record
+from edge_controller.ledger import Genesis, KeyPair, Rejected
 from edge_controller.processes import CHECKOUT, Child, checkout_env, free_port, wait_for_port
 from edge_controller.simulation.plan import HomePlan, plan_homes
 
@@ -176,6 +177,15 @@ class ProcessCommunity:
             raise CommunityFolderError(str(exc)) from None
         if genesis is None:
             self.genesis.save(genesis_file)
+        invite_new_homes(
+            self.folder,
+            self.genesis,
+            self.registrar,
+            self._plans,
+            self._new_homes,
+            broker_port,
+            planned,
+        )
         self._community = {
             "homes": self.count,
             "planned_ms": planned,
@@ -190,6 +200,8 @@ class ProcessCommunity:
                 for p in self._plans
             },
             "registrar_seq": self._seq,
+            # The first home keeps the registrar's key: membership requests come to it.
+            "registrar": {"home": self._plans[0].slug, "directory": str(self.folder)},
         }
         community.write_text(json.dumps(self._community, indent=2))
         self._slugs = [p.slug for p in self._plans]
@@ -236,24 +248,22 @@ class ProcessCommunity:
             plug_phones_blocking("127.0.0.1", broker_port, plan)
         self._register()
 
-    def _register(self) -> None:
-        """The registrar certifies each new home's resources and tops up its wallet, once:
-        the homes of an earlier start in this folder are in the ledger already."""
-        relay = self.homes[0]
-        for plan in self._plans:
-            if plan.slug not in self._new_homes:
-                continue
-            for body in registrar_bodies(plan, top_up=True):
-                self._seq += 1
-                record = sign_record(
-                    self.registrar,
-                    self.genesis.community_id,
-                    {"seq": self._seq, "time": int(time.time() * 1000), **body},
-                )
-                _post(relay, "records", record.to_wire())
-            # The next start continues after the sequence numbers the ledger has seen.
-            self._community["registrar_seq"] = self._seq
-            (self.folder / "community.json").write_text(json.dumps(self._community, indent=2))
+    def _register(self, timeout_s: float = 30.0) -> None:
+        """The registrar's home approves, with an opening top-up, each membership request
+        the new homes sent it over the broker (`POST community/requests/{id}/approve`,
+        what `energy-p2p-edge community approve` calls): the path every street walks. The
+        homes of an earlier start in this folder are members already."""
+        registrar = self.homes[0]
+        expected = {h.account for h in self.homes if h.slug in self._new_homes}
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pending = _call(registrar, "GET", "community/requests")["requests"]
+            if expected <= {r["account"] for r in pending} or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        for request in pending:
+            path = f"community/requests/{request['id']}/approve"
+            _call(registrar, "POST", path, {"topup": TOP_UP})
 
     def stop(self) -> None:
         # The homes first, so none of them reconnects in a loop to a vanished broker.
@@ -261,11 +271,11 @@ class ProcessCommunity:
             child.stop()
 
 
-def _post(home: HomeAccess, path: str, body: Any) -> Any:
+def _call(home: HomeAccess, method: str, path: str, body: Any = None) -> Any:
     request = urllib.request.Request(
         f"{home.url}/api/v1/{path}",
-        data=json.dumps(body).encode(),
-        method="POST",
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
         headers={"Authorization": f"Bearer {home.token}", "Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -36,7 +36,7 @@ from .queries import (
     trade_power_w,
 )
 from .records import Record, parse_record, sign_record, signing_message
-from .state import Acceptance, Account, Commitments, Offer, Resource, State, Trade
+from .state import Acceptance, Account, Commitments, Member, Offer, Resource, State, Trade
 from .store import MemoryStore, SqliteStore, StoreMismatch, private_file
 from .sync import BLOCKS_FRAME_BYTES, MAX_BLOCKS, Outgoing, SyncNode, block_limit
 from .verify import ChainFileError, StoredChain
@@ -62,6 +62,7 @@ __all__ = [
     "Header",
     "KeyPair",
     "Ledger",
+    "Member",
     "MemoryStore",
     "Offer",
     "Outgoing",

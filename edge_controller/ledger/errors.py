@@ -80,6 +80,8 @@ class Reason(StrEnum):
     EQUIVOCATION = "equivocation"
     SEALER_SUSPENDED = "sealer_suspended"
     BAD_EVIDENCE = "bad_evidence"
+    MEMBER_LEFT = "member_left"
+    MEMBER_REVOKED = "member_revoked"
 
 
 class Rejected(Exception):

@@ -25,6 +25,9 @@ MAX_RECORD_BYTES = 4096
 # so a record's bytes on the wire are exactly its body's canonical bytes plus this.
 RECORD_FRAME_BYTES = len(canonical_bytes({"body": {}, "sig": "0" * 128, "signer": "0" * 64})) - 2
 
+# Rules 3 on: a member's standing, as its registrar records it (`member` records).
+MEMBER_STATUSES = frozenset({"active", "left", "revoked"})
+MAX_MEMBER_NAME = 64
 RESOURCE_KINDS = frozenset({"pv", "battery", "fuel_cell", "usb_port", "meter"})
 OFFER_MODES = frozenset({"energy", "capacity"})
 
@@ -207,6 +210,11 @@ KINDS: dict[str, tuple[dict[str, Checker], dict[str, Checker]]] = {
     "rating": ({"trade": HEX64, "score": integer(0, 10)}, {"comment": text(None, 200)}),
     "topup": ({"to": ACCOUNT, "amount": AMOUNT}, {"memo": text(None, 200)}),
     "transfer": ({"to": ACCOUNT, "amount": AMOUNT}, {"memo": text(None, 200)}),
+    # Rules 3 on: the registrar names a member and says whether it is still one.
+    "member": (
+        {"account": ACCOUNT, "name": text(None, MAX_MEMBER_NAME)},
+        {"status": one_of(MEMBER_STATUSES)},
+    ),
     # Two headers one sealer signed at one height: the proof that it equivocated.
     "equivocation": ({"first": SIGNED_HEADER, "second": SIGNED_HEADER}, {}),
 }

@@ -13,7 +13,7 @@ from typing import Any
 
 from .consensus import authority_rules, check_equivocation
 from .errors import Reason, Rejected
-from .genesis import FIRST_RULES, Genesis
+from .genesis import FIRST_RULES, THIRD_RULES, Genesis
 from .keys import Verifier, account_id
 from .queries import (
     MS_PER_HOUR,
@@ -37,6 +37,7 @@ from .state import (
     AuctionIndex,
     Commitments,
     Funding,
+    Member,
     MeterLog,
     MeterReading,
     Offer,
@@ -107,6 +108,7 @@ def _apply(state: State, record: Record, ctx: BlockContext) -> None:
     if fee > account.balance:
         raise Rejected(Reason.INSUFFICIENT_FUNDS, f"{who} cannot pay the fee of {fee}")
     check_stake(state, record, ctx)
+    check_standing(state, record, ctx)
     state.accounts.put(
         who, evolve(account, seq=seq, seq_window=window, balance=account.balance - fee)
     )
@@ -152,6 +154,28 @@ def check_stake(state: State, record: Record, ctx: BlockContext) -> None:
         raise Rejected(
             Reason.BELOW_MIN_BALANCE,
             f"{record.account} holds {max(held, 0)}; its records need {minimum}",
+        )
+
+
+def check_standing(state: State, record: Record, ctx: BlockContext) -> None:
+    """Rules 3 on: a member its registrar marked `revoked` (a lost or stolen key) signs
+    nothing more; one that `left` only closes what it holds (settles, rates, cancels...)."""
+    if ctx.rules < THIRD_RULES or not state.members.rows:
+        return
+    member = state.members.get(record.account)
+    if member is None or member.status == "active":
+        return
+    if member.status == "revoked":
+        raise Rejected(
+            Reason.MEMBER_REVOKED,
+            f"{member.name or record.account}'s key was revoked by the registrar at block"
+            f" {member.height}; it signs nothing more",
+        )
+    if record.kind not in _CLOSING_KINDS:
+        raise Rejected(
+            Reason.MEMBER_LEFT,
+            f"{member.name or record.account} left the community at block {member.height};"
+            " it may only settle, dispute, rate, cancel, confirm or terminate",
         )
 
 
@@ -415,8 +439,11 @@ def _registration(state: State, record: Record, ctx: BlockContext, body: dict[st
 
 def _resource_update(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
     resource = _resource(state, body["resource"])
-    if record.account != resource.owner and record.signer != resource.meter:
-        raise Rejected(Reason.NOT_OWNER, f"only the owner or meter of {resource.id} may update it")
+    # Rules 3 on a registrar certifies a change too (a battery replaced, worn, refilled).
+    by_registrar = ctx.rules >= THIRD_RULES and record.account in ctx.registrars
+    if record.account != resource.owner and record.signer != resource.meter and not by_registrar:
+        who = "owner, meter or a registrar" if ctx.rules >= THIRD_RULES else "owner or meter"
+        raise Rejected(Reason.NOT_OWNER, f"only the {who} of {resource.id} may update it")
     if body["available_wh"] > resource.capacity_wh:
         raise Rejected(Reason.EXCEEDS_ENERGY, "available energy above the registered capacity")
     state.resources.put(resource.id, evolve(resource, available_wh=body["available_wh"]))
@@ -877,6 +904,25 @@ def _equivocation(state: State, record: Record, ctx: BlockContext, body: dict[st
     state.suspended.put(sealer, Suspension(height=ctx.height, evidence=record.id))
 
 
+def _member(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    """Rules 3 on: a registrar names a member (display name) and records its standing:
+    `active`, `left`, or `revoked` (its key lost; the registrar re-registers its resources
+    to the member's new account)."""
+    if ctx.rules < THIRD_RULES:
+        raise Rejected(Reason.MALFORMED, "member records are a rule of rules 3 and later")
+    if record.account not in ctx.registrars:
+        raise Rejected(Reason.NOT_REGISTRAR, "only a registrar named in genesis names members")
+    status = body.get("status", "active")
+    existing = state.members.get(body["account"])
+    if existing is not None and existing.status == "revoked" and status != "revoked":
+        raise Rejected(
+            Reason.MEMBER_REVOKED, f"{body['account']} was revoked; a revoked key stays revoked"
+        )
+    state.members.put(body["account"], Member(name=body["name"], status=status, height=ctx.height))
+    if status == "active":
+        _vouch(state, ctx, body["account"])
+
+
 _HANDLERS: dict[str, Handler] = {
     "registration": _registration,
     "resource_update": _resource_update,
@@ -895,6 +941,7 @@ _HANDLERS: dict[str, Handler] = {
     "topup": _topup,
     "transfer": _transfer,
     "equivocation": _equivocation,
+    "member": _member,
 }
 
 

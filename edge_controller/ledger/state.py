@@ -294,6 +294,8 @@ class State:
         self.funding = Table("funding", Funding, j)
         # Sealers (by account) whose equivocation is recorded, with the evidence's record id.
         self.suspended: Table[Suspension] = Table("suspended", Suspension, j)
+        # Rules 3 on: each member's display name and standing, by account (`member` records).
+        self.members: Table[Member] = Table("members", Member, j)
 
     def tables(self) -> Iterator[Table[Any]]:
         for value in vars(self).values():
@@ -355,6 +357,15 @@ class Suspension:
 
     height: int
     evidence: str
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """A member as its registrar names it: display name, standing, and since which block."""
+
+    name: str
+    status: str
+    height: int
 
 
 @dataclass(frozen=True, slots=True)

@@ -441,7 +441,7 @@ async def test_an_auction_takes_rising_bids_up_to_its_cap_and_closes_to_the_high
         quantity=1_000, price=200, auction={"closes": now + 5_000, "cap": 400}
     )
     assert offer["auction"] == {"closes": now + 5_000, "cap": 400, "best_bid": None,
-                                "best_bidder": None}  # fmt: skip
+                                "best_bidder": None, "best_bidder_name": None}  # fmt: skip
     await seen_by(street.flat, offer["id"])
     await street.flat.refused(
         "POST", f"offers/{offer['id']}/accept", {}, status=409, code="auction_only"

@@ -43,7 +43,7 @@ from edge_controller.usb.charging.readings import MeterRecorder, PortReadings
 from edge_controller.usb.charging.settings import UsbSettings
 from edge_controller.usb.charging.settlement import Settlement
 from edge_controller.usb.charging.signing import Issue, Signer
-from edge_controller.usb.charging.views import UsbViews, session_view
+from edge_controller.usb.charging.views import UsbViews, ledger_names, session_view
 from edge_controller.usb.charging.wallets import Wallets
 from edge_controller.usb.charging.watch import SessionWatch
 from edge_controller.usb.store import UsbStore
@@ -95,6 +95,7 @@ class UsbCharging:
             store=store,
             publish=publish,
             clock=clock,
+            names=ledger_names(ledger),
         )
         self.readings = PortReadings(recorder=meters_signer, ledger=ledger, store=store)
         self.settlement = Settlement(
@@ -219,8 +220,9 @@ class UsbCharging:
             row = await self.purchases.buy(port, energy_wh, amount, wallet)
             self.views.publish(port)
         now = self.clock.now_ms()
-        self.publish("usb_session", {"phase": "started", "session": session_view(row)}, now)
-        return session_view(row)
+        view = session_view(row, self.views.names)
+        self.publish("usb_session", {"phase": "started", "session": view}, now)
+        return view
 
     async def stop_session(self, port_number: int) -> dict[str, Any]:
         """End the port's session now (reason "stopped") and settle it."""
@@ -230,7 +232,7 @@ class UsbCharging:
                 raise Refusal("no_session", f"port {port.port} has no session running")
             row = await self.settlement.end(port, "stopped")
             self.views.publish(port)
-        return session_view(row)
+        return session_view(row, self.views.names)
 
     async def pair(self, code: str, fund: int | None = None) -> dict[str, Any]:
         """Bind the phone showing `code` to a new wallet kept here, funded with `fund`

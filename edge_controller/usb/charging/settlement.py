@@ -16,7 +16,7 @@ from edge_controller.usb.charging.bus import UsbBus
 from edge_controller.usb.charging.port import PortState, Publish, delivered_wh
 from edge_controller.usb.charging.readings import PortReadings
 from edge_controller.usb.charging.signing import Signer
-from edge_controller.usb.charging.views import session_view
+from edge_controller.usb.charging.views import ledger_names, session_view
 from edge_controller.usb.store import SessionRow, UsbStore
 from edge_controller.usb.types import UsbError
 
@@ -107,7 +107,8 @@ class Settlement:
 
     def _ended(self, row: SessionRow) -> None:
         now = self._clock.now_ms()
-        self._publish("usb_session", {"phase": "ended", "session": session_view(row)}, now)
+        view = session_view(row, ledger_names(self._ledger))
+        self._publish("usb_session", {"phase": "ended", "session": view}, now)
 
     async def _settle(self, port: PortState | None, row: SessionRow) -> None:
         """The last reading covering the session's end, then termination and settlement."""

@@ -3,10 +3,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from edge_controller.devices import Clock
+from edge_controller.ledger import Ledger
 from edge_controller.usb.charging.bus import UsbBus
 from edge_controller.usb.charging.port import PortState, Publish
 from edge_controller.usb.charging.settings import UsbSettings
@@ -14,6 +15,22 @@ from edge_controller.usb.store import SessionRow, UsbStore
 from edge_controller.usb.types import UsbError, UsbIdentity
 
 RECENT_SESSIONS = 20
+# An account's display name as its registrar recorded it (a `member` record), or None.
+Names = Callable[[str], str | None]
+
+
+def ledger_names(ledger: Ledger) -> Names:
+    """The display names the ledger holds for accounts."""
+
+    def name(account: str) -> str | None:
+        member = ledger.state.members.get(account) if account else None
+        return member.name if member is not None else None
+
+    return name
+
+
+def no_names(_account: str) -> str | None:
+    return None
 
 
 def error_view(error: UsbError | None) -> dict[str, str] | None:
@@ -33,7 +50,7 @@ def identity_view(identity: UsbIdentity) -> dict[str, Any]:
     }
 
 
-def session_view(row: SessionRow) -> dict[str, Any]:
+def session_view(row: SessionRow, names: Names = no_names) -> dict[str, Any]:
     """A session as the API shows it."""
     return {
         "id": row.id,
@@ -41,6 +58,7 @@ def session_view(row: SessionRow) -> dict[str, Any]:
         "resource": row.resource,
         "phone": row.phone,
         "wallet": row.wallet,
+        "wallet_name": names(row.wallet) if row.wallet else None,
         "offer": row.offer,
         "trade": row.trade,
         "state": row.state,
@@ -60,13 +78,16 @@ def session_view(row: SessionRow) -> dict[str, Any]:
     }
 
 
-def port_view(port: PortState, meter_error: UsbError | None) -> dict[str, Any]:
+def port_view(
+    port: PortState, meter_error: UsbError | None, names: Names = no_names
+) -> dict[str, Any]:
     """A port as the API shows it; `meter_error` is the error of the meter in front of it."""
     attached = None
     if port.device is not None:
         attached = {
             "identity": identity_view(port.device),
             "wallet": port.wallet,
+            "wallet_name": names(port.wallet) if port.wallet else None,
             "pairing_code": port.pairing_code,
             "since": port.since,
         }
@@ -83,7 +104,7 @@ def port_view(port: PortState, meter_error: UsbError | None) -> dict[str, Any]:
         "trickle": port.trickle,
         "error": error_view(port.error),
         "meter_error": error_view(meter_error),
-        "session": session_view(port.session) if port.session else None,
+        "session": session_view(port.session, names) if port.session else None,
     }
 
 
@@ -99,8 +120,10 @@ class UsbViews:
         store: UsbStore,
         publish: Publish,
         clock: Clock,
+        names: Names = no_names,
     ) -> None:
         self._settings = settings
+        self.names = names
         self._ports = ports
         self._bus = bus
         self._store = store
@@ -110,7 +133,7 @@ class UsbViews:
 
     def port(self, port: PortState) -> dict[str, Any]:
         """One port as `GET usb` lists it."""
-        return port_view(port, self._bus.port_meter_error(port))
+        return port_view(port, self._bus.port_meter_error(port), self.names)
 
     def view(self) -> dict[str, Any]:
         """`GET usb`: hub, meter, ports and recent sessions."""
@@ -131,7 +154,9 @@ class UsbViews:
             "price": self._settings.price,
             "free_trickle": bool(self._settings.free_trickle_mw),
             "ports": [self.port(p) for p in self._ports.values()],
-            "sessions": [session_view(r) for r in self._store.recent_sessions(RECENT_SESSIONS)],
+            "sessions": [
+                session_view(r, self.names) for r in self._store.recent_sessions(RECENT_SESSIONS)
+            ],
         }
 
     def publish(self, port: PortState) -> None:

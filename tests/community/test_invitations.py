@@ -1,0 +1,96 @@
+"""Invitations and joining, without a broker: an expired, forged, malformed or foreign
+invitation is refused with its reason, and a refused join writes nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_controller.community import CommunityError, Problem
+from edge_controller.community.book import Registry
+from edge_controller.community.invitation import check_invitation, read_invitation_text
+from edge_controller.community.operations import HOUR_MS, found, invite, join
+from edge_controller.ledger import KeyPair
+
+NOW = 1_800_000_000_000
+
+
+@pytest.fixture
+def community(tmp_path: Path) -> dict[str, Any]:
+    return found(
+        tmp_path / "elm",
+        name="Elm Street",
+        currency="ELM",
+        home="Registrar House",
+        broker_host="127.0.0.1",
+        broker_port=8883,
+        now=NOW,
+    )
+
+
+def invitation(tmp_path: Path, home: str = "Sunny House", hours: int = 2) -> dict[str, Any]:
+    registry = Registry(tmp_path / "elm" / "registrar")
+    issued = invite(registry, KeyPair.load(registry.key_file), home, hours, NOW)
+    document: dict[str, Any] = json.loads(Path(issued["file"]).read_text())
+    return {**issued, "document": document}
+
+
+def refused(problem: Problem, call: Any) -> CommunityError:
+    with pytest.raises(CommunityError) as info:
+        call()
+    assert info.value.code is problem, info.value
+    return info.value
+
+
+def test_the_text_and_the_file_are_one_invitation(tmp_path: Path, community: Any) -> None:
+    issued = invitation(tmp_path)
+    assert read_invitation_text(issued["text"]) == issued["document"]
+    assert check_invitation(issued["document"], NOW).username == "sunny-house"
+
+
+def test_an_expired_forged_or_malformed_invitation_is_refused(
+    tmp_path: Path, community: Any
+) -> None:
+    document = invitation(tmp_path, hours=1)["document"]
+    refused(Problem.EXPIRED_INVITATION, lambda: check_invitation(document, NOW + HOUR_MS))
+    altered = json.loads(json.dumps(document))
+    altered["invitation"]["home"] = "Someone Else"
+    refused(Problem.FORGED_INVITATION, lambda: check_invitation(altered, NOW))
+    foreign = json.loads(json.dumps(document))
+    foreign["invitation"]["genesis"]["name"] = "Another Street"
+    refused(Problem.FORGED_INVITATION, lambda: check_invitation(foreign, NOW))
+    refused(Problem.MALFORMED_INVITATION, lambda: check_invitation({"invitation": 1}, NOW))
+    refused(Problem.MALFORMED_INVITATION, lambda: read_invitation_text("EP2P1:@@@"))
+    refused(Problem.MALFORMED_INVITATION, lambda: read_invitation_text("hello"))
+
+
+def test_a_refused_join_writes_nothing(tmp_path: Path, community: Any) -> None:
+    document = invitation(tmp_path)["document"]
+    home = tmp_path / "sunny"
+    home.mkdir()
+    config = home / "edge.yaml"
+    config.write_text("name: Sunny House\ndevices: 12\n")
+    refused(Problem.BAD_INPUT, lambda: join(document, config, now=NOW))
+    assert sorted(p.name for p in home.iterdir()) == ["edge.yaml"]
+    assert config.read_text() == "name: Sunny House\ndevices: 12\n"
+    config.unlink()
+    joined = join(document, config, now=NOW, name="Sunny")
+    assert joined["name"] == "Sunny"
+    request = json.loads((home / "data" / "membership-request.json").read_text())
+    assert request["request"]["invitation"] == document["invitation"]["id"]
+
+
+def test_found_refuses_a_folder_in_use_and_leaves_it_alone(tmp_path: Path) -> None:
+    folder = tmp_path / "elm"
+    folder.mkdir()
+    (folder / "mine.txt").write_text("x")
+    refused(
+        Problem.ALREADY_EXISTS,
+        lambda: found(
+            folder, name="E", currency="ELM", home="H", broker_host="h", broker_port=1, now=NOW
+        ),
+    )
+    assert [p.name for p in folder.iterdir()] == ["mine.txt"]
