@@ -27,7 +27,8 @@ from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
-from edge_controller.devices import Clock, SystemClock, serve_on_broker
+from edge_controller.devices import Clock, MqttDevice, SystemClock, serve_on_broker
+from edge_controller.devices.sunspec import SunSpecDevice
 from edge_controller.ledger import Genesis, KeyPair, Ledger, block_limit
 from edge_controller.market import MarketPolicy
 from edge_controller.network import BrokerSettings, CommunityLink
@@ -206,18 +207,21 @@ class Home:
             self._spawn(self._loop(SEAL_CHECK_MS, self.node.seal), "seal")
         if self.usb is not None:
             await self.usb.start()
-        if self.devices:
+        on_mqtt = [d.device for d in self.devices if isinstance(d.device, MqttDevice)]
+        if on_mqtt:
             broker = self.device_broker
             self._spawn(
                 serve_on_broker(
                     broker.host,
                     broker.port,
-                    [d.device for d in self.devices],
+                    on_mqtt,
                     username=broker.username,
                     password=broker.password,
                 ),
                 "devices",
             )
+        for polled in (d.device for d in self.devices if isinstance(d.device, SunSpecDevice)):
+            self._spawn(polled.run(), f"sunspec-{polled.device_id}")
 
     async def switch_off(self) -> None:
         """The first step of stopping: every USB port off (and its loop stopped), so nothing

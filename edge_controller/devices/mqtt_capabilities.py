@@ -1,4 +1,4 @@
-"""The capabilities an `MqttDevice` offers, each a small object behind one Protocol.
+"""The capabilities a device offers, each a small object behind one Protocol.
 
 `capabilities_of` looks at the device's profile and builds only what the hardware has:
 an OpenDTU inverter yields a power meter, an energy meter and an export limiter; a fuel
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from edge_controller.devices.adapter import MqttDevice
 from edge_controller.devices.capabilities import (
     Battery,
     ControllableGenerator,
@@ -20,6 +19,7 @@ from edge_controller.devices.capabilities import (
     FuelCellTelemetry,
     PowerMeter,
 )
+from edge_controller.devices.device import Device
 from edge_controller.devices.profiles import Command, Quantity
 from edge_controller.devices.samples import Sample
 
@@ -34,7 +34,7 @@ HYDROGEN_G_PER_KWH = 60
 class MqttPowerMeter:
     """Power of one quantity (device output or grid exchange) as a `PowerMeter`."""
 
-    def __init__(self, device: MqttDevice, quantity: Quantity = Quantity.POWER_W) -> None:
+    def __init__(self, device: Device, quantity: Quantity = Quantity.POWER_W) -> None:
         self._device = device
         self._quantity = quantity
 
@@ -46,7 +46,7 @@ class MqttPowerMeter:
 class MqttEnergyMeter:
     """Import and export counters as an `EnergyMeter`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
 
     def import_wh(self) -> Sample[int] | None:
@@ -61,7 +61,7 @@ class MqttEnergyMeter:
 class MqttBattery:
     """A battery as a `Battery`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
 
     def soc_percent(self) -> Sample[int] | None:
@@ -97,7 +97,7 @@ class MqttBattery:
 class MqttGenerator:
     """A generator with start/stop and a setpoint as a `ControllableGenerator`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
 
     def power_w(self) -> Sample[int] | None:
@@ -124,7 +124,7 @@ class MqttGenerator:
 class MqttExportLimiter:
     """An export (feed-in) limit as an `ExportLimiter`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
 
     def export_limit_w(self) -> Sample[int] | None:
@@ -139,7 +139,7 @@ class MqttExportLimiter:
 class MqttFuelCell:
     """Fuel-cell state, hydrogen and faults as `FuelCellTelemetry`."""
 
-    def __init__(self, device: MqttDevice, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH) -> None:
+    def __init__(self, device: Device, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH) -> None:
         self._device = device
         self._hydrogen_g_per_kwh = hydrogen_g_per_kwh
 
@@ -171,7 +171,7 @@ class MqttFuelCell:
 class DeviceCapabilities:
     """The capabilities one device has; a field is None when the hardware lacks it."""
 
-    device: MqttDevice
+    device: Device
     power_meter: PowerMeter | None = None
     grid_meter: PowerMeter | None = None
     energy_meter: EnergyMeter | None = None
@@ -195,10 +195,10 @@ class DeviceCapabilities:
 
 
 def capabilities_of(
-    device: MqttDevice, *, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH
+    device: Device, *, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH
 ) -> DeviceCapabilities:
     """Build the capability objects that the device's profile supports."""
-    have = device.profile.quantities()
+    have = device.quantities()
     return DeviceCapabilities(
         device=device,
         power_meter=MqttPowerMeter(device) if Quantity.POWER_W in have else None,
