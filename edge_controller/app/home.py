@@ -20,6 +20,7 @@ from edge_controller.aio import cancel_and_wait
 from edge_controller.app.actions import OwnerActions
 from edge_controller.app.delivery import Delivery
 from edge_controller.app.events import Announcer, EventBus
+from edge_controller.app.homeassistant import HomeAssistantRelay
 from edge_controller.app.identity import load_or_create_key, secure_data_dir
 from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode, record_sender
 from edge_controller.app.queries import Queries
@@ -109,6 +110,7 @@ class Home:
             message_limit=message_limit,
         )
         self.devices: list[SiteDevice] = [site_device(c, self.clock) for c in devices]
+        self.homeassistant = HomeAssistantRelay(self.devices, data_dir / "homeassistant.json")
         self.events = EventBus()
         self.refused = RefusedRecords(data_dir / "refused.sqlite3")
         self.queries = Queries(

@@ -359,3 +359,44 @@ def _finite(text: str | None) -> int | float | None:
     if not math.isfinite(number):
         return None
     return int(number) if number.is_integer() else number
+
+
+# --- what the integration sends -------------------------------------------------------------
+
+MAX_STATES = 500
+MAX_RESULTS = 64
+
+
+def _at_most(limit: int) -> Any:
+    def check(items: tuple[Any, ...]) -> Iterable[tuple[str, str]]:
+        if len(items) > limit:
+            yield "", f"at most {limit} items"
+
+    return Check(check)
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    """How a service call the edge controller asked for went in Home Assistant."""
+
+    device: str
+    command: str
+    error: Annotated[str, Expect("the error as text")] | None = None
+
+
+@dataclass(frozen=True)
+class RelayBody:
+    """`POST /api/v1/homeassistant/states`: states of the watched entities, and how the
+    service calls of the last answer went."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    states: Annotated[tuple[EntityState, ...], _at_most(MAX_STATES)] = ()
+    results: Annotated[tuple[CommandResult, ...], _at_most(MAX_RESULTS)] = ()
+
+
+@dataclass(frozen=True)
+class EntityMappingBody:
+    """`PUT /api/v1/homeassistant/entities`: each Home Assistant device's entities and
+    services, by device id, as the owner picked them."""
+
+    devices: Mapping[str, HomeAssistantProfileSettings]
