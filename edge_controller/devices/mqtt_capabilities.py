@@ -63,6 +63,8 @@ class MqttBattery:
 
     def __init__(self, device: Device) -> None:
         self._device = device
+        self._driving = False
+        self._owner_w: int | None = None  # the setpoint it reported before we drove it
 
     def soc_percent(self) -> Sample[int] | None:
         """State of charge, %."""
@@ -78,20 +80,31 @@ class MqttBattery:
 
     async def set_power_setpoint_w(self, watts: int) -> None:
         """Charge (positive) or discharge (negative) at `watts`."""
+        if not self._driving:
+            reported = self._device.number(Quantity.BATTERY_SETPOINT_W)
+            self._owner_w = reported.value if reported is not None else None
         await self._device.send(Command.BATTERY_SETPOINT_W, watts)
+        self._driving = True
 
     async def release_setpoint(self) -> None:
         """Hand the battery back to its own management with the profile's release command;
-        a profile without one can only be told 0 W, which holds the battery idle."""
+        without one, write back the setpoint it reported before the trade; a profile with
+        neither can only be told 0 W, which holds the battery idle."""
+        owner = self._owner_w
         if self._device.supports(Command.BATTERY_RELEASE):
             await self._device.send(Command.BATTERY_RELEASE, RELEASE_VALUE)
-            return
-        log.warning(
-            "%s: the profile has no battery_release command: holding the battery at 0 W"
-            " instead of handing it back to its own energy management",
-            self._device.device_id,
-        )
-        await self._device.send(Command.BATTERY_SETPOINT_W, 0)
+        elif owner is not None:
+            await self._device.send(Command.BATTERY_SETPOINT_W, owner)
+            log.info("%s: setpoint back to the owner's %d W", self._device.device_id, owner)
+        else:
+            log.warning(
+                "%s: the profile has no battery_release command: holding the battery at 0 W"
+                " instead of handing it back to its own energy management",
+                self._device.device_id,
+            )
+            await self._device.send(Command.BATTERY_SETPOINT_W, 0)
+        # Only once it went through: a failed hand-back is tried again with the same value.
+        self._driving, self._owner_w = False, None
 
 
 class MqttGenerator:

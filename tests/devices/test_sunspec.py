@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,20 @@ def test_sunspec_settings_mistakes_are_named_with_their_path(tmp_path: Path) -> 
     assert "devices[0].profile.models[0]: model 999 is not read" in problems
     assert "devices[1].profile.host: required" in problems
     assert "devices[1].profile.unit" in problems
+
+
+async def test_overlapping_trades_never_ask_the_battery_for_more_than_its_rating(
+    inverter: SunSpecServer, tmp_path: Path
+) -> None:
+    clock = SimulatedClock(NOON + 10_000)
+    _, battery = home_devices(inverter.port, clock, tmp_path)
+    await battery.device.poll()  # type: ignore[attr-defined]
+    state = one_trade_state()
+    second = replace(state.trades.rows["t1"], id="t2", offer="o2", quantity=40, energy_wh=40)
+    state.trades.put("t2", second)
+    state.commitments.put(BATTERY.id, Commitments(("t1", "t2")))
+    # Re-registered at 2 kW after both were booked: 1.5 kW + 2.4 kW is asked, 2 kW is driven.
+    state.resources.put(BATTERY.id, replace(BATTERY, power_w=2_000))
+    seller = Delivery(SELLER, "", 15_000, _nothing, _nothing)
+    await seller.drive(state, [battery], clock.now_ms())
+    assert inverter.point(124, "OutWRte") == 4_000  # 40.00 % of 5 kW = 2 kW
