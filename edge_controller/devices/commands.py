@@ -13,7 +13,6 @@ import sys
 from typing import Any
 
 import yaml
-from pymodbus.exceptions import ModbusException
 
 from edge_controller.devices.sunspec import devices_entry, probe
 from edge_controller.devices.sunspec_models import SunSpecError
@@ -60,7 +59,7 @@ def run_probe(args: argparse.Namespace) -> int:
     port = int(port_text)
     try:
         found = asyncio.run(probe(host, port, args.unit, args.timeout))
-    except (SunSpecError, ModbusException, OSError) as error:
+    except SunSpecError as error:
         print(f"energy-p2p-edge: {error}", file=sys.stderr)
         return EXIT_FAILED
     print(describe(host, port, args.unit, found))

@@ -18,9 +18,6 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar
 
-from pymodbus.client import AsyncModbusTcpClient
-from pymodbus.exceptions import ModbusException
-
 from edge_controller.devices.adapter import DeviceCommandError
 from edge_controller.devices.clock import Clock
 from edge_controller.devices.profiles import Command, Quantity
@@ -166,9 +163,16 @@ def modbus_problem(error: BaseException | Any, what: str) -> str:
 
 
 class SunSpecLink:
-    """One Modbus TCP connection to a SunSpec device: its model list and its registers."""
+    """One Modbus TCP connection to a SunSpec device: its model list and its registers.
+    Every pymodbus failure comes out as a `SunSpecError` saying what failed."""
 
     def __init__(self, host: str, port: int, unit: int, timeout_s: float = 3.0) -> None:
+        # Imported only when a SunSpec device is used: a home without one (or an edge
+        # controller installed beside Home Assistant before this dependency) never needs it.
+        from pymodbus.client import AsyncModbusTcpClient
+        from pymodbus.exceptions import ModbusException
+
+        self._modbus_error = ModbusException
         self.host, self.port, self.unit = host, port, unit
         self._client = AsyncModbusTcpClient(
             host, port=port, timeout=timeout_s, retries=0, reconnect_delay=0
@@ -180,7 +184,13 @@ class SunSpecLink:
 
     async def connect(self) -> None:
         """Open the connection; raises SunSpecError when nothing answers."""
-        if not await self._client.connect():
+        try:
+            connected = await self._client.connect()
+        except (OSError, self._modbus_error) as error:
+            raise SunSpecError(
+                f"no Modbus TCP device answers at {self.host}:{self.port}: {error}"
+            ) from None
+        if not connected:
             raise SunSpecError(f"no Modbus TCP device answers at {self.host}:{self.port}")
 
     def close(self) -> None:
@@ -195,7 +205,7 @@ class SunSpecLink:
                 answer = await self._client.read_holding_registers(
                     at, count=size, device_id=self.unit
                 )
-            except ModbusException as error:
+            except (OSError, self._modbus_error) as error:
                 raise SunSpecError(
                     modbus_problem(error, f"register {at} of {self.where}")
                 ) from None
@@ -208,7 +218,7 @@ class SunSpecLink:
         """Write holding registers from `address`."""
         try:
             answer = await self._client.write_registers(address, list(values), device_id=self.unit)
-        except ModbusException as error:
+        except (OSError, self._modbus_error) as error:
             raise SunSpecError(modbus_problem(error, f"writing register {address}")) from None
         if answer.isError():
             raise SunSpecError(modbus_problem(answer, f"writing register {address}"))
@@ -360,7 +370,7 @@ class SunSpecDevice:
             if self._link is None:
                 await self._open()
             await self._read_all()
-        except (SunSpecError, OSError, ModbusException) as error:
+        except SunSpecError as error:
             self._fail(str(error) or type(error).__name__)
             return
         self.problem = None
@@ -442,7 +452,7 @@ class SunSpecDevice:
                 await self._hand_back(storage)
             else:
                 await self._drive(storage, value)
-        except (SunSpecError, OSError, ModbusException) as error:
+        except SunSpecError as error:
             raise DeviceCommandError(f"{self.device_id}: {error}") from None
 
     async def _drive(self, storage: ModelValues, watts: int) -> None:
