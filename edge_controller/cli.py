@@ -444,6 +444,12 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _add_devices(subparsers: Subparsers) -> None:
+    from edge_controller.devices.commands import add_devices
+
+    add_devices(subparsers)
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_keygen,
     _add_genesis,
@@ -452,6 +458,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_run,
     _add_demo,
     community_commands.add_parser,
+    _add_devices,
 )
 
 

@@ -14,8 +14,10 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 
-from edge_controller.devices import Clock, Profile, ProfileSettings
+from edge_controller.devices import Clock
 from edge_controller.devices.roles import Role
+from edge_controller.devices.sources import DeviceSettings, DeviceSource
+from edge_controller.devices.templates import expand_templates
 from edge_controller.market import MarketPolicy, Problem, ValidationError
 from edge_controller.market.checks import Between, Check, Checks, Expect, NonEmpty, OneOf, from_dict
 from edge_controller.network import BrokerSettings
@@ -39,11 +41,12 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class DeviceConfig:
-    """One device: the ledger resource it backs, its role and its MQTT profile."""
+    """One device: the ledger resource it backs, its role and where its telemetry comes
+    from (an MQTT profile, a SunSpec device, Home Assistant entities)."""
 
     id: str
     role: Role
-    profile: Profile
+    profile: DeviceSource
     resource: str = ""
     stale_after_ms: int = 30_000
 
@@ -209,7 +212,7 @@ class DeviceSection:
 
     id: Text
     role: Annotated[str, OneOf(DEVICE_ROLES)]
-    profile: ProfileSettings
+    profile: DeviceSettings
     resource: Annotated[str, Expect("the ledger resource id as text")] = ""
     stale_after_s: Annotated[int, Between(1, 86_400)] = 30
 
@@ -414,6 +417,8 @@ def parse_config(data: Any, source: str = "configuration", base: Path | None = N
     problems: list[Problem] = []
     document: ConfigDocument | None = None
     try:
+        # `template: NAME` entries become the profile the catalogue gives for NAME.
+        data = expand_templates(data)
         document = from_dict(ConfigDocument, data)
     except ValidationError as error:
         problems.extend(error.problems)

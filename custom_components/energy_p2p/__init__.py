@@ -19,6 +19,7 @@ from .counter_offers import async_setup_counter_offer_services
 from .entity import StaleDevices, async_register_edge_device, current_identifiers
 from .frontend import async_register_card
 from .membership import async_setup_membership
+from .relay import EntityRelay
 from .repairs import async_delete_issues
 from .services import async_setup_services
 
@@ -80,6 +81,12 @@ async def async_setup_entry(hass: HomeAssistant, entry: EnergyP2PConfigEntry) ->
     # Cancelled by Home Assistant when the entry unloads.
     entry.async_create_background_task(
         hass, coordinator.async_follow_events(), f"energy_p2p events {client.base_url}"
+    )
+    # The entities the edge controller's Home Assistant devices follow, relayed to it.
+    entry.async_create_background_task(
+        hass,
+        EntityRelay(hass, client, entry.entry_id).async_run(),
+        f"energy_p2p relay {client.base_url}",
     )
     return True
 

@@ -185,6 +185,22 @@ class EnergyP2PClient:
         """`PUT policy`: returns the policy in force (`ApiError` `invalid_policy` if bad)."""
         return await self._request("PUT", "policy", body=policy)
 
+    async def get_ha_entities(self) -> JSON:
+        """`GET homeassistant/entities`: the edge controller's Home Assistant devices, the
+        entities each follows and every entity to relay (`watched`)."""
+        return await self._request("GET", "homeassistant/entities")
+
+    async def set_ha_entities(self, devices: JSON) -> JSON:
+        """`PUT homeassistant/entities`: the entities and services the owner picked, by
+        device id."""
+        return await self._request("PUT", "homeassistant/entities", body={"devices": devices})
+
+    async def relay_states(self, states: list[JSON], results: list[JSON]) -> JSON:
+        """`POST homeassistant/states`: relayed entity states and how the last service calls
+        went; answers with the service calls to carry out now."""
+        body = {"states": states, "results": results}
+        return await self._request("POST", "homeassistant/states", body=body)
+
     async def get_usb(self) -> JSON:
         """`GET usb`: the USB charging hub, meter, ports and recent sessions (404: none)."""
         return await self._request("GET", "usb")

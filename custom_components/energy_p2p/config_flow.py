@@ -13,7 +13,6 @@ from homeassistant.config_entries import (
     ConfigEntryState,
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlow,
 )
 from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN, PERCENTAGE, UnitOfPower
 from homeassistant.core import callback
@@ -39,6 +38,7 @@ from .api import (
 )
 from .community_flow import JoinCommunityStep, is_unjoined
 from .const import API_PATH, API_VERSION, DEFAULT_PORT, DOMAIN
+from .options_devices import HomeAssistantDevicesStep
 from .policy import (
     min_sell_price,
     section,
@@ -276,7 +276,7 @@ def _price_selector(currency: str) -> NumberSelector:
     )
 
 
-class EnergyP2POptionsFlow(OptionsFlow):
+class EnergyP2POptionsFlow(HomeAssistantDevicesStep):
     """Edits the edge controller's market policy; Home Assistant keeps no copy of it."""
 
     def __init__(self) -> None:
@@ -324,7 +324,8 @@ class EnergyP2POptionsFlow(OptionsFlow):
                 entry = self.config_entry
                 if entry.state is ConfigEntryState.LOADED:
                     entry.runtime_data.coordinator.async_apply("policy", policy)
-                return self.async_create_entry(data={})
+                # Then the entities of the edge controller's Home Assistant devices, if any.
+                return await self.async_step_ha_devices_or_done()
         return self.async_show_form(
             step_id="init",
             data_schema=self.add_suggested_values_to_schema(

@@ -30,6 +30,7 @@ from edge_controller.api.bodies import (
 )
 from edge_controller.api.community import add_routes as add_community_routes
 from edge_controller.api.counters import counter_routes
+from edge_controller.api.homeassistant import add_routes as add_homeassistant_routes
 from edge_controller.api.status_page import status_page
 from edge_controller.app.events import Subscription
 from edge_controller.app.home import Home
@@ -170,6 +171,11 @@ def read_body(kind: type[B], data: dict[str, Any]) -> B:
         )
         code = "missing_field" if missing else "invalid_field"
         raise Refusal(code, message, Why.INVALID) from None
+
+
+async def read_request(request: web.Request, kind: type[B]) -> B:
+    """The request's body read as `kind` (a 400, 413 or 422 when it is not one)."""
+    return read_body(kind, await body(request))
 
 
 def home_of(request: web.Request) -> Home:
@@ -513,6 +519,7 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_get(f"{PREFIX}/ws", websocket)
     r.add_routes(counter_routes(PREFIX, home_of, decline_reason))
     add_community_routes(app, PREFIX, home_of, body)
+    add_homeassistant_routes(r, PREFIX, home_of, read_request)
     return app
 
 

@@ -99,6 +99,9 @@ class Delivery:
                 for t in _trades_of(state, resource.id)
                 if t.status in ("active", "terminated") and t.start <= now < t.end
             )
+            # The ledger books trades within the rating; a registration lowered since (or
+            # energy trades rounded up) must still not ask the inverter for more than it has.
+            power = min(power, resource.power_w)
             if power == 0 and not self.setpoints.taken_over(device.id):
                 # No trade runs and we never took the device over: leave it to its owner.
                 continue

@@ -21,6 +21,7 @@ from edge_controller.app.actions import OwnerActions
 from edge_controller.app.counters import CounterOffers
 from edge_controller.app.delivery import Delivery
 from edge_controller.app.events import Announcer, EventBus
+from edge_controller.app.homeassistant import HomeAssistantRelay
 from edge_controller.app.identity import load_or_create_key, secure_data_dir
 from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode, record_sender
 from edge_controller.app.queries import Queries
@@ -28,7 +29,8 @@ from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
-from edge_controller.devices import Clock, SystemClock, serve_on_broker
+from edge_controller.devices import Clock, MqttDevice, SystemClock, serve_on_broker
+from edge_controller.devices.sunspec import SunSpecDevice
 from edge_controller.ledger import Genesis, KeyPair, Ledger, block_limit
 from edge_controller.market import MarketPolicy
 from edge_controller.network import BrokerSettings, CommunityLink
@@ -110,6 +112,7 @@ class Home:
             message_limit=message_limit,
         )
         self.devices: list[SiteDevice] = [site_device(c, self.clock) for c in devices]
+        self.homeassistant = HomeAssistantRelay(self.devices, data_dir / "homeassistant.json")
         self.events = EventBus()
         self.refused = RefusedRecords(data_dir / "refused.sqlite3")
         self.queries = Queries(
@@ -211,18 +214,21 @@ class Home:
             self._spawn(self._loop(SEAL_CHECK_MS, self.node.seal), "seal")
         if self.usb is not None:
             await self.usb.start()
-        if self.devices:
+        on_mqtt = [d.device for d in self.devices if isinstance(d.device, MqttDevice)]
+        if on_mqtt:
             broker = self.device_broker
             self._spawn(
                 serve_on_broker(
                     broker.host,
                     broker.port,
-                    [d.device for d in self.devices],
+                    on_mqtt,
                     username=broker.username,
                     password=broker.password,
                 ),
                 "devices",
             )
+        for polled in (d.device for d in self.devices if isinstance(d.device, SunSpecDevice)):
+            self._spawn(polled.run(), f"sunspec-{polled.device_id}")
 
     async def switch_off(self) -> None:
         """The first step of stopping: every USB port off (and its loop stopped), so nothing

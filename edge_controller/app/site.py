@@ -21,11 +21,12 @@ from edge_controller.devices import (
     DeviceCapabilities,
     DeviceCommandError,
     FuelCellState,
-    MqttDevice,
     capabilities_of,
 )
+from edge_controller.devices.device import Device
 from edge_controller.devices.roles import Role
 from edge_controller.devices.samples import Sample
+from edge_controller.devices.sources import open_device
 from edge_controller.ledger import Resource
 from edge_controller.market import (
     BatteryReading,
@@ -83,7 +84,7 @@ class SiteDevice:
     role: ClassVar[Role] = Role.METER
 
     config: DeviceConfig
-    device: MqttDevice
+    device: Device
     capabilities: DeviceCapabilities
 
     @property
@@ -234,8 +235,9 @@ BEHAVIOURS: dict[Role, type[SiteDevice]] = {
 
 
 def site_device(config: DeviceConfig, clock: Clock) -> SiteDevice:
-    """The configured device on its MQTT profile, with its role's behaviour."""
-    device = MqttDevice(config.id, config.profile, clock, stale_after_ms=config.stale_after_ms)
+    """The configured device on its source (MQTT, SunSpec, Home Assistant), with its role's
+    behaviour."""
+    device = open_device(config.id, config.profile, clock, config.stale_after_ms)
     return BEHAVIOURS[config.role](config, device, capabilities_of(device))
 
 

@@ -100,6 +100,10 @@ class MqttDevice:
         """Whether a publisher is attached, so commands can be sent."""
         return self._publisher is not None
 
+    def quantities(self) -> frozenset[Quantity]:
+        """Every quantity the profile provides, by telemetry or as a constant."""
+        return self.profile.quantities()
+
     # -- MqttParticipant ---------------------------------------------------------------
 
     def subscriptions(self) -> Sequence[str]:

@@ -1,4 +1,4 @@
-"""The capabilities an `MqttDevice` offers, each a small object behind one Protocol.
+"""The capabilities a device offers, each a small object behind one Protocol.
 
 `capabilities_of` looks at the device's profile and builds only what the hardware has:
 an OpenDTU inverter yields a power meter, an energy meter and an export limiter; a fuel
@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from edge_controller.devices.adapter import MqttDevice
 from edge_controller.devices.capabilities import (
     Battery,
     ControllableGenerator,
@@ -20,6 +19,7 @@ from edge_controller.devices.capabilities import (
     FuelCellTelemetry,
     PowerMeter,
 )
+from edge_controller.devices.device import Device
 from edge_controller.devices.profiles import Command, Quantity
 from edge_controller.devices.samples import Sample
 
@@ -34,7 +34,7 @@ HYDROGEN_G_PER_KWH = 60
 class MqttPowerMeter:
     """Power of one quantity (device output or grid exchange) as a `PowerMeter`."""
 
-    def __init__(self, device: MqttDevice, quantity: Quantity = Quantity.POWER_W) -> None:
+    def __init__(self, device: Device, quantity: Quantity = Quantity.POWER_W) -> None:
         self._device = device
         self._quantity = quantity
 
@@ -46,7 +46,7 @@ class MqttPowerMeter:
 class MqttEnergyMeter:
     """Import and export counters as an `EnergyMeter`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
 
     def import_wh(self) -> Sample[int] | None:
@@ -61,8 +61,10 @@ class MqttEnergyMeter:
 class MqttBattery:
     """A battery as a `Battery`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
+        self._driving = False
+        self._owner_w: int | None = None  # the setpoint it reported before we drove it
 
     def soc_percent(self) -> Sample[int] | None:
         """State of charge, %."""
@@ -78,26 +80,37 @@ class MqttBattery:
 
     async def set_power_setpoint_w(self, watts: int) -> None:
         """Charge (positive) or discharge (negative) at `watts`."""
+        if not self._driving:
+            reported = self._device.number(Quantity.BATTERY_SETPOINT_W)
+            self._owner_w = reported.value if reported is not None else None
         await self._device.send(Command.BATTERY_SETPOINT_W, watts)
+        self._driving = True
 
     async def release_setpoint(self) -> None:
         """Hand the battery back to its own management with the profile's release command;
-        a profile without one can only be told 0 W, which holds the battery idle."""
+        without one, write back the setpoint it reported before the trade; a profile with
+        neither can only be told 0 W, which holds the battery idle."""
+        owner = self._owner_w
         if self._device.supports(Command.BATTERY_RELEASE):
             await self._device.send(Command.BATTERY_RELEASE, RELEASE_VALUE)
-            return
-        log.warning(
-            "%s: the profile has no battery_release command: holding the battery at 0 W"
-            " instead of handing it back to its own energy management",
-            self._device.device_id,
-        )
-        await self._device.send(Command.BATTERY_SETPOINT_W, 0)
+        elif owner is not None:
+            await self._device.send(Command.BATTERY_SETPOINT_W, owner)
+            log.info("%s: setpoint back to the owner's %d W", self._device.device_id, owner)
+        else:
+            log.warning(
+                "%s: the profile has no battery_release command: holding the battery at 0 W"
+                " instead of handing it back to its own energy management",
+                self._device.device_id,
+            )
+            await self._device.send(Command.BATTERY_SETPOINT_W, 0)
+        # Only once it went through: a failed hand-back is tried again with the same value.
+        self._driving, self._owner_w = False, None
 
 
 class MqttGenerator:
     """A generator with start/stop and a setpoint as a `ControllableGenerator`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
 
     def power_w(self) -> Sample[int] | None:
@@ -124,7 +137,7 @@ class MqttGenerator:
 class MqttExportLimiter:
     """An export (feed-in) limit as an `ExportLimiter`."""
 
-    def __init__(self, device: MqttDevice) -> None:
+    def __init__(self, device: Device) -> None:
         self._device = device
 
     def export_limit_w(self) -> Sample[int] | None:
@@ -139,7 +152,7 @@ class MqttExportLimiter:
 class MqttFuelCell:
     """Fuel-cell state, hydrogen and faults as `FuelCellTelemetry`."""
 
-    def __init__(self, device: MqttDevice, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH) -> None:
+    def __init__(self, device: Device, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH) -> None:
         self._device = device
         self._hydrogen_g_per_kwh = hydrogen_g_per_kwh
 
@@ -171,7 +184,7 @@ class MqttFuelCell:
 class DeviceCapabilities:
     """The capabilities one device has; a field is None when the hardware lacks it."""
 
-    device: MqttDevice
+    device: Device
     power_meter: PowerMeter | None = None
     grid_meter: PowerMeter | None = None
     energy_meter: EnergyMeter | None = None
@@ -195,10 +208,10 @@ class DeviceCapabilities:
 
 
 def capabilities_of(
-    device: MqttDevice, *, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH
+    device: Device, *, hydrogen_g_per_kwh: int = HYDROGEN_G_PER_KWH
 ) -> DeviceCapabilities:
     """Build the capability objects that the device's profile supports."""
-    have = device.profile.quantities()
+    have = device.quantities()
     return DeviceCapabilities(
         device=device,
         power_meter=MqttPowerMeter(device) if Quantity.POWER_W in have else None,

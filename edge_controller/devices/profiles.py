@@ -45,6 +45,9 @@ class Quantity(StrEnum):
     SOC_PERCENT = "soc_percent"
     CAPACITY_WH = "capacity_wh"
     BATTERY_POWER_W = "battery_power_w"
+    # The charge (> 0) or discharge (< 0) setpoint in force, as the battery reports it:
+    # the owner's own setting is written back from it when a trade ends.
+    BATTERY_SETPOINT_W = "battery_setpoint_w"
     POWER_RATING_W = "power_rating_w"
     EXPORT_LIMIT_W = "export_limit_w"
     STATE = "state"

@@ -280,14 +280,34 @@ def _check_addressee(offer: Offer, buyer: str) -> None:
         raise Rejected(Reason.NOT_ADDRESSEE, f"offer {offer.id[:12]} is private to other homes")
 
 
+def _sells_generated_energy(resource: Resource, mode: str, rules: int) -> bool:
+    """Whether a sale is energy a PV inverter without storage generates over the window
+    (rules 3): bounded by its rating and paid by its meter, not by energy it holds."""
+    return (
+        rules >= THIRD_RULES
+        and mode == "energy"
+        and resource.kind == "pv"
+        and (resource.capacity_wh == 0)
+    )
+
+
 def _check_resource_can_supply(
-    state: State, resource: Resource, mode: str, quantity: int, start: int, end: int
+    state: State, resource: Resource, mode: str, quantity: int, start: int, end: int, rules: int
 ) -> None:
     # What a resource holds comes first: an energy sale it has not the energy for is refused
     # as such, whatever its power. Energy-limited resources (battery, hydrogen) must also
     # hold the energy behind a capacity sale; a PV inverter registers no storage and is
     # limited by power alone.
-    if mode == "energy" or resource.capacity_wh > 0:
+    if _sells_generated_energy(resource, mode, rules):
+        # Energy a PV inverter generates is known only from its signed meter readings,
+        # which the rating bounds (exceeds_rating): without a meter nobody could say it
+        # was delivered. The rating check below bounds its average power over the window.
+        if not resource.meter:
+            raise Rejected(
+                Reason.NO_METER,
+                f"{resource.id} has no registered meter: it can sell capacity, not energy",
+            )
+    elif mode == "energy" or resource.capacity_wh > 0:
         energy = energy_of(mode, quantity, start, end)
         free_wh = resource.available_wh - resource.committed_wh
         if energy > free_wh:
@@ -327,7 +347,9 @@ def _create_trade(
     if quantity < min(offer.min_quantity, offer.remaining):
         raise Rejected(Reason.BELOW_MINIMUM, f"offer sells at least {offer.min_quantity}")
     resource = _resource(state, offer.resource)
-    _check_resource_can_supply(state, resource, offer.mode, quantity, offer.start, offer.end)
+    _check_resource_can_supply(
+        state, resource, offer.mode, quantity, offer.start, offer.end, ctx.rules
+    )
     energy = energy_of(offer.mode, quantity, offer.start, offer.end)
     cost = cost_of(energy, price)
     buyer_account = state.account(buyer)
@@ -341,7 +363,11 @@ def _create_trade(
     state.offers.put(
         offer.id, evolve(offer, remaining=remaining, status="open" if remaining else "sold")
     )
-    counted = energy if offer.mode == "energy" or resource.capacity_wh > 0 else 0
+    stored = offer.mode == "energy" or resource.capacity_wh > 0
+    # Generated energy is not taken from a store: it holds power (peak_power), not Wh.
+    counted = (
+        energy if stored and not _sells_generated_energy(resource, offer.mode, ctx.rules) else 0
+    )
     state.resources.put(resource.id, evolve(resource, committed_wh=resource.committed_wh + counted))
     existing = state.commitments.get(resource.id)
     state.commitments.put(
@@ -471,7 +497,7 @@ def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[st
             raise Rejected(Reason.BAD_WINDOW, "an auction closes after now and by the expiry")
         if cap < body["price"]:
             raise Rejected(Reason.MALFORMED, "the bid cap is below the reserve price")
-    _check_resource_can_supply(state, resource, body["mode"], quantity, start, end)
+    _check_resource_can_supply(state, resource, body["mode"], quantity, start, end, ctx.rules)
     state.offers.put(record.id, offer_of(record))
     if auction is not None:
         index = state.open_auctions.get("")

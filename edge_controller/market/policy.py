@@ -16,6 +16,7 @@ from edge_controller.market.bidding import BiddingStrategy
 from edge_controller.market.checks import Checks, from_dict, to_dict
 from edge_controller.market.pricing import FixedPrice, PricingStrategy
 from edge_controller.market.spending import SpendingLimits
+from edge_controller.market.units import Mode
 
 PERCENT = 100
 
@@ -30,7 +31,9 @@ class BatterySellRule:
     """Sell battery energy when state of charge stays above `enable_soc_percent`.
 
     Selling stops once it stays below `disable_soc_percent`; offers never reach into
-    the lowest `reserve_percent` of the battery.
+    the lowest `reserve_percent` of the battery. Automatic offers and the trades already
+    held never take more than `max_power_percent` of the battery's rated power together,
+    so an offer the owner makes by hand for the same hours still fits (headroom).
     """
 
     enable_soc_percent: int = 80
@@ -39,6 +42,7 @@ class BatterySellRule:
     enable_delay_ms: int = 60_000
     disable_delay_ms: int = 60_000
     min_offer_wh: int = 100
+    max_power_percent: int = 80
 
     def __post_init__(self) -> None:
         checks = Checks()
@@ -56,12 +60,19 @@ class BatterySellRule:
         )
         _check_delays(checks, self.enable_delay_ms, self.disable_delay_ms)
         checks.require(self.min_offer_wh > 0, "min_offer_wh", "must be positive")
+        checks.require(
+            1 <= self.max_power_percent <= PERCENT, "max_power_percent", "must be 1..100"
+        )
         checks.done()
 
     @property
     def thresholds(self) -> tuple[float, float]:
         """The (enable, disable) values of the signal this rule watches."""
         return self.enable_soc_percent, self.disable_soc_percent
+
+    def offer_mode(self, natural: Mode) -> Mode:
+        """A battery sells the way its reading does: stored energy."""
+        return natural
 
     @property
     def min_offer(self) -> int:
@@ -74,7 +85,9 @@ class PvSellRule:
     """Sell PV capacity when the surplus stays above `enable_surplus_w`.
 
     Selling stops once it stays below `disable_surplus_w`; `reserve_w` of the surplus is
-    kept back because clouds and household load move faster than offers.
+    kept back because clouds and household load move faster than offers. `sell_as`
+    `energy` offers the surplus as Wh over the window instead of W of capacity (a
+    community on rules 3, and a PV inverter with a registered meter).
     """
 
     enable_surplus_w: int = 1_000
@@ -83,6 +96,7 @@ class PvSellRule:
     enable_delay_ms: int = 60_000
     disable_delay_ms: int = 60_000
     min_offer_w: int = 100
+    sell_as: Mode = "capacity"
 
     def __post_init__(self) -> None:
         checks = Checks()
@@ -104,8 +118,12 @@ class PvSellRule:
 
     @property
     def min_offer(self) -> int:
-        """The smallest offer worth publishing, in W of capacity."""
+        """The smallest offer worth publishing: W of capacity, or Wh when sold as energy."""
         return self.min_offer_w
+
+    def offer_mode(self, natural: Mode) -> Mode:
+        """Capacity, or energy when the owner sells the surplus as Wh."""
+        return self.sell_as
 
 
 @dataclass(frozen=True)
@@ -145,6 +163,10 @@ class FuelCellSellRule:
     def min_offer(self) -> int:
         """The smallest offer worth publishing, in W of capacity."""
         return self.min_offer_w
+
+    def offer_mode(self, natural: Mode) -> Mode:
+        """A fuel cell sells the way its reading does: capacity."""
+        return natural
 
 
 SellRule = BatterySellRule | PvSellRule | FuelCellSellRule

@@ -95,13 +95,15 @@ class BatteryReading:
         return self.soc_percent
 
     def supply(self, policy: SellPolicy, start: int, end: int) -> Supply:
-        """The energy above the reserve not yet sold, at the power it can sustain."""
+        """The energy above the reserve not yet sold, at the power it can sustain within
+        the rule's share of the rating (the rest is the owner's headroom)."""
         if policy.battery is None:
             return Supply(0, 0)
         duration_ms = end - start
         soc_permille = int(self.soc_percent * 10)
         above_reserve = (soc_permille - policy.battery.reserve_percent * 10) * self.capacity_wh
-        free_w = self.free_w(start, end)
+        share_w = self.max_discharge_w * policy.battery.max_power_percent // 100
+        free_w = max(0, min(self.free_w(start, end), share_w - held_w(self.held, start, end)))
         energy = above_reserve // PERMILLE - self.committed_wh
         energy = min(energy, capacity_energy_wh(free_w, duration_ms))
         return Supply(min(free_w, sustainable_power_w(max(0, energy), duration_ms)), energy)

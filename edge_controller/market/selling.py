@@ -162,7 +162,7 @@ class AutoSeller:
         # `value` is None exactly when the telemetry is stale.
         if not (trigger.on and value is not None and not ours and interval_passed):
             return []
-        mode = reading.mode
+        mode = rule.offer_mode(reading.mode)
         quantity = available_quantity(reading, policy, mode, start, end, offers)
         if quantity < rule.min_offer:
             return []

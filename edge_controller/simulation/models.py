@@ -232,13 +232,14 @@ class BatteryModel:
             self.discharged_wh += given_wh
 
     def telemetry(self) -> Mapping[Quantity, TelemetryValue]:
-        """State of charge, capacity, power and energy counters."""
+        """State of charge, capacity, power, energy counters and the setpoint it obeys."""
         return {
             Quantity.SOC_PERCENT: round(self.soc_percent),
             Quantity.CAPACITY_WH: self.capacity_wh,
             Quantity.BATTERY_POWER_W: self.power_w(),
             Quantity.IMPORT_ENERGY_WH: round(self.charged_wh),
             Quantity.EXPORT_ENERGY_WH: round(self.discharged_wh),
+            Quantity.BATTERY_SETPOINT_W: self.setpoint_w,
         }
 
     def obey(self, command: Command, value: int) -> bool:

@@ -147,3 +147,31 @@ async def test_a_profile_without_a_release_command_holds_the_battery_at_zero_and
         await eventually(lambda: battery.setpoint_w == 0)
     assert not battery.released
     assert any("no battery_release command" in r.getMessage() for r in caplog.records)
+
+
+async def test_a_battery_that_reports_its_setpoint_gets_the_owner_s_back_after_a_trade(
+    mosquitto: Broker,
+) -> None:
+    clock = SimulatedClock(NOON + 10_000)
+    battery = BatteryModel(5_000, start_ms=clock.now_ms(), soc_percent=50.0)
+    battery.obey(Command.BATTERY_SETPOINT_W, 777)  # the owner charges at 777 W
+    profile = simple_generic_profile(
+        "sim/solar/reporting-battery",
+        (*QUANTITIES, Quantity.BATTERY_SETPOINT_W),
+        (Command.BATTERY_SETPOINT_W,),
+    )
+    simulator = SimulatedMqttDevice("reporting", battery, profile, clock)
+    adapter = MqttDevice("battery", profile, clock, stale_after_ms=30_000)
+    device = BatterySite(
+        DeviceConfig("battery", "battery", profile, RESOURCE, 30_000),
+        adapter,
+        capabilities_of(adapter),
+    )
+    state, seller = one_trade_state(), delivery()
+
+    async with on_broker(mosquitto, simulator), on_broker(mosquitto, adapter):
+        await eventually(lambda: adapter.number(Quantity.BATTERY_SETPOINT_W) is not None)
+        await seller.drive(state, [device], clock.now_ms())
+        await eventually(lambda: battery.setpoint_w == -1_200)
+        await seller.drive(state, [device], NOON + WINDOW_MS + 1_000)
+        await eventually(lambda: battery.setpoint_w == 777)  # the owner's, not 0 W

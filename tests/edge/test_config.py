@@ -32,7 +32,7 @@ def test_the_sample_configuration_in_the_repository_is_valid(tmp_path: Path) -> 
     assert config.name == "Alice's house"
     assert config.community_broker.password == "s3cret"
     assert config.community_broker.tls_ca_file is not None
-    assert [d.role for d in config.devices] == ["pv", "battery", "grid_meter"]
+    assert [d.role for d in config.devices] == ["pv", "battery", "grid_meter", "meter"]
     assert config.devices[0].profile.name.startswith("opendtu:")
     assert config.policy.sell.battery is not None
     assert config.policy.sell.battery.enable_soc_percent == 85

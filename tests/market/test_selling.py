@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -30,6 +31,7 @@ from edge_controller.market import (
     SellPolicy,
     WithdrawOffer,
 )
+from edge_controller.market.checks import ValidationError
 from edge_controller.market.units import held_w
 
 SECOND = 1_000
@@ -37,12 +39,15 @@ MINUTE = 60 * SECOND
 HOUR = 60 * MINUTE
 ME = "home-a"
 
+# The whole rating for automatic selling: these tests check the rating's arithmetic; the
+# owner's headroom (the default 80 %) has its own tests below.
 BATTERY_RULE = BatterySellRule(
     enable_soc_percent=80,
     disable_soc_percent=70,
     reserve_percent=30,
     enable_delay_ms=MINUTE,
     disable_delay_ms=MINUTE,
+    max_power_percent=100,
 )
 POLICY = SellPolicy(
     battery=BATTERY_RULE,
@@ -453,3 +458,42 @@ def test_a_counter_offer_close_enough_to_the_asking_price_is_confirmed() -> None
     assert not confirms_counter(policy, asking_price=300, counter_price=269)
     assert not confirms_counter(SellPolicy(auto_sell=False), 300, 300)
     assert not confirms_counter(SellPolicy(min_counter_permille=1001), 300, 300)
+
+
+# --- headroom and PV energy -------------------------------------------------------------------
+
+
+def test_automatic_selling_leaves_the_owner_headroom_of_the_battery_s_rating():
+    headroom = replace(POLICY, battery=replace(BATTERY_RULE, max_power_percent=75))
+    home = app(headroom)
+    slow = replace(battery(100), max_discharge_w=2_000)
+    home.tick(0, slow)
+    (offer,) = home.tick(MINUTE, slow)
+    assert isinstance(offer, PublishOffer)
+    assert offer.intent.quantity == 1_500  # 75 % of 2 kW for one hour: 500 W stay the owner's
+
+    # Trades the owner made by hand count: 1.2 kW held leaves 300 W for automatic offers.
+    busy = app(headroom)
+    held = replace(slow, held=(PowerHold(0, 3 * HOUR, 1_200),))
+    busy.tick(0, held)
+    (offer,) = busy.tick(MINUTE, held)
+    assert isinstance(offer, PublishOffer)
+    assert offer.intent.quantity == 300
+
+
+def test_the_default_battery_rule_keeps_a_fifth_of_the_rating_for_the_owner():
+    assert BatterySellRule().max_power_percent == 80
+    with pytest.raises(ValidationError) as error:
+        BatterySellRule(max_power_percent=0)
+    assert "max_power_percent: must be 1..100" in str(error.value)
+
+
+def test_a_pv_surplus_sold_as_energy_offers_wh_over_the_window():
+    as_energy = replace(POLICY, pv=replace(POLICY.pv, sell_as="energy"))
+    home = app(as_energy)
+    sunny = PvReading("pv-1", pv_w=3_200, load_w=200, fresh=True)
+    home.tick(0, sunny)
+    (offer,) = home.tick(MINUTE, sunny)
+    assert isinstance(offer, PublishOffer)
+    assert offer.intent.mode == "energy"
+    assert offer.intent.quantity == 2_800  # (3 000 W surplus - 200 W reserve) for an hour
