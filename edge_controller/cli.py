@@ -443,6 +443,12 @@ def _demo(args: argparse.Namespace) -> int:
     )
 
 
+def _add_statement(subparsers: Subparsers) -> None:
+    from edge_controller.api.statement_client import add_statement
+
+    add_statement(subparsers)
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_keygen,
     _add_genesis,
@@ -450,6 +456,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_bench,
     _add_run,
     _add_demo,
+    _add_statement,
 )
 
 

@@ -14,7 +14,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 
+from edge_controller.building_config import BuildingConfig, BuildingSection
 from edge_controller.devices import Clock, Profile, ProfileSettings
+from edge_controller.devices.profiles import Quantity
 from edge_controller.devices.roles import Role
 from edge_controller.market import MarketPolicy, Problem, ValidationError
 from edge_controller.market.checks import Between, Check, Checks, Expect, NonEmpty, OneOf, from_dict
@@ -103,6 +105,7 @@ class HomeConfig:
     devices: tuple[DeviceConfig, ...] = ()
     policy: MarketPolicy = field(default_factory=MarketPolicy)
     usb: UsbConfig | None = None
+    building: BuildingConfig | None = None
 
     def path(self, relative: Path) -> Path:
         """A path from the file, relative to the data directory unless absolute."""
@@ -357,6 +360,13 @@ class ConfigDocument:
     ] = ()
     policy: MarketPolicy | None = None
     usb: UsbSection | None = None
+    building: BuildingSection | None = None
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        for path, message in _building_problems(self):
+            checks.require(False, path, message)
+        checks.done()
 
     def home(self, base: Path, device_broker_given: bool) -> HomeConfig:
         """The home's configuration; relative paths are taken from `base`."""
@@ -380,7 +390,29 @@ class ConfigDocument:
             devices=tuple(device.config() for device in self.devices),
             policy=self.policy or MarketPolicy(),
             usb=self.usb.config(self.name) if self.usb is not None else None,
+            building=self.building.config() if self.building is not None else None,
         )
+
+
+def _building_problems(document: ConfigDocument) -> Iterable[tuple[str, str]]:
+    """A building's taps read devices of `devices:` and cut off through `usb:` ports."""
+    building = document.building
+    if building is None:
+        return
+    counters = {Quantity.IMPORT_ENERGY_WH, Quantity.EXPORT_ENERGY_WH}
+    devices = {d.id: d.profile.build().quantities() for d in document.devices}
+    ports = document.usb.ports if document.usb is not None else ()
+    for i, tap in enumerate(building.taps):
+        where = f"building.taps[{i}]"
+        if tap.device not in devices:
+            yield f"{where}.device", f"{tap.device!r} is not in devices"
+        elif not counters & devices[tap.device]:
+            yield f"{where}.device", f"{tap.device!r} reports no import or export energy (Wh)"
+        cut = tap.cut_off
+        if cut is not None and cut.device is not None and cut.device not in devices:
+            yield f"{where}.cut_off.device", f"{cut.device!r} is not in devices"
+        if cut is not None and cut.usb_port is not None and cut.usb_port not in ports:
+            yield f"{where}.cut_off.usb_port", f"port {cut.usb_port} is not one of usb.ports"
 
 
 def parse_config(data: Any, source: str = "configuration", base: Path | None = None) -> HomeConfig:

@@ -28,6 +28,7 @@ from edge_controller.api.bodies import (
     UsbPortBody,
     UsbPurchaseBody,
 )
+from edge_controller.api.buildings import building_routes
 from edge_controller.api.status_page import status_page
 from edge_controller.app.events import Subscription
 from edge_controller.app.home import Home
@@ -504,6 +505,7 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_post(f"{PREFIX}/usb/{{port}}/stop", post_usb_stop)
     r.add_put(f"{PREFIX}/usb/{{port}}", put_usb_port)
     r.add_get(f"{PREFIX}/ws", websocket)
+    r.add_routes(building_routes(PREFIX, HOME_KEY, body))
     return app
 
 
