@@ -12,6 +12,7 @@ import pytest
 
 from edge_controller.app.building import Building
 from edge_controller.app.building_store import BuildingStore
+from edge_controller.app.monitor import monitor
 from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.statements import statement, statement_csv, statement_pdf
 from edge_controller.building_config import BuildingSection
@@ -233,3 +234,25 @@ async def test_statements_reconcile_with_the_ledger_and_the_book(tmp_path: Path)
         statement(street.ledger, "SUN", building, "", "tenant-a", "2027-13")
     with pytest.raises(Refusal):
         statement(street.ledger, "SUN", building, "", "stranger", month)
+
+
+def test_the_monitoring_station_shows_volumes_prices_and_who_trades_with_whom(
+    tmp_path: Path,
+) -> None:
+    street = Street(tmp_path)
+    alice = street.c.key("alice").account
+    station = monitor(street.ledger, street.window + HOUR, "hour", 4)
+    hours = [(p["trades"], p["volume_wh"], p["average_price"]) for p in station["periods"]]
+    # The trade's window starts an hour back: settled at 3,000 Wh for 900 (300 per kWh).
+    assert hours == [(0, 0, None), (0, 0, None), (1, 3_000, 300), (0, 0, None)]
+    assert station["pairs"] == [
+        {
+            "seller": alice,
+            "buyer": street.bob.account,
+            "trades": 1,
+            "volume_wh": 3_000,
+            "value": 900,
+        }
+    ]
+    assert station["totals"]["traders"] == 2
+    assert station["trend"] == {"volume_change_wh": -3_000, "price_change": None}
