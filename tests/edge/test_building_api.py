@@ -5,17 +5,20 @@ at each period boundary, as the control loop would."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp.test_utils import TestClient, TestServer
 
 from edge_controller.api.server import create_app
 from edge_controller.app.home import Home
 from edge_controller.building_config import BuildingSection
+from edge_controller.cli import main
 from edge_controller.config import DeviceConfig
 from edge_controller.devices import SimulatedClock
 from edge_controller.devices.profiles import Quantity, simple_generic_profile
@@ -150,3 +153,29 @@ async def test_the_building_its_owners_top_ups_statements_and_monitor_over_http(
     assert station["totals"]["trades"] == 0 and station["pairs"] == []
     status, _ = await get(client, "/api/v1/monitor?period=year")
     assert status == 422
+
+
+async def test_the_command_line_saves_a_statement_from_the_running_home(
+    home: tuple[Home, TestClient[Any, Any]], tmp_path: Path
+) -> None:
+    house, client = home
+    assert client.server.port is not None
+    house.genesis.save(tmp_path / "genesis.json")
+    (tmp_path / "token").write_text(TOKEN + "\n")
+    config = tmp_path / "edge.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "name": "Block A",
+                "genesis": "genesis.json",
+                "data_dir": "data",
+                "api": {"port": client.server.port, "token_file": str(tmp_path / "token")},
+            }
+        )
+    )
+    out = tmp_path / "a.csv"
+    args = ["statement", "-c", str(config), "--owner", "tenant-a", "--month", "2027-01"]
+    assert await asyncio.to_thread(main, [*args, "--format", "csv", "-o", str(out)]) == 0
+    assert out.read_text().startswith("statement,tenant-a,tenant-a,2027-01,SUN")
+    refused = [*args[:4], "nobody", "--month", "2027-01"]
+    assert await asyncio.to_thread(main, refused) == 1
