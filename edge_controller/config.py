@@ -402,6 +402,14 @@ def _building_problems(document: ConfigDocument) -> Iterable[tuple[str, str]]:
     counters = {Quantity.IMPORT_ENERGY_WH, Quantity.EXPORT_ENERGY_WH}
     devices = {d.id: d.profile.build().quantities() for d in document.devices}
     ports = document.usb.ports if document.usb is not None else ()
+    if building.period_s < document.control_interval_s:
+        yield (
+            "building.period_s",
+            (
+                f"must be at least control_interval_s ({document.control_interval_s}): "
+                "the taps are read once a control cycle"
+            ),
+        )
     for i, tap in enumerate(building.taps):
         where = f"building.taps[{i}]"
         if tap.device not in devices:

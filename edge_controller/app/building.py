@@ -46,6 +46,8 @@ Publish = Callable[[str, Any, int], None]
 # Trades whose energy flows: agreed and running, cut short, or settled at what was delivered.
 FLOWING = ("active", "terminated", "settled")
 MAX_TOP_UP = 10**12
+# Counters first seen later than this part of a period into it do not start the period.
+LATE_PART = 2
 
 
 class Building:
@@ -68,7 +70,8 @@ class Building:
         self._usb = usb
         self._devices = {d.id: d for d in devices}
         self._taps = {t.id: t for t in config.taps}
-        self._cursors: dict[str, tuple[int, int, int]] = {}  # tap -> boundary, import, export
+        # tap -> the boundary last read at, import, export, whether read near that boundary
+        self._cursors: dict[str, tuple[int, int, int, bool]] = {}
         self.book = store.book()
         for owner in config.owners:
             if owner.prepaid is not None and owner.id not in self.book.balances:
@@ -87,7 +90,7 @@ class Building:
         period = SettlementPeriod(boundary - period_ms, boundary)
         owners = self.config.tree.owners_at(period.start_ms)
         for tap in self.config.taps:
-            reading = self._read(tap, boundary, period)
+            reading = self._read(tap, boundary, period, now)
             if reading is None:
                 continue
             readings.append(reading)
@@ -118,7 +121,9 @@ class Building:
         self._publish("building", self.view(now), now)
         return settled
 
-    def _read(self, tap: Tap, boundary: int, period: SettlementPeriod) -> TapReading | None:
+    def _read(
+        self, tap: Tap, boundary: int, period: SettlementPeriod, now: int
+    ) -> TapReading | None:
         """What the tap's counters moved over `period`, if they were read at its start."""
         device = self._devices.get(tap.device)
         meter = device.capabilities.energy_meter if device is not None else None
@@ -133,8 +138,11 @@ class Building:
             return None
         import_wh = imported.value if imported is not None else 0
         export_wh = exported.value if exported is not None else 0
-        self._cursors[tap.id] = (boundary, import_wh, export_wh)
-        if cursor is None or cursor[0] != period.start_ms:
+        # Counters first seen well into a period do not start it: the next one is the first
+        # measured whole.
+        whole = cursor is not None or now - boundary <= self.config.period_ms // LATE_PART
+        self._cursors[tap.id] = (boundary, import_wh, export_wh, whole)
+        if cursor is None or cursor[0] != period.start_ms or not cursor[3]:
             return None  # first sight, or a gap: this period was not measured whole
         if import_wh < cursor[1] or export_wh < cursor[2]:
             return None  # the counters were reset

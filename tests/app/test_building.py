@@ -256,3 +256,20 @@ def test_the_monitoring_station_shows_volumes_prices_and_who_trades_with_whom(
     ]
     assert station["totals"]["traders"] == 2
     assert station["trend"] == {"volume_change_wh": -3_000, "price_change": None}
+
+
+async def test_counters_first_seen_late_in_a_period_do_not_bill_that_period(
+    tmp_path: Path,
+) -> None:
+    street = Street(tmp_path)
+    building = await street.building()
+    street.clock.advance(2 * QUARTER // 3)  # started two thirds into a quarter hour
+    street.feed({})
+    assert await building.cycle(street.clock.now_ms()) is None
+    street.clock.advance(QUARTER // 3)
+    street.feed({"main-meter": (300, 0), "flat-a-meter": (200, 0), "flat-b-meter": (100, 0)})
+    # The quarter that just ended was measured for a third only: nobody is billed for it.
+    assert await building.cycle(street.clock.now_ms()) is None
+    assert building.book.settled_until_ms is None
+    assert await street.quarter(building) is not None
+    building.close()

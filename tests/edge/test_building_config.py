@@ -167,3 +167,8 @@ def test_taps_must_read_devices_with_counters_and_switch_real_ports(tmp_path: Pa
         "building.taps[1].cut_off.usb_port: port 2 is not one of usb.ports",
     ):
         assert path in found
+
+
+def test_a_period_shorter_than_the_control_cycle_is_refused(tmp_path: Path) -> None:
+    found = problems(tmp_path, {**GOOD, "period_s": 5}, control_interval_s=10)
+    assert "building.period_s: must be at least control_interval_s (10)" in found
