@@ -17,16 +17,19 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers import entity_registry as er
+from homeassistant.util import dt as dt_util
 
 from custom_components.energy_p2p.const import DOMAIN
 
-from .edge import FakeEdge, until
-from .entity_support import fake_entry
+from .edge import EdgeHome, FakeEdge, until
+from .entity_support import demo_entry, fake_entry
 
 RECORDED: dict[str, Any] = json.loads(
     (Path(__file__).parent / "fixtures" / "building.json").read_text()
 )
 TENANT = "sensor.flat_3_tenant_a"
+
+pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
 def with_building(fake_edge: FakeEdge) -> FakeEdge:
@@ -163,3 +166,31 @@ async def test_a_refused_statement_is_the_users_to_fix(
                     blocking=True,
                     return_response=True,
                 )
+
+
+async def test_the_demos_building_shows_its_owners_and_statements(
+    hass: HomeAssistant, edge_demo: list[EdgeHome]
+) -> None:
+    sunny = edge_demo[0]  # Sunny House: a landlord, a PV roof and two tenants
+    platforms = [Platform.SENSOR, Platform.BINARY_SENSOR]
+    async with demo_entry(hass, sunny, platforms) as entry:
+        devices = dr.async_entries_for_config_entry(dr.async_get(hass), entry.entry_id)
+        owners = sorted(d.name or "" for d in devices if d.model == "Building owner")
+        assert owners == ["Sunny House Landlord", "Sunny House Tenant A", "Sunny House Tenant B"]
+        energy_in = hass.states.get("sensor.sunny_house_tenant_a_energy_in")
+        assert energy_in is not None and energy_in.attributes["unit_of_measurement"] == "Wh"
+        assert state_of(hass, "sensor.sunny_house_tenant_b_prepaid_balance") not in (
+            "unknown",
+            "unavailable",
+        )
+        assert state_of(hass, "binary_sensor.sunny_house_tenant_b_cut_off") in (STATE_ON, STATE_OFF)
+        month = dt_util.utcnow().strftime("%Y-%m")
+        answer = await hass.services.async_call(
+            DOMAIN,
+            "get_statement",
+            {"config_entry_id": entry.entry_id, "owner": "landlord", "month": month},
+            blocking=True,
+            return_response=True,
+        )
+        assert answer is not None and answer["account"] == sunny.account
+        assert answer["building"]["prices"]["shared"] == 150
