@@ -450,6 +450,12 @@ def _add_devices(subparsers: Subparsers) -> None:
     add_devices(subparsers)
 
 
+def _add_statement(subparsers: Subparsers) -> None:
+    from edge_controller.api.statement_client import add_statement
+
+    add_statement(subparsers)
+
+
 COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_keygen,
     _add_genesis,
@@ -459,6 +465,7 @@ COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
     _add_demo,
     community_commands.add_parser,
     _add_devices,
+    _add_statement,
 )
 
 

@@ -14,7 +14,9 @@ from typing import Annotated, Any, ClassVar, Literal
 
 import yaml
 
+from edge_controller.building_config import BuildingConfig, BuildingSection
 from edge_controller.devices import Clock
+from edge_controller.devices.profiles import Quantity
 from edge_controller.devices.roles import Role
 from edge_controller.devices.sources import DeviceSettings, DeviceSource
 from edge_controller.devices.templates import expand_templates
@@ -109,6 +111,7 @@ class HomeConfig:
     usb: UsbConfig | None = None
     # The registrar's folder (`energy-p2p-edge community found`) when this home keeps it.
     registrar_dir: Path | None = None
+    building: BuildingConfig | None = None
 
     def path(self, relative: Path) -> Path:
         """A path from the file, relative to the data directory unless absolute."""
@@ -380,6 +383,13 @@ class ConfigDocument:
     policy: MarketPolicy | None = None
     usb: UsbSection | None = None
     registrar: RegistrarSection | None = None
+    building: BuildingSection | None = None
+
+    def __post_init__(self) -> None:
+        checks = Checks()
+        for path, message in _building_problems(self):
+            checks.require(False, path, message)
+        checks.done()
 
     def home(self, base: Path, device_broker_given: bool) -> HomeConfig:
         """The home's configuration; relative paths are taken from `base`."""
@@ -405,7 +415,38 @@ class ConfigDocument:
             policy=self.policy or MarketPolicy(),
             usb=self.usb.config(self.name) if self.usb is not None else None,
             registrar_dir=Path(self.registrar.directory) if self.registrar else None,
+            building=self.building.config() if self.building is not None else None,
         )
+
+
+def _building_problems(document: ConfigDocument) -> Iterable[tuple[str, str]]:
+    """A building's taps read devices of `devices:` and cut off through `usb:` ports."""
+    building = document.building
+    if building is None:
+        return
+    counters = {Quantity.IMPORT_ENERGY_WH, Quantity.EXPORT_ENERGY_WH}
+    devices = {d.id: d.profile.build().quantities() for d in document.devices}
+    ports = document.usb.ports if document.usb is not None else ()
+    if building.period_s < document.control_interval_s:
+        yield (
+            "building.period_s",
+            (
+                f"must be at least control_interval_s ({document.control_interval_s}): "
+                "the taps are read once a control cycle"
+            ),
+        )
+    for i, tap in enumerate(building.taps):
+        where = f"building.taps[{i}]"
+        if tap.device not in devices:
+            yield f"{where}.device", f"{tap.device!r} is not in devices"
+        elif devices[tap.device] and not counters & devices[tap.device]:
+            # (A Home Assistant device's entities may come later, from the integration.)
+            yield f"{where}.device", f"{tap.device!r} reports no import or export energy (Wh)"
+        cut = tap.cut_off
+        if cut is not None and cut.device is not None and cut.device not in devices:
+            yield f"{where}.cut_off.device", f"{cut.device!r} is not in devices"
+        if cut is not None and cut.usb_port is not None and cut.usb_port not in ports:
+            yield f"{where}.cut_off.usb_port", f"port {cut.usb_port} is not one of usb.ports"
 
 
 def parse_config(data: Any, source: str = "configuration", base: Path | None = None) -> HomeConfig:

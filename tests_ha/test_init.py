@@ -61,9 +61,9 @@ async def test_set_up_unload_and_reload_against_a_real_edge_controller(
     assert device.configuration_url == f"http://{home.host}:{home.port}/"
     entities = er.async_entries_for_config_entry(entity_registry, entry.entry_id)
     # Flat 3 (a meter, no battery or PV): 29 entities of its own (the three spending
-    # limits among them), and 9 per USB port.
+    # limits among them), 3 of the market monitoring station, and 9 per USB port.
     usb = coordinator.data.usb
-    assert len(entities) == 29 + 9 * len(usb["ports"] if usb else [])
+    assert len(entities) == 29 + 3 + 9 * len(usb["ports"] if usb else [])
     assert all(e.unique_id.startswith(f"{home.account}_") for e in entities)
 
     # The event stream connects and reports.

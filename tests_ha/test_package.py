@@ -9,11 +9,16 @@ from pathlib import Path
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.util.yaml import load_yaml_dict
 
-from custom_components.energy_p2p import counter_offers, services
+from custom_components.energy_p2p import building_services, counter_offers, services
 from custom_components.energy_p2p.binary_sensor import (
     BINARY_SENSORS,
     NODE_ONLINE,
     PORT_BINARY_SENSORS,
+)
+from custom_components.energy_p2p.building_entities import (
+    MONITOR_SENSORS,
+    OWNER_CUT_OFF,
+    OWNER_SENSORS,
 )
 from custom_components.energy_p2p.button import SETTLE_NOW
 from custom_components.energy_p2p.const import DOMAIN
@@ -54,8 +59,8 @@ def test_english_translations_are_the_strings() -> None:
 def test_every_entity_has_a_translated_name_and_an_icon() -> None:
     strings, icons = load("strings.json")["entity"], load("icons.json")["entity"]
     every: dict[str, tuple[EntityDescription, ...]] = {
-        "sensor": (*SENSORS, *DEVICE_SENSORS),
-        "binary_sensor": (*BINARY_SENSORS, NODE_ONLINE, *PORT_BINARY_SENSORS),
+        "sensor": (*SENSORS, *DEVICE_SENSORS, *OWNER_SENSORS, *MONITOR_SENSORS),
+        "binary_sensor": (*BINARY_SENSORS, NODE_ONLINE, *PORT_BINARY_SENSORS, OWNER_CUT_OFF),
         "switch": (*POLICY_SWITCHES, PORT_ENABLED),
         "number": NUMBERS,
         "select": (PRICING_STRATEGY,),
@@ -81,14 +86,14 @@ def test_every_entity_has_a_translated_name_and_an_icon() -> None:
     )
     # Every device name a device under the edge controller can get.
     roles = (*NAMED_ROLES, OTHER_ROLE)
-    kinds = {*roles, *(f"{role}_named" for role in roles), USB_PORT}
+    kinds = {*roles, *(f"{role}_named" for role in roles), USB_PORT, "building_owner"}
     assert set(load("strings.json")["device"]) == kinds
 
 
 def test_every_action_is_described_translated_and_has_an_icon() -> None:
     actions = {
         v
-        for module in (services, counter_offers)
+        for module in (services, counter_offers, building_services)
         for k, v in vars(module).items()
         if k.startswith("SERVICE_")
     }

@@ -13,6 +13,7 @@ from homeassistant.helpers.device_registry import DeviceEntry
 from homeassistant.helpers.typing import ConfigType
 
 from .api import EnergyP2PClient
+from .building import BuildingCoordinator
 from .const import DOMAIN
 from .coordinator import EnergyP2PCoordinator
 from .counter_offers import async_setup_counter_offer_services
@@ -43,6 +44,7 @@ class EnergyP2PData:
 
     client: EnergyP2PClient
     coordinator: EnergyP2PCoordinator
+    building: BuildingCoordinator | None = None
 
 
 type EnergyP2PConfigEntry = ConfigEntry[EnergyP2PData]
@@ -68,7 +70,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: EnergyP2PConfigEntry) ->
     )
     coordinator = EnergyP2PCoordinator(hass, entry, client)
     await coordinator.async_config_entry_first_refresh()
-    entry.runtime_data = EnergyP2PData(client, coordinator)
+    building = BuildingCoordinator(hass, entry, client, coordinator)
+    await building.async_config_entry_first_refresh()
+    entry.runtime_data = EnergyP2PData(client, coordinator, building)
     # The devices under it refer to it by its registry id.
     async_register_edge_device(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
@@ -108,4 +112,6 @@ async def async_remove_config_entry_device(
     if entry.state is not ConfigEntryState.LOADED:
         return True  # what it reports is unknown; setting it up adds its devices again
     current = current_identifiers(entry.runtime_data.coordinator.data)
+    if entry.runtime_data.building is not None:
+        current |= entry.runtime_data.building.identifiers()
     return not any(domain == DOMAIN and ident in current for domain, ident in device.identifiers)

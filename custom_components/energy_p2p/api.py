@@ -213,6 +213,38 @@ class EnergyP2PClient:
         """`POST settle`: settle every due sale now; {`settled`: [trade ids]}."""
         return await self._request("POST", "settle", body={})
 
+    async def get_building(self) -> JSON:
+        """`GET building`: taps, owners, balances and cut-offs (404: no building)."""
+        return await self._request("GET", "building")
+
+    async def get_monitor(self) -> JSON:
+        """`GET monitor`: the community's volumes, prices, trends and trading pairs."""
+        return await self._request("GET", "monitor")
+
+    async def get_statement(self, owner: str, month: str) -> JSON:
+        """`GET statements`: an owner's statement of a month ("2026-12") as JSON."""
+        return await self._request("GET", "statements", {"owner": owner, "month": month})
+
+    async def get_statement_file(self, owner: str, month: str, kind: str) -> bytes:
+        """`GET statements` as `kind` ("csv" or "pdf"): the file's bytes."""
+        params = {"owner": owner, "month": month, "format": kind}
+        try:
+            async with self._session.get(
+                f"{self.base_url}/statements",
+                params=params,
+                headers=self._headers,
+                timeout=REQUEST_TIMEOUT,
+            ) as response:
+                content = await response.read()
+                status = response.status
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise CannotConnect(f"GET statements: {exc!r}") from exc
+        if status == 401:
+            raise InvalidAuth("unauthorized")
+        if status >= 400:
+            raise ApiError("http_error", f"HTTP {status} from GET statements", status)
+        return content
+
     # --- acting: each returns the edge controller's 201 answer (docs/api.md, "Acting") ----
 
     async def create_offer(self, offer: JSON) -> JSON:

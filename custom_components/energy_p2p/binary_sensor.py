@@ -17,6 +17,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
 from .api import JSON
+from .building_entities import async_add_building_binary_sensors
 from .coordinator import EnergyP2PCoordinator, EnergyP2PState
 from .entity import (
     USB_PORT,
@@ -108,6 +109,7 @@ async def async_setup_entry(
         ]
 
     async_add_sub_device_entities(entry, async_add_entities, port_sensors)
+    async_add_building_binary_sensors(entry, async_add_entities)
 
 
 class EnergyP2PBinarySensor(EnergyP2PEntity, BinarySensorEntity):

@@ -219,6 +219,8 @@ class StaleDevices:
         if not coordinator.last_update_success:
             return  # an edge controller that is gone reports nothing; keep its devices
         current = current_identifiers(coordinator.data)
+        if (building := self.entry.runtime_data.building) is not None:
+            current |= building.identifiers()  # the building's owners
         if current == self._seen:
             return
         self._seen = current

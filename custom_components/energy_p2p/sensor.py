@@ -28,6 +28,7 @@ from homeassistant.util import dt as dt_util
 
 from . import EnergyP2PConfigEntry
 from .api import JSON
+from .building_entities import async_add_building_sensors
 from .coordinator import EnergyP2PState
 from .entity import (
     OTHER_ROLE,
@@ -455,6 +456,7 @@ async def async_setup_entry(
         ]
 
     async_add_sub_device_entities(entry, async_add_entities, device_sensors)
+    async_add_building_sensors(entry, async_add_entities)
 
 
 class EnergyP2PSensor(EnergyP2PEntity, SensorEntity):

@@ -23,6 +23,7 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
 from .api import JSON, ApiError
+from .building_services import async_setup_building_services
 from .const import DOMAIN
 from .entity import async_call_edge
 from .policy import to_milli, to_ms, to_units
@@ -374,3 +375,4 @@ def async_setup_services(hass: HomeAssistant) -> None:
         hass.services.async_register(
             DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.ONLY
         )
+    async_setup_building_services(hass)

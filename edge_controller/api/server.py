@@ -28,6 +28,7 @@ from edge_controller.api.bodies import (
     UsbPortBody,
     UsbPurchaseBody,
 )
+from edge_controller.api.buildings import building_routes
 from edge_controller.api.community import add_routes as add_community_routes
 from edge_controller.api.counters import counter_routes
 from edge_controller.api.homeassistant import add_routes as add_homeassistant_routes
@@ -520,6 +521,7 @@ def create_app(home: Home, token: str) -> web.Application:
     r.add_routes(counter_routes(PREFIX, home_of, decline_reason))
     add_community_routes(app, PREFIX, home_of, body)
     add_homeassistant_routes(r, PREFIX, home_of, read_request)
+    r.add_routes(building_routes(PREFIX, HOME_KEY, body))
     return app
 
 

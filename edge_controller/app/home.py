@@ -18,6 +18,7 @@ from typing import Any
 from edge_controller import __version__
 from edge_controller.aio import cancel_and_wait
 from edge_controller.app.actions import OwnerActions
+from edge_controller.app.building import open_building
 from edge_controller.app.counters import CounterOffers
 from edge_controller.app.delivery import Delivery
 from edge_controller.app.events import Announcer, EventBus
@@ -28,6 +29,7 @@ from edge_controller.app.queries import Queries
 from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
+from edge_controller.building_config import BuildingConfig
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
 from edge_controller.devices import Clock, MqttDevice, SystemClock, serve_on_broker
 from edge_controller.devices.sunspec import SunSpecDevice
@@ -69,6 +71,7 @@ class Home:
         rating_grace_ms: int = 86_400_000,
         usb: UsbConfig | None = None,
         usb_backend: Any = None,
+        building: BuildingConfig | None = None,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -138,6 +141,9 @@ class Home:
         self.counters = CounterOffers(self.node)
         self.usb_backend = usb_backend
         self.usb = self._usb_charging(usb) if usb is not None else None
+        self.building = open_building(
+            building, data_dir, self.devices, self.ledger, self.events.publish, lambda: self.usb
+        )
         self._tasks: list[asyncio.Task[None]] = []
 
     @classmethod
@@ -163,6 +169,7 @@ class Home:
             rating_grace_ms=config.rating_grace_ms,
             usb=config.usb,
             usb_backend=usb_backend,
+            building=config.building,
         )
 
     def _usb_charging(self, config: UsbConfig) -> UsbCharging:
@@ -248,6 +255,8 @@ class Home:
         await self.link.stop()
         self.ledger.close()
         self.refused.close()
+        if self.building is not None:
+            self.building.close()
 
     def _spawn(self, coroutine: Awaitable[None], name: str) -> None:
         self._tasks.append(asyncio.ensure_future(coroutine))
@@ -267,6 +276,8 @@ class Home:
         self.events.publish("telemetry", {"devices": self.queries.devices_view(now)}, now)
         await self.trader.cycle(now)
         await self.delivery.cycle(self.ledger.state, self.devices, now)
+        if self.building is not None:
+            await self.building.cycle(now)
 
     def status(self) -> dict[str, Any]:
         """`GET status`: who this home is, its community, ledger, broker and peers."""

@@ -132,6 +132,7 @@ class Demo:
                     settlement_period_ms=SETTLEMENT_PERIOD_MS,
                     usb=plan.usb,
                     usb_backend=world.usb_backend,
+                    building=plan.building_config(),
                 )
             except (StoreMismatch, sqlite3.DatabaseError) as exc:
                 raise DemoDataError(f"{folder}: {exc}") from None

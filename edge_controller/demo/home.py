@@ -67,6 +67,7 @@ async def run_home(community_file: Path, slug: str, phone_buys: bool = False) ->
         # The consumer's virtual hub and meter, exactly as in the one-process demo.
         usb=plan.usb,
         usb_backend=world.usb_backend,
+        building=plan.building_config(),
     )
     token = load_or_create_token(data_dir / "api-token")
     api = ApiServer(home, token, "127.0.0.1", int(mine["api_port"]))

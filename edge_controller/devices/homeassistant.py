@@ -135,6 +135,11 @@ class HomeAssistantSource:
     constants: Mapping[Quantity, int] = field(default_factory=dict)
     name: str = "homeassistant"
 
+    def quantities(self) -> frozenset[Quantity]:
+        """What the mapped entities (and the constants) give; empty until the integration
+        writes the mapping."""
+        return frozenset(self.entities) | frozenset(self.constants)
+
     def watched(self) -> tuple[str, ...]:
         """Every entity the integration relays: the mapped ones and the commanded ones
         (whose state is the owner's setting, written back when a trade ends)."""

@@ -22,7 +22,7 @@ while it stays there. When a top-up (or a credit for export) lifts it above zero
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TypeAlias
 
@@ -75,6 +75,16 @@ class Restore:
 
 
 Decision: TypeAlias = CutOff | Restore
+
+
+@dataclass(frozen=True)
+class Money:
+    """What one owner's value for a period became: whole milli-units moved (negative:
+    paid), the carry left over (thousandths) and the prepaid balance after (None: none)."""
+
+    movement: int
+    carry: int
+    balance: int | None
 
 
 @dataclass(frozen=True)
@@ -167,6 +177,40 @@ class SettlementBook:
         nobody reported for is simply never settled).
         """
         period = figures.period
+        self.check_next(config, period, (energy.owner for energy in figures.owners))
+        exact: dict[Owner, int] = {}
+        for energy in figures.owners:
+            net = energy.net_wh
+            # Thousandths of a milli-unit: exact, so nothing is lost before the carry.
+            exact[energy.owner] = -net * config.buy_price if net > 0 else -net * config.sell_price
+        points = {energy.owner: energy.cut_off_points for energy in figures.owners}
+        book, money, decisions = self.post(period, exact, points)
+        owners = tuple(
+            OwnerSettlement(
+                owner=energy.owner,
+                import_wh=energy.import_wh,
+                export_wh=energy.export_wh,
+                net_wh=energy.net_wh,
+                movement=money[energy.owner].movement,
+                carry=money[energy.owner].carry,
+                balance=money[energy.owner].balance,
+            )
+            for energy in figures.owners
+        )
+        return book, PeriodSettlement(
+            period=period,
+            owners=owners,
+            counterparty=config.counterparty,
+            counterparty_net_wh=-sum(o.net_wh for o in owners),
+            counterparty_movement=-sum(o.movement for o in owners),
+            decisions=decisions,
+        )
+
+    def check_next(
+        self, config: SettlementConfig, period: SettlementPeriod, owners: Iterable[Owner]
+    ) -> None:
+        """Refuse a period that is not one aligned period, comes before what is settled, or
+        names the counterparty as an owner."""
         if not is_aligned(period, config.period_ms):
             raise MeteringError(
                 Problem.WRONG_PERIOD,
@@ -179,50 +223,40 @@ class SettlementBook:
                 f"periods up to {self.settled_until_ms} are settled; "
                 f"{period.start_ms}..{period.end_ms} comes too late",
             )
-        if any(energy.owner == config.counterparty for energy in figures.owners):
+        if config.counterparty in set(owners):
             raise MeteringError(
                 Problem.BAD_CONFIG,
                 f"{config.counterparty} owns metering points and cannot also be the counterparty",
             )
+
+    def post(
+        self,
+        period: SettlementPeriod,
+        exact: Mapping[Owner, int],
+        points: Mapping[Owner, tuple[str, ...]],
+    ) -> tuple[SettlementBook, dict[Owner, Money], tuple[Decision, ...]]:
+        """Book each owner's exact value for `period` (thousandths of a milli-unit, positive:
+        the owner is credited): whole milli-units move, the rest is carried; prepaid owners
+        whose balance reaches zero are cut off (their `points`), those lifted above it are
+        restored. The period counts as settled."""
         carries = dict(self.carries)
         balances = dict(self.balances)
-        owners: list[OwnerSettlement] = []
-        for energy in figures.owners:
-            net = energy.net_wh
-            # Thousandths of a milli-unit: exact, so nothing is lost before the carry.
-            exact = -net * config.buy_price if net > 0 else -net * config.sell_price
-            total = carries.get(energy.owner, 0) + exact
+        money: dict[Owner, Money] = {}
+        for owner, value in exact.items():
+            total = carries.get(owner, 0) + value
             movement = _towards_zero(total)
             carry = total - movement * FRACTIONS_PER_MILLI
-            carries[energy.owner] = carry
+            carries[owner] = carry
             balance: int | None = None
-            if energy.owner in balances:
-                balance = balances[energy.owner] + movement
-                balances[energy.owner] = balance
-            owners.append(
-                OwnerSettlement(
-                    owner=energy.owner,
-                    import_wh=energy.import_wh,
-                    export_wh=energy.export_wh,
-                    net_wh=net,
-                    movement=movement,
-                    carry=carry,
-                    balance=balance,
-                )
-            )
+            if owner in balances:
+                balance = balances[owner] + movement
+                balances[owner] = balance
+            money[owner] = Money(movement, carry, balance)
         book = dataclasses.replace(
             self, balances=balances, carries=carries, settled_until_ms=period.end_ms
         )
-        points = {energy.owner: energy.cut_off_points for energy in figures.owners}
         book, decisions = book._decide(period, points)
-        return book, PeriodSettlement(
-            period=period,
-            owners=tuple(owners),
-            counterparty=config.counterparty,
-            counterparty_net_wh=-sum(o.net_wh for o in owners),
-            counterparty_movement=-sum(o.movement for o in owners),
-            decisions=decisions,
-        )
+        return book, money, decisions
 
     def _decide(
         self,

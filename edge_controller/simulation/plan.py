@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edge_controller.building_config import BuildingConfig, BuildingSection
 from edge_controller.config import DeviceConfig, UsbConfig
 from edge_controller.devices import Clock, Command, Quantity, simple_generic_profile
 from edge_controller.devices.roles import Role
@@ -29,6 +30,8 @@ from edge_controller.market import (
     QuantityRange,
     SellPolicy,
 )
+from edge_controller.market.checks import from_dict
+from edge_controller.simulation.building import MAIN, ROOF, SimulatedBuilding
 from edge_controller.simulation.models import (
     BatteryModel,
     FuelCellModel,
@@ -95,6 +98,21 @@ class HomePlan:
     phones: tuple[tuple[int, dict[str, Any]], ...] = ()
     key: KeyPair = field(default_factory=KeyPair.generate)
     meter: KeyPair = field(default_factory=KeyPair.generate)
+    # `building:` as edge.yaml would say it; the landlord's account is this home's own.
+    building: dict[str, Any] | None = None
+
+    def building_config(self) -> BuildingConfig | None:
+        """The home's building, read by the one checker like edge.yaml's section."""
+        if self.building is None:
+            return None
+        document = dict(self.building)
+        document["owners"] = [
+            {**o, "account": self.key.account} if o.get("landlord") is True else o
+            for o in document["owners"]
+        ]
+        for owner in document["owners"]:
+            owner.pop("landlord", None)
+        return from_dict(BuildingSection, document).config()
 
     def simulate(self, clock: Clock) -> SimulatedHome:
         """This home's simulated world on `clock`: its devices as MQTT simulators in the
@@ -160,6 +178,7 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
             )
             # Charging from the midday surplus: the battery crosses 80 % within a minute.
             site.battery.setpoint_w = 2_500
+            taps, building = demo_building(slug, site, now, offset) if i == 0 else ([], None)
             profile = simple_generic_profile(
                 f"{TOPIC_PREFIX}/{slug}/site",
                 SITE_QUANTITIES,
@@ -175,13 +194,16 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                             site,
                             SITE_QUANTITIES,
                             (Command.BATTERY_SETPOINT_W, Command.EXPORT_LIMIT_W),
-                        )
+                        ),
+                        *((name, hardware, q, c) for name, hardware, q, c, _ in taps),
                     ],
                     devices=[
                         DeviceConfig("battery", Role.BATTERY, profile, f"{slug}/battery", 15_000),
                         DeviceConfig("pv", Role.PV, profile, f"{slug}/pv", 15_000),
                         DeviceConfig("grid", Role.GRID_METER, profile, "", 15_000),
+                        *(device for *_, device in taps),
                     ],
+                    building=building,
                     resources=[
                         ResourcePlan(f"{slug}/battery", "battery", 3_000, 5_000, 3_970),
                         ResourcePlan(f"{slug}/pv", "pv", 6_000, 0, 0),
@@ -263,6 +285,64 @@ def plan_homes(count: int, now: int) -> list[HomePlan]:
                 )
             )
     return homes
+
+
+TAP_QUANTITIES = (Quantity.IMPORT_ENERGY_WH, Quantity.EXPORT_ENERGY_WH)
+RELAY_COMMANDS = (Command.START_STOP,)
+TapPlan = tuple[str, SimulatedHardware, Sequence[Quantity], Sequence[Command], DeviceConfig]
+
+
+def demo_building(
+    slug: str, site: SimulatedSite, now: int, offset: float
+) -> tuple[list[TapPlan], dict[str, Any]]:
+    """Sunny House as a small building (docs/buildings.md): the landlord's house and PV
+    roof, and two tenants' flats behind the same main meter; tenant B pays in advance and
+    is cut off through the relay of its flat's meter when the balance is spent."""
+    flats = {
+        "flat-a": HouseholdLoad(7_000, start_ms=now, utc_offset_hours=offset, seed=31),
+        "flat-b": HouseholdLoad(5_000, start_ms=now, utc_offset_hours=offset, seed=32),
+    }
+    building = SimulatedBuilding(site, flats, start_ms=now)
+    taps: list[TapPlan] = []
+    for name in (MAIN, ROOF, *flats):
+        commands = RELAY_COMMANDS if name in flats else ()
+        device = f"{name}-meter"
+        profile = simple_generic_profile(
+            f"{TOPIC_PREFIX}/{slug}/{device}", TAP_QUANTITIES, commands
+        )
+        config = DeviceConfig(device, Role.METER, profile, "", 15_000)
+        taps.append((device, building.tap(name), TAP_QUANTITIES, commands, config))
+    document: dict[str, Any] = {
+        # A minute, so the demo's figures move while one watches (a quarter hour by default).
+        "period_s": 60,
+        "buy_price": 300,
+        "sell_price": 80,
+        "owners": [
+            {"id": "landlord", "name": "Landlord", "landlord": True},
+            {"id": "tenant-a", "name": "Tenant A"},
+            {"id": "tenant-b", "name": "Tenant B", "prepaid": 2_000},
+        ],
+        "taps": [
+            {"id": "main", "owner": "landlord", "device": "main-meter"},
+            {
+                "id": "roof-pv",
+                "owner": "landlord",
+                "device": "roof-meter",
+                "parent": "main",
+                "shared": True,
+            },
+            {"id": "flat-a", "owner": "tenant-a", "device": "flat-a-meter", "parent": "main"},
+            {
+                "id": "flat-b",
+                "owner": "tenant-b",
+                "device": "flat-b-meter",
+                "parent": "main",
+                "cut_off": {"device": "flat-b-meter"},
+            },
+        ],
+        "sharing": {"key": "dynamic", "price": 150},
+    }
+    return taps, document
 
 
 # The consumer's phone, as its plug message says: a 60 W USB-PD device at 20 V, so 1 Wh

@@ -108,6 +108,22 @@ def test_the_demo_homes_trade_at_once_and_settle_within_three_minutes(tmp_path: 
         usb_trade = next(t for t in trades if t["id"] == receipt["trade"])
         assert usb_trade["status"] == "settled" and usb_trade["delivered_wh"] == 1
         assert usb_trade["resource"] == usb["ports"][0]["resource"]
+
+        # Sunny House is also a small building: its landlord and two tenants are settled
+        # each minute, and each has a statement of the month.
+        sunny = homes[0]
+        building = get(f"{sunny['url']}/api/v1/building", sunny["token"])
+        assert [o["id"] for o in building["owners"]] == ["landlord", "tenant-a", "tenant-b"]
+        assert building["settled_until"] is not None
+        month = time.strftime("%Y-%m", time.gmtime(building["settled_until"] / 1000 - 1))
+        statement = get(
+            f"{sunny['url']}/api/v1/statements?owner=tenant-a&month={month}", sunny["token"]
+        )
+        assert statement["building"]["periods"] > 0 and statement["building"]["import_wh"] > 0
+        landlord = get(
+            f"{sunny['url']}/api/v1/statements?owner=landlord&month={month}", sunny["token"]
+        )
+        assert landlord["account"] == sunny["account"] and landlord["p2p"] is not None
     finally:
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
