@@ -18,7 +18,7 @@ from syrupy.assertion import SnapshotAssertion
 # its configuration directory first on sys.path, and in tests that directory is the
 # plugin's own testing_config/, whose `custom_components` would otherwise win.
 import custom_components  # noqa: F401
-from custom_components.energy_p2p import api
+from custom_components.energy_p2p.energy_p2p_client import client as api
 
 from .edge import EdgeHome, FakeEdge, start_demo
 

@@ -16,8 +16,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
 from .coordinator import EnergyP2PCoordinator, EnergyP2PState
+from .energy_p2p_client import JSON
 from .entity import (
     USB_PORT,
     EnergyP2PEntity,

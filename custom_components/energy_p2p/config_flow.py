@@ -29,7 +29,10 @@ from homeassistant.helpers.selector import (
 )
 from homeassistant.helpers.service_info.zeroconf import ZeroconfServiceInfo
 
-from .api import (
+from .const import DEFAULT_PORT, DOMAIN
+from .energy_p2p_client import (
+    API_PATH,
+    API_VERSION,
     JSON,
     ApiError,
     CannotConnect,
@@ -37,7 +40,6 @@ from .api import (
     InvalidAuth,
     UnsupportedApiVersion,
 )
-from .const import API_PATH, API_VERSION, DEFAULT_PORT, DOMAIN
 from .policy import (
     min_sell_price,
     section,

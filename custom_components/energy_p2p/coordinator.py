@@ -13,7 +13,8 @@ from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .api import (
+from .const import DOMAIN, RESYNC_INTERVAL
+from .energy_p2p_client import (
     JSON,
     ApiError,
     CannotConnect,
@@ -22,7 +23,6 @@ from .api import (
     UnsupportedApiVersion,
     check_api_version,
 )
-from .const import DOMAIN, RESYNC_INTERVAL
 from .repairs import EdgeHealth
 
 if TYPE_CHECKING:

@@ -14,9 +14,9 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .api import JSON, ApiError, CannotConnect, InvalidAuth
 from .const import DOMAIN
 from .coordinator import EnergyP2PCoordinator, EnergyP2PState
+from .energy_p2p_client import JSON, ApiError, CannotConnect, InvalidAuth
 
 if TYPE_CHECKING:
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback

@@ -12,13 +12,13 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
 from .coordinator import (
     LIVE_OFFER_STATUSES,
     EnergyP2PCoordinator,
     EnergyP2PState,
     EventListener,
 )
+from .energy_p2p_client import JSON
 from .entity import (
     USB_PORT,
     EnergyP2PEntity,

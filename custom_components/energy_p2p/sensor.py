@@ -27,8 +27,8 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
 from .coordinator import EnergyP2PState
+from .energy_p2p_client import JSON
 from .entity import (
     OTHER_ROLE,
     USB_PORT,

@@ -22,8 +22,8 @@ from homeassistant.core import (
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
-from .api import JSON, ApiError
 from .const import DOMAIN
+from .energy_p2p_client import JSON, ApiError
 from .entity import async_call_edge
 from .policy import to_milli, to_ms, to_units
 
