@@ -225,7 +225,7 @@ class StaleDevices:
         registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(registry, self.entry.entry_id):
             if not any(i[0] == DOMAIN and i[1] in current for i in device.identifiers):
-                registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
+                registry.async_remove_device(device.id)
 
 
 def current_identifiers(state: EnergyP2PState) -> frozenset[str]:

@@ -26,6 +26,7 @@ from .entity import (
     SubDevice,
     async_add_sub_device_entities,
 )
+from .names import counterparty_field, party_name, private_to_names
 from .policy import to_units
 
 PARALLEL_UPDATES = 0
@@ -58,6 +59,7 @@ def offer_attributes(offer: JSON, currency: str) -> dict[str, Any]:
     return {
         "offer_id": offer.get("id"),
         "seller": offer.get("seller"),
+        "seller_name": party_name(offer, "seller"),
         "resource": offer.get("resource"),
         "mode": offer.get("mode"),
         "quantity": offer.get("quantity"),
@@ -68,7 +70,8 @@ def offer_attributes(offer: JSON, currency: str) -> dict[str, Any]:
         "start": _time(offer.get("start")),
         "end": _time(offer.get("end")),
         "expires": _time(offer.get("expires")),
-        "private": bool(offer.get("private_to")),
+        "private": bool(offer.get("private_to") or offer.get("to")),
+        "private_to_names": private_to_names(offer),
     }
 
 
@@ -80,6 +83,9 @@ def trade_attributes(trade: JSON, currency: str) -> dict[str, Any]:
         "role": trade.get("role"),
         "seller": trade.get("seller"),
         "buyer": trade.get("buyer"),
+        "seller_name": party_name(trade, "seller"),
+        "buyer_name": party_name(trade, "buyer"),
+        "counterparty": party_name(trade, counterparty_field(trade)),
         "resource": trade.get("resource"),
         "mode": trade.get("mode"),
         "energy_wh": trade.get("energy_wh"),
@@ -105,6 +111,7 @@ def session_attributes(session: JSON, currency: str) -> dict[str, Any]:
         "port": session.get("port"),
         "phone": session.get("phone"),
         "wallet": session.get("wallet"),
+        "wallet_name": party_name(session, "wallet"),
         "trade_id": session.get("trade"),
         "state": session.get("state"),
         "bought_wh": to_units(session.get("bought_mwh")),
