@@ -197,6 +197,9 @@ class FakeEdge:
     bodies: list[tuple[str, Any]] = field(default_factory=list)
     port: int = 0
     requests: list[str] = field(default_factory=list)
+    # How the WebSocket refuses a wrong token: as the real one ("event": an error event,
+    # then close 4401), by close code alone ("close"), or at the handshake ("handshake": 401).
+    ws_refusal: str = "event"
     _runner: web.AppRunner | None = None
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
 
@@ -228,6 +231,11 @@ class FakeEdge:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    async def close_streams(self) -> None:
+        """Close every WebSocket, as a stopping edge controller does first; REST still answers."""
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"shutting down")
 
     async def push(self, event: str, data: Any) -> None:
         """Send an event to every connected WebSocket client."""
@@ -272,12 +280,15 @@ class FakeEdge:
             return _error(404, "not_found", f"no {path}")
         return web.json_response(self.responses[key])
 
-    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request) and self.ws_refusal == "handshake":
+            return _error(401, "unauthorized", "wrong token")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         if not self._authorized(request):
             # As the real edge controller does: an error event, then close with 4401.
-            await ws.send_json({"event": "error", "data": {"code": "unauthorized"}})
+            if self.ws_refusal == "event":
+                await ws.send_json({"event": "error", "data": {"code": "unauthorized"}})
             await ws.close(code=4401, message=b"unauthorized")
             return ws
         self._sockets.add(ws)

@@ -130,6 +130,23 @@ GET_TRADES_SCHEMA = vol.Schema({**_ENTRY, vol.Optional("include_all", default=Fa
 type Handler = Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]]
 
 
+class ExplainedSchema(vol.Schema):
+    """An action's schema whose refusal says what is wrong wherever the action was called
+    from: Home Assistant's REST API answers a bare "400: Bad Request" to a schema's
+    `Invalid`, but passes a ServiceValidationError's message on."""
+
+    def __call__(self, data: Any, **kwargs: Any) -> Any:
+        """The validated data, or a ServiceValidationError naming the wrong field."""
+        try:
+            return super().__call__(data, **kwargs)
+        except vol.Invalid as exc:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="invalid_input",
+                translation_placeholders={"error": str(exc)},
+            ) from exc
+
+
 def wallet_in_units(wallet: JSON) -> JSON:
     """GET wallet with `balance` and `escrow` in currency units."""
     return {**wallet, **{k: to_units(wallet.get(k)) for k in ("balance", "escrow")}}
@@ -363,7 +380,11 @@ def async_setup_services(hass: HomeAssistant) -> None:
         # The edge controller's answer (the offer, the trade id, the USB session) for
         # automations that want it; nothing needs to ask for it.
         hass.services.async_register(
-            DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL
+            DOMAIN,
+            name,
+            handler,
+            schema=ExplainedSchema(schema),
+            supports_response=SupportsResponse.OPTIONAL,
         )
     reads: tuple[tuple[str, Handler, vol.Schema], ...] = (
         (SERVICE_GET_WALLET, get_wallet, GET_WALLET_SCHEMA),
@@ -372,5 +393,9 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     for name, handler, schema in reads:
         hass.services.async_register(
-            DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.ONLY
+            DOMAIN,
+            name,
+            handler,
+            schema=ExplainedSchema(schema),
+            supports_response=SupportsResponse.ONLY,
         )
