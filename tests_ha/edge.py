@@ -191,7 +191,8 @@ class FakeEdge:
     responses: dict[str, Any] = field(
         default_factory=lambda: {k: copy.deepcopy(v) for k, v in RECORDED.items()}
     )
-    # path (e.g. "market") -> (HTTP status, JSON body) to answer instead
+    # path (e.g. "market"), or method and path ("PUT policy") -> (HTTP status, JSON body)
+    # to answer instead
     failures: dict[str, tuple[int, Any]] = field(default_factory=dict)
     # (method and path, JSON body) of every request with a body, e.g. ("POST offers", {...})
     bodies: list[tuple[str, Any]] = field(default_factory=list)
@@ -257,8 +258,9 @@ class FakeEdge:
             self.bodies.append((f"{request.method} {path}", await request.json()))
         if not self._authorized(request):
             return _error(401, "unauthorized", "wrong token")
-        if path in self.failures:
-            status, body = self.failures[path]
+        failure = self.failures.get(f"{request.method} {path}") or self.failures.get(path)
+        if failure is not None:
+            status, body = failure
             if isinstance(body, str):
                 return web.Response(status=status, text=body)
             return web.json_response(body, status=status)
