@@ -77,8 +77,18 @@ async def test_parties_are_named_by_the_edge_controllers_names(
     hass: HomeAssistant, fake_edge: FakeEdge
 ) -> None:
     async with fake_entry(hass, fake_edge, [Platform.EVENT]) as entry:
-        assert entry.runtime_data.coordinator.data
+        coordinator = entry.runtime_data.coordinator
         recorded = RECORDED["offers"]["offers"][0]
+        # Private to another home: this one cannot accept it, so nothing fires.
+        elsewhere = {
+            **recorded,
+            "id": "for-another-home",
+            "status": "pending",
+            "private_to": ["ep" + "7" * 40],
+        }
+        await fake_edge.push("offer", elsewhere)
+        await until(hass, lambda: coordinator.data.offers[0]["id"] == "for-another-home")
+        assert state_of(hass, OFFERS) == STATE_UNKNOWN
         named = {
             **recorded,
             "id": "named-offer",

@@ -26,7 +26,7 @@ from .entity import (
     SubDevice,
     async_add_sub_device_entities,
 )
-from .names import counterparty_field, party_name, private_to_names
+from .names import counterparty_field, offered_to, party_name, private_to_names
 from .policy import to_units
 
 PARALLEL_UPDATES = 0
@@ -166,7 +166,8 @@ class _FollowsEvents(EventEntity):
 
 
 class EnergyP2POfferEvent(EnergyP2PEntity, _FollowsEvents):
-    """Fires `offer_received` for each new live offer of another home."""
+    """Fires `offer_received` for each new live offer of another home that this home may
+    accept (not one private to other homes)."""
 
     @callback
     def _on_edge_event(self, event: str, data: JSON, before: EnergyP2PState) -> None:
@@ -174,6 +175,7 @@ class EnergyP2POfferEvent(EnergyP2PEntity, _FollowsEvents):
             event != "offer"
             or data.get("seller") == before.node_id
             or data.get("status") not in LIVE_OFFER_STATUSES
+            or not offered_to(data, before.node_id)
             or any(o.get("id") == data.get("id") for o in before.offers)
         ):
             return

@@ -36,6 +36,13 @@ def private_to_names(offer: JSON) -> list[str]:
     ]
 
 
+def offered_to(offer: JSON, account: str) -> bool:
+    """Whether `account` may accept `offer`: it is public, or private to `account` among
+    others (API `private_to`, or `to`)."""
+    addressees = offer.get("private_to") or offer.get("to")
+    return not isinstance(addressees, list) or not addressees or account in addressees
+
+
 def counterparty_field(trade: JSON) -> str:
     """The field of a trade of ours that names the other party."""
     return "seller" if trade.get("role") == "buyer" else "buyer"
