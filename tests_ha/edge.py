@@ -191,12 +191,16 @@ class FakeEdge:
     responses: dict[str, Any] = field(
         default_factory=lambda: {k: copy.deepcopy(v) for k, v in RECORDED.items()}
     )
-    # path (e.g. "market") -> (HTTP status, JSON body) to answer instead
+    # path (e.g. "market"), or method and path ("PUT policy") -> (HTTP status, JSON body)
+    # to answer instead
     failures: dict[str, tuple[int, Any]] = field(default_factory=dict)
     # (method and path, JSON body) of every request with a body, e.g. ("POST offers", {...})
     bodies: list[tuple[str, Any]] = field(default_factory=list)
     port: int = 0
     requests: list[str] = field(default_factory=list)
+    # How the WebSocket refuses a wrong token: as the real one ("event": an error event,
+    # then close 4401), by close code alone ("close"), or at the handshake ("handshake": 401).
+    ws_refusal: str = "event"
     _runner: web.AppRunner | None = None
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
 
@@ -229,6 +233,11 @@ class FakeEdge:
             await self._runner.cleanup()
             self._runner = None
 
+    async def close_streams(self) -> None:
+        """Close every WebSocket, as a stopping edge controller does first; REST still answers."""
+        for ws in list(self._sockets):
+            await ws.close(code=1001, message=b"shutting down")
+
     async def push(self, event: str, data: Any) -> None:
         """Send an event to every connected WebSocket client."""
         for ws in list(self._sockets):
@@ -249,8 +258,9 @@ class FakeEdge:
             self.bodies.append((f"{request.method} {path}", await request.json()))
         if not self._authorized(request):
             return _error(401, "unauthorized", "wrong token")
-        if path in self.failures:
-            status, body = self.failures[path]
+        failure = self.failures.get(f"{request.method} {path}") or self.failures.get(path)
+        if failure is not None:
+            status, body = failure
             if isinstance(body, str):
                 return web.Response(status=status, text=body)
             return web.json_response(body, status=status)
@@ -272,12 +282,15 @@ class FakeEdge:
             return _error(404, "not_found", f"no {path}")
         return web.json_response(self.responses[key])
 
-    async def _ws(self, request: web.Request) -> web.WebSocketResponse:
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if not self._authorized(request) and self.ws_refusal == "handshake":
+            return _error(401, "unauthorized", "wrong token")
         ws = web.WebSocketResponse()
         await ws.prepare(request)
         if not self._authorized(request):
             # As the real edge controller does: an error event, then close with 4401.
-            await ws.send_json({"event": "error", "data": {"code": "unauthorized"}})
+            if self.ws_refusal == "event":
+                await ws.send_json({"event": "error", "data": {"code": "unauthorized"}})
             await ws.close(code=4401, message=b"unauthorized")
             return ws
         self._sockets.add(ws)

@@ -11,8 +11,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from pytest_homeassistant_custom_component.test_util.aiohttp import AiohttpClientMocker
 
-from custom_components.energy_p2p import api
-from custom_components.energy_p2p.api import (
+from custom_components.energy_p2p.energy_p2p_client import (
     ApiError,
     CannotConnect,
     EnergyP2PClient,
@@ -20,6 +19,7 @@ from custom_components.energy_p2p.api import (
     UnsupportedApiVersion,
     reconnect_delay,
 )
+from custom_components.energy_p2p.energy_p2p_client import client as api
 
 from .edge import EdgeHome, FakeEdge, eventually
 

@@ -1,4 +1,5 @@
-"""Diagnostics show what the edge controller showed, never the API token."""
+"""Diagnostics show what the edge controller showed, never the API token, where the home
+is, or who it trades with."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from .edge import EdgeHome, until
 pytestmark = pytest.mark.usefixtures("socket_enabled")
 
 
-async def test_diagnostics_of_a_real_edge_controller_redact_the_token(
+async def test_diagnostics_of_a_real_edge_controller_redact_token_place_and_parties(
     hass: HomeAssistant, hass_client: ClientSessionGenerator, edge_demo: list[EdgeHome]
 ) -> None:
     home = edge_demo[1]
@@ -34,9 +35,14 @@ async def test_diagnostics_of_a_real_edge_controller_redact_the_token(
 
     diagnostics = await get_diagnostics_for_config_entry(hass, hass_client, entry)
 
-    assert home.token not in json.dumps(diagnostics)
+    dumped = json.dumps(diagnostics)
+    assert home.token not in dumped
+    # The other homes trade with this one and are its peers: none of them is named.
+    for other in edge_demo:
+        if other is not home:
+            assert other.account not in dumped, other.name
     assert diagnostics["entry"]["data"] == {
-        "host": home.host,
+        "host": "**REDACTED**",
         "port": home.port,
         "token": "**REDACTED**",
     }
@@ -46,4 +52,8 @@ async def test_diagnostics_of_a_real_edge_controller_redact_the_token(
     assert data["status"]["node_id"] == home.account
     assert data["wallet"]["currency"] == "DEMO"
     assert {"devices", "offers", "trades", "settlements", "market", "policy"} <= data.keys()
+    resources = [d["resource"] for d in data["devices"] if d.get("resource")]
+    assert resources
+    assert all(r["location"] in (None, "**REDACTED**") for r in resources)
+    assert all(r["owner"] == "**REDACTED**" for r in resources)
     assert await hass.config_entries.async_unload(entry.entry_id)

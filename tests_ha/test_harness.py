@@ -32,11 +32,16 @@ def test_python_is_the_one_home_assistant_needs() -> None:
     assert sys.version_info >= (3, 14, 2)
 
 
-def test_home_assistant_is_the_pinned_release() -> None:
+def test_home_assistant_is_the_release_its_environment_names() -> None:
     # scripts/ha-test runs this suite on the current release, then (HA_VENV=min) on the
-    # oldest one hacs.json declares, each from its own requirements file.
-    oldest = os.environ.get("HA_VENV") == "min"
-    requirements = "requirements-min.txt" if oldest else "requirements.txt"
+    # oldest one hacs.json declares, then (HA_VENV=newest) on the newest release, each from
+    # its own requirements file.
+    environment = os.environ.get("HA_VENV", "current")
+    requirements = {
+        "current": "requirements.txt",
+        "min": "requirements-min.txt",
+        "newest": "requirements-newest-nodeps.txt",
+    }[environment]
     pin = re.search(
         r"^pytest-homeassistant-custom-component==(\S+)",
         (CHECKOUT / "tests_ha" / requirements).read_text(),
@@ -44,16 +49,28 @@ def test_home_assistant_is_the_pinned_release() -> None:
     )
     assert pin is not None
     assert version("pytest-homeassistant-custom-component") == pin.group(1)
-    # The plugin pins exactly one Home Assistant release; that is the one running.
+    # The plugin pins exactly one Home Assistant release.
     pinned = [
         r
         for r in requires("pytest-homeassistant-custom-component") or []
         if re.match(r"homeassistant\s*==", r)
     ]
+    minimum = json.loads((CHECKOUT / "hacs.json").read_text())["homeassistant"]
+    if environment == "newest":
+        # A release newer than any plugin pins: the one requirements-newest.txt names.
+        named = re.search(
+            r"^homeassistant==(\S+)",
+            (CHECKOUT / "tests_ha" / "requirements-newest.txt").read_text(),
+            re.MULTILINE,
+        )
+        assert named is not None
+        assert ha_version == named.group(1)
+        assert _version_tuple(ha_version) > _version_tuple(pinned[0].split("==")[1])
+        return
+    # Elsewhere the plugin's release is the one running ...
     assert pinned == [f"homeassistant=={ha_version}"]
     # ... and it is the minimum this integration declares to HACS, or newer.
-    minimum = json.loads((CHECKOUT / "hacs.json").read_text())["homeassistant"]
-    if oldest:
+    if environment == "min":
         assert ha_version == minimum
     else:
         assert _version_tuple(ha_version) > _version_tuple(minimum)

@@ -133,6 +133,8 @@ async def test_entities_go_unavailable_when_the_edge_controller_goes_and_return_
         gone = ours_above_debug(caplog)
         assert len(gone) == 1
         assert gone[0].levelno == logging.ERROR
+        # The log names the home, not only where it was reached.
+        assert home.name in gone[0].getMessage()
 
         caplog.clear()
         await proxy.start()
@@ -146,6 +148,45 @@ async def test_entities_go_unavailable_when_the_edge_controller_goes_and_return_
         assert await hass.config_entries.async_unload(entry.entry_id)
     finally:
         await proxy.stop()
+
+
+async def test_entities_go_unavailable_as_soon_as_the_event_stream_closes(
+    hass: HomeAssistant, fake_edge: FakeEdge
+) -> None:
+    entry = await set_up(hass, fake_edge.node_id, fake_edge.entry_data())
+    coordinator = entry.runtime_data.coordinator
+    await until(hass, lambda: coordinator.stream_connected)
+
+    # A stopping edge controller closes its WebSocket first; its REST API may still answer.
+    await fake_edge.close_streams()
+    # Well before the first reconnect (1 s) or any refresh could decide it.
+    await until(hass, lambda: hass.states.get(BALANCE).state == STATE_UNAVAILABLE, within=0.5)
+    # The reconnect reads everything again and brings the entities back.
+    await until(hass, lambda: coordinator.stream_connected, within=10)
+    assert hass.states.get(BALANCE).state != STATE_UNAVAILABLE
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+@pytest.mark.parametrize("refusal", ["event", "close", "handshake"])
+async def test_a_token_refused_by_the_websocket_starts_reauth(
+    hass: HomeAssistant, fake_edge: FakeEdge, fast_reconnect: None, refusal: str
+) -> None:
+    """However the WebSocket refuses the token (an error event and close 4401, close 4401
+    alone, a 401 handshake), the stream stops and the user is asked for a new token."""
+    fake_edge.ws_refusal = refusal
+    entry = await set_up(hass, fake_edge.node_id, fake_edge.entry_data())
+    coordinator = entry.runtime_data.coordinator
+    await until(hass, lambda: coordinator.stream_connected)
+
+    fake_edge.token = "rotated"
+    await fake_edge.close_streams()
+    await until(hass, lambda: bool(hass.config_entries.flow.async_progress_by_handler(DOMAIN)))
+    flows = hass.config_entries.flow.async_progress_by_handler(DOMAIN)
+    assert [f["context"]["source"] for f in flows] == [SOURCE_REAUTH]
+    requests = len(fake_edge.requests)
+    await asyncio.sleep(0.5)  # several reconnect delays: the stream has stopped for good
+    assert fake_edge.clients == 0
+    assert all(not r.endswith(" ws") for r in fake_edge.requests[requests:])
 
 
 async def test_a_token_revoked_while_running_starts_reauth(

@@ -1,6 +1,8 @@
-"""The options flow edits the edge controller's market policy: defaults read from the REAL
-edge controller, written back on submit; the edge refusing shows its reason on the form;
-an unreachable edge controller aborts or shows an error."""
+"""The options flow: a menu of steps (one today, so it opens at once). The market step edits
+what no entity controls (offer validity, time between offers, answering requests,
+confirming counter-offers), read from the REAL edge controller and written back field by
+field into the policy as it is when the form is submitted: nothing an entity or anyone
+else changed meanwhile is overwritten, and nothing is kept in Home Assistant."""
 
 from __future__ import annotations
 
@@ -12,12 +14,24 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
+from custom_components.energy_p2p import options_flow
 from custom_components.energy_p2p.const import DOMAIN
 
 from .edge import RECORDED, EdgeHome, FakeEdge
-from .entity_support import demo_entry, fake_entry, policy_of, restore_policy, with_site_and_usb
+from .entity_support import demo_entry, fake_entry, policy_of, restore_policy
 
 pytestmark = pytest.mark.usefixtures("socket_enabled")
+
+# What the entities under Controls already set: never a field of the options flow.
+ENTITY_FIELDS = {
+    "auto_sell",
+    "auto_buy",
+    "sell_threshold_soc",
+    "battery_reserve",
+    "surplus_threshold",
+    "min_sell_price",
+    "max_buy_price",
+}
 
 
 def suggested(result: Any) -> dict[str, Any]:
@@ -29,39 +43,38 @@ def suggested(result: Any) -> dict[str, Any]:
     }
 
 
-async def test_the_policy_of_a_real_edge_controller_is_shown_and_written(
+async def test_the_market_options_of_a_real_edge_controller_are_shown_and_written(
     hass: HomeAssistant, edge_demo: list[EdgeHome]
 ) -> None:
-    home = edge_demo[0]  # Sunny House: a battery, no PV rule... but a PV inverter
+    home = edge_demo[0]  # Sunny House
     before = await policy_of(home)
     async with demo_entry(hass, home) as entry:
         result = await hass.config_entries.options.async_init(entry.entry_id)
         assert result["type"] is FlowResultType.FORM
-        assert result["step_id"] == "init"
-        assert result["description_placeholders"]["currency"] == "DEMO"
+        assert result["step_id"] == "market"
         shown = suggested(result)
         assert shown == {
-            "auto_sell": True,
-            "auto_buy": False,
-            "sell_threshold_soc": 80,
-            "battery_reserve": 40,
-            "min_sell_price": 0.26,
-            "max_buy_price": 0.3,
+            "offer_validity": before["sell"]["offer_validity_ms"] / 60_000,
+            "offer_interval": before["sell"]["min_offer_interval_ms"] / 60_000,
+            "answer_requests": before["sell"]["answer_requests"],
+            "min_counter": before["sell"]["min_counter_permille"] / 10,
         }
-        # A PV inverter but no PV rule yet: the field is there, empty.
-        assert "surplus_threshold" in {str(k) for k in result["data_schema"].schema}
+        assert not ENTITY_FIELDS & {str(k) for k in result["data_schema"].schema}
         try:
+            # Meanwhile an entity (or anyone) changes the policy: that change is kept.
+            await entry.runtime_data.client.set_policy(
+                {**before, "buy": {**before["buy"], "max_price": 333}}
+            )
             result = await hass.config_entries.options.async_configure(
-                result["flow_id"],
-                {**shown, "auto_buy": True, "max_buy_price": 0.35, "surplus_threshold": 1500},
+                result["flow_id"], {**shown, "min_counter": 95.0, "answer_requests": False}
             )
             assert result["type"] is FlowResultType.CREATE_ENTRY
             changed = await policy_of(home)
-            assert changed["buy"]["auto_accept"] is True
-            assert changed["buy"]["max_price"] == 350
-            # A new PV rule: the threshold given, the default gap below it.
-            assert changed["sell"]["pv"]["enable_surplus_w"] == 1500
-            assert changed["sell"]["pv"]["disable_surplus_w"] == 1000
+            assert changed["sell"]["min_counter_permille"] == 950
+            assert changed["sell"]["answer_requests"] is False
+            assert changed["buy"]["max_price"] == 333
+            # Fields left as shown are written as the policy has them, unconverted.
+            assert changed["sell"]["offer_validity_ms"] == before["sell"]["offer_validity_ms"]
             assert entry.runtime_data.coordinator.data.policy == changed
             # Nothing is kept in Home Assistant: the edge controller is the source of truth.
             assert entry.options == {}
@@ -77,55 +90,30 @@ async def test_the_edge_controller_refusing_shows_its_reason(
     before = await policy_of(home)
     async with demo_entry(hass, home) as entry:
         result = await hass.config_entries.options.async_init(entry.entry_id)
-        # A reserve above where selling stops (75 %, 5 below the 80 % threshold).
+        # An offer valid for longer than its delivery window.
         result = await hass.config_entries.options.async_configure(
-            result["flow_id"], {**suggested(result), "battery_reserve": 90}
+            result["flow_id"], {**suggested(result), "offer_validity": 24 * 60}
         )
         assert result["type"] is FlowResultType.FORM
         assert result["errors"] == {"base": "invalid_policy"}
-        assert "reserve_percent" in result["description_placeholders"]["error"]
+        assert "offer_validity_ms" in result["description_placeholders"]["error"]
         # The form keeps what was typed.
-        assert suggested(result)["battery_reserve"] == 90
+        assert suggested(result)["offer_validity"] == 24 * 60
     assert await policy_of(home) == before
 
 
-async def test_a_consumer_sees_only_what_it_has(hass: HomeAssistant, fake_edge: FakeEdge) -> None:
+async def test_a_menu_lists_the_steps_once_there_are_several(
+    hass: HomeAssistant, fake_edge: FakeEdge, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(options_flow, "MENU", ["market", "devices"])
     async with fake_entry(hass, fake_edge) as entry:
         result = await hass.config_entries.options.async_init(entry.entry_id)
-        assert suggested(result) == {
-            "auto_sell": False,
-            "auto_buy": True,
-            "min_sell_price": 0.25,
-            "max_buy_price": 0.3,
-        }
+        assert result["type"] is FlowResultType.MENU
+        assert result["menu_options"] == ["market", "devices"]
         result = await hass.config_entries.options.async_configure(
-            result["flow_id"],
-            {"auto_sell": False, "auto_buy": False, "min_sell_price": 0.3, "max_buy_price": 0.3},
+            result["flow_id"], {"next_step_id": "market"}
         )
-        assert result["type"] is FlowResultType.CREATE_ENTRY
-        written = fake_edge.responses["policy"]
-        assert written["buy"]["auto_accept"] is False
-        assert written["sell"]["pricing"] == {"kind": "fixed", "price": 300}
-        assert written["sell"]["battery"] is None  # untouched
-
-
-async def test_time_of_day_pricing_has_no_minimum_price_field(
-    hass: HomeAssistant, fake_edge: FakeEdge
-) -> None:
-    edge = with_site_and_usb(fake_edge)
-    table = {"kind": "time_of_day", "ranges": [], "default_price": 250}
-    edge.responses["policy"]["sell"]["pricing"] = table
-    async with fake_entry(hass, edge) as entry:
-        result = await hass.config_entries.options.async_init(entry.entry_id)
-        fields = {str(k) for k in result["data_schema"].schema}
-        assert "min_sell_price" not in fields
-        assert {"sell_threshold_soc", "battery_reserve", "surplus_threshold"} <= fields
-        result = await hass.config_entries.options.async_configure(
-            result["flow_id"], {**suggested(result), "surplus_threshold": 2000}
-        )
-        assert result["type"] is FlowResultType.CREATE_ENTRY
-        assert fake_edge.responses["policy"]["sell"]["pricing"] == table
-        assert fake_edge.responses["policy"]["sell"]["pv"]["disable_surplus_w"] == 1500
+        assert result["step_id"] == "market"
 
 
 async def test_cannot_connect_aborts_before_and_is_an_error_after_the_form(
@@ -136,10 +124,16 @@ async def test_cannot_connect_aborts_before_and_is_an_error_after_the_form(
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["type"] is FlowResultType.FORM
     assert entry.state is ConfigEntryState.NOT_LOADED
-    fake_edge.failures["policy"] = (503, "down")  # the edge controller fails the write
-    answer = {"auto_sell": True, "auto_buy": True, "min_sell_price": 0.25, "max_buy_price": 0.3}
+    answer = {**suggested(result), "offer_interval": 2.5}
+    fake_edge.failures["PUT policy"] = (503, "down")  # the edge controller fails the write
     result = await hass.config_entries.options.async_configure(result["flow_id"], answer)
     assert result["errors"] == {"base": "refused"}
+    fake_edge.failures.clear()
+    result = await hass.config_entries.options.async_configure(result["flow_id"], answer)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert fake_edge.responses["policy"]["sell"]["min_offer_interval_ms"] == 150_000
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
     await fake_edge.stop()
     result = await hass.config_entries.options.async_configure(result["flow_id"], answer)
     assert result["errors"] == {"base": "cannot_connect"}

@@ -6,7 +6,6 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-import probatio
 import pytest
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
@@ -129,7 +128,7 @@ async def test_pairing_needs_a_code_and_positive_funds(
     hass: HomeAssistant, fake_edge: FakeEdge, data: dict[str, Any]
 ) -> None:
     async with fake_entry(hass, with_site_and_usb(fake_edge), [Platform.SENSOR]) as entry:
-        with pytest.raises(probatio.Invalid):
+        with pytest.raises(ServiceValidationError, match="Invalid input"):
             await pair(hass, entry.entry_id, **data)
     assert not [b for b in fake_edge.bodies if b[0] == "POST usb/pair"]
 

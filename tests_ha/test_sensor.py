@@ -101,20 +101,22 @@ async def test_entities_snapshot(
 
 async def test_device_readings_in_user_units(hass: HomeAssistant, fake_edge: FakeEdge) -> None:
     # Recorded: the site's PV makes 5996 W, exports 3145 W to the grid, the battery is at
-    # 80 % charging at 2500 W with 3970 Wh to sell; the fuel cell runs at 2000 W with
+    # 80 % of 5000 Wh charging at 2500 W (3970 Wh stored, 1970 Wh above the policy's 40 %
+    # reserve: what is there to sell); the fuel cell runs at 2000 W with
     # 1499 g of hydrogen (25 kWh to sell); a phone draws 9.65 W on USB port 1.
     async with fake_entry(hass, with_site_and_usb(fake_edge), [Platform.SENSOR]):
         assert state(hass, "sensor.flat_3_grid_power") == "-3145"
         assert state(hass, "sensor.flat_3_pv_inverter_power") == "5996"
         assert state(hass, "sensor.flat_3_battery_state_of_charge") == "80"
         assert state(hass, "sensor.flat_3_battery_power") == "2500"
-        assert state(hass, "sensor.flat_3_battery_available_to_sell") == "3.97"
+        assert state(hass, "sensor.flat_3_battery_available_to_sell") == "1.97"
         assert unit(hass, "sensor.flat_3_battery_available_to_sell") == "kWh"
         assert state(hass, "sensor.flat_3_fuel_cell_power") == "2000"
         assert state(hass, "sensor.flat_3_fuel_cell_hydrogen") == "1499"
         assert unit(hass, "sensor.flat_3_fuel_cell_hydrogen") == "g"
         assert state(hass, "sensor.flat_3_fuel_cell_state") == "running"
-        assert state(hass, "sensor.flat_3_fuel_cell_available_to_sell") == "25.0"
+        # 25 kWh of hydrogen, 50 Wh of it already sold.
+        assert state(hass, "sensor.flat_3_fuel_cell_available_to_sell") == "24.95"
         assert state(hass, "sensor.flat_3_usb_port_1_power") == "9.65"
         assert state(hass, "sensor.flat_3_usb_port_1_session_energy") == "1.234"
         assert state(hass, "sensor.flat_3_usb_port_1_session") == "charging"
@@ -123,6 +125,25 @@ async def test_device_readings_in_user_units(hass: HomeAssistant, fake_edge: Fak
         assert state(hass, "sensor.flat_3_usb_port_2_session") == "idle"
         # Voltage and current are there for the curious: disabled until enabled.
         assert hass.states.get("sensor.flat_3_usb_port_1_voltage") is None
+
+
+async def test_available_to_sell_is_above_the_reserve_and_not_yet_sold(
+    hass: HomeAssistant, fake_edge: FakeEdge
+) -> None:
+    edge = with_site_and_usb(fake_edge)
+    battery = edge.responses["devices"]["devices"][0]
+    battery["resource"]["committed_wh"] = 500
+    edge.responses["policy"]["sell"]["battery"]["reserve_percent"] = 20
+    async with fake_entry(hass, edge, [Platform.SENSOR]) as entry:
+        # 3970 Wh stored, 1000 Wh kept (20 % of 5000 Wh), 500 Wh already sold.
+        assert state(hass, "sensor.flat_3_battery_available_to_sell") == "2.47"
+        coordinator = entry.runtime_data.coordinator
+        policy = {**coordinator.data.policy}
+        policy["sell"] = {**policy["sell"], "battery": {"reserve_percent": 90}}
+        coordinator.async_apply("policy", policy)
+        await hass.async_block_till_done()
+        # Below the reserve: nothing to sell, never a negative amount.
+        assert state(hass, "sensor.flat_3_battery_available_to_sell") == "0.0"
 
 
 async def test_stale_and_odd_readings_are_unknown(hass: HomeAssistant, fake_edge: FakeEdge) -> None:

@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from typing import Any
 
-import probatio
 import pytest
 from homeassistant.config_entries import SOURCE_REAUTH
 from homeassistant.core import HomeAssistant
@@ -306,7 +305,7 @@ async def test_bad_input_is_refused_before_asking_the_edge_controller(
         ("create_offer", {"quantity": 5, "price": -1}),
         ("create_offer", {"quantity": 5, "price": 0.2, "mode": "gift"}),
     ):
-        with pytest.raises(probatio.Invalid):
+        with pytest.raises(ServiceValidationError, match="Invalid input"):
             await act(hass, action, fake_entry, **data)
     assert len(fake_edge.requests) == asked
 
@@ -403,3 +402,32 @@ def test_money_and_times_in_the_apis_units() -> None:
     assert policy.to_ms(aware) == 1795348800000
     naive = datetime(2026, 11, 22, 12, 0)
     assert policy.to_ms(naive) == ms(naive.replace(tzinfo=zone))
+
+
+async def test_over_rest_a_refusal_answers_with_its_reason(
+    hass: HomeAssistant, hass_client: Any, fake_edge: FakeEdge
+) -> None:
+    """Home Assistant's REST API answers a refused action with the edge controller's reason
+    (not a bare "400: Bad Request"), and input its schema refuses with what is wrong."""
+    assert await async_setup_component(hass, "api", {})
+    entry = await set_up(hass, fake_edge.node_id, fake_edge.entry_data())
+    fake_edge.failures["offers/o1/accept"] = (
+        409,
+        {"error": {"code": "offer_closed", "message": "offer o1 has expired"}},
+    )
+    client = await hass_client()
+    response = await client.post(
+        f"/api/services/{DOMAIN}/accept_offer",
+        json={"config_entry_id": entry.entry_id, "offer_id": "o1"},
+    )
+    assert response.status == 400
+    text = await response.text()
+    assert "offer o1 has expired" in text
+    assert "offer_closed" in text
+
+    response = await client.post(
+        f"/api/services/{DOMAIN}/accept_offer",
+        json={"config_entry_id": entry.entry_id, "offer_id": "o1", "quantity": -5},
+    )
+    assert response.status == 400
+    assert "quantity" in await response.text()

@@ -12,11 +12,11 @@ from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.device_registry import DeviceEntry
 from homeassistant.helpers.typing import ConfigType
 
-from .api import EnergyP2PClient
 from .building import BuildingCoordinator
 from .const import DOMAIN
 from .coordinator import EnergyP2PCoordinator
 from .counter_offers import async_setup_counter_offer_services
+from .energy_p2p_client import EnergyP2PClient
 from .entity import StaleDevices, async_register_edge_device, current_identifiers
 from .frontend import async_register_card
 from .membership import async_setup_membership

@@ -16,9 +16,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
 from .building_entities import async_add_building_binary_sensors
 from .coordinator import EnergyP2PCoordinator, EnergyP2PState
+from .energy_p2p_client import JSON
 from .entity import (
     USB_PORT,
     EnergyP2PEntity,

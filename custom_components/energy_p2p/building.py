@@ -18,8 +18,8 @@ from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 
-from .api import JSON, ApiError, EnergyP2PClient, EnergyP2PError
 from .const import DOMAIN, RESYNC_INTERVAL
+from .energy_p2p_client import JSON, ApiError, EnergyP2PClient, EnergyP2PError
 
 if TYPE_CHECKING:
     from homeassistant.core import HomeAssistant

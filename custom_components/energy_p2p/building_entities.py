@@ -25,8 +25,8 @@ from homeassistant.core import callback
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .api import JSON
 from .building import BuildingCoordinator, owner_device_info
+from .energy_p2p_client import JSON
 from .entity import edge_device_info
 from .policy import as_int, to_units
 

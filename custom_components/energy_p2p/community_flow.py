@@ -14,7 +14,7 @@ from homeassistant.const import CONF_HOST, CONF_PORT, CONF_TOKEN
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import TextSelector, TextSelectorConfig
 
-from .api import ApiError, CannotConnect, EnergyP2PClient, InvalidAuth
+from .energy_p2p_client import ApiError, CannotConnect, EnergyP2PClient, InvalidAuth
 
 CONF_INVITATION: Final = "invitation"
 CONF_NAME: Final = "name"

@@ -13,7 +13,8 @@ from homeassistant.exceptions import ConfigEntryAuthFailed
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator, UpdateFailed
 from homeassistant.util import dt as dt_util
 
-from .api import (
+from .const import DOMAIN, RESYNC_INTERVAL
+from .energy_p2p_client import (
     JSON,
     ApiError,
     CannotConnect,
@@ -22,7 +23,6 @@ from .api import (
     UnsupportedApiVersion,
     check_api_version,
 )
-from .const import DOMAIN, RESYNC_INTERVAL
 from .repairs import EdgeHealth
 
 if TYPE_CHECKING:
@@ -76,7 +76,8 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
             hass,
             _LOGGER,
             config_entry=entry,
-            name=f"{DOMAIN} {client.host}:{client.port}",
+            # What the coordinator's outage and recovery log lines name: the home.
+            name=f"Energy P2P home {entry.title}",
             update_interval=RESYNC_INTERVAL,
         )
         self.client = client
@@ -175,9 +176,14 @@ class EnergyP2PCoordinator(DataUpdateCoordinator[EnergyP2PState]):
 
     async def _on_disconnected(self) -> None:
         self.stream_connected = False
-        # If the edge controller is gone this refresh fails: entities become unavailable
-        # and the coordinator logs it once (and once more when a refresh succeeds again).
-        await self.async_refresh()
+        if self.data is None or not self.last_update_success:
+            await self.async_refresh()  # nothing shown yet, or already unavailable
+            return
+        # A stopping edge controller closes its WebSocket first and may answer a refresh
+        # for a while after: its entities go unavailable now (the coordinator logs it once,
+        # by the home's name); the reconnect's refresh brings them back (logged once too).
+        where = f"{self.client.host}:{self.client.port}"
+        self.async_set_update_error(CannotConnect(f"the event stream from {where} closed"))
 
     async def _on_auth_failed(self) -> None:
         self.stream_connected = False

@@ -14,9 +14,9 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import Entity, EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
-from .api import JSON, ApiError, CannotConnect, InvalidAuth
 from .const import DOMAIN
 from .coordinator import EnergyP2PCoordinator, EnergyP2PState
+from .energy_p2p_client import JSON, ApiError, CannotConnect, InvalidAuth
 
 if TYPE_CHECKING:
     from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
@@ -227,7 +227,7 @@ class StaleDevices:
         registry = dr.async_get(self.hass)
         for device in dr.async_entries_for_config_entry(registry, self.entry.entry_id):
             if not any(i[0] == DOMAIN and i[1] in current for i in device.identifiers):
-                registry.async_update_device(device.id, remove_config_entry_id=self.entry.entry_id)
+                registry.async_remove_device(device.id)
 
 
 def current_identifiers(state: EnergyP2PState) -> frozenset[str]:

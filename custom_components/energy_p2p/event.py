@@ -12,13 +12,13 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
 from .coordinator import (
     LIVE_OFFER_STATUSES,
     EnergyP2PCoordinator,
     EnergyP2PState,
     EventListener,
 )
+from .energy_p2p_client import JSON
 from .entity import (
     USB_PORT,
     EnergyP2PEntity,
@@ -26,6 +26,7 @@ from .entity import (
     SubDevice,
     async_add_sub_device_entities,
 )
+from .names import counterparty_field, offered_to, party_name, private_to_names
 from .policy import to_units
 
 PARALLEL_UPDATES = 0
@@ -58,6 +59,7 @@ def offer_attributes(offer: JSON, currency: str) -> dict[str, Any]:
     return {
         "offer_id": offer.get("id"),
         "seller": offer.get("seller"),
+        "seller_name": party_name(offer, "seller"),
         "resource": offer.get("resource"),
         "mode": offer.get("mode"),
         "quantity": offer.get("quantity"),
@@ -68,7 +70,8 @@ def offer_attributes(offer: JSON, currency: str) -> dict[str, Any]:
         "start": _time(offer.get("start")),
         "end": _time(offer.get("end")),
         "expires": _time(offer.get("expires")),
-        "private": bool(offer.get("private_to")),
+        "private": bool(offer.get("private_to") or offer.get("to")),
+        "private_to_names": private_to_names(offer),
     }
 
 
@@ -80,6 +83,9 @@ def trade_attributes(trade: JSON, currency: str) -> dict[str, Any]:
         "role": trade.get("role"),
         "seller": trade.get("seller"),
         "buyer": trade.get("buyer"),
+        "seller_name": party_name(trade, "seller"),
+        "buyer_name": party_name(trade, "buyer"),
+        "counterparty": party_name(trade, counterparty_field(trade)),
         "resource": trade.get("resource"),
         "mode": trade.get("mode"),
         "energy_wh": trade.get("energy_wh"),
@@ -105,6 +111,7 @@ def session_attributes(session: JSON, currency: str) -> dict[str, Any]:
         "port": session.get("port"),
         "phone": session.get("phone"),
         "wallet": session.get("wallet"),
+        "wallet_name": party_name(session, "wallet"),
         "trade_id": session.get("trade"),
         "state": session.get("state"),
         "bought_wh": to_units(session.get("bought_mwh")),
@@ -159,7 +166,8 @@ class _FollowsEvents(EventEntity):
 
 
 class EnergyP2POfferEvent(EnergyP2PEntity, _FollowsEvents):
-    """Fires `offer_received` for each new live offer of another home."""
+    """Fires `offer_received` for each new live offer of another home that this home may
+    accept (not one private to other homes)."""
 
     @callback
     def _on_edge_event(self, event: str, data: JSON, before: EnergyP2PState) -> None:
@@ -167,6 +175,7 @@ class EnergyP2POfferEvent(EnergyP2PEntity, _FollowsEvents):
             event != "offer"
             or data.get("seller") == before.node_id
             or data.get("status") not in LIVE_OFFER_STATUSES
+            or not offered_to(data, before.node_id)
             or any(o.get("id") == data.get("id") for o in before.offers)
         ):
             return

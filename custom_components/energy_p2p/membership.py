@@ -19,8 +19,8 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 
-from .api import ApiError, CannotConnect, EnergyP2PClient, InvalidAuth
 from .const import DOMAIN
+from .energy_p2p_client import ApiError, CannotConnect, EnergyP2PClient, InvalidAuth
 from .policy import to_milli
 
 if TYPE_CHECKING:

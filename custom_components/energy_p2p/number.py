@@ -16,8 +16,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
 from .coordinator import EnergyP2PState
+from .energy_p2p_client import JSON
 from .entity import EnergyP2PEntity, async_change_policy
 from .policy import (
     as_int,

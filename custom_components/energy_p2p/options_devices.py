@@ -25,7 +25,7 @@ from homeassistant.helpers.selector import (
     NumberSelectorMode,
 )
 
-from .api import JSON, ApiError, CannotConnect, EnergyP2PClient
+from .energy_p2p_client import JSON, ApiError, CannotConnect, EnergyP2PClient
 from .relay import async_mapping_changed
 
 # The entities a device of each role can follow: (field and quantity, domains, device class).
@@ -81,16 +81,15 @@ class HomeAssistantDevicesStep(OptionsFlow):
         )
 
     async def async_step_ha_devices_or_done(self) -> ConfigFlowResult:
-        """After the policy: the device steps when the edge controller has such devices."""
+        """The device steps, when the edge controller has Home Assistant devices."""
         try:
             mapping = await self._devices_client().get_ha_entities()
         except CannotConnect, ApiError:
-            # An older edge controller, or none reachable now: the policy is written.
-            return self.async_create_entry(data={})
+            return self.async_abort(reason="cannot_connect")
         self._ha_devices = [d for d in mapping.get("devices") or [] if isinstance(d, dict)]
         self._ha_chosen = {}
         if not self._ha_devices:
-            return self.async_create_entry(data={})
+            return self.async_abort(reason="no_ha_devices")
         return await self.async_step_ha_device()
 
     async def async_step_ha_device(
@@ -120,7 +119,7 @@ class HomeAssistantDevicesStep(OptionsFlow):
                     placeholders["error"] = exc.message
                 else:
                     async_mapping_changed(self.hass, self.config_entry.entry_id)
-                    return self.async_create_entry(data={})
+                    return self.async_create_entry(data=dict(self.config_entry.options))
                 self._ha_chosen.pop(str(device["id"]))
         return self.async_show_form(
             step_id="ha_device",

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 from homeassistant.util import dt as dt_util
 
-from .api import JSON
+from .energy_p2p_client import JSON
 
 PRICING_KINDS: Final = ("fixed", "time_of_day", "demand")
 

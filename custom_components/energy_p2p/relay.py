@@ -24,7 +24,7 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.dispatcher import async_dispatcher_connect, async_dispatcher_send
 from homeassistant.helpers.event import async_track_state_change_event
 
-from .api import JSON, ApiError, CannotConnect, EnergyP2PClient, InvalidAuth
+from .energy_p2p_client import JSON, ApiError, CannotConnect, EnergyP2PClient, InvalidAuth
 
 _LOGGER = logging.getLogger(__name__)
 

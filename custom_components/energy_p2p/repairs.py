@@ -27,7 +27,8 @@ from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers import issue_registry as ir
 
-from .const import API_VERSION, DOMAIN
+from .const import DOMAIN
+from .energy_p2p_client import API_VERSION
 from .membership import MembershipRequestFlow, is_membership_issue
 from .policy import to_ms
 

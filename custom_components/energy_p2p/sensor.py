@@ -27,9 +27,9 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from homeassistant.util import dt as dt_util
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
 from .building_entities import async_add_building_sensors
 from .coordinator import EnergyP2PState
+from .energy_p2p_client import JSON
 from .entity import (
     OTHER_ROLE,
     USB_PORT,
@@ -39,7 +39,7 @@ from .entity import (
     async_add_sub_device_entities,
     reading,
 )
-from .policy import to_units
+from .policy import section, to_units
 
 # Coordinator-driven: no polling of our own, so no limit on parallel updates.
 PARALLEL_UPDATES = 0
@@ -69,6 +69,8 @@ class EnergyP2PDeviceSensorEntityDescription(SensorEntityDescription):
     kinds: tuple[str, ...]
     value_fn: Callable[[JSON], StateValue]
     exists_fn: Callable[[JSON], bool] = lambda data: True
+    # For a value that also depends on the owner's policy: (device data, policy) -> value.
+    policy_value_fn: Callable[[JSON, JSON], StateValue] | None = None
 
 
 def _trades_today(state: EnergyP2PState) -> int:
@@ -242,6 +244,22 @@ def _resource(field: str) -> Callable[[JSON], StateValue]:
     return value
 
 
+def available_to_sell(data: JSON, policy: JSON) -> int | None:
+    """Energy the ledger holds as stored and not yet sold, less a battery's reserve (the
+    policy's `reserve_percent` of its registered capacity, which is never sold)."""
+    resource = data.get("resource") or {}
+    available, committed = resource.get("available_wh"), resource.get("committed_wh", 0)
+    if not isinstance(available, int) or not isinstance(committed, int):
+        return None
+    kept = 0
+    if data.get("role") == "battery":
+        reserve = section(policy, "sell", "battery", "reserve_percent")
+        capacity = resource.get("capacity_wh")
+        if isinstance(reserve, int | float) and isinstance(capacity, int):
+            kept = round(capacity * reserve / 100)
+    return max(0, available - committed - kept)
+
+
 def _fuel_cell_state(data: JSON) -> str | None:
     found = reading(data, "state")
     return found if found in FUEL_CELL_STATES else None
@@ -359,8 +377,8 @@ DEVICE_SENSORS: tuple[EnergyP2PDeviceSensorEntityDescription, ...] = (
         exists_fn=_has("state"),
     ),
     EnergyP2PDeviceSensorEntityDescription(
-        # What the ledger holds as still to sell: the battery's energy above its reserve,
-        # the hydrogen's electrical energy.
+        # What is still to sell: the battery's energy above its reserve, the hydrogen's
+        # electrical energy; less what trades have already committed.
         key="available_energy",
         translation_key="available_energy",
         kinds=("battery", "fuel_cell"),
@@ -369,6 +387,7 @@ DEVICE_SENSORS: tuple[EnergyP2PDeviceSensorEntityDescription, ...] = (
         suggested_unit_of_measurement=UnitOfEnergy.KILO_WATT_HOUR,
         # Unknown until the ledger holds the device's resource (registered by the registrar).
         value_fn=_resource("available_wh"),
+        policy_value_fn=available_to_sell,
     ),
     EnergyP2PDeviceSensorEntityDescription(
         key="usb_power",
@@ -485,4 +504,7 @@ class EnergyP2PDeviceSensor(EnergyP2PSubDeviceEntity, SensorEntity):
     @property
     def native_value(self) -> StateValue:
         """The value now."""
-        return self.entity_description.value_fn(self.data)
+        description = self.entity_description
+        if description.policy_value_fn is not None:
+            return description.policy_value_fn(self.data, self.coordinator.data.policy)
+        return description.value_fn(self.data)

@@ -22,9 +22,9 @@ from homeassistant.core import (
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv
 
-from .api import JSON, ApiError
 from .building_services import async_setup_building_services
 from .const import DOMAIN
+from .energy_p2p_client import JSON, ApiError
 from .entity import async_call_edge
 from .policy import to_milli, to_ms, to_units
 
@@ -129,6 +129,23 @@ GET_OFFERS_SCHEMA = vol.Schema(
 GET_TRADES_SCHEMA = vol.Schema({**_ENTRY, vol.Optional("include_all", default=False): cv.boolean})
 
 type Handler = Callable[[ServiceCall], Coroutine[Any, Any, ServiceResponse]]
+
+
+class ExplainedSchema(vol.Schema):
+    """An action's schema whose refusal says what is wrong wherever the action was called
+    from: Home Assistant's REST API answers a bare "400: Bad Request" to a schema's
+    `Invalid`, but passes a ServiceValidationError's message on."""
+
+    def __call__(self, data: Any, **kwargs: Any) -> Any:
+        """The validated data, or a ServiceValidationError naming the wrong field."""
+        try:
+            return super().__call__(data, **kwargs)
+        except vol.Invalid as exc:
+            raise ServiceValidationError(
+                translation_domain=DOMAIN,
+                translation_key="invalid_input",
+                translation_placeholders={"error": str(exc)},
+            ) from exc
 
 
 def wallet_in_units(wallet: JSON) -> JSON:
@@ -364,7 +381,11 @@ def async_setup_services(hass: HomeAssistant) -> None:
         # The edge controller's answer (the offer, the trade id, the USB session) for
         # automations that want it; nothing needs to ask for it.
         hass.services.async_register(
-            DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.OPTIONAL
+            DOMAIN,
+            name,
+            handler,
+            schema=ExplainedSchema(schema),
+            supports_response=SupportsResponse.OPTIONAL,
         )
     reads: tuple[tuple[str, Handler, vol.Schema], ...] = (
         (SERVICE_GET_WALLET, get_wallet, GET_WALLET_SCHEMA),
@@ -373,6 +394,10 @@ def async_setup_services(hass: HomeAssistant) -> None:
     )
     for name, handler, schema in reads:
         hass.services.async_register(
-            DOMAIN, name, handler, schema=schema, supports_response=SupportsResponse.ONLY
+            DOMAIN,
+            name,
+            handler,
+            schema=ExplainedSchema(schema),
+            supports_response=SupportsResponse.ONLY,
         )
     async_setup_building_services(hass)

@@ -8,11 +8,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from homeassistant.components.switch import SwitchEntity, SwitchEntityDescription
+from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
 from . import EnergyP2PConfigEntry
-from .api import JSON
+from .energy_p2p_client import JSON
 from .entity import (
     USB_PORT,
     EnergyP2PEntity,
@@ -42,12 +43,14 @@ POLICY_SWITCHES: tuple[EnergyP2PPolicySwitchEntityDescription, ...] = (
         translation_key="auto_sell",
         path=("sell", "auto_sell"),
         change_fn=with_auto_sell,
+        entity_category=EntityCategory.CONFIG,
     ),
     EnergyP2PPolicySwitchEntityDescription(
         key="auto_buy",
         translation_key="auto_buy",
         path=("buy", "auto_accept"),
         change_fn=with_auto_buy,
+        entity_category=EntityCategory.CONFIG,
     ),
 )
 

@@ -14,9 +14,10 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from edge_controller.app.queries import Queries, pending_offer
+from edge_controller.app.live import LiveBook
+from edge_controller.app.queries import Queries
 from edge_controller.app.refused import RefusedRecords
-from edge_controller.app.views import block_view, offer_view, trade_view
+from edge_controller.app.views import block_view
 from edge_controller.devices import Clock
 from edge_controller.ledger import Block, Ledger, Reason, Record, Rejected
 
@@ -111,15 +112,23 @@ class Announcer:
         self.clock = clock
         self.cutoff_hooks: list[Callable[[bool], None]] = []
         self._cut_off = False  # what the hooks were last told
+        self.book = LiveBook(ledger, account, bus.publish, queries)
         ledger.events.connected.append(self.block_connected)
+        ledger.events.disconnected.append(self.block_disconnected)
         ledger.events.dropped.append(self.record_dropped)
 
     def record_accepted(self, record: Record) -> None:
-        """A record entered the pool (ours or a neighbour's): an offer is shown at once."""
-        if record.kind == "offer":
-            now = self.clock.now_ms()
-            offer = pending_offer(self.ledger, record)
-            self.bus.publish("offer", offer_view(offer, now, True, self.queries.name_of), now)
+        """A record entered the pool (ours or a neighbour's): an offer is shown at once, a
+        cancel withdraws one at once."""
+        self.book.pooled(record, self.clock.now_ms())
+
+    def tick(self, now: int) -> None:
+        """Each control cycle: expired offers leave the owner's list."""
+        self.book.tick(now)
+
+    def block_disconnected(self, block: Block) -> None:
+        """A reorganisation undid a block: what its records changed is shown again."""
+        self.book.block(block, self.clock.now_ms())
 
     def record_dropped(self, record: Record, why: Rejected) -> None:
         """One of our records left the pool refused: kept in the refused list and announced."""
@@ -134,27 +143,10 @@ class Announcer:
 
     def block_connected(self, block: Block) -> None:
         now = self.clock.now_ms()
-        state = self.ledger.state
-        mine = False
         self.bus.publish("block", block_view(block), now)
-        for record in block.records:
-            if record.account == self.account:
-                mine = True
-            trade = state.trades.get(record.id)
-            if trade is None and record.kind in ("settlement", "termination"):
-                trade = state.trades.get(str(record.body["trade"]))
-            if trade is not None and self.account in (trade.buyer, trade.seller):
-                mine = True
-                self.bus.publish(
-                    "trade", trade_view(trade, self.account, self.queries.name_of), now
-                )
-            if record.kind == "offer":
-                # Ours too: the owner's dashboard sees its offer go from pending to open.
-                offer = state.offers.get(record.id)
-                if offer is not None:
-                    self.bus.publish("offer", self.queries.offer(offer.id, now), now)
-            elif record.kind in ("acceptance", "confirmation", "rejection"):
-                self._counters_changed(record, now)
+        # Every offer and trade the block changed, once each (ours go from pending to open).
+        traded = self.book.block(block, now)
+        mine = traded or any(r.account == self.account for r in block.records)
         if block.records:
             # Any community trade or offer may have changed the market summary: the
             # dashboard's chart follows it here rather than at its next full read.
@@ -165,18 +157,6 @@ class Announcer:
         ):
             self.bus.publish("wallet", self.queries.wallet(), now)
             self.check_prepaid(now)
-
-    def _counters_changed(self, record: Record, now: int) -> None:
-        """A counter-offer on one of our offers came or was answered: the offer is shown
-        again with the counter-offers still waiting for the owner."""
-        state = self.ledger.state
-        target = str(
-            record.body.get("offer") or record.body.get("acceptance") or record.body["target"]
-        )
-        acceptance = state.acceptances.get(target)
-        offer = state.offers.get(acceptance.offer if acceptance is not None else target)
-        if offer is not None and offer.seller == self.account:
-            self.bus.publish("offer", self.queries.offer(offer.id, now), now)
 
     def check_prepaid(self, now: int) -> None:
         """Fire the cut-off hooks once when the balance reaches zero, and once when a

@@ -274,6 +274,7 @@ class Home:
         """Read devices, let the market decide, drive devices for the trades that run."""
         now = self.now
         self.events.publish("telemetry", {"devices": self.queries.devices_view(now)}, now)
+        self.announcer.tick(now)
         await self.trader.cycle(now)
         await self.delivery.cycle(self.ledger.state, self.devices, now)
         if self.building is not None:

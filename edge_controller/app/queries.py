@@ -14,7 +14,7 @@ from edge_controller.app.counters import counters_by_offer
 from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice
 from edge_controller.app.views import block_view, offer_view, resource_view, trade_view, wallet_view
-from edge_controller.ledger import Ledger, Offer, Record, account_id, offer_of
+from edge_controller.ledger import Ledger, Offer, Record, Trade, account_id, offer_of
 from edge_controller.refusal import Refusal, Why
 
 MARKET_WINDOW_MS = 24 * 3_600_000
@@ -203,6 +203,16 @@ class Queries:
             view = offer_view(find_offer(self.ledger, offer_id), now, True, self.name_of)
         self._with_counters([view], now)
         return view
+
+    def render_offer(self, offer: Offer, now: int, pending: bool = False) -> dict[str, Any]:
+        """One offer as `GET offers` shows it (names; our offers' counter-offers waiting)."""
+        view = offer_view(offer, now, pending, self.name_of)
+        self._with_counters([view], now)
+        return view
+
+    def render_trade(self, trade: Trade) -> dict[str, Any]:
+        """One trade as `GET trades` shows it."""
+        return trade_view(trade, self.account, self.name_of)
 
     def _with_counters(self, views: list[dict[str, Any]], now: int) -> None:
         """Our offers show the counter-offers waiting for our answer (`counter_offers`)."""

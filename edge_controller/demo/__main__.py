@@ -8,7 +8,6 @@ Prints the URL and the login, then each trade, settlement and phone charge as it
 
 from __future__ import annotations
 
-import argparse
 import signal
 import sys
 import tempfile
@@ -20,6 +19,7 @@ from types import FrameType
 from edge_controller.demo.hass import start_hass
 from edge_controller.demo.hass_client import Login
 from edge_controller.demo.layouts import CommunityFolderError, EmbeddedCommunity, make_community
+from edge_controller.demo.options import demo_parser
 from edge_controller.processes import free_port
 
 
@@ -44,33 +44,7 @@ def _follow(log: Path, done: threading.Event) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__.splitlines()[0])
-    parser.add_argument("--homes", type=int, default=3, help="how many homes (3 to 12)")
-    parser.add_argument(
-        "--layout",
-        choices=("embedded", "processes"),
-        default="embedded",
-        help="embedded: one process with its own MQTT broker (default); "
-        "processes: Mosquitto and one edge controller process per home",
-    )
-    parser.add_argument(
-        "--port",
-        type=int,
-        default=8123,
-        help="Home Assistant's port (default 8123, or a free one when it is taken)",
-    )
-    parser.add_argument(
-        "--host",
-        default="127.0.0.1",
-        help="the address Home Assistant listens on (0.0.0.0: the LAN too)",
-    )
-    parser.add_argument("--password", help="the owner's password (default: a new random one)")
-    parser.add_argument(
-        "--state-dir",
-        type=Path,
-        help="keep everything here, and carry on from it when it is given again "
-        "(default: a new folder under /tmp)",
-    )
+    parser = demo_parser()
     args = parser.parse_args(argv)
     if not 3 <= args.homes <= 12:
         parser.error("--homes must be from 3 to 12")

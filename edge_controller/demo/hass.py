@@ -1,7 +1,8 @@
 """A real Home Assistant with the Energy P2P integration from this checkout, set up the way
 a person would: onboarding through Home Assistant's onboarding HTTP API, one config entry
-per home through the config-flow REST API, and the Energy P2P dashboard through the
-WebSocket API. Nothing is written into Home Assistant's `.storage`.
+per home through the config-flow REST API, the Energy P2P dashboard and the Energy
+dashboard through the WebSocket API. Two settings are written into Home Assistant's
+`.storage` before it starts, where no API can set them in time (see `write_config`).
 
 Home Assistant runs on the Python 3.14 of `scripts/ha-python` (a Debian root with
 Home Assistant 2026.10 where the machine has no Python 3.14); its configuration directory
@@ -58,12 +59,11 @@ CONFIGURATION = """\
 # Written by demo/hass.py for the Energy P2P showcase: a minimal Home Assistant.
 homeassistant:
   name: {name}
-http:
-  server_host: {host}
-  server_port: {port}
 frontend:
 config:
 lovelace:
+# The Energy dashboard (/config/energy): the homes' peer-to-peer energy (hass_client.py).
+energy:
 # Every real Home Assistant records history (default_config has it), and the frontend
 # asks for it: without it a page can end in an uncaught "unknown command".
 recorder:
@@ -83,10 +83,9 @@ def ha_python() -> list[str]:
 def write_config(config_dir: Path, port: int, host: str, name: str = "Demo Street") -> None:
     """A fresh configuration directory with the checkout's integration linked in."""
     config_dir.mkdir(parents=True, exist_ok=True)
-    (config_dir / "configuration.yaml").write_text(
-        CONFIGURATION.format(name=json.dumps(name), host=host, port=port)
-    )
+    (config_dir / "configuration.yaml").write_text(CONFIGURATION.format(name=json.dumps(name)))
     _keep_http_on(config_dir, port, host)
+    _skip_default_integrations(config_dir)
     custom = config_dir / "custom_components"
     custom.mkdir(exist_ok=True)
     link = custom / DOMAIN
@@ -96,16 +95,44 @@ def write_config(config_dir: Path, port: int, host: str, name: str = "Demo Stree
     link.symlink_to(CHECKOUT / "custom_components" / DOMAIN)
 
 
-def _keep_http_on(config_dir: Path, port: int, host: str) -> None:
-    """Make a kept Home Assistant listen on `host:port` again.
+# Home Assistant's HTTP settings as its storage holds them (2026.10 on: `http` version 2),
+# with its defaults; `server_host` and `server_port` are ours.
+HTTP_STORAGE: dict[str, Any] = {
+    "version": 2,
+    "minor_version": 2,
+    "key": "http",
+    "data": {
+        "stable": {
+            "cors_allowed_origins": ["https://cast.home-assistant.io"],
+            "login_attempts_threshold": -1,
+            "ip_ban_enabled": True,
+            "ssl_profile": "modern",
+            "use_x_frame_options": True,
+            "error": None,
+            "error_message": None,
+        },
+        "pending": None,
+        "yaml_migration_done": True,
+    },
+}
 
-    Since 2026.10 Home Assistant moves `http:` from YAML into its storage on the first start
-    and reads it from there afterwards, so a kept configuration would stay on its first
-    port. Home Assistant is not running here: its stored settings get our port and host.
+
+def _keep_http_on(config_dir: Path, port: int, host: str) -> None:
+    """Make Home Assistant listen on `host:port`.
+
+    Since 2026.10 Home Assistant keeps its HTTP settings in its storage: `http:` in YAML is
+    moved there on the first start and raises a repair ("HTTP YAML configuration is
+    deprecated"). So no `http:` is written; on a first start its stored settings are
+    written with our port and host, and a kept configuration gets them again (it may be
+    given another port). Home Assistant is not running here.
     """
     path = config_dir / ".storage" / "http"
     if not path.is_file():
-        return  # a first start: the YAML is read (and then moved)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        stored = json.loads(json.dumps(HTTP_STORAGE))
+        stored["data"]["stable"].update(server_port=port, server_host=[host])
+        _write_private(path, stored)
+        return
     stored = json.loads(path.read_text())
     stable = stored.get("data", {}).get("stable")
     if not isinstance(stable, dict):
@@ -114,6 +141,32 @@ def _keep_http_on(config_dir: Path, port: int, host: str) -> None:
         return
     stable.update(server_port=port, server_host=[host])
     path.write_text(json.dumps(stored, indent=2))
+
+
+def _skip_default_integrations(config_dir: Path) -> None:
+    """Onboarding's core-config step, marked done before the first start.
+
+    Finishing that step through the API also starts four default integrations (Google
+    Translate, Met.no, Radio Browser, Shopping list) that need the internet or packages
+    this minimal Home Assistant lacks: they would fail, with errors in the log and a failed
+    entry. What the step sets (country, currency, time zone, units) the demo sets through
+    `config/core/update` itself (`HassClient.onboard`), as the frontend does before it.
+    """
+    path = config_dir / ".storage" / "onboarding"
+    if path.is_file():
+        return  # a kept configuration: onboarded already, or resumed where it was left
+    path.parent.mkdir(parents=True, exist_ok=True)
+    _write_private(
+        path,
+        {"version": 4, "minor_version": 1, "key": "onboarding", "data": {"done": ["core_config"]}},
+    )
+
+
+def _write_private(path: Path, document: dict[str, Any]) -> None:
+    """Write a storage file as Home Assistant does its private ones (0600)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump(document, f, indent=2)
 
 
 def hass_child(config_dir: Path, log: Path) -> Child:
@@ -188,6 +241,8 @@ async def set_up(url: str, child: Child, login: Login, homes: Sequence[HomeAcces
                 await client.add_home(home)
         await client.wait_entries_loaded(len(homes))
         await client.create_dashboard(dashboard_config())
+        await client.configure_energy_dashboard()
+        await client.dismiss_installation_notice()
         return client.token
 
 

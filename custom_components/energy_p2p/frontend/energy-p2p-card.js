@@ -43,8 +43,26 @@ function shortId(id) {
   return text.length > 16 ? `${text.slice(0, 8)}…${text.slice(-6)}` : text;
 }
 
+/** The name of the party in `item[field]`: the edge controller's `<field>_name`, else its
+ * account id's short form. */
+function partyName(item, field) {
+  const name = item?.[`${field}_name`];
+  return typeof name === "string" && name.trim() ? name : shortId(item?.[field]);
+}
+
+/** The homes a private offer is addressed to (`private_to`, or `to`), by name; [] if public. */
+function privateTo(offer) {
+  const accounts = offer.private_to ?? offer.to ?? [];
+  const names = offer.to_names ?? offer.private_to_names ?? [];
+  return accounts.map((account, i) => ({
+    account,
+    name: typeof names[i] === "string" && names[i] ? names[i] : shortId(account),
+  }));
+}
+
 const STYLE = `
-  :host { display: block; }
+  :host { display: block; max-width: 100%; }
+  ha-card { overflow-wrap: anywhere; }
   ha-card:not(:defined) {
     display: block;
     background: var(--ha-card-background, var(--card-background-color, #fff));
@@ -83,9 +101,13 @@ const STYLE = `
   .figure .value { font-size: 16px; color: var(--primary-text-color, #212121); }
   .wallet .balance { font-size: 20px; font-weight: 500; color: var(--primary-color, #03a9f4); }
   .row {
-    display: grid; grid-template-columns: 1fr auto auto; align-items: center; gap: 4px 10px;
-    padding: 6px 0; border-top: 1px solid var(--divider-color, #e0e0e0);
+    /* minmax(0, 1fr): the text column shrinks (and wraps) instead of pushing the chip and
+       the action past the card's edge. */
+    display: grid; grid-template-columns: minmax(0, 1fr) auto auto; align-items: center;
+    gap: 4px 10px; padding: 6px 0; border-top: 1px solid var(--divider-color, #e0e0e0);
   }
+  .row.trade { grid-template-columns: minmax(0, 1fr) auto; }
+  .row-text { min-width: 0; }
   .row:first-child { border-top: none; }
   .row .message { grid-column: 1 / -1; padding: 0; }
   .row-main { color: var(--primary-text-color, #212121); }
@@ -93,9 +115,10 @@ const STYLE = `
   .row-secondary { font-size: 12px; color: var(--secondary-text-color, #727272); }
   .row-action { text-align: right; white-space: nowrap; }
   .money { font-size: 12px; color: var(--secondary-text-color, #727272); }
+  .party { font-weight: 500; }
   .delivery { display: flex; align-items: center; gap: 8px; }
   .delivery progress { width: 80px; flex: none; }
-  .mono { font-family: var(--code-font-family, monospace); font-size: 12px; white-space: nowrap; }
+  .mono { font-family: var(--code-font-family, monospace); font-size: 12px; }
   button {
     font: inherit; font-size: 13px; font-weight: 500; cursor: pointer;
     background: var(--primary-color, #03a9f4); color: var(--text-primary-color, #fff);
@@ -124,6 +147,7 @@ const STYLE = `
   .market .dot { fill: var(--primary-color, #03a9f4); }
   .market .grid { stroke: var(--divider-color, #e0e0e0); stroke-width: .5; }
   .market-figures { display: flex; gap: 4px 16px; flex-wrap: wrap; font-size: 13px; margin-bottom: 4px; }
+  .market-figures b { white-space: nowrap; }
   .card-error { color: var(--error-color, #db4437); }
 `;
 
@@ -462,13 +486,23 @@ class EnergyP2PCard extends HTMLElement {
       const key = `${entry.entry_id}:offer:${offer.id}`;
       const mine = offer.seller === entry.node_id;
       const pending = this._pending.has(key);
+      const to = privateTo(offer);
+      // A private offer is for the homes it names: any other sees it, but cannot take it.
+      const forUs = !to.length || to.some((home) => home.account === entry.node_id);
       const quantity =
         offer.mode === "capacity"
           ? `${this._number(offer.remaining / 1000, 2, 3)} of ${this._number(offer.quantity / 1000, 2, 3)} kW`
           : `${this._number(offer.remaining / 1000, 2, 3)} of ${this._kwh(offer.quantity)}`;
+      const privately = to.length
+        ? `<span class="chip private" title="${esc(to.map((home) => home.account).join(", "))}">${
+            forUs ? "to you" : `to ${esc(to.map((home) => home.name).join(", "))}`
+          }</span>`
+        : "";
       const action = mine
         ? `<span class="chip">yours</span>`
-        : `<button class="accept" data-action="accept" data-entry="${esc(entry.entry_id)}"
+        : !forUs
+          ? privately
+          : `<button class="accept" data-action="accept" data-entry="${esc(entry.entry_id)}"
             data-offer="${esc(offer.id)}" ${pending || !entry.online ? "disabled" : ""}>${
               pending ? "Accepting…" : "Accept"
             }</button>`;
@@ -476,9 +510,11 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main"><span class="quantity">${esc(quantity)}</span> at
               <span class="price">${esc(this._pricePerKwh(offer.price, entry.currency))}</span></div>
-            <div class="row-secondary">from <span class="seller mono" title="${esc(offer.seller)}">${esc(
-              shortId(offer.seller),
-            )}</span> · <span class="window">${esc(this._window(offer.start, offer.end))}</span></div>
+            <div class="row-secondary">from <span class="seller party" title="${esc(offer.seller)}">${esc(
+              partyName(offer, "seller"),
+            )}</span> · <span class="window">${esc(this._window(offer.start, offer.end))}</span>${
+              (forUs || mine) && to.length ? ` ${privately}` : ""
+            }</div>
           </div>
           <span class="chip status">${esc(offer.status)}</span>
           <div class="row-action">${action}</div>
@@ -524,7 +560,8 @@ class EnergyP2PCard extends HTMLElement {
     const currency = entry.currency;
     const rows = trades.map((trade) => {
       const bought = trade.role === "buyer";
-      const other = bought ? trade.seller : trade.buyer;
+      const otherField = bought ? "seller" : "buyer";
+      const other = trade[otherField];
       const agreed = trade.energy_wh ?? 0;
       const delivered = trade.delivered_wh ?? 0;
       const money =
@@ -535,13 +572,15 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main"><span class="role">${bought ? "Bought" : "Sold"}</span>
               <span class="quantity">${esc(this._kwh(agreed))}</span> ${bought ? "from" : "to"}
-              <span class="mono" title="${esc(other)}">${esc(shortId(other))}</span></div>
+              <span class="counterparty party" title="${esc(other)}">${esc(
+                partyName(trade, otherField),
+              )}</span></div>
             <div class="row-secondary delivery">
               <progress max="${Math.max(agreed, 1)}" value="${Math.min(delivered, agreed)}"></progress>
               <span class="delivered">${esc(this._kwh(delivered))} delivered</span></div>
+            <div class="money">${esc(money)}</div>
           </div>
           <span class="chip status">${esc(trade.status)}${trade.disputed ? ", disputed" : ""}</span>
-          <div class="row-action money">${esc(money)}</div>
         </div>`;
     });
     return `<h3>Recent trades</h3><div class="trades">${rows.join("")}</div>`;
@@ -578,7 +617,9 @@ class EnergyP2PCard extends HTMLElement {
         const name =
           [identity.manufacturer, identity.product].filter(Boolean).join(" ") || identity.key;
         const pairing = attached.wallet
-          ? `<span class="chip">paired</span>`
+          ? `<span class="chip paired" title="${esc(attached.wallet)}">paired: ${esc(
+              partyName(attached, "wallet"),
+            )}</span>`
           : `<span class="chip">pair with code ${esc(attached.pairing_code ?? "–")}</span>`;
         phone = `<span class="phone">${esc(name)}</span> ${pairing}`;
       }

@@ -1,7 +1,8 @@
 """An async client of the edge controller's HTTP + WebSocket API, version 1 (docs/api.md).
 
-It knows nothing of Home Assistant beyond taking an aiohttp session, so it could become
-its own library, as Envoy's `pyenphase` is.
+It knows nothing of Home Assistant: it takes an aiohttp session and imports nothing but
+aiohttp and the standard library, so it is published as its own library (`energy-p2p-client`),
+as Envoy's `pyenphase` is.
 """
 
 from __future__ import annotations
@@ -9,14 +10,20 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, Final, TypeAlias
 from urllib.parse import quote
 
 import aiohttp
 
-from .const import API_PATH, API_VERSION, RECONNECT_MAX_DELAY, RECONNECT_MIN_DELAY
-
 _LOGGER = logging.getLogger(__name__)
+
+# The edge controller's API version this client speaks (docs/api.md); fields are only ever
+# added within a version, so any other version is refused.
+API_VERSION: Final = 1
+API_PATH: Final = "/api/v1"
+# Reconnecting the event stream: 1 s, 2 s, 4 s, ... at most 60 s between attempts.
+RECONNECT_MIN_DELAY = 1.0
+RECONNECT_MAX_DELAY = 60.0
 
 REQUEST_TIMEOUT = aiohttp.ClientTimeout(total=15)
 # The server closes a WebSocket whose token it refused with this code (after an
@@ -33,9 +40,9 @@ _WS_ENDED = frozenset(
     }
 )
 
-type JSON = dict[str, Any]
-type EventHandler = Callable[[str, Any], Awaitable[None]]
-type StateHandler = Callable[[], Awaitable[None]]
+JSON: TypeAlias = dict[str, Any]
+EventHandler: TypeAlias = Callable[[str, Any], Awaitable[None]]
+StateHandler: TypeAlias = Callable[[], Awaitable[None]]
 
 
 class EnergyP2PError(Exception):
