@@ -89,14 +89,6 @@ def fields_of(result: Any) -> set[str]:
     return {str(key) for key in result["data_schema"].schema}
 
 
-def suggested(result: Any) -> dict[str, Any]:
-    return {
-        str(key): key.description["suggested_value"]
-        for key in result["data_schema"].schema
-        if key.description and "suggested_value" in key.description
-    }
-
-
 async def test_a_home_driven_by_home_assistant_entities_sells_delivers_and_stops(
     hass: HomeAssistant, ha_house: HaSourceHome
 ) -> None:
@@ -112,10 +104,13 @@ async def test_a_home_driven_by_home_assistant_entities_sells_delivers_and_stops
     assert await hass.config_entries.async_setup(entry.entry_id)
     await until(hass, lambda: entry.runtime_data.coordinator.stream_connected)
 
-    # The owner picks the battery's entities in the options, after the policy.
+    # The owner picks the battery's entities in the options: "devices" in its menu.
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["step_id"] == "init"
-    result = await hass.config_entries.options.async_configure(result["flow_id"], suggested(result))
+    assert result["type"] is FlowResultType.MENU and result["step_id"] == "init"
+    assert result["menu_options"] == ["market", "devices"]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "devices"}
+    )
     assert result["type"] is FlowResultType.FORM and result["step_id"] == "ha_device"
     assert result["description_placeholders"]["device"] == "battery"
     assert {"soc_percent", "battery_power_w", "battery_setpoint", "capacity_wh"} <= fields_of(

@@ -108,6 +108,11 @@ async def test_the_relay_runs_only_the_owner_s_commands_and_reports_how_they_wen
 
 async def options_at_device_step(hass: HomeAssistant, entry_id: str) -> Any:
     result = await hass.config_entries.options.async_init(entry_id)
+    if result["type"] is FlowResultType.MENU:
+        # An edge controller with Home Assistant devices: the owner picks "devices".
+        return await hass.config_entries.options.async_configure(
+            result["flow_id"], {"next_step_id": "devices"}
+        )
     values = {
         str(k): k.description["suggested_value"]
         for k in result["data_schema"].schema

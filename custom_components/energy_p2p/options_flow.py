@@ -29,7 +29,8 @@ from .energy_p2p_client import JSON, ApiError, CannotConnect, EnergyP2PClient, I
 from .options_devices import HomeAssistantDevicesStep
 from .policy import section
 
-# The options menu, in order; each name is a step `async_step_<name>` of the flow.
+# The options menu, in order; each name is a step `async_step_<name>` of the flow
+# (`devices` only for an edge controller with devices that read Home Assistant entities).
 MENU: list[str] = ["market", "devices"]
 
 CONF_OFFER_VALIDITY: Final = "offer_validity"
@@ -118,10 +119,19 @@ class EnergyP2POptionsFlow(HomeAssistantDevicesStep):
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """The menu of what can be changed (a single step opens at once)."""
-        if len(MENU) == 1:
-            step: Callable[[], Awaitable[ConfigFlowResult]] = getattr(self, f"async_step_{MENU[0]}")
+        menu = [name for name in MENU if name != "devices" or await self._has_ha_devices()]
+        if len(menu) == 1:
+            step: Callable[[], Awaitable[ConfigFlowResult]] = getattr(self, f"async_step_{menu[0]}")
             return await step()
-        return self.async_show_menu(step_id="init", menu_options=MENU)
+        return self.async_show_menu(step_id="init", menu_options=menu)
+
+    async def _has_ha_devices(self) -> bool:
+        """Whether the edge controller has devices that read Home Assistant entities."""
+        try:
+            mapping = await self._client().get_ha_entities()
+        except CannotConnect, ApiError:
+            return False  # an older edge controller, or none reachable: no such step
+        return bool(mapping.get("devices"))
 
     async def async_step_devices(
         self, user_input: dict[str, Any] | None = None
