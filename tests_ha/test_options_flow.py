@@ -14,7 +14,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.data_entry_flow import FlowResultType
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.energy_p2p import options_flow
 from custom_components.energy_p2p.const import DOMAIN
 
 from .edge import RECORDED, EdgeHome, FakeEdge
@@ -103,9 +102,13 @@ async def test_the_edge_controller_refusing_shows_its_reason(
 
 
 async def test_a_menu_lists_the_steps_once_there_are_several(
-    hass: HomeAssistant, fake_edge: FakeEdge, monkeypatch: pytest.MonkeyPatch
+    hass: HomeAssistant, fake_edge: FakeEdge
 ) -> None:
-    monkeypatch.setattr(options_flow, "MENU", ["market", "devices"])
+    # An edge controller with a device that reads Home Assistant entities: two steps.
+    fake_edge.responses["homeassistant_entities"] = {
+        "devices": [{"id": "battery", "role": "battery", "entities": {}}],
+        "watched": [],
+    }
     async with fake_entry(hass, fake_edge) as entry:
         result = await hass.config_entries.options.async_init(entry.entry_id)
         assert result["type"] is FlowResultType.MENU

@@ -129,8 +129,8 @@ class EnergyP2POptionsFlow(HomeAssistantDevicesStep):
         """Whether the edge controller has devices that read Home Assistant entities."""
         try:
             mapping = await self._client().get_ha_entities()
-        except CannotConnect, ApiError:
-            return False  # an older edge controller, or none reachable: no such step
+        except CannotConnect, ApiError, InvalidAuth:
+            return False  # an older edge controller, or none reachable: the step says why
         return bool(mapping.get("devices"))
 
     async def async_step_devices(

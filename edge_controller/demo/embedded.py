@@ -216,6 +216,19 @@ class Demo:
         missing = expected - arrived
         if missing:
             log.warning("no membership request from %s within %.0f s", sorted(missing), timeout_s)
+        # Ready means able to trade: every admitted home's top-up is in a block.
+        admitted = {request["account"] for request in pending}
+        ledgers = [r.home.ledger for r in self.running]
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if all(ledger.state.account(a).balance > 0 for ledger in ledgers for a in admitted):
+                return
+            await asyncio.sleep(0.05)
+        log.warning(
+            "the top-ups of %s were not in every home's ledger within %.0f s",
+            sorted(admitted),
+            timeout_s,
+        )
 
     def state(self) -> dict[str, Any]:
         """What scripts need to reach each home: its API URL and token."""

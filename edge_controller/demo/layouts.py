@@ -248,7 +248,7 @@ class ProcessCommunity:
             plug_phones_blocking("127.0.0.1", broker_port, plan)
         self._register()
 
-    def _register(self, timeout_s: float = 30.0) -> None:
+    def _register(self, timeout_s: float = 60.0) -> None:
         """The registrar's home approves, with an opening top-up, each membership request
         the new homes sent it over the broker (`POST community/requests/{id}/approve`,
         what `energy-p2p-edge community approve` calls): the path every street walks. The
@@ -264,6 +264,13 @@ class ProcessCommunity:
         for request in pending:
             path = f"community/requests/{request['id']}/approve"
             _call(registrar, "POST", path, {"topup": TOP_UP})
+        # Ready means able to trade: each admitted home sees its top-up in a block.
+        admitted = {r["account"] for r in pending}
+        for home in self.homes:
+            if home.account not in admitted:
+                continue
+            while _call(home, "GET", "wallet")["balance"] <= 0 and time.monotonic() < deadline:
+                time.sleep(0.1)
 
     def stop(self) -> None:
         # The homes first, so none of them reconnects in a loop to a vanished broker.
