@@ -41,6 +41,8 @@ from edge_controller.refusal import Refusal, Why
 log = logging.getLogger(__name__)
 
 RETRY_S = (1.0, 30.0)
+# How often a home publishes its membership request again while it waits for an answer.
+REPUBLISH_S = 5.0
 # What the API shows of refused requests: the newest few.
 MAX_REFUSED = 32
 
@@ -167,8 +169,13 @@ class CommunityService:
                     await client.publish(self._topic(login), b"", qos=1, retain=True)
                     self._to_clear.discard(login)
                 self._wake.clear()
+                # A request not yet answered is published again soon: a broker that failed
+                # while taking it (or restarted without its retained messages) gets it again.
+                waiting = request is not None and not self.is_member(request.account)
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), RETRY_S[1])
+                    await asyncio.wait_for(
+                        self._wake.wait(), REPUBLISH_S if waiting else RETRY_S[1]
+                    )
                 if reader.done():
                     reader.result()
         finally:

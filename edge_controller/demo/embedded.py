@@ -198,7 +198,7 @@ class Demo:
             log.info("demo community %s continues from %s", genesis.community_id, folder)
         return genesis, new_homes
 
-    async def _admit(self, new_homes: set[str], timeout_s: float = 20.0) -> None:
+    async def _admit(self, new_homes: set[str], timeout_s: float = 60.0) -> None:
         """The registrar approves, with an opening top-up, each membership request the
         new homes sent over the broker (and any request an earlier run left waiting), as
         `energy-p2p-edge community approve` does: the same path every street walks."""
