@@ -16,6 +16,7 @@ import yaml
 
 from edge_controller.devices import Clock, Profile, ProfileSettings
 from edge_controller.devices.roles import Role
+from edge_controller.ledger import HistorySettings
 from edge_controller.market import MarketPolicy, Problem, ValidationError
 from edge_controller.market.checks import Between, Check, Checks, Expect, NonEmpty, OneOf, from_dict
 from edge_controller.network import BrokerSettings
@@ -103,6 +104,7 @@ class HomeConfig:
     devices: tuple[DeviceConfig, ...] = ()
     policy: MarketPolicy = field(default_factory=MarketPolicy)
     usb: UsbConfig | None = None
+    history: HistorySettings = field(default_factory=HistorySettings)
 
     def path(self, relative: Path) -> Path:
         """A path from the file, relative to the data directory unless absolute."""
@@ -333,6 +335,25 @@ class UsbSection:
         )
 
 
+@dataclass(frozen=True)
+class LedgerSection:
+    """`ledger:`: how much of the chain the home keeps and how it joins its community
+    (`edge_controller/ledger/prune.py`, `snapshot.py`)."""
+
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    # Block bodies kept, in months (headers and the state are always kept): the owner's
+    # statements. Up to a century.
+    history_months: Annotated[int, Between(1, 1200)] = 13
+    # Keep every block body and serve history to peers.
+    archive: bool = False
+    # An empty ledger starts from a peer's snapshot at the latest final checkpoint, or
+    # replays every block from genesis.
+    join: Annotated[Literal["snapshot", "replay"], Expect("snapshot or replay")] = "snapshot"
+
+    def settings(self) -> HistorySettings:
+        return HistorySettings(self.history_months, self.archive, self.join)
+
+
 # --- the whole file ------------------------------------------------------------------------
 
 
@@ -357,6 +378,7 @@ class ConfigDocument:
     ] = ()
     policy: MarketPolicy | None = None
     usb: UsbSection | None = None
+    ledger: LedgerSection = field(default_factory=LedgerSection)
 
     def home(self, base: Path, device_broker_given: bool) -> HomeConfig:
         """The home's configuration; relative paths are taken from `base`."""
@@ -380,6 +402,7 @@ class ConfigDocument:
             devices=tuple(device.config() for device in self.devices),
             policy=self.policy or MarketPolicy(),
             usb=self.usb.config(self.name) if self.usb is not None else None,
+            history=self.ledger.settings(),
         )
 
 

@@ -28,7 +28,7 @@ from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
 from edge_controller.devices import Clock, SystemClock, serve_on_broker
-from edge_controller.ledger import Genesis, KeyPair, Ledger, block_limit
+from edge_controller.ledger import Genesis, HistorySettings, KeyPair, Ledger, block_limit
 from edge_controller.market import MarketPolicy
 from edge_controller.network import BrokerSettings, CommunityLink
 from edge_controller.refusal import Refusal, Why
@@ -65,6 +65,7 @@ class Home:
         settlement_period_ms: int = 300_000,
         usb: UsbConfig | None = None,
         usb_backend: Any = None,
+        history: HistorySettings | None = None,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -106,6 +107,7 @@ class Home:
             sealer=in_genesis if sealer is None else sealer and in_genesis,
             name=name,
             message_limit=message_limit,
+            history=history,
         )
         self.devices: list[SiteDevice] = [site_device(c, self.clock) for c in devices]
         self.events = EventBus()
@@ -155,6 +157,7 @@ class Home:
             settlement_period_ms=config.settlement_period_ms,
             usb=config.usb,
             usb_backend=usb_backend,
+            history=config.history,
         )
 
     def _usb_charging(self, config: UsbConfig) -> UsbCharging:

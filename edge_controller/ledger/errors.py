@@ -80,6 +80,9 @@ class Reason(StrEnum):
     EQUIVOCATION = "equivocation"
     SEALER_SUSPENDED = "sealer_suspended"
     BAD_EVIDENCE = "bad_evidence"
+    BAD_CHECKPOINT = "bad_checkpoint"
+    BAD_SNAPSHOT = "bad_snapshot"
+    PRUNED = "pruned"
 
 
 class Rejected(Exception):
