@@ -80,16 +80,19 @@ def needed_from(ledger: Ledger, history_ms: int) -> int:
     return low
 
 
-def prune_history(ledger: Ledger, history_ms: int, batch: int = PRUNE_BATCH) -> int:
-    """Prune the bodies no longer needed (see the module), a batch per transaction;
-    returns how many blocks were pruned. Raises `StorageError` when the disk fails (the
-    batches written stay pruned)."""
+def prune_history(
+    ledger: Ledger, history_ms: int, batch: int = PRUNE_BATCH, most: int | None = None
+) -> int:
+    """Prune the bodies no longer needed (see the module), a batch per transaction, at
+    most `most` batches (None: all); returns how many blocks were pruned. Raises
+    `StorageError` when the disk fails (the batches written stay pruned)."""
     store = ledger.store
     if not isinstance(store, SqliteStore):
         return 0
     keep_from = needed_from(ledger, history_ms)
-    pruned = 0
-    while ledger.base_height + 1 < keep_from:
+    pruned = batches = 0
+    while ledger.base_height + 1 < keep_from and (most is None or batches < most):
+        batches += 1
         first = ledger.base_height + 1
         last = min(keep_from - 1, first + batch - 1)
         hashes = [ledger.main[h] for h in range(first, last + 1)]

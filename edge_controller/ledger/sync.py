@@ -503,8 +503,9 @@ class SyncNode:
                     return []
                 break  # whole blocks only, in the order asked: the asker asks for the rest
             blocks.append(block.to_wire())
-        if pruned and not blocks:
-            # Said plainly, so the asker asks another peer (an archive node) at once.
+        if pruned:
+            # Said plainly, so the asker asks another peer (an archive node) at once; the
+            # blocks after them would only wait for their parents.
             return [(peer, {"type": "pruned", "hashes": pruned})]
         return [(peer, {"type": "blocks", "blocks": blocks})]
 
