@@ -42,7 +42,7 @@ class History:
         if settings.join == "snapshot" and empty and checkpoints and folder is not None:
             self._join = SnapshotJoin(ledger, folder, now)
             sync.joiner = self._join
-            log.info("%s: empty ledger; joining from a peer's snapshot", name)
+            log.debug("%s: empty ledger; it joins from a snapshot if a peer's chain is long", name)
 
     @property
     def joining(self) -> bool:

@@ -220,11 +220,10 @@ class SnapshotJoin:
         """A peer's head: remembered; the first one tall enough to hold a checkpoint begins
         the join, unless the ledger has followed a block meanwhile."""
         if self.phase == "waiting":
-            if self.ledger.height > 0:
-                self._give_up()
-                return []
             interval = self.genesis.consensus.checkpoint_interval
-            if interval <= 0 or height < interval:
+            if self.ledger.height > 0 or interval <= 0 or height < interval:
+                # A young chain (or one this node already follows): replaying it is cheap.
+                self._give_up()
                 return []
             self.phase = "headers"
             self.progress_at = now

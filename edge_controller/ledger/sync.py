@@ -350,6 +350,13 @@ class SyncNode:
             return []
         return self._ask_headers(peer, now)
 
+    @property
+    def _waiting(self) -> bool:
+        """An empty ledger that may join from a snapshot and has heard no head yet: it asks
+        for headers (so it learns whether it is in sync) but for no block until a head
+        tells whether the chain is long enough to join from."""
+        return self.joiner is not None and self.joiner.phase == "waiting"
+
     def _heard(self, peer: str, now: int) -> None:
         view = self._peer(peer, now)
         if view is not None:
@@ -462,6 +469,8 @@ class SyncNode:
             view.height = max(view.height, header.height)
             if block_hash not in self.ledger.index and block_hash not in view.lacks:
                 wanted.append(block_hash)
+        if self._waiting and self.ledger.height == 0:
+            return []  # the next head says whether to join from a snapshot or replay
         view.wanted = wanted
         pruned = bool(view.lacks)
         if (
