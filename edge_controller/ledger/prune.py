@@ -1,7 +1,8 @@
 """Bounded disk: a home keeps headers forever, the state, and block bodies for a history.
 
-`prune_history` drops the bodies (and undo data) of the oldest blocks of the best chain,
-keeping their headers and the index of their record ids. A body stays while anything may
+`prune_history` drops the bodies, undo data and record-id index rows of the oldest blocks
+of the best chain, keeping their headers. (A replay of a record of a pruned block is still
+refused by its signer's sequence: `stale_sequence` where an archive node says `duplicate`.) A body stays while anything may
 still need it:
 
 - **reorganisation and the start-up check**: every block above the final height, and the

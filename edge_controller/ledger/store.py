@@ -507,6 +507,10 @@ class SqliteStore:
             rows = [(PRUNED_BODY, h) for h in hashes]
             db.executemany("UPDATE blocks SET records = ? WHERE hash = ?", rows)
             db.executemany("DELETE FROM undo WHERE hash = ?", [(h,) for h in hashes])
+            # Their record ids too: a replayed old record is still refused by its signer's
+            # sequence (`stale_sequence` rather than `duplicate`), and the index would grow
+            # without bound.
+            db.executemany("DELETE FROM records WHERE block = ?", [(h,) for h in hashes])
             db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
             db.execute("COMMIT")
         except BaseException:
