@@ -2,8 +2,8 @@
 
 `prune_history` drops the bodies, undo data and record-id index rows of the oldest blocks
 of the best chain, keeping their headers. (A replay of a record of a pruned block is still
-refused by its signer's sequence: `stale_sequence` where an archive node says `duplicate`.) A body stays while anything may
-still need it:
+refused by its signer's sequence: `stale_sequence` where an archive node says `duplicate`.)
+A body stays while anything may still need it:
 
 - **reorganisation and the start-up check**: every block above the final height, and the
   last `CHECK_BLOCKS` + 1 blocks (re-applied at each start);
