@@ -507,11 +507,11 @@ class SqliteStore:
             rows = [(PRUNED_BODY, h) for h in hashes]
             db.executemany("UPDATE blocks SET records = ? WHERE hash = ?", rows)
             db.executemany("DELETE FROM undo WHERE hash = ?", [(h,) for h in hashes])
-            # Their record ids too: a replayed old record is still refused by its signer's
-            # sequence (`stale_sequence` rather than `duplicate`), and the index would grow
-            # without bound.
-            # By height (one pass for the batch): the index has no column of blocks. Only
-            # records of the best chain are indexed, and the batch is its prefix to `base`.
+            # State digests too, but the base's: the block after it is checked against it.
+            db.executemany("DELETE FROM digests WHERE hash = ?", [(h,) for h in hashes[:-1]])
+            # Their record ids too (a replayed old record is still refused by its signer's
+            # sequence, `stale_sequence` rather than `duplicate`; the index would grow
+            # without bound), by height in one pass: the index has no column of blocks.
             db.execute("DELETE FROM records WHERE height <= ?", (base,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
             db.execute("COMMIT")
