@@ -14,7 +14,8 @@ Disk: the server's database and snapshot files, the joined home's, and the serve
 pruning every body a zero history allows (VACUUMed, so the file shows what is left: headers,
 state, the bodies above the final height).
 
-`python -m edge_controller.bench.snapshot --records 10000 100000 [--json]`.
+`python -m edge_controller.bench.snapshot --records 10000 100000 [--json] [--no-replay]`
+(`replay_s` is -1 without the replay).
 """
 
 from __future__ import annotations
@@ -140,9 +141,11 @@ def _pruned_bytes(server: Ledger, folder: Path) -> int:
     return copy.stat().st_size
 
 
-def measure_snapshot_join(records: int, directory: Path | None = None) -> dict[str, Any]:
-    """Build a checkpointed chain of `records` records and time a snapshot join and a full
-    replay of it; returns the figures (see the module)."""
+def measure_snapshot_join(
+    records: int, directory: Path | None = None, replay: bool = True
+) -> dict[str, Any]:
+    """Build a checkpointed chain of `records` records and time a snapshot join and (with
+    `replay`) a full replay of it; returns the figures (see the module)."""
     with tempfile.TemporaryDirectory(dir=directory) as name:
         folder = Path(name)
         server, _, total = build_server(records, folder)
@@ -156,8 +159,10 @@ def measure_snapshot_join(records: int, directory: Path | None = None) -> dict[s
             raise RuntimeError("the joined home's state differs from the server's")
         base = joined.base_height
         joined.close()
-        replayed, replay_s = _catch_up(server, folder, "replayed", snapshot=False)
-        replayed.close()
+        replay_s = -1.0
+        if replay:
+            replayed, replay_s = _catch_up(server, folder, "replayed", snapshot=False)
+            replayed.close()
         figures = {
             "records": total,
             "blocks": server.height,
@@ -179,17 +184,18 @@ def measure_snapshot_join(records: int, directory: Path | None = None) -> dict[s
 def join_snapshot_s(records: int, directory: Path | None = None) -> float:
     """Seconds for a new home to join a chain of `records` records from a snapshot (what
     `bench growth` reports as `join_snapshot_s`)."""
-    return float(measure_snapshot_join(records, directory)["join_snapshot_s"])
+    return float(measure_snapshot_join(records, directory, replay=False)["join_snapshot_s"])
 
 
 def _main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--records", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-replay", action="store_true", help="time the snapshot join only")
     args = parser.parse_args()
     results = []
     for records in args.records:
-        figures = measure_snapshot_join(records)
+        figures = measure_snapshot_join(records, replay=not args.no_replay)
         results.append(figures)
         if not args.json:
             print(", ".join(f"{k} {v}" for k, v in figures.items()), flush=True)
