@@ -119,11 +119,15 @@ def _catch_up(server: Ledger, folder: Path, name: str, snapshot: bool) -> tuple[
     return ledger, time.perf_counter() - started
 
 
-def _bytes(path: Path) -> int:
-    files = [path, Path(f"{path}-wal")]
+def _bytes(path: Path) -> tuple[int, int]:
+    """The bytes of a ledger database (with its WAL) and of its snapshot files."""
     folder = path.with_name(path.name + ".snapshots")
-    files += list(folder.glob("*")) if folder.is_dir() else []
-    return sum(f.stat().st_size for f in files if f.is_file())
+    snapshots = list(folder.glob("*")) if folder.is_dir() else []
+
+    def size(files: list[Path]) -> int:
+        return sum(f.stat().st_size for f in files if f.is_file())
+
+    return size([path, Path(f"{path}-wal")]), size(snapshots)
 
 
 def _pruned_bytes(server: Ledger, folder: Path) -> int:
@@ -172,9 +176,10 @@ def measure_snapshot_join(
             "join_snapshot_s": round(join_s, 2),
             "joined_at_height": base + 1,
             "replay_s": round(replay_s, 2),
-            "disk_full_bytes": _bytes(folder / "server.sqlite3"),
-            "disk_joined_bytes": _bytes(folder / "joined.sqlite3"),
+            "disk_full_bytes": _bytes(folder / "server.sqlite3")[0],
+            "disk_joined_bytes": _bytes(folder / "joined.sqlite3")[0],
             "disk_pruned_bytes": _pruned_bytes(server, folder),
+            "disk_snapshots_bytes": _bytes(folder / "server.sqlite3")[1],
         }
         server.close()
         shutil.rmtree(folder, ignore_errors=True)
