@@ -121,7 +121,7 @@ def _catch_up(server: Ledger, folder: Path, name: str, snapshot: bool) -> tuple[
 
 def _bytes(path: Path) -> tuple[int, int]:
     """The bytes of a ledger database (with its WAL) and of its snapshot files."""
-    folder = path.with_name(path.name + ".snapshots")
+    folder = path.with_suffix(".snapshots")
     snapshots = list(folder.glob("*")) if folder.is_dir() else []
 
     def size(files: list[Path]) -> int:

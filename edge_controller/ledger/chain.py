@@ -255,9 +255,10 @@ class Ledger:
     @classmethod
     def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
         """A ledger backed by the SQLite file at `path` (created if missing); checkpoint
-        snapshots are kept in the folder `<path>.snapshots` beside it."""
+        snapshots are kept in the folder beside it named as it is, `.snapshots` for its
+        suffix (`ledger.snapshots` for `ledger.sqlite3`)."""
         path = Path(path)
-        kwargs.setdefault("snapshot_dir", path.with_name(path.name + ".snapshots"))
+        kwargs.setdefault("snapshot_dir", path.with_suffix(".snapshots"))
         return cls(genesis, store=SqliteStore(path), **kwargs)
 
     def close(self) -> None:

@@ -87,9 +87,12 @@ class Checkpoints:
 
     def __init__(self, genesis: Genesis, folder: Path | None = None) -> None:
         self.genesis = genesis
-        self.folder = folder
+        c = genesis.consensus
+        # A community without checkpoints has no snapshots to keep: no folder either.
+        self.folder = folder if c.rules >= THIRD_RULES and c.checkpoint_interval > 0 else None
         self._digests: dict[str, str] = {}
-        if folder is not None:
+        if self.folder is not None:
+            folder = self.folder
             folder.mkdir(parents=True, exist_ok=True, mode=0o700)
             # A snapshot half written when the node was killed: never served, started again.
             for stale in folder.glob("*.tmp"):

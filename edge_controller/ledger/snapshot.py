@@ -390,7 +390,8 @@ class SnapshotJoin:
             raise Rejected(Reason.BAD_SNAPSHOT, "the piece's rows are not its bytes")
         if not data and self.received < total:
             raise Rejected(Reason.BAD_SNAPSHOT, "an empty piece before the end")
-        with (self.folder / STAGING).open("ab") as staging:
+        fd = os.open(self.folder / STAGING, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "ab") as staging:
             staging.write(data)
         self._digest.update(data)
         self.received += len(data)

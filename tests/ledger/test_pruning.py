@@ -243,7 +243,7 @@ def test_kill_9_while_pruning_loses_nothing(tmp_path: Path) -> None:
 
 def test_kill_9_while_writing_checkpoint_snapshots_loses_nothing(tmp_path: Path) -> None:
     db = tmp_path / "snap.sqlite3"
-    folder = tmp_path / "snap.sqlite3.snapshots"
+    folder = tmp_path / "snap.snapshots"
     genesis = seal_genesis()
     rng = random.Random(3)
     acknowledged: list[str] = []
