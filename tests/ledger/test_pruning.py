@@ -169,7 +169,9 @@ def test_a_pruned_node_answers_pruned_and_the_asker_gets_history_from_an_archive
 
 
 def _run_until_killed(args: list[str], lines: list[str], delay_s: float) -> None:
-    """Start the writer, let it print for `delay_s` after it is ready, SIGKILL it."""
+    """Start the writer, let it work for `delay_s` after it acknowledged its first write
+    (a line other than `ready`: a condition, not a time, so a loaded machine still kills it
+    mid-work), then SIGKILL it."""
     process = subprocess.Popen(
         [sys.executable, str(WRITER), *args],
         stdout=subprocess.PIPE,
@@ -185,12 +187,13 @@ def _run_until_killed(args: list[str], lines: list[str], delay_s: float) -> None
             if not line.endswith("\n"):
                 break
             lines.append(line.strip())
-            ready.set()
+            if not line.startswith("ready"):
+                ready.set()
 
     reader = threading.Thread(target=collect, daemon=True)
     reader.start()
     try:
-        assert ready.wait(30), "the writer did not start"
+        assert ready.wait(60), f"the writer wrote nothing: {lines}"
         time.sleep(delay_s)
         alive = process.poll() is None
         if alive:
