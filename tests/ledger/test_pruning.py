@@ -45,8 +45,13 @@ class Street:
         self.c = Community(sealers=3, checkpoint_interval=4)
         self.ledger = sqlite_node(self.c, folder, "home")
         self.alice, self.bob, self.meter = (self.c.key(n) for n in ("alice", "bob", "meter-a"))
+        # Bob's own meter: what a dispute stands on.
+        self.bob_meter = self.c.key("meter-b")
         self.opening = (
             self.c.register("fc-a", self.alice, meter=self.meter.public_hex),
+            self.c.register(
+                "meter-b", self.bob, kind="meter", power_w=20_000, meter=self.bob_meter.public_hex
+            ),
             self.c.topup(self.bob, 10_000_000),
         )
         self.seal(*self.opening)
@@ -89,7 +94,7 @@ class Street:
             self.seal()
 
 
-def test_pruning_keeps_what_settlement_ratings_and_statements_need(
+def test_pruning_keeps_what_settlement_disputes_ratings_and_statements_need(
     tmp_path: Path,
 ) -> None:
     s = Street(tmp_path)
@@ -107,8 +112,21 @@ def test_pruning_keeps_what_settlement_ratings_and_statements_need(
     # Settled and rated after the pruning: the rules read the state, not old bodies.
     s.settle(old_trade, old_start, read=False)
     s.seal(s.c.sign(s.bob, "rating", trade=old_trade, score=9))
-    assert ledger.state.trades.rows[old_trade].status == "settled"
-    assert ledger.state.trades.rows[old_trade].buyer_rating == 9
+    # Disputed after the pruning, on the buyer's own meter's reading of the trade's hour.
+    s.seal(
+        s.c.sign(
+            s.bob_meter,
+            "meter_reading",
+            resource="meter-b",
+            start=old_start,
+            end=old_start + HOUR,
+            export_wh=0,
+            import_wh=4_000,
+        )
+    )
+    s.seal(s.c.sign(s.bob, "dispute", trade=old_trade, measured_wh=4_000))
+    settled = ledger.state.trades.rows[old_trade]
+    assert (settled.status, settled.buyer_rating, settled.disputed_wh) == ("settled", 9, 4_000)
     digest = state_digest(ledger.state)
     pruned = prune_history(ledger, HISTORY_MS)
     assert pruned > 0
