@@ -38,6 +38,7 @@ from edge_controller.ledger import (
     SnapshotJoin,
     SyncNode,
     in_turn_sealer,
+    keep_snapshots,
     prune_history,
     record_root,
     seal,
@@ -76,6 +77,7 @@ def build_server(records: int, directory: Path) -> tuple[Ledger, BenchCommunity,
         block = seal(header, tuple(block_records), sealer)
         if server.add_block(block, now=at).status != "connected":
             raise RuntimeError(f"the server refused benchmark block {height}")
+        keep_snapshots(server)  # as a node's sync tick does: the latest final and newer
         total += len(block_records)
         if total >= records:
             break

@@ -38,7 +38,7 @@ from .queries import (
     trade_power_w,
 )
 from .records import Record, parse_record, sign_record, signing_message
-from .snapshot import JoinStatus, SnapshotJoin
+from .snapshot import JoinStatus, SnapshotJoin, keep_snapshots
 from .state import Account, Commitments, Offer, Resource, State, Trade
 from .store import MemoryStore, SqliteStore, StoreMismatch, private_file
 from .sync import BLOCKS_FRAME_BYTES, MAX_BLOCKS, Outgoing, SyncNode, block_limit
@@ -93,6 +93,7 @@ __all__ = [
     "energy_of",
     "genesis_entry",
     "in_turn_sealer",
+    "keep_snapshots",
     "metered_export",
     "minimum_bid",
     "offer_of",
