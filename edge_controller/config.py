@@ -20,6 +20,7 @@ from edge_controller.devices.profiles import Quantity
 from edge_controller.devices.roles import Role
 from edge_controller.devices.sources import DeviceSettings, DeviceSource
 from edge_controller.devices.templates import expand_templates
+from edge_controller.ledger import HistorySettings
 from edge_controller.market import MarketPolicy, Problem, ValidationError
 from edge_controller.market.checks import Between, Check, Checks, Expect, NonEmpty, OneOf, from_dict
 from edge_controller.network import BrokerSettings
@@ -112,6 +113,7 @@ class HomeConfig:
     # The registrar's folder (`energy-p2p-edge community found`) when this home keeps it.
     registrar_dir: Path | None = None
     building: BuildingConfig | None = None
+    history: HistorySettings = field(default_factory=HistorySettings)
 
     def path(self, relative: Path) -> Path:
         """A path from the file, relative to the data directory unless absolute."""
@@ -356,6 +358,25 @@ class RegistrarSection:
         checks.done()
 
 
+@dataclass(frozen=True)
+class LedgerSection:
+    """`ledger:`: how much of the chain the home keeps and how it joins its community
+    (`edge_controller/ledger/prune.py`, `snapshot.py`)."""
+
+    NONE_IS_EMPTY: ClassVar[bool] = True
+    # Block bodies kept, in months (headers and the state are always kept): the owner's
+    # statements. Up to a century.
+    history_months: Annotated[int, Between(1, 1200)] = 13
+    # Keep every block body and serve history to peers.
+    archive: bool = False
+    # An empty ledger starts from a peer's snapshot at the latest final checkpoint, or
+    # replays every block from genesis.
+    join: Annotated[Literal["snapshot", "replay"], Expect("snapshot or replay")] = "snapshot"
+
+    def settings(self) -> HistorySettings:
+        return HistorySettings(self.history_months, self.archive, self.join)
+
+
 # --- the whole file ------------------------------------------------------------------------
 
 
@@ -391,6 +412,8 @@ class ConfigDocument:
             checks.require(False, path, message)
         checks.done()
 
+    ledger: LedgerSection = field(default_factory=LedgerSection)
+
     def home(self, base: Path, device_broker_given: bool) -> HomeConfig:
         """The home's configuration; relative paths are taken from `base`."""
         device_broker = self.device_broker
@@ -416,6 +439,7 @@ class ConfigDocument:
             usb=self.usb.config(self.name) if self.usb is not None else None,
             registrar_dir=Path(self.registrar.directory) if self.registrar else None,
             building=self.building.config() if self.building is not None else None,
+            history=self.ledger.settings(),
         )
 
 

@@ -33,7 +33,7 @@ from edge_controller.building_config import BuildingConfig
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
 from edge_controller.devices import Clock, MqttDevice, SystemClock, serve_on_broker
 from edge_controller.devices.sunspec import SunSpecDevice
-from edge_controller.ledger import Genesis, KeyPair, Ledger, block_limit
+from edge_controller.ledger import Genesis, HistorySettings, KeyPair, Ledger, block_limit
 from edge_controller.market import MarketPolicy
 from edge_controller.network import BrokerSettings, CommunityLink
 from edge_controller.refusal import Refusal, Why
@@ -72,6 +72,7 @@ class Home:
         usb: UsbConfig | None = None,
         usb_backend: Any = None,
         building: BuildingConfig | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
         self.name = name
         self.data_dir = data_dir
@@ -113,6 +114,7 @@ class Home:
             sealer=in_genesis if sealer is None else sealer and in_genesis,
             name=name,
             message_limit=message_limit,
+            history=history,
         )
         self.devices: list[SiteDevice] = [site_device(c, self.clock) for c in devices]
         self.homeassistant = HomeAssistantRelay(self.devices, data_dir / "homeassistant.json")
@@ -170,6 +172,7 @@ class Home:
             usb=config.usb,
             usb_backend=usb_backend,
             building=config.building,
+            history=config.history,
         )
 
     def _usb_charging(self, config: UsbConfig) -> UsbCharging:

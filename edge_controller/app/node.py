@@ -18,10 +18,12 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
+from edge_controller.app.history import History
 from edge_controller.app.ordering import SequenceGate
 from edge_controller.devices import Clock
 from edge_controller.ledger import (
     Genesis,
+    HistorySettings,
     KeyPair,
     Ledger,
     Outgoing,
@@ -100,9 +102,11 @@ class LedgerNode:
         sealer: bool,
         name: str = "",
         message_limit: int | None = None,
+        history: HistorySettings | None = None,
     ) -> None:
         """`message_limit`: the largest message body the link sends (None: unbounded);
-        sync answers are paged to it and no block larger is adopted."""
+        sync answers are paged to it and no block larger is adopted. `history`: how much of
+        the chain the home keeps and how it joins (`ledger:` in edge.yaml)."""
         self.ledger = ledger
         self.link = link
         self.genesis = genesis
@@ -113,6 +117,9 @@ class LedgerNode:
         self.sealer = sealer
         self.name = name
         self.sync = SyncNode(ledger, self.account, message_limit=message_limit)
+        self.history = History(
+            ledger, self.sync, history or HistorySettings(), clock.now_ms(), name
+        )
         # The outbox's last write failure (the ledger's store keeps its own), and since when.
         self.outbox_failure: StorageError | None = None
         self.storage_since: int | None = None
@@ -326,6 +333,7 @@ class LedgerNode:
         await self.ask_for_gaps()
         if not self.sealer and self.ledger.pool:
             self.ledger.prune_pool(self.clock.now_ms())
+        self.history.tick(self.clock.now_ms())
 
     async def _send(self, outgoing: list[Outgoing]) -> None:
         for peer, message in outgoing:
@@ -345,7 +353,7 @@ class LedgerNode:
         head = ledger.head
         interval = self.genesis.consensus.block_interval_ms
         now = self.clock.now_ms()
-        if not self.sealer or not ledger.can_seal(self.key, now):
+        if not self.sealer or self.history.joining or not ledger.can_seal(self.key, now):
             return
         wait = interval if ledger.first_in_line(self.key) else 3 * interval
         if now < head.time + wait:
@@ -419,6 +427,7 @@ class LedgerNode:
                 "sync_progress": None if progress.fraction is None else round(progress.fraction, 4),
                 "pool": len(self.ledger.pool),
                 "sealer": self.sealer,
+                "history": self.history.status(),
             },
             "broker": {
                 "connected": stats.connected,

@@ -109,8 +109,10 @@ class BenchCommunity:
     _seq: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, homes: int = HOMES) -> BenchCommunity:
-        """A community of `homes` homes, one registrar and three sealers."""
+    def create(cls, homes: int = HOMES, checkpoint_interval: int = 0) -> BenchCommunity:
+        """A community of `homes` homes, one registrar and three sealers; no checkpoints
+        unless `checkpoint_interval` asks (`signed_chain` signs blocks without a state to
+        take a checkpoint from: `bench/snapshot.py` builds checkpointed chains)."""
         registrar = KeyPair.from_seed(b"bench-registrar")
         sealers = [KeyPair.from_seed(f"bench-sealer-{i}".encode()) for i in range(3)]
         members = [
@@ -133,6 +135,7 @@ class BenchCommunity:
                 mode="poa",
                 block_interval_ms=5 * MINUTE_MS,
                 sealers=tuple(s.public_hex for s in sealers),
+                checkpoint_interval=checkpoint_interval,
             ),
         )
         return cls(homes=members, registrar=registrar, sealers=sealers, genesis=genesis)

@@ -9,6 +9,7 @@ blocks, the state's rows, and the read API of `queries` (the figures the rules w
 
 from .block import Block, Header, parse_block, record_root, seal
 from .chain import BlockBudget, BlockResult, Ledger, genesis_entry
+from .checkpoint import checkpoint_due, state_digest
 from .consensus import in_turn_sealer
 from .errors import Reason, Rejected
 from .genesis import (
@@ -23,6 +24,7 @@ from .genesis import (
 from .integrity import DamagedStore, StorageError
 from .keys import KeyPair, Verifier, account_id
 from .parallel import SignaturePool
+from .prune import HistorySettings, prune_history
 from .queries import (
     allocated_export,
     allocated_import,
@@ -36,6 +38,7 @@ from .queries import (
     trade_power_w,
 )
 from .records import Record, parse_record, sign_record, signing_message
+from .snapshot import JoinStatus, SnapshotJoin, keep_snapshots
 from .state import Acceptance, Account, Commitments, Member, Offer, Resource, State, Trade
 from .store import MemoryStore, SqliteStore, StoreMismatch, private_file
 from .sync import BLOCKS_FRAME_BYTES, MAX_BLOCKS, Outgoing, SyncNode, block_limit
@@ -60,6 +63,8 @@ __all__ = [
     "DamagedStore",
     "Genesis",
     "Header",
+    "HistorySettings",
+    "JoinStatus",
     "KeyPair",
     "Ledger",
     "Member",
@@ -71,6 +76,7 @@ __all__ = [
     "Rejected",
     "Resource",
     "SignaturePool",
+    "SnapshotJoin",
     "SqliteStore",
     "State",
     "StorageError",
@@ -84,10 +90,12 @@ __all__ = [
     "allocated_import",
     "bidding_open",
     "block_limit",
+    "checkpoint_due",
     "cost_of",
     "energy_of",
     "genesis_entry",
     "in_turn_sealer",
+    "keep_snapshots",
     "metered_export",
     "minimum_bid",
     "offer_of",
@@ -95,9 +103,11 @@ __all__ = [
     "parse_record",
     "power_holds",
     "private_file",
+    "prune_history",
     "record_root",
     "seal",
     "sign_record",
     "signing_message",
+    "state_digest",
     "trade_power_w",
 ]

@@ -45,9 +45,11 @@ class Header:
     nonce: int
     sealer: str
     version: int = BLOCK_VERSION
+    # The digest of the state this block starts from, at checkpoint heights ("" elsewhere).
+    checkpoint: str = ""
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        fields: dict[str, Any] = {
             "version": self.version,
             "height": self.height,
             "prev": self.prev,
@@ -57,6 +59,9 @@ class Header:
             "nonce": self.nonce,
             "sealer": self.sealer,
         }
+        if self.checkpoint:
+            fields["checkpoint"] = self.checkpoint
+        return fields
 
     @classmethod
     def from_json(cls, data: Any) -> Header:
@@ -182,6 +187,7 @@ MAX_HEADER_BYTES = len(
             difficulty=256,
             nonce=2**64 - 1,
             sealer=ZERO_HASH,
+            checkpoint=ZERO_HASH,
         ).to_json()
     )
 )

@@ -34,6 +34,7 @@ from .block import (
     search_nonce,
     wire_size_bound,
 )
+from .checkpoint import Checkpoints
 from .consensus import (
     IndexEntry,
     authority_rules,
@@ -41,8 +42,10 @@ from .consensus import (
     check_block_size,
     check_header,
     expected_difficulty,
+    final_by_depth,
     final_height,
     finality_quorum,
+    finality_rules,
     in_turn_sealer,
     may_seal,
     sealed_since,
@@ -186,10 +189,13 @@ class Ledger:
         max_block_wire: int | None = None,
         pool_per_account: int = POOL_PER_ACCOUNT,
         check_blocks: int = CHECK_BLOCKS,
+        snapshot_dir: Path | None = None,
     ) -> None:
         """`max_block_wire`: the largest block, in bytes on the wire, the node's transport can
         send (None: no bound); a block this node builds never exceeds it, whatever the
-        community's genesis allows."""
+        community's genesis allows. `snapshot_dir`: where the state snapshot of each
+        checkpoint is kept for new homes (None: none kept; `open` keeps them beside the
+        database)."""
         self.genesis = genesis
         self.max_block_wire = max_block_wire
         self.community = genesis.community_id
@@ -209,7 +215,13 @@ class Ledger:
         # Proof of authority, latest rules: no reorganisation at or below this height.
         self.final_height = 0
         self._authority = authority_rules(genesis)
+        # Rules 3 on, either mode: a final height by depth too (`consensus.final_by_depth`).
+        self._finality = finality_rules(genesis)
         self._quorum = finality_quorum(genesis)
+        self.checkpoints = Checkpoints(genesis, snapshot_dir)
+        # The highest block whose body and undo data this node never had (a snapshot's
+        # base) or has pruned: nothing at or below it is undone or re-checked.
+        self.base_height = 0
         # Hashes each sealer signed at each height above the final one (equivocation).
         self._slots: dict[int, dict[str, list[str]]] = {}
         self._pruned_to = 0
@@ -242,7 +254,11 @@ class Ledger:
 
     @classmethod
     def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
-        """A ledger backed by the SQLite file at `path` (created if missing)."""
+        """A ledger backed by the SQLite file at `path` (created if missing); checkpoint
+        snapshots are kept in the folder beside it named as it is, `.snapshots` for its
+        suffix (`ledger.snapshots` for `ledger.sqlite3`)."""
+        path = Path(path)
+        kwargs.setdefault("snapshot_dir", path.with_suffix(".snapshots"))
         return cls(genesis, store=SqliteStore(path), **kwargs)
 
     def close(self) -> None:
@@ -320,10 +336,21 @@ class Ledger:
         start = self.fork_point(locator) + 1
         headers = []
         for height in range(start, min(start + limit, len(self.main))):
-            block = self.store.get_block(self.main[height])
-            if block is not None:
-                headers.append(block.header)
+            signed = self.signed_header(self.main[height])
+            if signed is not None:
+                headers.append(signed[0])
         return headers
+
+    def signed_header(self, block_hash: str) -> tuple[Header, bytes] | None:
+        """A block's header and its sealer's signature, also when its body is pruned."""
+        block = self._recent.get(block_hash) or self._unstored.get(block_hash)
+        if block is not None:
+            return block.header, block.sig
+        return self.store.get_header(block_hash)
+
+    def is_pruned(self, block_hash: str) -> bool:
+        """Whether this node knows the block but no longer keeps (or never had) its body."""
+        return block_hash in self.index and self.store.is_pruned(block_hash)
 
     # --- records ------------------------------------------------------------------------------
 
@@ -617,8 +644,9 @@ class Ledger:
         if parent.invalid:
             raise self._invalid(block, Rejected(Reason.KNOWN_INVALID, "its parent is invalid"))
         try:
-            if self._authority:
+            if self._finality:
                 self._check_final(parent)
+            if self._authority:
                 self._check_sibling(block, followed)
             self._check_block(block, parent, now)
         except Rejected as exc:
@@ -645,7 +673,10 @@ class Ledger:
     def _outcome(self, block: Block, depth: int, now: int) -> BlockResult:
         entry = self.index[block.hash]
         if entry.invalid:
-            raise Rejected(Reason.INVALID_RECORD, f"block {block.hash[:12]}: {entry.invalid}")
+            # A wrong checkpoint is the header's fault, not a record's: said by its own code.
+            checkpoint = entry.invalid.startswith(Reason.BAD_CHECKPOINT.value)
+            reason = Reason.BAD_CHECKPOINT if checkpoint else Reason.INVALID_RECORD
+            raise Rejected(reason, f"block {block.hash[:12]}: {entry.invalid}")
         on_main = block.height < len(self.main) and self.main[block.height] == block.hash
         result = BlockResult("connected" if on_main else "side", block.hash, reorg_depth=depth)
         self._adopt_orphans(block.hash, now)
@@ -683,7 +714,7 @@ class Ledger:
         """Why a block on `parent_hash` would be refused for undoing final blocks ("" when
         it would not, or when the parent is unknown)."""
         parent = self.index.get(parent_hash)
-        if parent is None or not self._authority:
+        if parent is None or not self._finality:
             return ""
         try:
             self._check_final(parent)
@@ -731,11 +762,11 @@ class Ledger:
 
     def _update_final(self) -> None:
         """Move the final height up to what the best chain's sealers have sealed on."""
-        if not self._authority:
+        if not self._finality:
             return
-        self.final_height = max(
-            self.final_height, final_height(self.head, self._quorum, self.ancestor)
-        )
+        by_sealers = final_height(self.head, self._quorum, self.ancestor) if self._authority else 0
+        by_depth = final_by_depth(self.genesis, self.height)
+        self.final_height = max(self.final_height, self.base_height, by_sealers, by_depth)
         # Slots at or below the final height cannot take a new block any more.
         for height in range(self._pruned_to, self.final_height + 1):
             self._slots.pop(height, None)
@@ -825,7 +856,7 @@ class Ledger:
             entry = self.index[entry.prev]
         fork_height = entry.height
         branch.reverse()
-        if self._authority and fork_height < self.final_height:
+        if self._finality and fork_height < self.final_height:
             reason = f"{Reason.REVERTS_FINAL.value}: it forks below the final height"
             self._mark_invalid(branch[0].hash, reason)
             return 0, branch[0].hash
@@ -900,6 +931,7 @@ class Ledger:
             sealer=block.header.sealer_account,
             is_recorded=self.is_recorded,
         )
+        self.checkpoints.check(block, self.state)
         apply_block(self.state, block.records, ctx, self._note_connected)
 
     def _note_connected(self, record: Record) -> None:
@@ -1007,6 +1039,7 @@ class Ledger:
             difficulty=expected_difficulty(self.genesis, head, key.public_hex, self.ancestor),
             nonce=0,
             sealer=key.public_hex,
+            checkpoint=self.checkpoint_for(head.height + 1),
         )
         if c.mode == "pow":
             found = search_nonce(header, max_tries=max_tries)
@@ -1015,12 +1048,19 @@ class Ledger:
             header = found
         return seal(header, tuple(chosen), key)
 
+    def checkpoint_for(self, height: int) -> str:
+        """The checkpoint a block at `height` on the head carries ("" between checkpoints)."""
+        if not self.checkpoints.due(height):
+            return ""
+        return self.checkpoints.digest_after(self.head.hash, height, self.state)
+
     # --- start-up -----------------------------------------------------------------------------
 
     def _load(self, check_blocks: int) -> None:
         snapshot = self.store.open(self.community)
         if snapshot is None:
             return
+        self.base_height = self.store.base_height()
         for entry in snapshot.entries:
             self._add_entry(entry)
         if snapshot.main:
@@ -1071,7 +1111,7 @@ class Ledger:
                 f"the stored state differs from the digest stored with block {self.height} "
                 f"{head[:16]} (a row was changed or damaged)"
             )
-        heights = range(self.height, max(0, self.height - depth), -1)
+        heights = range(self.height, max(self.base_height, self.height - depth), -1)
         if not heights:
             return
         mark = self.state.mark()
@@ -1114,6 +1154,24 @@ class Ledger:
             self._session_connected = set()
             self._session_disconnected = set()
         del self.state.journal[mark:]
+
+    def reload(self) -> None:
+        """Forget everything held in memory and read the store again (after a snapshot was
+        installed into it). The pool is read back from the store as at a start."""
+        self._forget_pending()
+        self.state = State()
+        self.index, self.children, self.tips = {}, {}, set()
+        self._best = None
+        self.final_height = self.base_height = self._pruned_to = 0
+        self._slots = {}
+        self.pool, self._pool_added, self._pooled_by = {}, {}, {}
+        self._orphans, self._recent, self._unstored = {}, {}, {}
+        self.state_digest = 0
+        _, entry = genesis_entry(self.genesis)
+        self._add_entry(entry)
+        self.main = [entry.hash]
+        self._load(0)
+        self._update_final()
 
     def iter_main(self, start: int = 1) -> Iterator[Block]:
         for height in range(start, len(self.main)):

@@ -20,7 +20,7 @@ from typing import Any
 
 from .block import Block, Header, block_message, leading_zero_bits, pow_hash
 from .errors import Reason, Rejected
-from .genesis import FIRST_RULES, Consensus, Genesis
+from .genesis import FIRST_RULES, THIRD_RULES, Consensus, Genesis
 from .keys import Verifier
 
 
@@ -110,6 +110,20 @@ def authority_rules(genesis: Genesis) -> bool:
     """Whether finality, sealer spacing and equivocation evidence apply (latest rules, PoA)."""
     c = genesis.consensus
     return c.mode == "poa" and c.rules > FIRST_RULES
+
+
+def finality_rules(genesis: Genesis) -> bool:
+    """Whether a node keeps a final height it never reorganises below: proof of authority
+    on the latest rules (its sealers' majority), and either mode from rules 3 on (depth)."""
+    return authority_rules(genesis) or genesis.consensus.rules >= THIRD_RULES
+
+
+def final_by_depth(genesis: Genesis, head_height: int) -> int:
+    """Rules 3 on: the highest block with `finality_depth` blocks on it (0: none)."""
+    c = genesis.consensus
+    if c.rules < THIRD_RULES:
+        return 0
+    return max(0, head_height - c.finality_depth)
 
 
 def sealer_spacing_ms(genesis: Genesis) -> int:

@@ -82,6 +82,9 @@ class Reason(StrEnum):
     BAD_EVIDENCE = "bad_evidence"
     MEMBER_LEFT = "member_left"
     MEMBER_REVOKED = "member_revoked"
+    BAD_CHECKPOINT = "bad_checkpoint"
+    BAD_SNAPSHOT = "bad_snapshot"
+    PRUNED = "pruned"
 
 
 class Rejected(Exception):

@@ -39,6 +39,12 @@ DEFAULT_MIN_BALANCE = 1
 # node keeps at most a few hundred of an account's records waiting: a million is twelve
 # days of a record a second that all went nowhere, far beyond any outage an outbox replays.
 MAX_SEQUENCE_JUMP = 1 << 20
+# Rules 3 on: every this many blocks a block header carries the digest of the state its
+# block starts from (`checkpoint.py`); 0: no checkpoints. 720 blocks: an hour at 5 s blocks.
+DEFAULT_CHECKPOINT_INTERVAL = 720
+# Rules 3 on, either mode: a block with this many blocks on it is final, whatever the
+# weight of a fork (proof of authority is usually final far sooner, by its sealers).
+DEFAULT_FINALITY_DEPTH = 100
 
 # Every home's transport carries messages of up to 512 KiB (the MQTT link's bound, which the
 # community broker enforces too). A block travels inside a sync message inside an envelope,
@@ -77,6 +83,9 @@ class Consensus:
     min_fee: int = 0
     # Rules 2 on: the stake an account holds for its records to count (see `rules.py`).
     min_balance: int = DEFAULT_MIN_BALANCE
+    # Rules 3 on: blocks between checkpoints (0: none) and the depth that makes a block final.
+    checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
+    finality_depth: int = DEFAULT_FINALITY_DEPTH
 
     def __post_init__(self) -> None:
         if self.rules >= 2 and self.max_block_bytes > MAX_BLOCK_BYTES:
@@ -130,6 +139,12 @@ class Genesis:
             consensus["rules"] = c.rules
             if c.min_balance:
                 consensus["min_balance"] = c.min_balance
+        if c.rules >= THIRD_RULES:
+            # Written only when not the default, so a genesis that keeps them keeps its id.
+            if c.checkpoint_interval != DEFAULT_CHECKPOINT_INTERVAL:
+                consensus["checkpoint_interval"] = c.checkpoint_interval
+            if c.finality_depth != DEFAULT_FINALITY_DEPTH:
+                consensus["finality_depth"] = c.finality_depth
         if c.mode == "poa":
             consensus["sealers"] = list(c.sealers)
         else:
@@ -170,11 +185,18 @@ class Genesis:
             min_fee=c["min_fee"],
             # Absent: no minimum, as before the rule (the first rules never have one).
             min_balance=c.get("min_balance", 0),
+            checkpoint_interval=c.get("checkpoint_interval", DEFAULT_CHECKPOINT_INTERVAL),
+            finality_depth=c.get("finality_depth", DEFAULT_FINALITY_DEPTH),
         )
         if "min_balance" in c and consensus.rules < 2:
             raise Rejected(
                 Reason.MALFORMED, "genesis.consensus.min_balance: a rule of rules 2 and later"
             )
+        for name in ("checkpoint_interval", "finality_depth"):
+            if name in c and consensus.rules < THIRD_RULES:
+                raise Rejected(
+                    Reason.MALFORMED, f"genesis.consensus.{name}: a rule of rules 3 and later"
+                )
         if consensus.mode == "pow" and not (
             consensus.min_bits <= consensus.initial_bits <= consensus.max_bits
         ):
@@ -223,6 +245,8 @@ _COMMON_CONSENSUS = {
 _OPTIONAL_CONSENSUS = {
     "rules": integer(FIRST_RULES, LATEST_RULES),
     "min_balance": integer(0, 10**12),
+    "checkpoint_interval": integer(0, 1_000_000),
+    "finality_depth": integer(1, 1_000_000),
 }
 _CONSENSUS_SHAPE = {
     "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}, _OPTIONAL_CONSENSUS),

@@ -31,6 +31,9 @@ from .state import MISSING, JournalEntry, State, Table
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+# The `records` column of a block whose body this node does not keep (pruned, or below the
+# snapshot it joined from): its header and signature stay, served to peers (`prune.py`).
+PRUNED_BODY = "pruned"
 
 
 @dataclass
@@ -87,6 +90,9 @@ class Store(Protocol):
     def put_block(self, block: Block, entry: IndexEntry) -> None: ...
     def mark_invalid(self, block_hash: str, reason: str) -> None: ...
     def get_block(self, block_hash: str) -> Block | None: ...
+    def get_header(self, block_hash: str) -> tuple[Header, bytes] | None: ...
+    def is_pruned(self, block_hash: str) -> bool: ...
+    def base_height(self) -> int: ...
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]: ...
     def commit(self, commit: Commit) -> None: ...
     def is_recorded(self, record_id: str) -> bool: ...
@@ -126,6 +132,16 @@ class MemoryStore:
 
     def get_block(self, block_hash: str) -> Block | None:
         return self.blocks.get(block_hash)
+
+    def get_header(self, block_hash: str) -> tuple[Header, bytes] | None:
+        block = self.blocks.get(block_hash)
+        return None if block is None else (block.header, block.sig)
+
+    def is_pruned(self, block_hash: str) -> bool:
+        return False
+
+    def base_height(self) -> int:
+        return 0
 
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]:
         return self.undo[block_hash]
@@ -305,7 +321,7 @@ class SqliteStore:
                 "SELECT header, sig, records, height FROM blocks WHERE hash = ?", (block_hash,)
             ).fetchone(),
         )
-        if row is None:
+        if row is None or row[2] == PRUNED_BODY:
             return None
         try:
             wire = {"header": json.loads(row[0]), "sig": row[1], "records": json.loads(row[2])}
@@ -319,6 +335,44 @@ class SqliteStore:
         if record_root([r.id for r in block.records]) != block.header.root:
             raise self._damaged(row[3], block_hash, "its records do not match its header")
         return block
+
+    def get_header(self, block_hash: str) -> tuple[Header, bytes] | None:
+        """A block's header and sealer signature, whether or not its body is kept."""
+        row = self._read(
+            "reading a header",
+            lambda: self.db.execute(
+                "SELECT header, sig, height FROM blocks WHERE hash = ?", (block_hash,)
+            ).fetchone(),
+        )
+        if row is None:
+            return None
+        try:
+            header = Header.from_json(json.loads(row[0]))
+            sig = bytes.fromhex(row[1])
+        except (ValueError, Rejected) as exc:
+            raise self._damaged(row[2], block_hash, f"its header does not parse ({exc})") from None
+        if header.hash != block_hash:
+            raise self._damaged(row[2], block_hash, "its header does not match its hash")
+        return header, sig
+
+    def is_pruned(self, block_hash: str) -> bool:
+        """Whether the block is known but its body is not kept here."""
+        row = self._read(
+            "reading a block",
+            lambda: self.db.execute(
+                "SELECT records = ? FROM blocks WHERE hash = ?", (PRUNED_BODY, block_hash)
+            ).fetchone(),
+        )
+        return bool(row and row[0])
+
+    def base_height(self) -> int:
+        """The highest block of the best chain below which no body or undo data is kept
+        (0: everything from genesis is)."""
+        row = self._read(
+            "reading the ledger",
+            lambda: self.db.execute("SELECT value FROM meta WHERE key = 'base'").fetchone(),
+        )
+        return int(row[0]) if row else 0
 
     def _damaged(self, height: int, block_hash: str, what: str) -> DamagedStore:
         error = DamagedStore(f"{self.path}: block {height} {block_hash[:16]}: {what}; {REMEDY}")
@@ -439,6 +493,81 @@ class SqliteStore:
             "removing pooled records",
             lambda: self.db.executemany("DELETE FROM pool WHERE id = ?", ids),
         )
+
+    def prune_bodies(self, hashes: list[str], base: int) -> None:
+        """Drop the bodies and undo data of `hashes` (blocks of the best chain up to height
+        `base`, all final), keeping their headers, in one transaction: a kill leaves
+        either the whole batch pruned or none of it."""
+        self._write("pruning blocks", lambda: self._prune(hashes, base))
+
+    def _prune(self, hashes: list[str], base: int) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = [(PRUNED_BODY, h) for h in hashes]
+            db.executemany("UPDATE blocks SET records = ? WHERE hash = ?", rows)
+            db.executemany("DELETE FROM undo WHERE hash = ?", [(h,) for h in hashes])
+            # State digests too, but the base's: the block after it is checked against it.
+            db.executemany("DELETE FROM digests WHERE hash = ?", [(h,) for h in hashes[:-1]])
+            # Their record ids too (a replayed old record is still refused by its signer's
+            # sequence, `stale_sequence` rather than `duplicate`; the index would grow
+            # without bound), by height in one pass: the index has no column of blocks.
+            db.execute("DELETE FROM records WHERE height <= ?", (base,))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
+    def install(
+        self,
+        headers: Iterable[tuple[Header, bytes, int]],
+        rows: Iterable[tuple[str, str, str]],
+        digest: str,
+    ) -> None:
+        """Install a snapshot into an empty ledger: the headers of the best chain up to its
+        base (bodies not kept), the state after the base, and its integrity digest; in
+        one transaction, so a kill leaves either the whole snapshot or an empty ledger."""
+        self._write("installing a snapshot", lambda: self._install(headers, rows, digest))
+
+    def _install(
+        self,
+        headers: Iterable[tuple[Header, bytes, int]],
+        rows: Iterable[tuple[str, str, str]],
+        digest: str,
+    ) -> None:
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if db.execute("SELECT 1 FROM main LIMIT 1").fetchone() is not None:
+                raise StorageError("storage_failed", f"{self.path} already holds a chain")
+            head, base = "", 0
+            for header, sig, work in headers:
+                head, base = header.hash, header.height
+                db.execute(
+                    "INSERT OR REPLACE INTO blocks (hash, prev, height, header, sig, records, work)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        head,
+                        header.prev,
+                        base,
+                        json.dumps(header.to_json(), separators=(",", ":")),
+                        sig.hex(),
+                        PRUNED_BODY,
+                        str(work),
+                    ),
+                )
+                db.execute("INSERT INTO main VALUES (?, ?)", (base, head))
+            db.executemany("INSERT INTO state VALUES (?, ?, ?)", rows)
+            db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (head, digest))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()

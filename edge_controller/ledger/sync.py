@@ -50,6 +50,7 @@ from .consensus import proof_is_valid
 from .errors import Reason, Rejected
 from .integrity import StorageError
 from .records import HEX64, integer, list_of, obj
+from .snapshot import SnapshotJoin, keep_snapshots, serve_snapshot
 
 log = logging.getLogger(__name__)
 
@@ -92,8 +93,26 @@ _SHAPES = {
     "blocks": obj({"type": _any, "blocks": _any}),
     "block": obj({"type": _any, "block": _any}),
     "record": obj({"type": _any, "record": _any}),
+    # Snapshots (`snapshot.py`) and the answer of a node that pruned the blocks asked for.
+    "get_snapshot": obj({"type": _any, "block": HEX64, "offset": integer(0, 2**53)}),
+    "snapshot": obj(
+        {
+            "type": _any,
+            "block": HEX64,
+            "offset": integer(0, 2**53),
+            "next": integer(0, 2**53),
+            "total": integer(0, 2**53),
+            "rows": _any,
+        }
+    ),
+    "no_snapshot": obj({"type": _any, "block": HEX64}),
+    "pruned": obj({"type": _any, "hashes": list_of(HEX64, MAX_BLOCKS)}),
 }
-_LIMITS = {"headers": MAX_HEADERS, "blocks": MAX_BLOCKS}
+_LIMITS = {"headers": MAX_HEADERS, "blocks": MAX_BLOCKS, "rows": 1 << 20}
+# What a joining node hands its `SnapshotJoin` rather than following blocks itself.
+_JOINING = frozenset({"headers", "snapshot", "no_snapshot", "blocks", "block"})
+# Blocks a peer said it pruned that a node remembers, so it asks another peer for them.
+MAX_LACKS = 4_096
 
 
 def _work(path: str, value: Any) -> str:
@@ -143,6 +162,8 @@ class PeerView:
     # be old (queued for us by the broker while we were away) and proves nothing.
     answered: bool = False
     refused: str = ""  # a head whose chain reverts our final blocks: not asked for again
+    # Blocks it answered `pruned` for: asked of other peers (an archive node) instead.
+    lacks: set[str] = field(default_factory=set)
 
 
 @dataclass(frozen=True)
@@ -193,6 +214,9 @@ class SyncNode:
         # By default the ledger says: a sealer or registrar of the genesis, or an account
         # its best chain holds.
         self.is_member = member or ledger.knows_account
+        # A new home joining from a snapshot: it takes the headers and snapshot pieces
+        # until it is done (installed, or given up for a full replay).
+        self.joiner: SnapshotJoin | None = None
 
     # --- what this node says -------------------------------------------------------------
 
@@ -247,12 +271,17 @@ class SyncNode:
             shape("message", message)
             if kind == "head":
                 _work("message.work", message["work"])
-            if kind in _LIMITS:
-                _list(f"message.{kind}", message[kind], _LIMITS[kind])
+            for name in ("headers", "blocks", "rows"):
+                if name in message:
+                    _list(f"message.{name}", message[name], _LIMITS[name])
             if verified:
                 self._heard(peer, now)
             elif kind == "block":
+                if self.joining:
+                    return []
                 return self._on_unverified_block(message, now)
+            if self.joining and kind in _JOINING:
+                return self._to_joiner(peer, kind, message, now)
             handler = getattr(self, f"_on_{kind}")
             replies: list[Outgoing] = handler(peer, message, now)
             return replies
@@ -270,10 +299,30 @@ class SyncNode:
             )
             return []
 
+    @property
+    def joining(self) -> bool:
+        """Whether this node is joining from a snapshot (it follows no blocks meanwhile)."""
+        if self.joiner is not None and self.joiner.done:
+            self.joiner = None
+        return self.joiner is not None and self.joiner.active
+
+    def _to_joiner(self, peer: str, kind: str, message: Message, now: int) -> list[Outgoing]:
+        assert self.joiner is not None
+        if kind == "headers":
+            return self.joiner.on_headers(peer, message["headers"], now)
+        if kind in ("snapshot", "no_snapshot"):
+            return self.joiner.on_snapshot(peer, message, now)
+        return []  # blocks: followed once the join is done
+
     def tick(self, now: int) -> list[Outgoing]:
         """Periodic work: announce our head, forget silent and failing peers, and re-ask a
         better peer when a request stalled."""
         out: list[Outgoing] = [(None, self.head_message(now))]
+        if self.joiner is not None:
+            out.extend(self.joiner.tick(now))
+        if self.joining:
+            return out
+        keep_snapshots(self.ledger)
         for peer, view in list(self.peers.items()):
             if view.asked_at >= 0 and now - view.asked_at > REQUEST_TIMEOUT_MS:
                 view.asked_at = -1
@@ -300,6 +349,13 @@ class SyncNode:
         if view is None or view.asked_at >= 0:
             return []
         return self._ask_headers(peer, now)
+
+    @property
+    def _waiting(self) -> bool:
+        """An empty ledger that may join from a snapshot and has heard no head yet: it asks
+        for headers (so it learns whether it is in sync) but for no block until a head
+        tells whether the chain is long enough to join from."""
+        return self.joiner is not None and self.joiner.phase == "waiting"
 
     def _heard(self, peer: str, now: int) -> None:
         view = self._peer(peer, now)
@@ -362,6 +418,10 @@ class SyncNode:
             message["hash"],
             int(message["work"], 16),
         )
+        if self.joiner is not None and not self.joiner.done:
+            out = self.joiner.on_head(peer, view.height, view.head, view.work, now)
+            if self.joining:
+                return out
         if self._may_ask(view):
             return self._ask_headers(peer, now)
         return []
@@ -371,10 +431,10 @@ class SyncNode:
         wire = []
         size = BLOCKS_FRAME_BYTES
         for header in headers:
-            block = self.ledger.block(header.hash)
-            if block is None:
+            signed = self.ledger.signed_header(header.hash)
+            if signed is None:
                 continue
-            item = {"header": header.to_json(), "sig": block.sig.hex()}
+            item = {"header": header.to_json(), "sig": signed[1].hex()}
             size += len(canonical_bytes(item)) + 1
             if self.message_limit is not None and size > self.message_limit:
                 break  # the asker asks again from the last header it got
@@ -407,10 +467,18 @@ class SyncNode:
             prev = block_hash
             # A reply (nothing else is taken): it holds this header's block, so is this high.
             view.height = max(view.height, header.height)
-            if block_hash not in self.ledger.index:
+            if block_hash not in self.ledger.index and block_hash not in view.lacks:
                 wanted.append(block_hash)
+        if self._waiting and self.ledger.height == 0:
+            return []  # the next head says whether to join from a snapshot or replay
         view.wanted = wanted
-        if not wanted and view.work > self.ledger.head.work and view.head not in self.ledger.index:
+        pruned = bool(view.lacks)
+        if (
+            not wanted
+            and not pruned
+            and view.work > self.ledger.head.work
+            and view.head not in self.ledger.index
+        ):
             # It claims more work than we have, yet shows nothing we lack.
             self._strike(peer, view)
         return self._ask_blocks(peer, view, now)
@@ -423,10 +491,13 @@ class SyncNode:
 
     def _on_get_blocks(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         blocks: list[dict[str, Any]] = []
+        pruned: list[str] = []
         size = BLOCKS_FRAME_BYTES
         for block_hash in message["hashes"]:
             block = self.ledger.block(block_hash)
             if block is None:
+                if self.ledger.is_pruned(block_hash):
+                    pruned.append(block_hash)
                 continue
             size += block.wire_size() + (1 if blocks else 0)
             if self.message_limit is not None and size > self.message_limit:
@@ -441,7 +512,38 @@ class SyncNode:
                     return []
                 break  # whole blocks only, in the order asked: the asker asks for the rest
             blocks.append(block.to_wire())
+        if pruned:
+            # Said plainly, so the asker asks another peer (an archive node) at once; the
+            # blocks after them would only wait for their parents.
+            return [(peer, {"type": "pruned", "hashes": pruned})]
         return [(peer, {"type": "blocks", "blocks": blocks})]
+
+    def _on_pruned(self, peer: str, message: Message, now: int) -> list[Outgoing]:
+        """A peer no longer keeps the blocks we asked for: remember it lacks them and ask
+        the other peers ahead of us (no strike: it answered)."""
+        view = self.peers.get(peer)
+        if view is None or view.asked_at < 0:
+            raise Rejected(Reason.UNASKED, "a pruned answer that was not asked for")
+        view.asked_at = -1
+        if len(view.lacks) + len(message["hashes"]) > MAX_LACKS:
+            view.lacks.clear()
+        view.lacks.update(message["hashes"])
+        view.wanted = [h for h in view.wanted if h not in view.lacks]
+        self.rejected[Reason.PRUNED.value] += 1
+        out: list[Outgoing] = []
+        for other, other_view in self.peers.items():
+            if other != peer and self._may_ask(other_view):
+                out.extend(self._ask_headers(other, now))
+        return out
+
+    def _on_get_snapshot(self, peer: str, message: Message, now: int) -> list[Outgoing]:
+        block, offset = message["block"], message["offset"]
+        return [(peer, serve_snapshot(self.ledger, block, offset, self.message_limit))]
+
+    def _on_snapshot(self, peer: str, message: Message, now: int) -> list[Outgoing]:
+        raise Rejected(Reason.UNASKED, "a snapshot piece that was not asked for")
+
+    _on_no_snapshot = _on_snapshot
 
     def _on_blocks(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         view = self.peers.get(peer)

@@ -26,6 +26,7 @@ from typing import Any
 
 from .block import parse_block, record_root
 from .chain import genesis_entry, now_ms
+from .checkpoint import Checkpoints
 from .consensus import IndexEntry, block_work, check_block_size, check_header
 from .errors import Reason, Rejected
 from .genesis import Genesis
@@ -41,6 +42,8 @@ STATE_MISMATCH = "state_mismatch"
 STORE_MISMATCH = "store_mismatch"
 # SQLite cannot read part of the file (a damaged page): what was read before it is reported.
 DAMAGED_FILE = "damaged_file"
+# The database keeps no bodies below some height (`prune.py`, `snapshot.py`): not replayable.
+PRUNED_CHAIN = "pruned"
 
 Progress = Callable[[int, int], None]
 """Called after each verified block with (blocks verified, records verified)."""
@@ -157,6 +160,7 @@ class _Replay:
         self.verifier = Verifier(cache_size=0)
         self.block_verifier = self.verifier
         self.state = State()
+        self.checkpoints = Checkpoints(genesis)
         # The best chain only, so the ancestor at height h is simply entries[h].
         self.entries: list[IndexEntry] = [genesis_entry(genesis)[1]]
         # 32-byte digests rather than hex strings: half the memory for the same check.
@@ -205,6 +209,7 @@ class _Replay:
             )
             rule_error: Rejected | None = None
             try:
+                self.checkpoints.check(block, self.state)
                 apply_block(self.state, block.records, ctx)
             except Rejected as exc:
                 rule_error = exc
@@ -363,6 +368,15 @@ class StoredChain:
         and the chain, the state and the head must come from the same moment."""
         self.db.execute("BEGIN")
         counted = VerifyReport()
+        base = self.base_height()
+        if base:
+            self.db.execute("COMMIT")
+            counted.reason = PRUNED_CHAIN
+            counted.message = (
+                f"{self.path} keeps block bodies from height {base + 1} on only (pruned, or "
+                "joined from a snapshot): a replay from genesis needs an archive node's ledger"
+            )
+            return counted
 
         def counting(blocks: int, records: int) -> None:
             counted.blocks, counted.records = blocks, records
@@ -392,6 +406,11 @@ class StoredChain:
             report.reason = STORE_MISMATCH
             report.message = f"the stored head {head[:16]} is not the last block of the chain"
         return report
+
+    def base_height(self) -> int:
+        """The height below which the database keeps no block bodies (0: all kept)."""
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'base'").fetchone()
+        return int(row[0]) if row else 0
 
     def head_digest(self, head: str) -> str | None:
         """The state digest the node stored with its head (None: none stored)."""

@@ -19,11 +19,15 @@ from edge_controller.ledger import (
     KeyPair,
     Ledger,
     Record,
+    State,
     SyncNode,
+    checkpoint_due,
     in_turn_sealer,
     record_root,
     seal,
+    state_digest,
 )
+from edge_controller.ledger.rules import BlockContext, apply_block
 from edge_controller.network import BrokerSettings, CommunityLink, InboundMessage, MessageKind
 
 
@@ -44,10 +48,13 @@ def forge_chain(
     step_ms: int,
     records: Iterable[Record] = (),
     carry_at: int = 0,
+    state: State | None = None,
 ) -> list[Block]:
     """`count` blocks on `parent`, sealed by `keys` in rotation, `step_ms` apart (0: all
     with the parent's time), block number `carry_at` (0: the first, -1: the last) carrying
-    `records`. Signed, never validated: the attacker needs no node of its own to make them."""
+    `records`. Signed, never validated: the attacker needs no node of its own to make them.
+    `state`: the state after `parent`; given, the blocks carry the checkpoints rules 3 ask
+    (the records applied to it as the chain goes)."""
     blocks: list[Block] = []
     prev, height, at = parent.hash, parent.height, parent.time
     carried, carrier = tuple(records), carry_at % count
@@ -57,6 +64,12 @@ def forge_chain(
         key = keys[i % len(keys)]
         records = carried if i == carrier else ()
         weight = 2 if in_turn_sealer(genesis, height) == key.public_hex else 1
+        checkpoint = ""
+        if state is not None:
+            if checkpoint_due(genesis, height):
+                checkpoint = state_digest(state)
+            context = BlockContext(genesis, height, at, key.account)
+            apply_block(state, records, context)
         header = Header(
             height=height,
             prev=prev,
@@ -65,6 +78,7 @@ def forge_chain(
             difficulty=weight,
             nonce=0,
             sealer=key.public_hex,
+            checkpoint=checkpoint,
         )
         block = seal(header, tuple(records), key)
         blocks.append(block)

@@ -28,6 +28,7 @@ from edge_controller.ledger import (
     KeyPair,
     Ledger,
     Record,
+    State,
     in_turn_sealer,
     sign_record,
 )
@@ -162,6 +163,7 @@ async def test_a_private_fork_of_thousands_of_blocks_is_refused_and_the_payment_
         step_ms=step,
         records=(topup, theft),
         carry_at=-1,
+        state=State(),
     )
     forged_s = time.perf_counter() - started
     attacker = Ledger(street.genesis)

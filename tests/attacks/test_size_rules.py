@@ -80,7 +80,10 @@ def test_a_blocks_bytes_on_the_wire_are_counted_exactly() -> None:
     assert block.wire_size() == len(canonical_bytes(block.to_wire()))
     empty = seal(replace(block.header, root=record_root([])), (), community.sealers[0])
     assert empty.wire_size() == len(canonical_json(empty.to_wire()))
-    longest = Header(2**53, "f" * 64, "f" * 64, 2**53, 256, 2**64 - 1, "f" * 64)
+    # Every number at its bound, and a checkpoint (rules 3, at checkpoint heights).
+    longest = Header(
+        2**53, "f" * 64, "f" * 64, 2**53, 256, 2**64 - 1, "f" * 64, checkpoint="f" * 64
+    )
     assert len(canonical_json(longest.to_json())) == MAX_HEADER_BYTES
 
 

@@ -86,3 +86,20 @@ def test_run_with_a_bad_file_exits_non_zero_without_touching_the_ledger(tmp_path
     assert result.returncode == 2
     assert "api.port: expected an integer" in result.stderr
     assert not (tmp_path / "data").exists()
+
+
+def test_the_ledger_section_keeps_history_and_says_how_to_join(tmp_path: Path) -> None:
+    config = parse_config(sample_document(tmp_path), "edge.yaml", tmp_path)
+    assert (config.history.history_months, config.history.archive) == (13, False)
+    assert config.history.join == "snapshot"
+    document = sample_document(tmp_path)
+    document["ledger"] = {"history_months": 0, "archive": "yes", "join": "download"}
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, "edge.yaml", tmp_path)
+    problems = "\n".join(info.value.problems)
+    for path in ("ledger.history_months", "ledger.archive", "ledger.join"):
+        assert path in problems, problems
+    document = sample_document(tmp_path)
+    document["ledger"] = {"archive": True, "join": "replay"}
+    config = parse_config(document, "edge.yaml", tmp_path)
+    assert config.history.archive and config.history.join == "replay"
