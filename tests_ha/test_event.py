@@ -52,6 +52,8 @@ async def test_an_offer_of_another_home_fires_once(
             "event_types": ["offer_received"],
             "offer_id": "new-offer",
             "seller": recorded["seller"],
+            # The seller as the community registered it, not only its account's hash.
+            "seller_name": "Hydrogen House",
             "resource": "hydrogen-2/fuel-cell",
             "mode": "capacity",
             "quantity": 5000,
@@ -91,6 +93,8 @@ async def test_a_new_trade_and_its_settlement_fire(
         await until(hass, lambda: len(seen) == 1)
         assert attributes_of(hass, TRADES)["cost"] == 0.015
         assert attributes_of(hass, TRADES)["role"] == "buyer"
+        made = attributes_of(hass, TRADES)
+        assert (made["seller_name"], made["buyer_name"]) == ("Hydrogen House", "Flat 3")
         settled = {**trade, "status": "settled", "delivered_wh": 50, "paid": 15}
         await fake_edge.push("trade", settled)
         await until(hass, lambda: len(seen) == 2)

@@ -54,10 +54,12 @@ def _time(ms: object) -> str | None:
 
 
 def offer_attributes(offer: JSON, currency: str) -> dict[str, Any]:
-    """What an automation needs to decide on an offer (prices per kWh in currency units)."""
+    """What an automation needs to decide on an offer (prices per kWh in currency units);
+    the seller by account and by its registered display name (None if it has none)."""
     return {
         "offer_id": offer.get("id"),
         "seller": offer.get("seller"),
+        "seller_name": offer.get("seller_name"),
         "resource": offer.get("resource"),
         "mode": offer.get("mode"),
         "quantity": offer.get("quantity"),
@@ -79,7 +81,9 @@ def trade_attributes(trade: JSON, currency: str) -> dict[str, Any]:
         "offer_id": trade.get("offer"),
         "role": trade.get("role"),
         "seller": trade.get("seller"),
+        "seller_name": trade.get("seller_name"),
         "buyer": trade.get("buyer"),
+        "buyer_name": trade.get("buyer_name"),
         "resource": trade.get("resource"),
         "mode": trade.get("mode"),
         "energy_wh": trade.get("energy_wh"),

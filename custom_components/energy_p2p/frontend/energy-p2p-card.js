@@ -43,6 +43,14 @@ function shortId(id) {
   return text.length > 16 ? `${text.slice(0, 8)}…${text.slice(-6)}` : text;
 }
 
+/** Another home as a person knows it: its registered display name, else its short id. */
+function homeLabel(cls, account, name) {
+  const known = typeof name === "string" && name.trim() !== "";
+  return `<span class="${cls}${known ? " name" : " mono"}" title="${esc(account)}">${esc(
+    known ? name : shortId(account),
+  )}</span>`;
+}
+
 const STYLE = `
   :host { display: block; }
   ha-card:not(:defined) {
@@ -476,9 +484,8 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main"><span class="quantity">${esc(quantity)}</span> at
               <span class="price">${esc(this._pricePerKwh(offer.price, entry.currency))}</span></div>
-            <div class="row-secondary">from <span class="seller mono" title="${esc(offer.seller)}">${esc(
-              shortId(offer.seller),
-            )}</span> · <span class="window">${esc(this._window(offer.start, offer.end))}</span></div>
+            <div class="row-secondary">from ${homeLabel("seller", offer.seller, offer.seller_name)}
+              · <span class="window">${esc(this._window(offer.start, offer.end))}</span></div>
           </div>
           <span class="chip status">${esc(offer.status)}</span>
           <div class="row-action">${action}</div>
@@ -505,9 +512,8 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main">Counter-offer: <span class="quantity">${esc(quantity)}</span> at
               <span class="price">${esc(this._pricePerKwh(counter.price, entry.currency))}</span></div>
-            <div class="row-secondary">from <span class="buyer mono" title="${esc(counter.buyer)}">${esc(
-              shortId(counter.buyer),
-            )}</span> · you asked ${esc(this._pricePerKwh(counter.asking_price, entry.currency))}</div>
+            <div class="row-secondary">from ${homeLabel("buyer", counter.buyer, counter.buyer_name)}
+              · you asked ${esc(this._pricePerKwh(counter.asking_price, entry.currency))}</div>
           </div>
           <div class="row-action">${button("confirm-counter", pending ? "Sending…" : "Confirm")}
             ${button("decline-counter", "Decline")}</div>
@@ -525,6 +531,7 @@ class EnergyP2PCard extends HTMLElement {
     const rows = trades.map((trade) => {
       const bought = trade.role === "buyer";
       const other = bought ? trade.seller : trade.buyer;
+      const otherName = bought ? trade.seller_name : trade.buyer_name;
       const agreed = trade.energy_wh ?? 0;
       const delivered = trade.delivered_wh ?? 0;
       const money =
@@ -535,7 +542,7 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main"><span class="role">${bought ? "Bought" : "Sold"}</span>
               <span class="quantity">${esc(this._kwh(agreed))}</span> ${bought ? "from" : "to"}
-              <span class="mono" title="${esc(other)}">${esc(shortId(other))}</span></div>
+              ${homeLabel("counterparty", other, otherName)}</div>
             <div class="row-secondary delivery">
               <progress max="${Math.max(agreed, 1)}" value="${Math.min(delivered, agreed)}"></progress>
               <span class="delivered">${esc(this._kwh(delivered))} delivered</span></div>
