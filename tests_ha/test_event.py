@@ -52,8 +52,8 @@ async def test_an_offer_of_another_home_fires_once(
             "event_types": ["offer_received"],
             "offer_id": "new-offer",
             "seller": recorded["seller"],
-            # No name from this edge controller: a short form of the account id.
-            "seller_name": f"{recorded['seller'][:8]}…{recorded['seller'][-6:]}",
+            # The seller as the community registered it, not only its account's hash.
+            "seller_name": "Hydrogen House",
             "resource": "hydrogen-2/fuel-cell",
             "mode": "capacity",
             "quantity": 5000,
@@ -65,64 +65,11 @@ async def test_an_offer_of_another_home_fires_once(
             "end": "2026-11-22T03:04:16.675000+00:00",
             "expires": "2026-11-22T03:03:21.675000+00:00",
             "private": False,
-            "private_to_names": [],
         }
         # The same offer once in a block: known by now, no second event.
         await fake_edge.push("offer", {**offer, "status": "open"})
         await until(hass, lambda: coordinator.data.offers[0]["status"] == "open")
         assert state_of(hass, OFFERS) == fired
-
-
-async def test_parties_are_named_by_the_edge_controllers_names(
-    hass: HomeAssistant, fake_edge: FakeEdge
-) -> None:
-    async with fake_entry(hass, fake_edge, [Platform.EVENT]) as entry:
-        coordinator = entry.runtime_data.coordinator
-        recorded = RECORDED["offers"]["offers"][0]
-        # Private to another home: this one cannot accept it, so nothing fires.
-        elsewhere = {
-            **recorded,
-            "id": "for-another-home",
-            "status": "pending",
-            "private_to": ["ep" + "7" * 40],
-        }
-        await fake_edge.push("offer", elsewhere)
-        await until(hass, lambda: coordinator.data.offers[0]["id"] == "for-another-home")
-        assert state_of(hass, OFFERS) == STATE_UNKNOWN
-        named = {
-            **recorded,
-            "id": "named-offer",
-            "status": "pending",
-            "seller_name": "Hydrogen House",
-            "private_to": [fake_edge.node_id, "ep" + "7" * 40],
-            "to_names": ["Flat 3", None],
-        }
-        await fake_edge.push("offer", named)
-        await until(hass, lambda: state_of(hass, OFFERS) != STATE_UNKNOWN)
-        attributes = attributes_of(hass, OFFERS)
-        assert attributes["seller_name"] == "Hydrogen House"
-        assert attributes["private"] is True
-        # A name where the edge controller gives one, else the short account id.
-        assert attributes["private_to_names"] == ["Flat 3", "ep777777…777777"]
-
-        trade = {
-            **RECORDED["trades"]["trades"][0],
-            "id": "named-trade",
-            "time": now_ms(),
-            "seller_name": "Hydrogen House",
-            "buyer_name": "Flat 3",
-        }
-        await fake_edge.push("trade", trade)
-        await until(hass, lambda: attributes_of(hass, TRADES).get("trade_id") == "named-trade")
-        attributes = attributes_of(hass, TRADES)
-        assert (attributes["seller_name"], attributes["buyer_name"]) == ("Hydrogen House", "Flat 3")
-        # Ours is the buyer's side: the counterparty is the seller.
-        assert attributes["counterparty"] == "Hydrogen House"
-        nameless = {**trade, "id": "nameless-trade", "seller_name": None, "buyer_name": None}
-        await fake_edge.push("trade", nameless)
-        await until(hass, lambda: attributes_of(hass, TRADES).get("trade_id") == "nameless-trade")
-        seller = trade["seller"]
-        assert attributes_of(hass, TRADES)["counterparty"] == f"{seller[:8]}…{seller[-6:]}"
 
 
 async def test_a_new_trade_and_its_settlement_fire(
@@ -146,6 +93,8 @@ async def test_a_new_trade_and_its_settlement_fire(
         await until(hass, lambda: len(seen) == 1)
         assert attributes_of(hass, TRADES)["cost"] == 0.015
         assert attributes_of(hass, TRADES)["role"] == "buyer"
+        made = attributes_of(hass, TRADES)
+        assert (made["seller_name"], made["buyer_name"]) == ("Hydrogen House", "Flat 3")
         settled = {**trade, "status": "settled", "delivered_wh": 50, "paid": 15}
         await fake_edge.push("trade", settled)
         await until(hass, lambda: len(seen) == 2)

@@ -44,13 +44,16 @@ def pending_counters(ledger: Ledger, account: str) -> list[tuple[Acceptance, Off
     return found
 
 
-def counter_view(acceptance: Acceptance, offer: Offer, now: int) -> dict[str, Any]:
-    """One counter-offer as the API shows it (money in milli-units, prices per kWh)."""
+def counter_view(ledger: Ledger, acceptance: Acceptance, offer: Offer, now: int) -> dict[str, Any]:
+    """One counter-offer as the API shows it (money in milli-units, prices per kWh); the
+    buyer also by the display name the registrar gave it (None for an unnamed account)."""
     energy = energy_of(offer.mode, acceptance.quantity, offer.start, offer.end)
+    member = ledger.state.members.get(acceptance.buyer)
     return {
         "id": acceptance.id,
         "offer": offer.id,
         "buyer": acceptance.buyer,
+        "buyer_name": member.name if member is not None else None,
         "quantity": acceptance.quantity,
         "unit": "Wh" if offer.mode == "energy" else "W",
         "price": acceptance.price,
@@ -65,7 +68,7 @@ def counters_by_offer(ledger: Ledger, account: str, now: int) -> dict[str, list[
     """The pending counter-offers of each of `account`'s offers (for the offer views)."""
     by_offer: dict[str, list[dict[str, Any]]] = {}
     for acceptance, offer in pending_counters(ledger, account):
-        by_offer.setdefault(offer.id, []).append(counter_view(acceptance, offer, now))
+        by_offer.setdefault(offer.id, []).append(counter_view(ledger, acceptance, offer, now))
     return by_offer
 
 
@@ -80,7 +83,7 @@ class CounterOffers:
     def list(self, now: int) -> dict[str, Any]:
         """`GET counter-offers`: those waiting for our answer."""
         pending = pending_counters(self.ledger, self.account)
-        return {"counter_offers": [counter_view(a, o, now) for a, o in pending]}
+        return {"counter_offers": [counter_view(self.ledger, a, o, now) for a, o in pending]}
 
     def _ours(self, counter_id: str) -> Acceptance:
         acceptance = self.ledger.state.acceptances.get(counter_id)

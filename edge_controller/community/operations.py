@@ -101,6 +101,9 @@ def found(
     try:
         for folder in ("registrar", "broker", "home", "home/data"):
             (building / folder).mkdir(parents=True, mode=0o700)
+        if devices_from is not None:
+            # The founder's home asks for its devices' resources as any joining home does.
+            _copy_devices(devices_from, building / "home" / "edge.yaml")
         registrar = KeyPair.generate()
         registrar.save(building / "registrar" / REGISTRAR_KEY)
         node = KeyPair.generate()
@@ -156,6 +159,7 @@ def found(
         "registrar": registrar.public_hex,
         "home": str(out / "home" / "edge.yaml"),
         "account": joined["account"],
+        "resources": joined["resources"],
         "broker": str(out / "broker" / CONF_FILE),
     }
 

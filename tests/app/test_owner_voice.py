@@ -136,6 +136,18 @@ async def test_asked_counter_offers_wait_for_the_owner_who_confirms_or_declines_
     assert sorted((c["id"], c["price"], c["asking_price"], c["cost"]) for c in listed) == sorted(
         [(generous, 290, 300, 145), (mean, 100, 300, 30)]
     )
+    # The owner sees who counters: by account, and by name once the registrar gave one.
+    assert {c["buyer_name"] for c in listed} == {None}
+    community = seller.street.community
+    seller.street.fund(
+        community.sign(
+            community.registrar, "member", account=seller.street.neighbour.account, name="Flat 3"
+        )
+    )
+    listed = seller.counters.list(now)["counter_offers"]
+    assert [(c["buyer"], c["buyer_name"]) for c in listed] == [
+        (seller.street.neighbour.account, "Flat 3")
+    ] * 2
     confirmed = await seller.counters.confirm(generous)
     assert confirmed["trade"] == generous and confirmed["confirmation"] in seller.street.ledger.pool
     await seller.counters.decline(mean, "too low")

@@ -185,8 +185,11 @@ async def test_card_shows_wallet_offers_trades_usb_and_market(
 
     offers = await page.texts(".offers .offer")
     assert len(offers) == 2
-    # The fuel cell's capacity offer: seller, what is left of it, its price per kWh.
-    assert "ep5c0fdc…a0ea79" in offers[0]
+    # The fuel cell's capacity offer: seller by its name, what is left, its price per kWh.
+    assert "from Hydrogen House" in offers[0] and "ep5c0fdc" not in offers[0]
+    # A seller the registrar has not named is told apart by its account's short form.
+    assert "from epf7e7d1…ef9156" in offers[1]
+    assert await page.count(".offers .offer .seller.mono") == 1
     assert "3.00 of 5.00 kW" in offers[0]
     assert "0.32 DEMO/kWh" in offers[0]
     assert "1.50 of 1.50 kWh" in offers[1]
@@ -197,7 +200,10 @@ async def test_card_shows_wallet_offers_trades_usb_and_market(
     )
     assert statuses == ["active", "settled", "terminated"]
     trades = await page.texts(".trades .trade")
-    assert "Bought 1.20 kWh from epf7e7d1…ef9156" in trades[1]
+    assert "Bought 1.20 kWh from Sunny House" in trades[1]
+    assert await page.find(".trades .trade .counterparty").evaluate_all(
+        "spans => spans.map(span => span.title)"
+    ) == [t["seller"] for t in as_recorded["entries"][0]["trades"]]
     assert "1.15 kWh delivered" in trades[1]
     assert "paid 0.35 DEMO, refunded 0.02 DEMO" in trades[1]
 
@@ -477,7 +483,10 @@ async def test_counter_offers_on_our_offer_are_confirmed_or_declined_from_the_ca
         "expires": ours["expires"],
         "open": True,
     }
-    ours["counter_offers"] = [{**counter, "id": "c" * 64}, {**counter, "id": "d" * 64}]
+    ours["counter_offers"] = [
+        {**counter, "id": "c" * 64, "buyer_name": "Hydrogen House"},
+        {**counter, "id": "d" * 64, "buyer_name": None},
+    ]
     entry["offers"].append(ours)
     page = await open_card(chromium, harness_url, payload=payload)
 
@@ -485,6 +494,7 @@ async def test_counter_offers_on_our_offer_are_confirmed_or_declined_from_the_ca
     assert len(rows) == 2
     assert "Counter-offer: 0.40 kWh at 0.285 DEMO/kWh" in rows[0]
     assert "you asked 0.30 DEMO/kWh" in rows[0]
+    assert "from Hydrogen House" in rows[0] and "from ep5c0fdc…a0ea79" in rows[1]
     # Only our own offer has counter-offers to answer, and ours cannot be accepted.
     assert await page.count(".offers .offer button.accept:enabled") == 2
     await page.click(f'.counter-offer[data-counter-id="{"c" * 64}"] button.confirm-counter')

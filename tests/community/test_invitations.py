@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from edge_controller.community import CommunityError, Problem
 from edge_controller.community.book import Registry
 from edge_controller.community.invitation import check_invitation, read_invitation_text
-from edge_controller.community.operations import HOUR_MS, found, invite, join
+from edge_controller.community.operations import HOUR_MS, REQUEST_FILE, found, invite, join
 from edge_controller.ledger import KeyPair
 
 NOW = 1_800_000_000_000
@@ -94,3 +95,52 @@ def test_found_refuses_a_folder_in_use_and_leaves_it_alone(tmp_path: Path) -> No
         ),
     )
     assert [p.name for p in folder.iterdir()] == ["mine.txt"]
+
+
+def test_found_registers_the_founders_devices_given_by_devices_from(tmp_path: Path) -> None:
+    source = tmp_path / "mine.yaml"
+    source.write_text(
+        yaml.safe_dump(
+            {
+                "name": "ignored: the founder's home is named by --home",
+                "device_broker": {"host": "127.0.0.1", "port": 1884},
+                "devices": [
+                    {
+                        "id": "battery",
+                        "role": "battery",
+                        "profile": {
+                            "profile": "generic",
+                            "telemetry": {"soc_percent": {"topic": "bat", "path": "soc"}},
+                            "constants": {"capacity_wh": 5000, "power_rating_w": 3000},
+                        },
+                    }
+                ],
+            }
+        )
+    )
+    result = found(
+        tmp_path / "elm", name="Elm Street", currency="ELM", home="Registrar House",
+        broker_host="127.0.0.1", broker_port=8883, now=NOW, devices_from=source,
+    )  # fmt: skip
+    battery = {
+        "resource": "registrar-house/battery",
+        "kind": "battery",
+        "power_w": 3000,
+        "capacity_wh": 5000,
+    }
+    assert result["resources"] == [battery]
+    config = yaml.safe_load(Path(result["home"]).read_text())
+    assert config["name"] == "Registrar House"
+    assert config["device_broker"] == {"host": "127.0.0.1", "port": 1884}
+    assert [d["resource"] for d in config["devices"]] == ["registrar-house/battery"]
+    request = json.loads((tmp_path / "elm" / "home" / "data" / REQUEST_FILE).read_text())
+    assert battery.items() <= request["request"]["resources"][0].items(), request
+    # An unreadable source is refused and nothing is founded.
+    refused(
+        Problem.BAD_INPUT,
+        lambda: found(
+            tmp_path / "oak", name="Oak", currency="OAK", home="H", broker_host="h",
+            broker_port=1, now=NOW, devices_from=tmp_path / "missing.yaml",
+        ),
+    )  # fmt: skip
+    assert not (tmp_path / "oak").exists()

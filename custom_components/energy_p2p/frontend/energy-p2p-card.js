@@ -50,6 +50,12 @@ function partyName(item, field) {
   return typeof name === "string" && name.trim() ? name : shortId(item?.[field]);
 }
 
+/** "name" for a party the community named, "mono" for one shown by its account's short form. */
+function partyClass(item, field) {
+  const name = item?.[`${field}_name`];
+  return typeof name === "string" && name.trim() ? "name" : "mono";
+}
+
 /** The homes a private offer is addressed to (`private_to`, or `to`), by name; [] if public. */
 function privateTo(offer) {
   const accounts = offer.private_to ?? offer.to ?? [];
@@ -510,7 +516,7 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main"><span class="quantity">${esc(quantity)}</span> at
               <span class="price">${esc(this._pricePerKwh(offer.price, entry.currency))}</span></div>
-            <div class="row-secondary">from <span class="seller party" title="${esc(offer.seller)}">${esc(
+            <div class="row-secondary">from <span class="seller party ${partyClass(offer, "seller")}" title="${esc(offer.seller)}">${esc(
               partyName(offer, "seller"),
             )}</span> · <span class="window">${esc(this._window(offer.start, offer.end))}</span>${
               (forUs || mine) && to.length ? ` ${privately}` : ""
@@ -541,8 +547,8 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main">Counter-offer: <span class="quantity">${esc(quantity)}</span> at
               <span class="price">${esc(this._pricePerKwh(counter.price, entry.currency))}</span></div>
-            <div class="row-secondary">from <span class="buyer mono" title="${esc(counter.buyer)}">${esc(
-              shortId(counter.buyer),
+            <div class="row-secondary">from <span class="buyer party ${partyClass(counter, "buyer")}" title="${esc(counter.buyer)}">${esc(
+              partyName(counter, "buyer"),
             )}</span> · you asked ${esc(this._pricePerKwh(counter.asking_price, entry.currency))}</div>
           </div>
           <div class="row-action">${button("confirm-counter", pending ? "Sending…" : "Confirm")}
@@ -572,7 +578,7 @@ class EnergyP2PCard extends HTMLElement {
           <div class="row-text">
             <div class="row-main"><span class="role">${bought ? "Bought" : "Sold"}</span>
               <span class="quantity">${esc(this._kwh(agreed))}</span> ${bought ? "from" : "to"}
-              <span class="counterparty party" title="${esc(other)}">${esc(
+              <span class="counterparty party ${partyClass(trade, otherField)}" title="${esc(other)}">${esc(
                 partyName(trade, otherField),
               )}</span></div>
             <div class="row-secondary delivery">
