@@ -261,7 +261,7 @@ class LedgerNode:
 
     async def _take(self, sender: str, record: Record) -> None:
         try:
-            self.ledger.submit(record)
+            self.ledger.submit(record, received=True)
         except StorageError:
             return  # the store logged it; the sealer of a block carries the record to us
         except Rejected as exc:

@@ -237,6 +237,9 @@ class Ledger:
         _, entry = genesis_entry(genesis)
         self._add_entry(entry)
         self.main.append(entry.hash)
+        if isinstance(self.store, SqliteStore):
+            # Finished rows live on disk only: memory stays flat as the chain ages.
+            self.state.keep_cold(self.store.load_row, self.store.scan_rows)
         self._load(check_blocks)
         self._update_final()
 
@@ -337,7 +340,7 @@ class Ledger:
             is_recorded=self.is_recorded,
         )
 
-    def submit(self, wire: Any, own: bool = False) -> Record:
+    def submit(self, wire: Any, own: bool = False, received: bool = False) -> Record:
         """Check a record (JSON form or `Record`) and add it to the pool.
 
         It is checked against the state it would meet in the next block: the best chain's
@@ -345,7 +348,9 @@ class Ledger:
         A record that waits on something not yet known (its offer, funds) is refused too:
         the caller learns why at once instead of the record lingering. `own`: this node
         signed it and is about to send it; its account then gets only its own share of the
-        pool (`OWN_SHARE_PART`), so every peer has room for it on arrival.
+        pool (`OWN_SHARE_PART`), so every peer has room for it on arrival. `received`: a
+        peer sent it (peers hold it too), so it is written to disk with the next block,
+        not at once.
         """
         record = wire if isinstance(wire, Record) else parse_record(wire, self.community)
         if record.id in self.pool:
@@ -363,7 +368,7 @@ class Ledger:
         # Applied records leave nothing in the journal to undo: the view only grows.
         pending.journal.clear()
         try:
-            self._pool_put(record, ctx.time)
+            self._pool_put(record, ctx.time, durable=not received)
         except Rejected:
             self._forget_pending()  # the view holds a record the pool could not take
             raise
@@ -501,12 +506,12 @@ class Ledger:
             if not pooled:
                 del self._pooled_by[record.account]
 
-    def _pool_put(self, record: Record, now: int) -> None:
+    def _pool_put(self, record: Record, now: int, durable: bool = True) -> None:
         if len(self.pool) >= POOL_LIMIT:
             raise Rejected(Reason.OVERSIZE, "the record pool is full; try again shortly")
         try:
             # On disk first: a record the disk refused is not pooled, so never sealed.
-            self.store.pool_add(record, now)
+            self.store.pool_add(record, now, durable)
         except StorageError:
             self._forget_pending()
             raise
@@ -866,6 +871,7 @@ class Ledger:
                     commit.new_blocks.append((self._unstored[new.hash], new))
             commit.journal = self.state.journal[mark:]
             self.store.commit(commit)
+            self.state.evict(commit.journal, target.time)
         except BaseException:
             self.state.revert(mark)
             raise
@@ -918,7 +924,7 @@ class Ledger:
                     self._pool_insert(record, now)
                     # Refused by the disk, it is still in the side branch's stored block.
                     with contextlib.suppress(StorageError):
-                        self.store.pool_add(record, now)
+                        self.store.pool_add(record, now, durable=False)
             for callback in self.events.disconnected:
                 callback(block)
         for block in connected:
@@ -1030,7 +1036,9 @@ class Ledger:
         for name, key, value in snapshot.state_rows:
             try:
                 table = self.state.table(name)
-                table.rows[key] = table.decode(value)
+                row = table.decode(value)
+                if table.finished is None or not table.finished(key, row):
+                    table.rows[key] = row
             except (KeyError, TypeError, ValueError) as exc:
                 raise self._damaged(
                     f"state row {name}/{key[:16]} is unreadable ({exc!r})"
@@ -1113,6 +1121,7 @@ class Ledger:
         finally:
             self._session_connected = set()
             self._session_disconnected = set()
+        self.state.evict(self.state.journal[mark:], self.head.time)
         del self.state.journal[mark:]
 
     def iter_main(self, start: int = 1) -> Iterator[Block]:

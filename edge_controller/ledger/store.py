@@ -3,7 +3,9 @@
 The ledger holds its working state in memory and hands storage one `Commit` per change of
 the best chain. `SqliteStore` writes a commit in a single transaction (WAL, synchronous
 FULL), so a `kill -9` at any instant leaves either the whole block applied or none of it,
-and a block the node reported as accepted is on disk.
+and a block the node reported as accepted is on disk. Records a peer sent wait in memory and
+are written with the next block's transaction: peers hold them too, so they need no fsync
+of their own (the home's own records are written at once).
 
 A write the disk refuses raises `StorageError` and leaves the file as it was; the store
 remembers the failure (`failure`) until a later write succeeds. A block whose stored form
@@ -13,10 +15,12 @@ block of the best chain the store keeps the digest of the state after it (`integ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +35,7 @@ from .state import MISSING, JournalEntry, State, Table
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+COLD_CACHE = 4_096
 
 
 @dataclass
@@ -90,7 +95,7 @@ class Store(Protocol):
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]: ...
     def commit(self, commit: Commit) -> None: ...
     def is_recorded(self, record_id: str) -> bool: ...
-    def pool_add(self, record: Record, now: int) -> None: ...
+    def pool_add(self, record: Record, now: int, durable: bool = True) -> None: ...
     def pool_remove(self, record_ids: Iterable[str]) -> None: ...
     def close(self) -> None: ...
 
@@ -143,7 +148,7 @@ class MemoryStore:
     def is_recorded(self, record_id: str) -> bool:
         return record_id in self.recorded
 
-    def pool_add(self, record: Record, now: int) -> None:
+    def pool_add(self, record: Record, now: int, durable: bool = True) -> None:
         pass
 
     def pool_remove(self, record_ids: Iterable[str]) -> None:
@@ -196,6 +201,11 @@ class SqliteStore:
         self.path = Path(path)
         self.failure: StorageError | None = None
         self.community = ""
+        # Peers' pooled records not yet written: they go with the next commit.
+        self._pool_buffer: dict[str, tuple[Record, int]] = {}
+        # Recently read rows that live in storage only (settled trades a resource's
+        # allocation still reads), bounded; a commit drops the rows it rewrites.
+        self._cold: OrderedDict[tuple[str, str], Any] = OrderedDict()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             private_file(self.path)
@@ -268,6 +278,36 @@ class SqliteStore:
             yield from self.db.execute("SELECT tbl, key, value FROM state")
         except sqlite3.Error as exc:
             raise storage_error(exc, "reading the state", self.path) from None
+
+    def load_row(self, table: Table[Any], key: str) -> Any:
+        """A state row kept in storage only, decoded (None: no such row)."""
+        cache = self._cold
+        cached = cache.get((table.name, key))
+        if cached is not None:
+            cache.move_to_end((table.name, key))
+            return cached
+        row = self._read(
+            "reading the state",
+            lambda: self.db.execute(
+                "SELECT value FROM state WHERE tbl = ? AND key = ?", (table.name, key)
+            ).fetchone(),
+        )
+        if row is None:
+            return None
+        value = table.decode(row[0])
+        cache[(table.name, key)] = value
+        if len(cache) > COLD_CACHE:
+            cache.popitem(last=False)
+        return value
+
+    def scan_rows(self, table: Table[Any]) -> Iterator[tuple[str, Any]]:
+        """Every stored row of `table`, decoded one at a time (queries over history)."""
+        cursor = self._read(
+            "reading the state",
+            lambda: self.db.execute("SELECT key, value FROM state WHERE tbl = ?", (table.name,)),
+        )
+        for key, value in cursor.fetchall():
+            yield key, table.decode(value)
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
         self._write("storing a block", lambda: self._put_block(block, entry))
@@ -386,6 +426,14 @@ class SqliteStore:
                 db.execute("DELETE FROM records WHERE block = ?", (block_hash,))
                 db.execute("DELETE FROM undo WHERE hash = ?", (block_hash,))
                 db.execute("DELETE FROM digests WHERE hash = ?", (block_hash,))
+            buffered = self._pool_buffer
+            db.executemany(
+                "INSERT OR IGNORE INTO pool VALUES (?, ?, ?)",
+                [
+                    (i, json.dumps(r.to_wire(), separators=(",", ":")), t)
+                    for i, (r, t) in buffered.items()
+                ],
+            )
             for block, entries in commit.connected:
                 db.execute("INSERT OR REPLACE INTO main VALUES (?, ?)", (block.height, block.hash))
                 db.executemany(
@@ -404,6 +452,7 @@ class SqliteStore:
             db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?)", commit.digests.items())
             upserts, deletes = [], []
             for (name, key), (table, value) in commit.dirty_rows().items():
+                self._cold.pop((name, key), None)
                 if value is MISSING:
                     deletes.append((name, key))
                 else:
@@ -412,6 +461,7 @@ class SqliteStore:
             db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (commit.head,))
             db.execute("COMMIT")
+            buffered.clear()
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -424,7 +474,13 @@ class SqliteStore:
         )
         return row is not None
 
-    def pool_add(self, record: Record, now: int) -> None:
+    def pool_add(self, record: Record, now: int, durable: bool = True) -> None:
+        """Keep a pooled record. `durable`: on disk before this returns (the home's own
+        records); otherwise (a peer's, which peers still hold) it is written with the next
+        block's transaction, so receiving a record costs no fsync."""
+        if not durable:
+            self._pool_buffer[record.id] = (record, now)
+            return
         wire = json.dumps(record.to_wire(), separators=(",", ":"))
         self._write(
             "storing a record",
@@ -435,12 +491,22 @@ class SqliteStore:
 
     def pool_remove(self, record_ids: Iterable[str]) -> None:
         ids = [(i,) for i in record_ids]
+        for (record_id,) in ids:
+            self._pool_buffer.pop(record_id, None)
         self._write(
             "removing pooled records",
             lambda: self.db.executemany("DELETE FROM pool WHERE id = ?", ids),
         )
 
     def close(self) -> None:
+        """Write the peers' records still buffered (a clean stop keeps its pool) and close."""
+        if self._pool_buffer:
+            rows = [
+                (i, json.dumps(r.to_wire(), separators=(",", ":")), t)
+                for i, (r, t) in self._pool_buffer.items()
+            ]
+            with contextlib.suppress(sqlite3.Error):
+                self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?, ?)", rows)
         self.db.close()
 
 

@@ -509,5 +509,5 @@ class SyncNode:
         return out
 
     def _on_record(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        self.ledger.submit(message["record"])
+        self.ledger.submit(message["record"], received=True)
         return []
