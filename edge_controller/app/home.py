@@ -235,6 +235,7 @@ class Home:
         self._tasks.clear()
         await self.link.flush(flush_s)
         await self.link.stop()
+        self.node.sync.stop_workers()
         self.ledger.close()
         self.refused.close()
 

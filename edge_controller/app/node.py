@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import shutil
 import sqlite3
@@ -112,7 +113,11 @@ class LedgerNode:
         self.clock = clock
         self.sealer = sealer
         self.name = name
-        self.sync = SyncNode(ledger, self.account, message_limit=message_limit)
+        # Signature workers run only while catching up (idle, they cost a Pi memory).
+        workers = os.cpu_count() or 1
+        self.sync = SyncNode(
+            ledger, self.account, message_limit=message_limit, catch_up_workers=workers
+        )
         # The outbox's last write failure (the ledger's store keeps its own), and since when.
         self.outbox_failure: StorageError | None = None
         self.storage_since: int | None = None

@@ -143,7 +143,14 @@ def measure_catchup(db: Path, genesis_path: Path, directory: Path) -> dict[str, 
     client_db = directory / "catchup.db"
     client = Ledger.open(client_db, genesis)
     serving = SyncNode(server, "server", member=lambda _p: True, message_limit=MESSAGE_LIMIT)
-    joining = SyncNode(client, "joining", member=lambda _p: True, message_limit=MESSAGE_LIMIT)
+    # As a home's node: signature workers on every core while it catches up.
+    joining = SyncNode(
+        client,
+        "joining",
+        member=lambda _p: True,
+        message_limit=MESSAGE_LIMIT,
+        catch_up_workers=os.cpu_count() or 1,
+    )
     client.max_block_wire = block_limit(MESSAGE_LIMIT)
     now = server.head.time + 60_000
     queue: list[tuple[str, dict[str, Any]]] = [("joining", serving.head_message(now))]
@@ -166,6 +173,7 @@ def measure_catchup(db: Path, genesis_path: Path, directory: Path) -> dict[str, 
             seconds += time.perf_counter() - t0
             queue.extend(("joining", m) for peer, m in replies if peer in (None, "joining"))
     joined = client.head.hash == server.head.hash
+    joining.stop_workers()
     server.close()
     client.close()
     for suffix in ("", "-wal", "-shm"):

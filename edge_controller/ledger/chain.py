@@ -328,6 +328,19 @@ class Ledger:
                 headers.append(block.header)
         return headers
 
+    def signed_headers_after(self, locator: list[str], limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` best-chain headers after the locator's fork point, each as
+        {header, sig} in wire form, as storage holds them (no block is parsed)."""
+        start = self.fork_point(locator) + 1
+        hashes = self.main[start : start + limit]
+        stored = self.store.signed_headers(hashes)
+        unstored = [h for h in hashes if h not in stored]
+        for block_hash in unstored:
+            block = self._unstored.get(block_hash) or self._recent.get(block_hash)
+            if block is not None:
+                stored[block_hash] = {"header": block.header.to_json(), "sig": block.sig.hex()}
+        return [stored[h] for h in hashes if h in stored]
+
     # --- records ------------------------------------------------------------------------------
 
     def next_context(self, now: int | None = None) -> BlockContext:

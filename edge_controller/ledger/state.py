@@ -43,8 +43,6 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
-# A resource's latest readings stay in memory (settlement reads back from the newest).
-HOT_READINGS = 16
 # Finished rows (a settled trade, a closed offer) stay in memory this long of chain time.
 FINISHED_HOT_MS = 3_600_000
 _ROW_ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -452,21 +450,15 @@ class State:
         return h.hexdigest()
 
     def keep_cold(self, load: Callable[[Table[Any], str], Any], scan: ColdScan) -> None:
-        """Keep closed offers, answered acceptances, settled trades and all but a
-        resource's latest readings in storage only (`load`, `scan`): what decides the next
+        """Keep closed offers, answered acceptances, settled trades and meter readings
+        in storage only once finished for `FINISHED_HOT_MS` (`load`, `scan`): what decides the next
         record stays in memory, so memory does not grow with the chain's history."""
-        meters = self.meters.rows
-
-        def old_reading(key: str, _reading: Any) -> bool:
-            resource, _, index = key.rpartition("#")
-            log = meters.get(resource)
-            return log is None or int(index) < log.count - HOT_READINGS
-
         cold: dict[str, Callable[[str, Any], bool]] = {
             "offers": lambda _k, o: o.status != "open",
             "acceptances": lambda _k, a: a.status != "pending",
             "trades": lambda _k, t: t.status == "settled",
-            "readings": old_reading,
+            # A reading never changes; settlement reads the recent ones back.
+            "readings": lambda _k, _r: True,
         }
         for name, finished in cold.items():
             table = self.table(name)

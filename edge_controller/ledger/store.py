@@ -92,6 +92,7 @@ class Store(Protocol):
     def put_block(self, block: Block, entry: IndexEntry) -> None: ...
     def mark_invalid(self, block_hash: str, reason: str) -> None: ...
     def get_block(self, block_hash: str) -> Block | None: ...
+    def signed_headers(self, hashes: list[str]) -> dict[str, dict[str, Any]]: ...
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]: ...
     def commit(self, commit: Commit) -> None: ...
     def is_recorded(self, record_id: str) -> bool: ...
@@ -131,6 +132,10 @@ class MemoryStore:
 
     def get_block(self, block_hash: str) -> Block | None:
         return self.blocks.get(block_hash)
+
+    def signed_headers(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        found = (self.blocks.get(h) for h in hashes)
+        return {b.hash: {"header": b.header.to_json(), "sig": b.sig.hex()} for b in found if b}
 
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]:
         return self.undo[block_hash]
@@ -359,6 +364,19 @@ class SqliteStore:
         if record_root([r.id for r in block.records]) != block.header.root:
             raise self._damaged(row[3], block_hash, "its records do not match its header")
         return block
+
+    def signed_headers(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored {header, sig} of each of `hashes` it holds, from the header column
+        (a peer asking for headers costs no block read)."""
+        marks = ",".join("?" * len(hashes))
+        rows = self._read(
+            "reading headers",
+            lambda: self.db.execute(
+                f"SELECT hash, header, sig FROM blocks WHERE hash IN ({marks}) AND invalid = ''",
+                hashes,
+            ).fetchall(),
+        )
+        return {h: {"header": json.loads(header), "sig": sig} for h, header, sig in rows}
 
     def _damaged(self, height: int, block_hash: str, what: str) -> DamagedStore:
         error = DamagedStore(f"{self.path}: block {height} {block_hash[:16]}: {what}; {REMEDY}")

@@ -1,0 +1,143 @@
+"""A node's memory does not grow with closed history, and what left memory still answers.
+
+Bounded slices of the growth benchmark's workload (`bench growth` measures the real sizes):
+the rows a node holds in memory are counted (not timed) after a slice and after a slice
+twice as long; the state is compared with a node that keeps everything in memory.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from edge_controller.bench.ledger import BenchCommunity, signed_chain
+from edge_controller.ledger import Block, Ledger, genesis_entry
+from edge_controller.ledger.state import ColdRows, State
+from edge_controller.ledger.store import Commit, SqliteStore
+
+HOMES = 11  # the fewest whose offers each go to other homes
+
+
+def _blocks(records: int) -> list[Block]:
+    return list(signed_chain(BenchCommunity.create(HOMES), records))
+
+
+def _held(state: State) -> dict[str, int]:
+    """Rows each table holds in memory (not those it reads from storage)."""
+    return {t.name: dict.__len__(t.rows) for t in state.tables()}  # type: ignore[arg-type]
+
+
+def _add(ledger: Ledger, blocks: list[Block]) -> None:
+    for block in blocks:
+        ledger.add_block(block, now=block.header.time)
+
+
+def test_rows_held_in_memory_stay_flat_as_closed_history_doubles(tmp_path: Path) -> None:
+    street = BenchCommunity.create(HOMES)
+    blocks = _blocks(8_000)
+    half = len(blocks) // 2
+    ledger = Ledger.open(tmp_path / "chain.db", street.genesis)
+    memory = Ledger(street.genesis)
+    _add(ledger, blocks[:half])
+    at_half = _held(ledger.state)
+    _add(ledger, blocks[half:])
+    at_full = _held(ledger.state)
+    _add(memory, blocks)
+    everything = _held(memory.state)
+    for name in ("offers", "trades", "readings"):
+        assert isinstance(ledger.state.table(name).rows, ColdRows)
+        # Twice the history, about the same rows held (the last hour of finished rows).
+        assert at_full[name] <= at_half[name] * 1.15 + 8, (name, at_half, at_full)
+        assert at_full[name] < everything[name] / 2, (name, at_full, everything)
+    # The same state as a node that keeps every row in memory, through the store.
+    assert ledger.state.digest() == memory.state.digest()
+    trades = sorted(t.id for t in ledger.state.trades.values_all())
+    assert trades == sorted(memory.state.trades.rows)
+    settled = next(t for t in memory.state.trades.rows.values() if t.status == "settled")
+    assert ledger.state.trades.get(settled.id) == settled
+    assert settled.id in ledger.state.trades
+    ledger.close()
+
+    reopened = Ledger.open(tmp_path / "chain.db", street.genesis)
+    held = _held(reopened.state)
+    assert held["trades"] <= at_full["trades"], held
+    assert reopened.state.digest() == memory.state.digest()
+    reopened.close()
+
+
+def test_a_reorganisation_over_rows_kept_on_disk_reaches_the_same_state(tmp_path: Path) -> None:
+    street = BenchCommunity.create(HOMES)
+    blocks = _blocks(3_000)
+    ledger = Ledger.open(tmp_path / "chain.db", street.genesis)
+    _add(ledger, blocks)
+    memory = Ledger(street.genesis)
+    _add(memory, blocks)
+    # Undo the last blocks (their rows come back from disk) and apply them again.
+    depth = 6
+    mark = ledger.state.mark()
+    for height in range(ledger.height, ledger.height - depth, -1):
+        undo = ledger.store.get_undo(ledger.main[height], ledger.state)
+        ledger.state.undo_entries(undo)
+    ledger.state.revert(mark)
+    assert ledger.state.digest() == memory.state.digest()
+    ledger.close()
+
+
+_KILLED_NODE = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, {root!r})
+    from edge_controller.bench.ledger import BenchCommunity, signed_chain
+    from edge_controller.ledger import Ledger
+    street = BenchCommunity.create({homes})
+    ledger = Ledger.open({db!r}, street.genesis)
+    blocks = list(signed_chain(street, 200))
+    setup, offers = blocks[0], blocks[1]
+    ledger.add_block(setup, now=setup.header.time)
+    ledger.clock = lambda: offers.header.time
+    mine = offers.records[0]
+    theirs = next(r for r in offers.records if r.account != mine.account)
+    ledger.submit(mine, own=True)
+    ledger.submit(theirs, received=True)
+    print(mine.id, theirs.id, flush=True)
+    time.sleep(60)
+    """
+)
+
+
+def test_own_records_survive_kill_9_and_peers_records_cost_no_write(tmp_path: Path) -> None:
+    db = tmp_path / "chain.db"
+    root = str(Path(__file__).resolve().parents[2])
+    script = _KILLED_NODE.format(root=root, homes=HOMES, db=str(db))
+    process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        mine, theirs = process.stdout.readline().split()
+    finally:
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+    street = BenchCommunity.create(HOMES)
+    ledger = Ledger.open(db, street.genesis)
+    # The home's own acknowledged record is on disk; a peer's waited for the next block.
+    assert mine in ledger.pool
+    assert theirs not in ledger.pool
+    ledger.close()
+
+
+def test_peers_records_are_written_with_the_next_block(tmp_path: Path) -> None:
+    street = BenchCommunity.create(HOMES)
+    theirs = _blocks(200)[1].records[0]
+    store = SqliteStore(tmp_path / "chain.db")
+    store.open(street.genesis.community_id)
+    store.pool_add(theirs, 1, durable=False)
+    store.commit(Commit(head=genesis_entry(street.genesis)[1].hash))
+    store.db.close()  # no clean close: as after a crash
+    reopened = SqliteStore(tmp_path / "chain.db")
+    snapshot = reopened.open(street.genesis.community_id)
+    assert snapshot is not None
+    assert [w["sig"] for w in snapshot.pool] == [theirs.to_wire()["sig"]]
+    reopened.close()
