@@ -1049,7 +1049,7 @@ class Ledger:
         for name, key, value in snapshot.state_rows:
             try:
                 table = self.state.table(name)
-                row = table.decode(value)
+                row = table.unpack(key, value)
                 if table.finished is None or not table.finished(key, row):
                     table.rows[key] = row
             except (KeyError, TypeError, ValueError) as exc:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
@@ -43,6 +44,7 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+_NO_DEFAULT: Any = object()
 # Finished rows (a settled trade, a closed offer) stay in memory this long of chain time.
 FINISHED_HOT_MS = 3_600_000
 _ROW_ENCODER = json.JSONEncoder(separators=(",", ":"))
@@ -278,6 +280,13 @@ class Table(Generic[V]):
         fields = dataclasses.fields(row_type)  # type: ignore[arg-type]
         self._names = tuple(f.name for f in fields)
         self._tuple_fields = tuple(f.name for f in fields if str(f.type).startswith("tuple"))
+        self._shared_fields = tuple(f.name for f in fields if f.type == "str" and f.name != "id")
+        # Rows of a keyed table carry their key as their first field, `id`.
+        self._keyed = bool(self._names) and self._names[0] == "id"
+        self._defaults = tuple(
+            f.default if f.default is not dataclasses.MISSING else _NO_DEFAULT for f in fields
+        )
+        self._stored_defaults = self._defaults[1:] if self._keyed else self._defaults
 
     def get(self, key: str) -> V | None:
         return self.rows.get(key)
@@ -355,13 +364,42 @@ class Table(Generic[V]):
         return iter(list(rows.items()))
 
     def encode(self, value: V) -> str:
+        """The row's canonical form (every field, in order): what state digests hash."""
         return _ROW_ENCODER.encode([getattr(value, name) for name in self._names])
 
     def decode(self, text: str) -> V:
+        """A row from its canonical form."""
+        return self._build(json.loads(text))
+
+    def pack(self, value: V) -> str:
+        """The row's stored form: the canonical one less the id (the row's key) and the
+        trailing fields that hold their defaults."""
+        values = [getattr(value, name) for name in self._names]
+        if self._keyed:
+            del values[0]
+        defaults = self._stored_defaults
+        end = len(values)
+        while end and values[end - 1] == defaults[end - 1]:
+            end -= 1
+        return _ROW_ENCODER.encode(values[:end])
+
+    def unpack(self, key: str, text: str) -> V:
+        """A row from its stored form, or from the canonical form a store written before
+        packing holds (every field: one more than a packed row of a keyed table has)."""
         values = json.loads(text)
+        if len(values) == len(self._names):
+            return self._build(values)
+        if self._keyed:
+            values.insert(0, key)
+        return self._build(values + list(self._defaults[len(values) :]))
+
+    def _build(self, values: list[Any]) -> V:
         kwargs = dict(zip(self._names, values, strict=True))
         for name in self._tuple_fields:
             kwargs[name] = tuple(kwargs[name])
+        # Accounts, resources, modes and statuses repeat across rows: one string each.
+        for name in self._shared_fields:
+            kwargs[name] = sys.intern(kwargs[name])
         return self.row_type(**kwargs)
 
 

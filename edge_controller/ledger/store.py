@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import sqlite3
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -36,6 +37,9 @@ from .state import MISSING, JournalEntry, State, Table
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 COLD_CACHE = 4_096
+# How state rows are stored: 1 the canonical form, 2 packed (`Table.pack`); a store of an
+# older format is rewritten when it is opened.
+ROW_FORMAT = 2
 
 
 @dataclass
@@ -257,10 +261,7 @@ class SqliteStore:
     def _open(self, community: str) -> Snapshot | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'community'").fetchone()
         if row is None:
-            self._write(
-                "creating the ledger",
-                lambda: self.db.execute("INSERT INTO meta VALUES ('community', ?)", (community,)),
-            )
+            self._write("creating the ledger", lambda: self._create(community))
             self.community = community
             return None
         if row[0] != community:
@@ -268,6 +269,8 @@ class SqliteStore:
                 f"{self.path} holds community {row[0]}, the genesis file is for {community}"
             )
         self.community = community
+        if self._row_format() < ROW_FORMAT:
+            self._write("upgrading the ledger's state rows", self._upgrade_rows)
         entries = [
             _entry(h, json.loads(header), int(work), invalid)
             for h, header, work, invalid in self.db.execute(
@@ -277,6 +280,46 @@ class SqliteStore:
         main = [h for (h,) in self.db.execute("SELECT hash FROM main ORDER BY height")]
         pool = [json.loads(w) for (w,) in self.db.execute("SELECT wire FROM pool ORDER BY added")]
         return Snapshot(entries=entries, main=main, state_rows=self._state_rows(), pool=pool)
+
+    def _create(self, community: str) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT INTO meta VALUES ('community', ?)", (community,))
+        self.db.execute("INSERT INTO meta VALUES ('rows', ?)", (str(ROW_FORMAT),))
+        self.db.execute("COMMIT")
+
+    def _row_format(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()
+        return 1 if row is None else int(row[0])
+
+    def _upgrade_rows(self) -> None:
+        """Rewrite a store's state rows from the canonical form (row format 1) to the
+        packed one, in one transaction. The digests stored with blocks summed the old
+        form: they go, and the next start stores the head's again from the rows."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {t.name: t for t in State().tables()}
+            after, count = ("", ""), 0
+            # In pages, so a year's state is never in memory at once.
+            while rows := db.execute(
+                "SELECT tbl, key, value FROM state WHERE (tbl, key) > (?, ?)"
+                " ORDER BY tbl, key LIMIT 2000",
+                after,
+            ).fetchall():
+                packed = [
+                    (tables[name].pack(tables[name].unpack(key, value)), name, key)
+                    for name, key, value in rows
+                ]
+                db.executemany("UPDATE state SET value = ? WHERE tbl = ? AND key = ?", packed)
+                after, count = (rows[-1][0], rows[-1][1]), count + len(rows)
+            db.execute("DELETE FROM digests")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('rows', ?)", (str(ROW_FORMAT),))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        log.info("ledger storage: %d state rows rewritten in the packed form", count)
 
     def _state_rows(self) -> Iterator[tuple[str, str, str]]:
         try:
@@ -299,7 +342,7 @@ class SqliteStore:
         )
         if row is None:
             return None
-        value = table.decode(row[0])
+        value = table.unpack(key, row[0])
         cache[(table.name, key)] = value
         if len(cache) > COLD_CACHE:
             cache.popitem(last=False)
@@ -312,7 +355,7 @@ class SqliteStore:
             lambda: self.db.execute("SELECT key, value FROM state WHERE tbl = ?", (table.name,)),
         )
         for key, value in cursor.fetchall():
-            yield key, table.decode(value)
+            yield key, table.unpack(key, value)
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
         self._write("storing a block", lambda: self._put_block(block, entry))
@@ -394,10 +437,13 @@ class SqliteStore:
         )
         entries: list[JournalEntry] = []
         try:
-            for name, key, old in json.loads(row[0]):
+            data = row[0]
+            # Compressed since row format 2; text in a store written before.
+            text = zlib.decompress(data) if isinstance(data, bytes) else data
+            for name, key, old in json.loads(text):
                 table = state.table(name)
-                entries.append((table, key, MISSING if old is None else table.decode(old)))
-        except (TypeError, ValueError, KeyError) as exc:
+                entries.append((table, key, MISSING if old is None else table.unpack(key, old)))
+        except (TypeError, ValueError, KeyError, zlib.error) as exc:
             raise DamagedStore(
                 f"{self.path}: the undo data of block {block_hash[:16]} is unreadable ({exc!r}); "
                 f"{REMEDY}"
@@ -459,13 +505,12 @@ class SqliteStore:
                     [(r.id, block.hash, block.height, r.kind, r.account) for r in block.records],
                 )
                 undo = [
-                    (t.name, key, None if old is MISSING else t.encode(old))
+                    (t.name, key, None if old is MISSING else t.pack(old))
                     for t, key, old in first_writes(entries)
                 ]
-                db.execute(
-                    "INSERT INTO undo VALUES (?, ?)",
-                    (block.hash, json.dumps(undo, separators=(",", ":"))),
-                )
+                # Read back only for a reorganisation: compressed, a third of its size.
+                data = zlib.compress(json.dumps(undo, separators=(",", ":")).encode(), 6)
+                db.execute("INSERT INTO undo VALUES (?, ?)", (block.hash, data))
                 db.executemany("DELETE FROM pool WHERE id = ?", [(r.id,) for r in block.records])
             db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?)", commit.digests.items())
             upserts, deletes = [], []
@@ -474,7 +519,7 @@ class SqliteStore:
                 if value is MISSING:
                     deletes.append((name, key))
                 else:
-                    upserts.append((name, key, table.encode(value)))
+                    upserts.append((name, key, table.pack(value)))
             db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
             db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (commit.head,))

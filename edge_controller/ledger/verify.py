@@ -346,7 +346,7 @@ def _compare_stored_state(
         total += row_hash(name, key, value)
         try:
             table = tables[name]
-            encoded = table.encode(table.decode(value))
+            encoded = table.encode(table.unpack(key, value))
         except (KeyError, ValueError, TypeError) as exc:
             report.reason = STATE_MISMATCH
             report.message = f"stored state row {name}/{key} is unreadable: {exc!r}"
