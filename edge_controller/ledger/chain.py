@@ -244,9 +244,18 @@ class Ledger:
         self._update_final()
 
     @classmethod
-    def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
-        """A ledger backed by the SQLite file at `path` (created if missing)."""
-        return cls(genesis, store=SqliteStore(path), **kwargs)
+    def open(
+        cls, path: Path | str, genesis: Genesis, deferred_sync: bool = False, **kwargs: Any
+    ) -> Ledger:
+        """A ledger backed by the SQLite file at `path` (created if missing).
+        `deferred_sync`: see `SqliteStore`; the caller then calls `sync` before it
+        acknowledges a block or a record of its own."""
+        return cls(genesis, store=SqliteStore(path, deferred_sync=deferred_sync), **kwargs)
+
+    def sync(self) -> None:
+        """Make what the ledger wrote so far durable (a no-op unless storage defers it).
+        Raises `StorageError` when the disk refuses."""
+        self.store.sync()
 
     def close(self) -> None:
         self.store.close()

@@ -40,6 +40,8 @@ COLD_CACHE = 4_096
 # How state rows are stored: 1 the canonical form, 2 packed (`Table.pack`); a store of an
 # older format is rewritten when it is opened.
 ROW_FORMAT = 2
+# Deferred sync: the WAL is checkpointed into the database once it is this large.
+CHECKPOINT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -102,6 +104,7 @@ class Store(Protocol):
     def is_recorded(self, record_id: str) -> bool: ...
     def pool_add(self, record: Record, now: int, durable: bool = True) -> None: ...
     def pool_remove(self, record_ids: Iterable[str]) -> None: ...
+    def sync(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -163,6 +166,9 @@ class MemoryStore:
     def pool_remove(self, record_ids: Iterable[str]) -> None:
         pass
 
+    def sync(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -206,8 +212,17 @@ class SqliteStore:
 
     keeps_digests = True
 
-    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: Path | str, synchronous: str = "FULL", deferred_sync: bool = False
+    ) -> None:
+        """`deferred_sync`: commits reach the operating system (they survive `kill -9`)
+        but not the disk's platter until `sync` (power loss), which the node calls off its
+        event loop before it acknowledges anything; checkpoints are then `sync`'s too."""
         self.path = Path(path)
+        self.deferred_sync = deferred_sync
+        # Whether something was written since the last `sync`.
+        self._unsynced = False
+        self._checkpointer: sqlite3.Connection | None = None
         self.failure: StorageError | None = None
         self.community = ""
         # Peers' pooled records not yet written: they go with the next commit.
@@ -222,16 +237,49 @@ class SqliteStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before the node acknowledges the block (power loss on
             # a Pi SD card included); NORMAL would survive kill -9 but not a power cut.
-            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            self.db.execute(f"PRAGMA synchronous={'OFF' if deferred_sync else synchronous}")
+            if deferred_sync:
+                # Checkpoints move the WAL into the file: only `sync` runs them, durably.
+                self.db.execute("PRAGMA wal_autocheckpoint=0")
             self.db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise storage_error(exc, "opening the ledger", self.path) from None
         except OSError as exc:
             raise StorageError("storage_failed", f"{self.path}: {exc.strerror}") from None
 
+    def sync(self) -> None:
+        """Make every write so far durable (deferred mode; otherwise each already is):
+        fsync the WAL, and once it has grown, checkpoint it into the database on a
+        connection of its own that syncs fully. Safe to call from another thread."""
+        if not self._unsynced:
+            return
+        self._unsynced = False
+        wal = f"{self.path}-wal"
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if size > CHECKPOINT_BYTES:
+                if self._checkpointer is None:
+                    self._checkpointer = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False
+                    )
+                    self._checkpointer.execute("PRAGMA synchronous=FULL")
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except FileNotFoundError:
+            return
+        except (OSError, sqlite3.Error) as exc:
+            self._unsynced = True
+            self.failure = StorageError("storage_failed", f"{self.path}: syncing failed: {exc}")
+            raise self.failure from None
+
     def _write(self, doing: str, action: Callable[[], T]) -> T:
         """Run a write; a failure becomes `StorageError` and is remembered until a write
         succeeds again."""
+        self._unsynced = True
         try:
             result = action()
         except sqlite3.Error as exc:
@@ -570,6 +618,11 @@ class SqliteStore:
             ]
             with contextlib.suppress(sqlite3.Error):
                 self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?, ?)", rows)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        # The last connection to close checkpoints the WAL: that one must sync fully.
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA synchronous=FULL")
         self.db.close()
 
 
