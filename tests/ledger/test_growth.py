@@ -13,9 +13,10 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 from edge_controller.bench.ledger import BenchCommunity, signed_chain
-from edge_controller.ledger import Block, Ledger, genesis_entry
+from edge_controller.ledger import Block, Ledger, SyncNode, genesis_entry, sync
 from edge_controller.ledger.state import ColdRows, State
 from edge_controller.ledger.store import Commit, SqliteStore
 from edge_controller.ledger.verify import _Replay
@@ -164,3 +165,37 @@ def test_verify_holds_in_memory_only_what_the_next_block_needs() -> None:
     spill = Path(replay._spill_dir.name)
     replay.close()
     assert not spill.exists()
+
+
+def test_signature_workers_run_only_while_catching_up(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sync, "CATCH_UP_BLOCKS", 4)
+    street = BenchCommunity.create(HOMES)
+    blocks = _blocks(3_000)
+    server = Ledger(street.genesis)
+    _add(server, blocks)
+    client = Ledger(street.genesis)
+    serving = SyncNode(server, "server", member=lambda _p: True, message_limit=256 * 1024)
+    joining = SyncNode(
+        client, "joining", member=lambda _p: True, message_limit=256 * 1024, catch_up_workers=1
+    )
+    with_workers: list[bool] = []
+    add_blocks = client.add_blocks
+
+    def watched(wires: list[Any], now: int | None = None) -> Any:
+        with_workers.append(client.signature_pool is not None)
+        return add_blocks(wires, now)
+
+    monkeypatch.setattr(client, "add_blocks", watched)
+    now = server.head.time + 60_000
+    queue: list[tuple[str, Any]] = [("joining", serving.head_message(now))]
+    while queue:
+        to, message = queue.pop(0)
+        node, other = (joining, "server") if to == "joining" else (serving, "joining")
+        if to == "server" and message["type"] == "head":
+            continue
+        replies = node.handle(other, message, now)
+        queue.extend((other, m) for peer, m in replies if peer in (None, other))
+    assert client.head.hash == server.head.hash
+    # Far behind: with workers; the last batches (and after): none left running.
+    assert with_workers[0] and not with_workers[-1], with_workers
+    assert client.signature_pool is None
