@@ -179,7 +179,8 @@ class LedgerNode:
     async def durable(self) -> None:
         """Wait until what the ledger wrote is on disk: the fsync runs on a thread of its
         own, one at a time, so the event loop goes on meanwhile. Raises `StorageError`."""
-        await asyncio.get_running_loop().run_in_executor(self._disk, self.ledger.sync)
+        if self.ledger.unsynced:  # most messages write nothing: no thread hop for them
+            await asyncio.get_running_loop().run_in_executor(self._disk, self.ledger.sync)
 
     async def _durable_or_withdraw(self, record: Record) -> None:
         try:

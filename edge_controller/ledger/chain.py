@@ -252,6 +252,11 @@ class Ledger:
         acknowledges a block or a record of its own."""
         return cls(genesis, store=SqliteStore(path, deferred_sync=deferred_sync), **kwargs)
 
+    @property
+    def unsynced(self) -> bool:
+        """Whether the ledger wrote something `sync` has yet to make durable."""
+        return self.store.unsynced
+
     def sync(self) -> None:
         """Make what the ledger wrote so far durable (a no-op unless storage defers it).
         Raises `StorageError` when the disk refuses."""

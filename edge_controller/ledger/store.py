@@ -104,6 +104,8 @@ class Store(Protocol):
     def is_recorded(self, record_id: str) -> bool: ...
     def pool_add(self, record: Record, now: int, durable: bool = True) -> None: ...
     def pool_remove(self, record_ids: Iterable[str]) -> None: ...
+    @property
+    def unsynced(self) -> bool: ...
     def sync(self) -> None: ...
     def close(self) -> None: ...
 
@@ -165,6 +167,8 @@ class MemoryStore:
 
     def pool_remove(self, record_ids: Iterable[str]) -> None:
         pass
+
+    unsynced = False
 
     def sync(self) -> None:
         pass
@@ -246,6 +250,11 @@ class SqliteStore:
             raise storage_error(exc, "opening the ledger", self.path) from None
         except OSError as exc:
             raise StorageError("storage_failed", f"{self.path}: {exc.strerror}") from None
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether a write awaits `sync`."""
+        return self._unsynced
 
     def sync(self) -> None:
         """Make every write so far durable (deferred mode; otherwise each already is):
