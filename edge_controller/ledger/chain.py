@@ -86,6 +86,7 @@ _WAITING = frozenset(
 )
 MAX_ORPHANS = 256
 RECENT_BLOCKS = 64
+RECENT_RECORDS = 2_048
 POOL_LIMIT = 20_000
 POOL_MAX_AGE_MS = 3_600_000
 # Pool policy (not consensus): records one account may have waiting in a node's pool, so a
@@ -226,6 +227,7 @@ class Ledger:
         self._orphans: dict[str, Block] = {}
         # Blocks just received, so following them needs no second read and parse from disk.
         self._recent: dict[str, Block] = {}
+        self._recent_records = 0
         self._unstored: dict[str, Block] = {}
         self._pending: tuple[PendingState, BlockContext] | None = None
         self._session_connected: set[str] = set()
@@ -670,8 +672,13 @@ class Ledger:
         # or on its own if it stays on a side branch.
         self._unstored[block.hash] = block
         self._recent[block.hash] = block
-        if len(self._recent) > RECENT_BLOCKS:
-            del self._recent[next(iter(self._recent))]
+        self._recent_records += len(block.records)
+        # Bounded by records too: a street's large blocks would otherwise hold megabytes.
+        while len(self._recent) > RECENT_BLOCKS or (
+            self._recent_records > RECENT_RECORDS and len(self._recent) > 1
+        ):
+            oldest = self._recent.pop(next(iter(self._recent)))
+            self._recent_records -= len(oldest.records)
         return None
 
     def _outcome(self, block: Block, depth: int, now: int) -> BlockResult:
