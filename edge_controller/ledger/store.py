@@ -411,7 +411,8 @@ class SqliteStore:
             "reading the state",
             lambda: self.db.execute("SELECT key, value FROM state WHERE tbl = ?", (table.name,)),
         )
-        for key, value in cursor.fetchall():
+        # One row at a time: a year of settled trades is never in memory at once.
+        for key, value in cursor:
             yield key, table.unpack(key, value)
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
