@@ -368,6 +368,16 @@ def _add_bench(subparsers: Subparsers) -> None:
     market.add_argument("--offers", type=int, default=200, help="offers to time; default 200")
     market.add_argument("--json", action="store_true", help="print one JSON object")
     market.set_defaults(run=_bench_market)
+    growth = targets.add_parser(
+        "growth",
+        help="node memory, open time, verification, catch-up and disk as the chain grows",
+        description="Build a chain of the ledger benchmark's workload and measure, at 10k, "
+        "100k, 300k, 1M ... records up to --max-records, what a node costs (docs/benchmarks.md).",
+    )
+    growth.add_argument("--max-records", type=int, default=1_000_000, help="default: 1000000")
+    growth.add_argument("--live-slots", type=int, default=96, help="live slots; default 96 (a day)")
+    growth.add_argument("--json", action="store_true", help="print one JSON object")
+    growth.set_defaults(run=_bench_growth)
 
 
 def _bench_market(args: argparse.Namespace) -> int:
@@ -379,6 +389,16 @@ def _bench_market(args: argparse.Namespace) -> int:
         raise UsageError("--offers must be at least 1")
     figures = run_market_benchmark(args.homes, args.offers, show_progress=not args.json)
     print(json.dumps(figures, sort_keys=True) if args.json else json.dumps(figures, indent=2))
+    return EXIT_OK
+
+
+def _bench_growth(args: argparse.Namespace) -> int:
+    from edge_controller.bench.growth import format_report, run_growth
+
+    if args.max_records < 1_000 or args.live_slots < 1:
+        raise UsageError("--max-records must be at least 1000 and --live-slots at least 1")
+    figures = run_growth(args.max_records, args.live_slots, show_progress=not args.json)
+    print(json.dumps(figures, sort_keys=True) if args.json else format_report(figures))
     return EXIT_OK
 
 

@@ -101,6 +101,8 @@ class Home:
             genesis,
             clock=self.clock.now_ms,
             max_block_wire=block_limit(message_limit),
+            # The node syncs the disk off its event loop before it acknowledges anything.
+            deferred_sync=True,
         )
         consensus = genesis.consensus
         in_genesis = consensus.mode == "pow" or node_key.public_hex in consensus.sealers
@@ -256,6 +258,7 @@ class Home:
         self._tasks.clear()
         await self.link.flush(flush_s)
         await self.link.stop()
+        self.node.close()
         self.ledger.close()
         self.refused.close()
         if self.building is not None:

@@ -12,10 +12,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
 from edge_controller.app.history import History
@@ -116,7 +118,12 @@ class LedgerNode:
         self.clock = clock
         self.sealer = sealer
         self.name = name
-        self.sync = SyncNode(ledger, self.account, message_limit=message_limit)
+        self._disk = ThreadPoolExecutor(1, thread_name_prefix="ledger-disk")
+        # Signature workers run only while catching up (idle, they cost a Pi memory).
+        workers = os.cpu_count() or 1
+        self.sync = SyncNode(
+            ledger, self.account, message_limit=message_limit, catch_up_workers=workers
+        )
         self.history = History(
             ledger, self.sync, history or HistorySettings(), clock.now_ms(), name
         )
@@ -154,6 +161,7 @@ class LedgerNode:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:
             raise self._storage_refusal(exc) from None
+        await self._durable_or_withdraw(record)
         await self._relay(record)
         return record
 
@@ -171,8 +179,28 @@ class LedgerNode:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:
             raise self._storage_refusal(exc) from None
+        await self._durable_or_withdraw(record)
         await self._relay(record)
         return record
+
+    async def durable(self) -> None:
+        """Wait until what the ledger wrote is on disk: the fsync runs on a thread of its
+        own, one at a time, so the event loop goes on meanwhile. Raises `StorageError`."""
+        if self.ledger.unsynced:  # most messages write nothing: no thread hop for them
+            await asyncio.get_running_loop().run_in_executor(self._disk, self.ledger.sync)
+
+    async def _durable_or_withdraw(self, record: Record) -> None:
+        try:
+            await self.durable()
+        except StorageError as exc:
+            with contextlib.suppress(StorageError):
+                self.ledger.withdraw(record.id)
+            raise self._storage_refusal(exc) from None
+
+    def close(self) -> None:
+        """Stop the catch-up workers and the disk thread."""
+        self.sync.stop_workers()
+        self._disk.shutdown(wait=True)
 
     async def _relay(self, record: Record) -> None:
         """Send a record the ledger pooled; when the outbox cannot store it, take it back
@@ -268,7 +296,7 @@ class LedgerNode:
 
     async def _take(self, sender: str, record: Record) -> None:
         try:
-            self.ledger.submit(record)
+            self.ledger.submit(record, received=True)
         except StorageError:
             return  # the store logged it; the sealer of a block carries the record to us
         except Rejected as exc:
@@ -298,7 +326,11 @@ class LedgerNode:
             return
         verified = message.auth is not None
         now = self.clock.now_ms()
-        await self._send(self.sync.handle(message.sender, message.body, now, verified))
+        replies = self.sync.handle(message.sender, message.body, now, verified)
+        # A head is announced only once its blocks are on disk.
+        with contextlib.suppress(StorageError):  # the status shows it; the store retries
+            await self.durable()
+        await self._send(replies)
         await self._report_equivocations()
         if len(self.gate):
             # A block may have filled a held record's gap.
@@ -381,6 +413,10 @@ class LedgerNode:
             return
         except StorageError:
             return  # not sealed: the store logged why, the status shows it
+        try:
+            await self.durable()
+        except StorageError:
+            return  # peers ask for it by its head once the disk takes it
         try:
             await self.link.publish(MessageKind.BLOCK, self.sync.block_message(block))
         except sqlite3.Error as exc:

@@ -179,7 +179,7 @@ class Queries:
         ledger = self.ledger
         pooled = {r.id for r in ledger.pool.values() if r.kind == "offer"}
         if include_closed:
-            offers = list(ledger.state.offers.rows.values())
+            offers = list(ledger.state.offers.values_all())
             offers += [
                 pending_offer(ledger, r)
                 for r in ledger.pool.values()
@@ -226,7 +226,7 @@ class Queries:
     def trades(self, mine: bool = True, limit: int = 200) -> list[dict[str, Any]]:
         trades = [
             trade_view(t, self.account, self.name_of)
-            for t in self.ledger.state.trades.rows.values()
+            for t in self.ledger.state.trades.values_all()
             if not mine or self.account in (t.buyer, t.seller)
         ]
         return sorted(trades, key=lambda t: t["time"], reverse=True)[:limit]
@@ -240,7 +240,7 @@ class Queries:
         price; a capacity trade's energy is its power over its window (W x hours)."""
         since = now - MARKET_WINDOW_MS
         trades = sorted(
-            (t for t in self.ledger.state.trades.rows.values() if t.time >= since),
+            (t for t in self.ledger.state.trades.values_all() if t.time >= since),
             key=lambda t: t.time,
         )
         volume = sum(t.energy_wh for t in trades)

@@ -24,9 +24,7 @@ def spent_today(ledger: Ledger, account: str, now: int) -> int:
     """Milli-units `account` committed to purchases in the 24 hours before `now`."""
     state = ledger.state
     since = now - DAY_MS
-    total = sum(
-        t.cost for t in state.trades.rows.values() if t.buyer == account and t.time >= since
-    )
+    total = sum(t.cost for t in state.trades.values_all() if t.buyer == account and t.time >= since)
     for acceptance in state.acceptances.rows.values():
         offer = state.offers.get(acceptance.offer)
         if acceptance.buyer == account and acceptance.status == "pending" and offer is not None:

@@ -89,6 +89,7 @@ _WAITING = frozenset(
 )
 MAX_ORPHANS = 256
 RECENT_BLOCKS = 64
+RECENT_RECORDS = 2_048
 POOL_LIMIT = 20_000
 POOL_MAX_AGE_MS = 3_600_000
 # Pool policy (not consensus): records one account may have waiting in a node's pool, so a
@@ -238,6 +239,7 @@ class Ledger:
         self._orphans: dict[str, Block] = {}
         # Blocks just received, so following them needs no second read and parse from disk.
         self._recent: dict[str, Block] = {}
+        self._recent_records = 0
         self._unstored: dict[str, Block] = {}
         self._pending: tuple[PendingState, BlockContext] | None = None
         self._session_connected: set[str] = set()
@@ -249,17 +251,34 @@ class Ledger:
         _, entry = genesis_entry(genesis)
         self._add_entry(entry)
         self.main.append(entry.hash)
+        if isinstance(self.store, SqliteStore):
+            # Finished rows live on disk only: memory stays flat as the chain ages.
+            self.state.keep_cold(self.store.load_row, self.store.scan_rows)
         self._load(check_blocks)
         self._update_final()
 
     @classmethod
-    def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
+    def open(
+        cls, path: Path | str, genesis: Genesis, deferred_sync: bool = False, **kwargs: Any
+    ) -> Ledger:
         """A ledger backed by the SQLite file at `path` (created if missing); checkpoint
         snapshots are kept in the folder beside it named as it is, `.snapshots` for its
-        suffix (`ledger.snapshots` for `ledger.sqlite3`)."""
+        suffix (`ledger.snapshots` for `ledger.sqlite3`). `deferred_sync`: see
+        `SqliteStore`; the caller then calls `sync` before it acknowledges a block or a
+        record of its own."""
         path = Path(path)
         kwargs.setdefault("snapshot_dir", path.with_suffix(".snapshots"))
-        return cls(genesis, store=SqliteStore(path), **kwargs)
+        return cls(genesis, store=SqliteStore(path, deferred_sync=deferred_sync), **kwargs)
+
+    @property
+    def unsynced(self) -> bool:
+        """Whether the ledger wrote something `sync` has yet to make durable."""
+        return self.store.unsynced
+
+    def sync(self) -> None:
+        """Make what the ledger wrote so far durable (a no-op unless storage defers it).
+        Raises `StorageError` when the disk refuses."""
+        self.store.sync()
 
     def close(self) -> None:
         self.store.close()
@@ -352,6 +371,19 @@ class Ledger:
         """Whether this node knows the block but no longer keeps (or never had) its body."""
         return block_hash in self.index and self.store.is_pruned(block_hash)
 
+    def signed_headers_after(self, locator: list[str], limit: int) -> list[dict[str, Any]]:
+        """Up to `limit` best-chain headers after the locator's fork point, each as
+        {header, sig} in wire form, as storage holds them (no block is parsed)."""
+        start = self.fork_point(locator) + 1
+        hashes = self.main[start : start + limit]
+        stored = self.store.signed_headers(hashes)
+        unstored = [h for h in hashes if h not in stored]
+        for block_hash in unstored:
+            block = self._unstored.get(block_hash) or self._recent.get(block_hash)
+            if block is not None:
+                stored[block_hash] = {"header": block.header.to_json(), "sig": block.sig.hex()}
+        return [stored[h] for h in hashes if h in stored]
+
     # --- records ------------------------------------------------------------------------------
 
     def next_context(self, now: int | None = None) -> BlockContext:
@@ -364,7 +396,7 @@ class Ledger:
             is_recorded=self.is_recorded,
         )
 
-    def submit(self, wire: Any, own: bool = False) -> Record:
+    def submit(self, wire: Any, own: bool = False, received: bool = False) -> Record:
         """Check a record (JSON form or `Record`) and add it to the pool.
 
         It is checked against the state it would meet in the next block: the best chain's
@@ -372,7 +404,9 @@ class Ledger:
         A record that waits on something not yet known (its offer, funds) is refused too:
         the caller learns why at once instead of the record lingering. `own`: this node
         signed it and is about to send it; its account then gets only its own share of the
-        pool (`OWN_SHARE_PART`), so every peer has room for it on arrival.
+        pool (`OWN_SHARE_PART`), so every peer has room for it on arrival. `received`: a
+        peer sent it (peers hold it too), so it is written to disk with the next block,
+        not at once.
         """
         record = wire if isinstance(wire, Record) else parse_record(wire, self.community)
         if record.id in self.pool:
@@ -390,7 +424,7 @@ class Ledger:
         # Applied records leave nothing in the journal to undo: the view only grows.
         pending.journal.clear()
         try:
-            self._pool_put(record, ctx.time)
+            self._pool_put(record, ctx.time, durable=not received)
         except Rejected:
             self._forget_pending()  # the view holds a record the pool could not take
             raise
@@ -528,12 +562,12 @@ class Ledger:
             if not pooled:
                 del self._pooled_by[record.account]
 
-    def _pool_put(self, record: Record, now: int) -> None:
+    def _pool_put(self, record: Record, now: int, durable: bool = True) -> None:
         if len(self.pool) >= POOL_LIMIT:
             raise Rejected(Reason.OVERSIZE, "the record pool is full; try again shortly")
         try:
             # On disk first: a record the disk refused is not pooled, so never sealed.
-            self.store.pool_add(record, now)
+            self.store.pool_add(record, now, durable)
         except StorageError:
             self._forget_pending()
             raise
@@ -666,8 +700,13 @@ class Ledger:
         # or on its own if it stays on a side branch.
         self._unstored[block.hash] = block
         self._recent[block.hash] = block
-        if len(self._recent) > RECENT_BLOCKS:
-            del self._recent[next(iter(self._recent))]
+        self._recent_records += len(block.records)
+        # Bounded by records too: a street's large blocks would otherwise hold megabytes.
+        while len(self._recent) > RECENT_BLOCKS or (
+            self._recent_records > RECENT_RECORDS and len(self._recent) > 1
+        ):
+            oldest = self._recent.pop(next(iter(self._recent)))
+            self._recent_records -= len(oldest.records)
         return None
 
     def _outcome(self, block: Block, depth: int, now: int) -> BlockResult:
@@ -897,6 +936,7 @@ class Ledger:
                     commit.new_blocks.append((self._unstored[new.hash], new))
             commit.journal = self.state.journal[mark:]
             self.store.commit(commit)
+            self.state.evict(commit.journal, target.time)
         except BaseException:
             self.state.revert(mark)
             raise
@@ -950,7 +990,7 @@ class Ledger:
                     self._pool_insert(record, now)
                     # Refused by the disk, it is still in the side branch's stored block.
                     with contextlib.suppress(StorageError):
-                        self.store.pool_add(record, now)
+                        self.store.pool_add(record, now, durable=False)
             for callback in self.events.disconnected:
                 callback(block)
         for block in connected:
@@ -1070,7 +1110,9 @@ class Ledger:
         for name, key, value in snapshot.state_rows:
             try:
                 table = self.state.table(name)
-                table.rows[key] = table.decode(value)
+                row = table.unpack(key, value)
+                if table.finished is None or not table.finished(key, row):
+                    table.rows[key] = row
             except (KeyError, TypeError, ValueError) as exc:
                 raise self._damaged(
                     f"state row {name}/{key[:16]} is unreadable ({exc!r})"
@@ -1153,6 +1195,7 @@ class Ledger:
         finally:
             self._session_connected = set()
             self._session_disconnected = set()
+        self.state.evict(self.state.journal[mark:], self.head.time)
         del self.state.journal[mark:]
 
     def reload(self) -> None:

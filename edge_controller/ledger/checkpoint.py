@@ -64,7 +64,9 @@ def state_lines(state: State) -> Iterator[bytes]:
     """Every row of `state` as its line, in the digest's order."""
     for table in sorted(state.tables(), key=lambda t: t.name):
         rows = table.rows
-        for key in sorted(rows):
+        # Every row, also those only in storage (finished ones leave memory): the keys are
+        # sorted, and each row is read again as its turn comes, so memory holds no table.
+        for key in sorted(key for key, _ in table.items_all()):
             yield row_line(table.name, key, rows[key])
 
 

@@ -1,7 +1,7 @@
 """Whether what a ledger database holds is what the node wrote: storage failures and damage.
 
 A ledger stores, with every block of its best chain, a digest of the state after it: the
-sum modulo 2^256 of the SHA-256 of each state row (table, key, encoded value). A sum can
+sum modulo 2^256 of the SHA-256 of each state row (table, key, stored value). A sum can
 be kept up to date per block from the rows the block changed, without reading the rest
 of the state, and recomputed from the stored rows at start in the same pass that loads
 them. A changed digit in any row changes the sum. It guards against damage and edits of
@@ -83,9 +83,9 @@ def changed(digest: int, entries: Iterable[JournalEntry], forward: bool) -> int:
     for table, key, old in entries:
         now = table.rows.get(key, MISSING)
         if old is not MISSING:
-            before += row_hash(table.name, key, table.encode(old))
+            before += row_hash(table.name, key, table.pack(old))
         if now is not MISSING:
-            after += row_hash(table.name, key, table.encode(now))
+            after += row_hash(table.name, key, table.pack(now))
     delta = after - before if forward else before - after
     return (digest + delta) % MODULUS
 

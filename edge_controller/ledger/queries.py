@@ -186,7 +186,7 @@ def allocated_import(state: State, meter: str, trade: Trade, *, rules: int) -> i
     Purchases from several resources have no common index, so they are taken in the order
     of the time they were made, then by id (the same on every node)."""
     trades = sorted(
-        (t for t in state.trades.rows.values() if t.buyer == trade.buyer),
+        (t for t in state.trades.values_all() if t.buyer == trade.buyer),
         key=lambda t: (t.time, t.id),
     )
     return _first_in_first_out(state, meter, trades, trade, imported=True, rules=rules)

@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-from collections.abc import Iterator, Mapping, MutableMapping
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -42,6 +44,9 @@ class _Missing:
 
 
 MISSING: Any = _Missing()
+_NO_DEFAULT: Any = object()
+# Finished rows (a settled trade, a closed offer) stay in memory this long of chain time.
+FINISHED_HOT_MS = 3_600_000
 _ROW_ENCODER = json.JSONEncoder(separators=(",", ":"))
 
 
@@ -216,8 +221,49 @@ class Totals:
     records: int = 0
 
 
+ColdScan = Callable[["Table[Any]"], Iterator[tuple[str, Any]]]
 Row = Account | Resource | Offer | Request | Acceptance | Trade | MeterLog | MeterReading
 JournalEntry = tuple["Table[Any]", str, Any]
+
+
+class ColdRows(dict[str, V]):
+    """A table's rows in memory over those kept only in storage: a key not in memory is
+    read with `load` (None: no such row) unless `gone` holds it (removed since storage was
+    last written). Iterating it gives the rows in memory only; `everything` gives all."""
+
+    def __init__(
+        self,
+        load: Callable[[str], V | None],
+        scan: Callable[[], Iterator[tuple[str, V]]],
+    ) -> None:
+        super().__init__()
+        self.load = load
+        self.scan = scan
+        self.gone: set[str] = set()
+
+    def __missing__(self, key: str) -> V:
+        value = None if key in self.gone else self.load(key)
+        if value is None:
+            raise KeyError(key)
+        return value
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except KeyError:
+            return default
+
+    def __contains__(self, key: object) -> bool:
+        if dict.__contains__(self, key):
+            return True
+        return isinstance(key, str) and key not in self.gone and self.load(key) is not None
+
+    def everything(self) -> Iterator[tuple[str, V]]:
+        """Every row: those in memory, then those only in storage."""
+        yield from self.items()
+        for key, value in self.scan():
+            if not dict.__contains__(self, key) and key not in self.gone:
+                yield key, value
 
 
 class Table(Generic[V]):
@@ -227,10 +273,20 @@ class Table(Generic[V]):
         self.name = name
         self.row_type = row_type
         self.rows: MutableMapping[str, V] = {}
+        # Set by `keep_cold`: the rows no rule needs to decide the next record leave memory.
+        self.finished: Callable[[str, V], bool] | None = None
+        self._gone: set[str] | None = None
         self._journal = journal
         fields = dataclasses.fields(row_type)  # type: ignore[arg-type]
         self._names = tuple(f.name for f in fields)
         self._tuple_fields = tuple(f.name for f in fields if str(f.type).startswith("tuple"))
+        self._shared_fields = tuple(f.name for f in fields if f.type == "str" and f.name != "id")
+        # Rows of a keyed table carry their key as their first field, `id`.
+        self._keyed = bool(self._names) and self._names[0] == "id"
+        self._defaults = tuple(
+            f.default if f.default is not dataclasses.MISSING else _NO_DEFAULT for f in fields
+        )
+        self._stored_defaults = self._defaults[1:] if self._keyed else self._defaults
 
     def get(self, key: str) -> V | None:
         return self.rows.get(key)
@@ -244,26 +300,106 @@ class Table(Generic[V]):
     def put(self, key: str, value: V) -> None:
         self._journal.append((self, key, self.rows.get(key, MISSING)))
         self.rows[key] = value
+        if self._gone:
+            self._gone.discard(key)
 
     def delete(self, key: str) -> None:
-        if key in self.rows:
-            self._journal.append((self, key, self.rows.pop(key)))
+        old = self.rows.get(key, MISSING)
+        if old is not MISSING:
+            self._journal.append((self, key, old))
+            self.rows.pop(key, None)
+            if self._gone is not None:
+                self._gone.add(key)
 
     def restore(self, key: str, old: Any) -> None:
         """Put back a value the journal remembered (no journaling: this *is* the undo)."""
         if old is MISSING:
             self.rows.pop(key, None)
+            if self._gone is not None:
+                self._gone.add(key)
         else:
             self.rows[key] = old
+            if self._gone:
+                self._gone.discard(key)
+
+    def keep_cold(
+        self,
+        load: Callable[[str], V | None],
+        scan: Callable[[], Iterator[tuple[str, V]]],
+        finished: Callable[[str, V], bool],
+    ) -> None:
+        """Keep in memory only the rows not `finished`; the others are read from storage
+        (`load` one, `scan` all) when asked for. Storage must hold every row `evict` drops."""
+        rows = ColdRows(load, scan)
+        rows.update(self.rows)
+        self.rows = rows
+        self._gone = rows.gone
+        self.finished = finished
+
+    def evict(self, keys: Iterable[str]) -> None:
+        """After storage took the current values of `keys`: drop the finished ones from
+        memory, and forget what was removed (storage agrees now)."""
+        if self.finished is None:
+            return
+        rows, finished = self.rows, self.finished
+        for key in keys:
+            value = dict.get(rows, key)  # type: ignore[call-overload]
+            if value is not None and finished(key, value):
+                del rows[key]
+        if self._gone:
+            self._gone.clear()
+
+    def values_all(self) -> Iterator[V]:
+        """Every row's value, those only in storage included (a scan: for queries)."""
+        rows = self.rows
+        if isinstance(rows, ColdRows):
+            return (value for _, value in rows.everything())
+        return iter(list(rows.values()))
+
+    def items_all(self) -> Iterator[tuple[str, V]]:
+        """Every row, those only in storage included."""
+        rows = self.rows
+        if isinstance(rows, ColdRows):
+            return rows.everything()
+        return iter(list(rows.items()))
 
     def encode(self, value: V) -> str:
+        """The row's canonical form (every field, in order): what state digests hash."""
         return _ROW_ENCODER.encode([getattr(value, name) for name in self._names])
 
     def decode(self, text: str) -> V:
+        """A row from its canonical form."""
+        return self._build(json.loads(text))
+
+    def pack(self, value: V) -> str:
+        """The row's stored form: the canonical one less the id (the row's key) and the
+        trailing fields that hold their defaults."""
+        values = [getattr(value, name) for name in self._names]
+        if self._keyed:
+            del values[0]
+        defaults = self._stored_defaults
+        end = len(values)
+        while end and values[end - 1] == defaults[end - 1]:
+            end -= 1
+        return _ROW_ENCODER.encode(values[:end])
+
+    def unpack(self, key: str, text: str) -> V:
+        """A row from its stored form, or from the canonical form a store written before
+        packing holds (every field: one more than a packed row of a keyed table has)."""
         values = json.loads(text)
+        if len(values) == len(self._names):
+            return self._build(values)
+        if self._keyed:
+            values.insert(0, key)
+        return self._build(values + list(self._defaults[len(values) :]))
+
+    def _build(self, values: list[Any]) -> V:
         kwargs = dict(zip(self._names, values, strict=True))
         for name in self._tuple_fields:
             kwargs[name] = tuple(kwargs[name])
+        # Accounts, resources, modes and statuses repeat across rows: one string each.
+        for name in self._shared_fields:
+            kwargs[name] = sys.intern(kwargs[name])
         return self.row_type(**kwargs)
 
 
@@ -296,8 +432,11 @@ class State:
         self.suspended: Table[Suspension] = Table("suspended", Suspension, j)
         # Rules 3 on: each member's display name and standing, by account (`member` records).
         self.members: Table[Member] = Table("members", Member, j)
+        # Rows that finished, by the chain time they did, waiting to leave memory.
+        self._finishing: deque[tuple[int, Table[Any], str]] = deque()
 
     def tables(self) -> Iterator[Table[Any]]:
+        """Every table of the state."""
         for value in vars(self).values():
             if isinstance(value, Table):
                 yield value
@@ -346,9 +485,46 @@ class State:
         """A hash of the whole state: equal on every node that applied the same blocks."""
         h = hashlib.sha256()
         for table in sorted(self.tables(), key=lambda t: t.name):
-            for key in sorted(table.rows):
-                h.update(f"{table.name}\0{key}\0{table.encode(table.rows[key])}\n".encode())
+            for key, value in sorted(table.items_all()):
+                h.update(f"{table.name}\0{key}\0{table.encode(value)}\n".encode())
         return h.hexdigest()
+
+    def keep_cold(self, load: Callable[[Table[Any], str], Any], scan: ColdScan) -> None:
+        """Keep closed offers, answered acceptances, settled trades and meter readings
+        in storage only once finished for `FINISHED_HOT_MS` (`load`, `scan`): what decides the next
+        record stays in memory, so memory does not grow with the chain's history."""
+        cold: dict[str, Callable[[str, Any], bool]] = {
+            "offers": lambda _k, o: o.status != "open",
+            "acceptances": lambda _k, a: a.status != "pending",
+            "trades": lambda _k, t: t.status == "settled",
+            # A reading never changes; settlement reads the recent ones back.
+            "readings": lambda _k, _r: True,
+        }
+        for name, finished in cold.items():
+            table = self.table(name)
+            table.keep_cold(
+                lambda key, t=table: load(t, key),  # type: ignore[misc]
+                lambda t=table: scan(t),  # type: ignore[misc]
+                finished,
+            )
+
+    def evict(self, entries: Iterable[JournalEntry], time: int) -> None:
+        """After storage took the writes of `entries` (a block of chain time `time`): the
+        rows finished for `FINISHED_HOT_MS` of chain time leave memory (the app still sees
+        a trade just settled, to rate it), and what was removed is forgotten."""
+        finishing = self._finishing
+        for table, key, _old in entries:
+            if table.finished is not None:
+                value = dict.get(table.rows, key)  # type: ignore[call-overload]
+                if value is not None and table.finished(key, value):
+                    finishing.append((time, table, key))
+        due: dict[Table[Any], list[str]] = {}
+        while finishing and finishing[0][0] <= time - FINISHED_HOT_MS:
+            _, table, key = finishing.popleft()
+            due.setdefault(table, []).append(key)
+        for table in self.tables():
+            if table.finished is not None:
+                table.evict(due.get(table, []))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,9 @@
 The ledger holds its working state in memory and hands storage one `Commit` per change of
 the best chain. `SqliteStore` writes a commit in a single transaction (WAL, synchronous
 FULL), so a `kill -9` at any instant leaves either the whole block applied or none of it,
-and a block the node reported as accepted is on disk.
+and a block the node reported as accepted is on disk. Records a peer sent wait in memory and
+are written with the next block's transaction: peers hold them too, so they need no fsync
+of their own (the home's own records are written at once).
 
 A write the disk refuses raises `StorageError` and leaves the file as it was; the store
 remembers the failure (`failure`) until a later write succeeds. A block whose stored form
@@ -13,10 +15,13 @@ block of the best chain the store keeps the digest of the state after it (`integ
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import sqlite3
+import zlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +39,12 @@ T = TypeVar("T")
 # The `records` column of a block whose body this node does not keep (pruned, or below the
 # snapshot it joined from): its header and signature stay, served to peers (`prune.py`).
 PRUNED_BODY = "pruned"
+COLD_CACHE = 4_096
+# How state rows are stored: 1 the canonical form, 2 packed (`Table.pack`); a store of an
+# older format is rewritten when it is opened.
+ROW_FORMAT = 2
+# Deferred sync: the WAL is checkpointed into the database once it is this large.
+CHECKPOINT_BYTES = 8 * 1024 * 1024
 
 
 @dataclass
@@ -93,11 +104,15 @@ class Store(Protocol):
     def get_header(self, block_hash: str) -> tuple[Header, bytes] | None: ...
     def is_pruned(self, block_hash: str) -> bool: ...
     def base_height(self) -> int: ...
+    def signed_headers(self, hashes: list[str]) -> dict[str, dict[str, Any]]: ...
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]: ...
     def commit(self, commit: Commit) -> None: ...
     def is_recorded(self, record_id: str) -> bool: ...
-    def pool_add(self, record: Record, now: int) -> None: ...
+    def pool_add(self, record: Record, now: int, durable: bool = True) -> None: ...
     def pool_remove(self, record_ids: Iterable[str]) -> None: ...
+    @property
+    def unsynced(self) -> bool: ...
+    def sync(self) -> None: ...
     def close(self) -> None: ...
 
 
@@ -143,6 +158,10 @@ class MemoryStore:
     def base_height(self) -> int:
         return 0
 
+    def signed_headers(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        found = (self.blocks.get(h) for h in hashes)
+        return {b.hash: {"header": b.header.to_json(), "sig": b.sig.hex()} for b in found if b}
+
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]:
         return self.undo[block_hash]
 
@@ -159,10 +178,15 @@ class MemoryStore:
     def is_recorded(self, record_id: str) -> bool:
         return record_id in self.recorded
 
-    def pool_add(self, record: Record, now: int) -> None:
+    def pool_add(self, record: Record, now: int, durable: bool = True) -> None:
         pass
 
     def pool_remove(self, record_ids: Iterable[str]) -> None:
+        pass
+
+    unsynced = False
+
+    def sync(self) -> None:
         pass
 
     def close(self) -> None:
@@ -208,10 +232,24 @@ class SqliteStore:
 
     keeps_digests = True
 
-    def __init__(self, path: Path | str, synchronous: str = "FULL") -> None:
+    def __init__(
+        self, path: Path | str, synchronous: str = "FULL", deferred_sync: bool = False
+    ) -> None:
+        """`deferred_sync`: commits reach the operating system (they survive `kill -9`)
+        but not the disk's platter until `sync` (power loss), which the node calls off its
+        event loop before it acknowledges anything; checkpoints are then `sync`'s too."""
         self.path = Path(path)
+        self.deferred_sync = deferred_sync
+        # Whether something was written since the last `sync`.
+        self._unsynced = False
+        self._checkpointer: sqlite3.Connection | None = None
         self.failure: StorageError | None = None
         self.community = ""
+        # Peers' pooled records not yet written: they go with the next commit.
+        self._pool_buffer: dict[str, tuple[Record, int]] = {}
+        # Recently read rows that live in storage only (settled trades a resource's
+        # allocation still reads), bounded; a commit drops the rows it rewrites.
+        self._cold: OrderedDict[tuple[str, str], Any] = OrderedDict()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             private_file(self.path)
@@ -219,16 +257,54 @@ class SqliteStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             # FULL: a commit is on disk before the node acknowledges the block (power loss on
             # a Pi SD card included); NORMAL would survive kill -9 but not a power cut.
-            self.db.execute(f"PRAGMA synchronous={synchronous}")
+            self.db.execute(f"PRAGMA synchronous={'OFF' if deferred_sync else synchronous}")
+            if deferred_sync:
+                # Checkpoints move the WAL into the file: only `sync` runs them, durably.
+                self.db.execute("PRAGMA wal_autocheckpoint=0")
             self.db.executescript(SCHEMA)
         except sqlite3.Error as exc:
             raise storage_error(exc, "opening the ledger", self.path) from None
         except OSError as exc:
             raise StorageError("storage_failed", f"{self.path}: {exc.strerror}") from None
 
+    @property
+    def unsynced(self) -> bool:
+        """Whether a write awaits `sync`."""
+        return self._unsynced
+
+    def sync(self) -> None:
+        """Make every write so far durable (deferred mode; otherwise each already is):
+        fsync the WAL, and once it has grown, checkpoint it into the database on a
+        connection of its own that syncs fully. Safe to call from another thread."""
+        if not self._unsynced:
+            return
+        self._unsynced = False
+        wal = f"{self.path}-wal"
+        try:
+            fd = os.open(wal, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+                size = os.fstat(fd).st_size
+            finally:
+                os.close(fd)
+            if size > CHECKPOINT_BYTES:
+                if self._checkpointer is None:
+                    self._checkpointer = sqlite3.connect(
+                        self.path, isolation_level=None, check_same_thread=False
+                    )
+                    self._checkpointer.execute("PRAGMA synchronous=FULL")
+                self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except FileNotFoundError:
+            return
+        except (OSError, sqlite3.Error) as exc:
+            self._unsynced = True
+            self.failure = StorageError("storage_failed", f"{self.path}: syncing failed: {exc}")
+            raise self.failure from None
+
     def _write(self, doing: str, action: Callable[[], T]) -> T:
         """Run a write; a failure becomes `StorageError` and is remembered until a write
         succeeds again."""
+        self._unsynced = True
         try:
             result = action()
         except sqlite3.Error as exc:
@@ -258,10 +334,7 @@ class SqliteStore:
     def _open(self, community: str) -> Snapshot | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'community'").fetchone()
         if row is None:
-            self._write(
-                "creating the ledger",
-                lambda: self.db.execute("INSERT INTO meta VALUES ('community', ?)", (community,)),
-            )
+            self._write("creating the ledger", lambda: self._create(community))
             self.community = community
             return None
         if row[0] != community:
@@ -269,6 +342,8 @@ class SqliteStore:
                 f"{self.path} holds community {row[0]}, the genesis file is for {community}"
             )
         self.community = community
+        if self._row_format() < ROW_FORMAT:
+            self._write("upgrading the ledger's state rows", self._upgrade_rows)
         entries = [
             _entry(h, json.loads(header), int(work), invalid)
             for h, header, work, invalid in self.db.execute(
@@ -279,11 +354,82 @@ class SqliteStore:
         pool = [json.loads(w) for (w,) in self.db.execute("SELECT wire FROM pool ORDER BY added")]
         return Snapshot(entries=entries, main=main, state_rows=self._state_rows(), pool=pool)
 
+    def _create(self, community: str) -> None:
+        self.db.execute("BEGIN IMMEDIATE")
+        self.db.execute("INSERT INTO meta VALUES ('community', ?)", (community,))
+        self.db.execute("INSERT INTO meta VALUES ('rows', ?)", (str(ROW_FORMAT),))
+        self.db.execute("COMMIT")
+
+    def _row_format(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()
+        return 1 if row is None else int(row[0])
+
+    def _upgrade_rows(self) -> None:
+        """Rewrite a store's state rows from the canonical form (row format 1) to the
+        packed one, in one transaction. The digests stored with blocks summed the old
+        form: they go, and the next start stores the head's again from the rows."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            tables = {t.name: t for t in State().tables()}
+            after, count = ("", ""), 0
+            # In pages, so a year's state is never in memory at once.
+            while rows := db.execute(
+                "SELECT tbl, key, value FROM state WHERE (tbl, key) > (?, ?)"
+                " ORDER BY tbl, key LIMIT 2000",
+                after,
+            ).fetchall():
+                packed = [
+                    (tables[name].pack(tables[name].unpack(key, value)), name, key)
+                    for name, key, value in rows
+                ]
+                db.executemany("UPDATE state SET value = ? WHERE tbl = ? AND key = ?", packed)
+                after, count = (rows[-1][0], rows[-1][1]), count + len(rows)
+            db.execute("DELETE FROM digests")
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('rows', ?)", (str(ROW_FORMAT),))
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+        log.info("ledger storage: %d state rows rewritten in the packed form", count)
+
     def _state_rows(self) -> Iterator[tuple[str, str, str]]:
         try:
             yield from self.db.execute("SELECT tbl, key, value FROM state")
         except sqlite3.Error as exc:
             raise storage_error(exc, "reading the state", self.path) from None
+
+    def load_row(self, table: Table[Any], key: str) -> Any:
+        """A state row kept in storage only, decoded (None: no such row)."""
+        cache = self._cold
+        cached = cache.get((table.name, key))
+        if cached is not None:
+            cache.move_to_end((table.name, key))
+            return cached
+        row = self._read(
+            "reading the state",
+            lambda: self.db.execute(
+                "SELECT value FROM state WHERE tbl = ? AND key = ?", (table.name, key)
+            ).fetchone(),
+        )
+        if row is None:
+            return None
+        value = table.unpack(key, row[0])
+        cache[(table.name, key)] = value
+        if len(cache) > COLD_CACHE:
+            cache.popitem(last=False)
+        return value
+
+    def scan_rows(self, table: Table[Any]) -> Iterator[tuple[str, Any]]:
+        """Every stored row of `table`, decoded one at a time (queries over history)."""
+        cursor = self._read(
+            "reading the state",
+            lambda: self.db.execute("SELECT key, value FROM state WHERE tbl = ?", (table.name,)),
+        )
+        # One row at a time: a year of settled trades is never in memory at once.
+        for key, value in cursor:
+            yield key, table.unpack(key, value)
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
         self._write("storing a block", lambda: self._put_block(block, entry))
@@ -374,6 +520,19 @@ class SqliteStore:
         )
         return int(row[0]) if row else 0
 
+    def signed_headers(self, hashes: list[str]) -> dict[str, dict[str, Any]]:
+        """The stored {header, sig} of each of `hashes` it holds, from the header column
+        (a peer asking for headers costs no block read)."""
+        marks = ",".join("?" * len(hashes))
+        rows = self._read(
+            "reading headers",
+            lambda: self.db.execute(
+                f"SELECT hash, header, sig FROM blocks WHERE hash IN ({marks}) AND invalid = ''",
+                hashes,
+            ).fetchall(),
+        )
+        return {h: {"header": json.loads(header), "sig": sig} for h, header, sig in rows}
+
     def _damaged(self, height: int, block_hash: str, what: str) -> DamagedStore:
         error = DamagedStore(f"{self.path}: block {height} {block_hash[:16]}: {what}; {REMEDY}")
         if self.failure is None:
@@ -390,10 +549,13 @@ class SqliteStore:
         )
         entries: list[JournalEntry] = []
         try:
-            for name, key, old in json.loads(row[0]):
+            data = row[0]
+            # Compressed since row format 2; text in a store written before.
+            text = zlib.decompress(data) if isinstance(data, bytes) else data
+            for name, key, old in json.loads(text):
                 table = state.table(name)
-                entries.append((table, key, MISSING if old is None else table.decode(old)))
-        except (TypeError, ValueError, KeyError) as exc:
+                entries.append((table, key, MISSING if old is None else table.unpack(key, old)))
+        except (TypeError, ValueError, KeyError, zlib.error) as exc:
             raise DamagedStore(
                 f"{self.path}: the undo data of block {block_hash[:16]} is unreadable ({exc!r}); "
                 f"{REMEDY}"
@@ -440,6 +602,14 @@ class SqliteStore:
                 db.execute("DELETE FROM records WHERE block = ?", (block_hash,))
                 db.execute("DELETE FROM undo WHERE hash = ?", (block_hash,))
                 db.execute("DELETE FROM digests WHERE hash = ?", (block_hash,))
+            buffered = self._pool_buffer
+            db.executemany(
+                "INSERT OR IGNORE INTO pool VALUES (?, ?, ?)",
+                [
+                    (i, json.dumps(r.to_wire(), separators=(",", ":")), t)
+                    for i, (r, t) in buffered.items()
+                ],
+            )
             for block, entries in commit.connected:
                 db.execute("INSERT OR REPLACE INTO main VALUES (?, ?)", (block.height, block.hash))
                 db.executemany(
@@ -447,25 +617,26 @@ class SqliteStore:
                     [(r.id, block.hash, block.height, r.kind, r.account) for r in block.records],
                 )
                 undo = [
-                    (t.name, key, None if old is MISSING else t.encode(old))
+                    (t.name, key, None if old is MISSING else t.pack(old))
                     for t, key, old in first_writes(entries)
                 ]
-                db.execute(
-                    "INSERT INTO undo VALUES (?, ?)",
-                    (block.hash, json.dumps(undo, separators=(",", ":"))),
-                )
+                # Read back only for a reorganisation: compressed, a third of its size.
+                data = zlib.compress(json.dumps(undo, separators=(",", ":")).encode(), 6)
+                db.execute("INSERT INTO undo VALUES (?, ?)", (block.hash, data))
                 db.executemany("DELETE FROM pool WHERE id = ?", [(r.id,) for r in block.records])
             db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?)", commit.digests.items())
             upserts, deletes = [], []
             for (name, key), (table, value) in commit.dirty_rows().items():
+                self._cold.pop((name, key), None)
                 if value is MISSING:
                     deletes.append((name, key))
                 else:
-                    upserts.append((name, key, table.encode(value)))
+                    upserts.append((name, key, table.pack(value)))
             db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
             db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (commit.head,))
             db.execute("COMMIT")
+            buffered.clear()
         except BaseException:
             if db.in_transaction:
                 db.execute("ROLLBACK")
@@ -478,7 +649,13 @@ class SqliteStore:
         )
         return row is not None
 
-    def pool_add(self, record: Record, now: int) -> None:
+    def pool_add(self, record: Record, now: int, durable: bool = True) -> None:
+        """Keep a pooled record. `durable`: on disk before this returns (the home's own
+        records); otherwise (a peer's, which peers still hold) it is written with the next
+        block's transaction, so receiving a record costs no fsync."""
+        if not durable:
+            self._pool_buffer[record.id] = (record, now)
+            return
         wire = json.dumps(record.to_wire(), separators=(",", ":"))
         self._write(
             "storing a record",
@@ -489,6 +666,8 @@ class SqliteStore:
 
     def pool_remove(self, record_ids: Iterable[str]) -> None:
         ids = [(i,) for i in record_ids]
+        for (record_id,) in ids:
+            self._pool_buffer.pop(record_id, None)
         self._write(
             "removing pooled records",
             lambda: self.db.executemany("DELETE FROM pool WHERE id = ?", ids),
@@ -570,6 +749,19 @@ class SqliteStore:
             raise
 
     def close(self) -> None:
+        """Write the peers' records still buffered (a clean stop keeps its pool) and close."""
+        if self._pool_buffer:
+            rows = [
+                (i, json.dumps(r.to_wire(), separators=(",", ":")), t)
+                for i, (r, t) in self._pool_buffer.items()
+            ]
+            with contextlib.suppress(sqlite3.Error):
+                self.db.executemany("INSERT OR IGNORE INTO pool VALUES (?, ?, ?)", rows)
+        if self._checkpointer is not None:
+            self._checkpointer.close()
+        # The last connection to close checkpoints the WAL: that one must sync fully.
+        with contextlib.suppress(sqlite3.Error):
+            self.db.execute("PRAGMA synchronous=FULL")
         self.db.close()
 
 

@@ -49,6 +49,7 @@ from .chain import BlockResult, Ledger
 from .consensus import proof_is_valid
 from .errors import Reason, Rejected
 from .integrity import StorageError
+from .parallel import SignaturePool
 from .records import HEX64, integer, list_of, obj
 from .snapshot import SnapshotJoin, keep_snapshots, serve_snapshot
 
@@ -63,6 +64,8 @@ PEER_SILENT_MS = 30_000
 MAX_STRIKES = 2
 MAX_CANDIDATES = 16
 MAX_CANDIDATE_ASKS = 2
+# Blocks behind a peer from which a node starts signature workers to catch up.
+CATCH_UP_BLOCKS = 64
 
 # What the `blocks` and `headers` answers and a `block` push add around what they carry.
 BLOCKS_FRAME_BYTES = max(
@@ -201,8 +204,10 @@ class SyncNode:
         node_id: str,
         member: Callable[[str], bool] | None = None,
         message_limit: int | None = None,
+        catch_up_workers: int = 0,
     ) -> None:
-        """`member`: whether a node id is a member of the community (a sealer, a registrar,
+        """`catch_up_workers`: signature worker processes to run while far behind a peer
+        (0: none); `member`: whether a node id is a member of the community (a sealer, a registrar,
         an account the ledger knows); `message_limit`: the most bytes a sync message body
         may take on the transport (None: unbounded); answers are paged to fit it."""
         self.ledger = ledger
@@ -217,6 +222,9 @@ class SyncNode:
         # A new home joining from a snapshot: it takes the headers and snapshot pieces
         # until it is done (installed, or given up for a full replay).
         self.joiner: SnapshotJoin | None = None
+        # Signature workers to start while catching up (0: none).
+        self.workers = catch_up_workers
+        self._own_pool = False
 
     # --- what this node says -------------------------------------------------------------
 
@@ -427,14 +435,10 @@ class SyncNode:
         return []
 
     def _on_get_headers(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        headers = self.ledger.headers_after(message["locator"], message["limit"])
+        # As stored: no block is read or parsed to answer.
         wire = []
         size = BLOCKS_FRAME_BYTES
-        for header in headers:
-            signed = self.ledger.signed_header(header.hash)
-            if signed is None:
-                continue
-            item = {"header": header.to_json(), "sig": signed[1].hex()}
+        for item in self.ledger.signed_headers_after(message["locator"], message["limit"]):
             size += len(canonical_bytes(item)) + 1
             if self.message_limit is not None and size > self.message_limit:
                 break  # the asker asks again from the last header it got
@@ -551,6 +555,7 @@ class SyncNode:
             raise Rejected(Reason.UNASKED, "blocks that were not asked for")
         view.asked_at = -1
         before = self.ledger.head.hash
+        self._workers(view)
         # One batch: followed in one step and one transaction (and, with a signature pool,
         # verified on the other cores).
         outcomes = self.ledger.add_blocks(message["blocks"], now)
@@ -572,6 +577,24 @@ class SyncNode:
         elif view.work > self.ledger.head.work and view.asked_at < 0 and not self._refused(view):
             out.extend(self._ask_headers(peer, now))
         return out
+
+    def _workers(self, view: PeerView) -> None:
+        """Signature workers while far behind a peer (catching up), none otherwise: idle,
+        they hold memory a Raspberry Pi lacks."""
+        ledger = self.ledger
+        behind = view.height - ledger.head.height > CATCH_UP_BLOCKS
+        if behind and ledger.signature_pool is None and self.workers:
+            ledger.signature_pool = SignaturePool(self.workers)
+        elif not behind and ledger.signature_pool is not None and self._own_pool:
+            self.stop_workers()
+        self._own_pool = self._own_pool or (behind and ledger.signature_pool is not None)
+
+    def stop_workers(self) -> None:
+        """Stop the signature workers this node started for a catch-up."""
+        pool, self.ledger.signature_pool = self.ledger.signature_pool, None
+        self._own_pool = False
+        if pool is not None:
+            pool.close()
 
     def _on_block(self, peer: str, message: Message, now: int) -> list[Outgoing]:
         before = self.ledger.head.hash
@@ -611,5 +634,5 @@ class SyncNode:
         return out
 
     def _on_record(self, peer: str, message: Message, now: int) -> list[Outgoing]:
-        self.ledger.submit(message["record"])
+        self.ledger.submit(message["record"], received=True)
         return []

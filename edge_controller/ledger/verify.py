@@ -3,8 +3,9 @@
 `verify_chain` replays blocks one at a time with a fresh `Verifier` (no signature cache)
 and a fresh `State`: every header against its parent, the record root, the block and record
 signatures, the proof of work and every rule. It keeps no block in memory, only the small
-`IndexEntry` per block that ancestor lookups need and the ids of the records seen so far,
-so a Raspberry Pi can check a chain far larger than its RAM would hold as objects.
+`IndexEntry` per block that ancestor lookups need; the ids of the records seen so far and
+the finished state rows (as a node keeps them) go to a temporary SQLite file, so its memory
+does not grow with the chain and a Raspberry Pi can check a chain far larger than its RAM.
 
 `StoredChain` reads a node's SQLite file read-only (a running node may keep writing) and
 its `verify` also compares the replayed state with the state rows the node stored.
@@ -17,6 +18,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future
@@ -35,7 +37,7 @@ from .keys import Verifier
 from .parallel import CHUNK, SignaturePool
 from .records import Record, signing_message
 from .rules import BlockContext, apply_block
-from .state import State
+from .state import State, Table
 
 # Not a block's fault, so not a `Reason`: the stored state or index disagrees with the chain.
 STATE_MISMATCH = "state_mismatch"
@@ -124,7 +126,8 @@ def verify_chain(
     finally:
         if pool is not None:
             pool.close()
-    report.digest = replay.state.digest()
+    report.digest = replay.digest()
+    replay.close()
     if report.ok and stored_state is not None:
         # The replayed state goes first, so only one state is ever in memory.
         del replay
@@ -163,14 +166,80 @@ class _Replay:
         self.checkpoints = Checkpoints(genesis)
         # The best chain only, so the ancestor at height h is simply entries[h].
         self.entries: list[IndexEntry] = [genesis_entry(genesis)[1]]
-        # 32-byte digests rather than hex strings: half the memory for the same check.
-        self.recorded: set[bytes] = set()
+        self._spill_dir = tempfile.TemporaryDirectory(prefix="energy-p2p-verify-")
+        # A scratch file: nothing in it must survive a crash, so no journal and no fsync.
+        self.spill = sqlite3.connect(Path(self._spill_dir.name) / "replay.db")
+        self.spill.executescript(
+            "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
+            "CREATE TABLE state (tbl TEXT, key TEXT, value TEXT, PRIMARY KEY (tbl, key))"
+            " WITHOUT ROWID;"
+            "CREATE TABLE recorded (id BLOB PRIMARY KEY) WITHOUT ROWID;"
+        )
+        self.state.keep_cold(self._load_row, self._scan_rows)
+
+    def _load_row(self, table: Table[Any], key: str) -> Any:
+        row = self.spill.execute(
+            "SELECT value FROM state WHERE tbl = ? AND key = ?", (table.name, key)
+        ).fetchone()
+        return None if row is None else table.decode(row[0])
+
+    def _scan_rows(self, table: Table[Any]) -> Iterator[tuple[str, Any]]:
+        rows = self.spill.execute("SELECT key, value FROM state WHERE tbl = ?", (table.name,))
+        for key, value in rows.fetchall():
+            yield key, table.decode(value)
 
     def ancestor(self, _entry: IndexEntry, height: int) -> IndexEntry:
         return self.entries[height]
 
     def is_recorded(self, record_id: str) -> bool:
-        return bytes.fromhex(record_id) in self.recorded
+        return self._recorded_any([bytes.fromhex(record_id)])
+
+    def _recorded_any(self, ids: Sequence[bytes]) -> bool:
+        marks = ",".join("?" * len(ids))
+        query = f"SELECT 1 FROM recorded WHERE id IN ({marks}) LIMIT 1"
+        return bool(ids) and self.spill.execute(query, ids).fetchone() is not None
+
+    def _spill_block(self, ids: list[bytes], time_ms: int) -> None:
+        """Write the block's rows and record ids to the scratch file; the rows a node
+        would keep on disk only then leave memory."""
+        journal = self.state.journal
+        written: dict[tuple[str, str], tuple[Table[Any], str]] = {}
+        for table, key, _old in journal:
+            if table.finished is not None:
+                written[(table.name, key)] = (table, key)
+        rows = []
+        for table, key in written.values():
+            value = dict.get(table.rows, key)  # type: ignore[call-overload]
+            if value is not None:
+                rows.append((table.name, key, table.encode(value)))
+        self.spill.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", rows)
+        self.spill.executemany("INSERT INTO recorded VALUES (?)", [(i,) for i in ids])
+        self.state.evict(journal, time_ms)
+
+    def digest(self) -> str:
+        """`State.digest` of the replayed state, read back in key order from the scratch
+        file for the tables it holds, so no table is sorted in memory."""
+        h = hashlib.sha256()
+        for table in sorted(self.state.tables(), key=lambda t: t.name):
+            if table.finished is None:
+                for key in sorted(table.rows):
+                    h.update(f"{table.name}\0{key}\0{table.encode(table.rows[key])}\n".encode())
+                continue
+            self.spill.executemany(
+                "INSERT OR REPLACE INTO state VALUES (?, ?, ?)",
+                [(table.name, k, table.encode(v)) for k, v in table.rows.items()],
+            )
+            rows = self.spill.execute(
+                "SELECT key, value FROM state WHERE tbl = ? ORDER BY key", (table.name,)
+            )
+            for key, value in rows:
+                h.update(f"{table.name}\0{key}\0{value}\n".encode())
+        return h.hexdigest()
+
+    def close(self) -> None:
+        """Remove the scratch file."""
+        self.spill.close()
+        self._spill_dir.cleanup()
 
     def block(self, wire: dict[str, Any]) -> tuple[str, int]:
         """Check and apply one block; returns its hash and record count or raises _BadBlock."""
@@ -192,9 +261,11 @@ class _Replay:
             block.check_signature(self.block_verifier)
             ids = [bytes.fromhex(r.id) for r in block.records]
             fresh = set(ids)
-            if len(fresh) < len(ids) or not self.recorded.isdisjoint(fresh):
+            if len(fresh) < len(ids) or self._recorded_any(ids):
                 twice = next(
-                    i for i, raw in enumerate(ids) if raw in self.recorded or ids.index(raw) < i
+                    i
+                    for i, raw in enumerate(ids)
+                    if self._recorded_any([raw]) or ids.index(raw) < i
                 )
                 raise Rejected(
                     Reason.DUPLICATE, f"record {block.records[twice].id[:12]} is recorded twice"
@@ -222,9 +293,9 @@ class _Replay:
             # block), so this leaves the state of the valid chain before the bad block.
             self.state.revert(0)
             raise _BadBlock(block_hash, exc.reason, exc.message) from None
+        self._spill_block(ids, block.header.time)
         # Undo data is what a node needs for reorgs; a verifier never rolls back.
         self.state.journal.clear()
-        self.recorded |= fresh
         self.entries.append(
             IndexEntry(
                 hash=block_hash,
@@ -280,7 +351,7 @@ def _compare_stored_state(
         total += row_hash(name, key, value)
         try:
             table = tables[name]
-            encoded = table.encode(table.decode(value))
+            encoded = table.encode(table.unpack(key, value))
         except (KeyError, ValueError, TypeError) as exc:
             report.reason = STATE_MISMATCH
             report.message = f"stored state row {name}/{key} is unreadable: {exc!r}"

@@ -120,7 +120,7 @@ def test_a_writer_killed_at_random_moments_keeps_every_acknowledged_block(
     stored = State()
     for name, key, value in stored_rows:
         table = stored.table(name)
-        table.rows[key] = table.decode(value)
+        table.rows[key] = table.unpack(key, value)
 
     # Every acknowledged block is on the stored best chain, in the order it was acknowledged.
     position = {h: i for i, h in enumerate(hashes)}

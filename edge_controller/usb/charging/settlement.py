@@ -169,7 +169,7 @@ class Settlement:
         self._ended(row)
 
     def _trade_of_offer(self, offer_id: str) -> str | None:
-        for trade in self._ledger.state.trades.rows.values():
+        for trade in self._ledger.state.trades.values_all():
             if trade.offer == offer_id:
                 return trade.id
         for record in self._ledger.pool.values():
