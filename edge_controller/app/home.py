@@ -29,6 +29,7 @@ from edge_controller.app.queries import Queries
 from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice, site_device
 from edge_controller.app.trading import Trader
+from edge_controller.app.usb_parts import usb_charging
 from edge_controller.building_config import BuildingConfig
 from edge_controller.config import DeviceConfig, HomeConfig, UsbConfig
 from edge_controller.devices import Clock, MqttDevice, SystemClock, serve_on_broker
@@ -37,15 +38,13 @@ from edge_controller.ledger import Genesis, HistorySettings, KeyPair, Ledger, bl
 from edge_controller.market import MarketPolicy
 from edge_controller.network import BrokerSettings, CommunityLink
 from edge_controller.refusal import Refusal, Why
-from edge_controller.usb.charging import UsbCharging, open_hardware
-from edge_controller.usb.store import UsbStore
+from edge_controller.usb.charging import UsbCharging
 
 log = logging.getLogger(__name__)
 
 API_VERSION = 1
 SEAL_CHECK_MS = 250
-# A stop waits this long for the broker to take what the outbox holds; the rest stays in
-# the outbox file for the next start (the whole stop must fit systemd's TimeoutStopSec).
+# A stop waits this long for the broker to take the outbox (the rest waits for the next start).
 STOP_FLUSH_S = 0.7
 
 
@@ -90,8 +89,7 @@ class Home:
             outbox_path=data_dir / "outbox.sqlite3",
             binder=record_sender,
             signer=node_key,
-            # Homes the chain knows get inbound lanes of their own; a flood under invented
-            # sender ids shares the strangers' lane and cannot crowd them out.
+            # Known homes get inbound lanes of their own: strangers' floods cannot crowd them.
             known_sender=self._known_account,
         )
         # The ledger builds no block the link could not send, whatever genesis allows.
@@ -144,7 +142,20 @@ class Home:
         )
         self.counters = CounterOffers(self.node)
         self.usb_backend = usb_backend
-        self.usb = self._usb_charging(usb) if usb is not None else None
+        self.usb = (
+            usb_charging(
+                usb,
+                usb_backend,
+                self.clock,
+                data_dir,
+                self.ledger,
+                self.node,
+                self.delivery,
+                self.events.publish,
+            )
+            if usb is not None
+            else None
+        )
         self.building = open_building(
             building, data_dir, self.devices, self.ledger, self.events.publish, lambda: self.usb
         )
@@ -175,25 +186,6 @@ class Home:
             usb_backend=usb_backend,
             building=config.building,
             history=config.history,
-        )
-
-    def _usb_charging(self, config: UsbConfig) -> UsbCharging:
-        """USB-PD charging on the configured hub and meter, found on `usb_backend`."""
-        # A backend handed in (not libusb) runs on this home's clock, and so do its meters.
-        opener = config.opener(
-            self.usb_backend, self.clock if self.usb_backend is not None else None
-        )
-        return UsbCharging(
-            settings=config.settings,
-            hardware=open_hardware(opener),
-            store=UsbStore(self.data_dir / "usb.sqlite3"),
-            wallet_dir=self.data_dir / "usb-wallets",
-            ledger=self.ledger,
-            issue=self.node.issue,
-            meters_signer=self.delivery,
-            publish=self.events.publish,
-            clock=self.clock,
-            meter_public=self.node.meter_key.public_hex if self.node.meter_key else "",
         )
 
     def _known_account(self, account: str) -> bool:

@@ -487,12 +487,15 @@ def _stored_rows(path: Path) -> tuple[Iterator[tuple[str, str, str]], str]:
     integrity digest of them (read twice: once for the digest, once to store)."""
     tables = {t.name: t for t in State().tables()}
     total = 0
-    for name, key, encoded in _encoded(path, tables):
+    # The store keeps rows packed, and its integrity digest sums them as stored.
+    for name, key, encoded in _encoded(path, tables, packed=True):
         total += row_hash(name, key, encoded)
-    return _encoded(path, tables), as_hex(total % (1 << 256))
+    return _encoded(path, tables, packed=True), as_hex(total % (1 << 256))
 
 
-def _encoded(path: Path, tables: dict[str, Table[Any]]) -> Iterator[tuple[str, str, str]]:
+def _encoded(
+    path: Path, tables: dict[str, Table[Any]], packed: bool = False
+) -> Iterator[tuple[str, str, str]]:
     with path.open("rb") as snapshot:
         for line in snapshot:
             name, key, fields = json.loads(line)
@@ -502,7 +505,7 @@ def _encoded(path: Path, tables: dict[str, Table[Any]]) -> Iterator[tuple[str, s
             row = _row(table, fields)
             if row_line(name, key, row) != line:
                 raise ValueError(f"row {name}/{key[:16]} is not in its canonical form")
-            yield name, key, table.encode(row)
+            yield name, key, table.pack(row) if packed else table.encode(row)
 
 
 def _row(table: Table[Any], fields: dict[str, Any]) -> Any:
