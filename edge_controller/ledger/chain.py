@@ -42,7 +42,6 @@ from .consensus import (
     check_header,
     expected_difficulty,
     final_height,
-    finality_quorum,
     in_turn_sealer,
     may_seal,
     sealed_since,
@@ -50,7 +49,7 @@ from .consensus import (
     signed_header,
 )
 from .errors import Reason, Rejected
-from .genesis import Consensus, Genesis
+from .genesis import THIRD_RULES, Consensus, Genesis
 from .integrity import REMEDY, DamagedStore, StorageError, as_hex, changed, row_hash
 from .keys import KeyPair, Verifier, account_id
 from .parallel import Check, SignaturePool, check_ahead
@@ -63,6 +62,7 @@ from .rules import (
     check_stake,
     sequence_spent,
 )
+from .sealers import SealerTimeline, planned, ruling
 from .state import PendingState, State
 from .store import Commit, MemoryStore, SqliteStore, Store, first_writes
 
@@ -209,7 +209,8 @@ class Ledger:
         # Proof of authority, latest rules: no reorganisation at or below this height.
         self.final_height = 0
         self._authority = authority_rules(genesis)
-        self._quorum = finality_quorum(genesis)
+        # Rules 3: the sealer set in force at each block, on every branch (`sealers.py`).
+        self.sealer_timeline = SealerTimeline(genesis, self.index, self.ancestor)
         # Hashes each sealer signed at each height above the final one (equivocation).
         self._slots: dict[int, dict[str, list[str]]] = {}
         self._pruned_to = 0
@@ -239,6 +240,7 @@ class Ledger:
         self.main.append(entry.hash)
         self._load(check_blocks)
         self._update_final()
+        self._note_side_changes()
 
     @classmethod
     def open(cls, path: Path | str, genesis: Genesis, **kwargs: Any) -> Ledger:
@@ -376,7 +378,55 @@ class Ledger:
 
     def knows_account(self, account: str) -> bool:
         """Whether the best chain holds `account` (a sealer's and a registrar's count too)."""
-        return account in self._members or self.state.accounts.get(account) is not None
+        if account in self._members or self.state.accounts.get(account) is not None:
+            return True
+        return bool(self.state.sealer_plan.rows) and account in {
+            account_id(k) for k in planned(self.state, self.genesis)
+        }
+
+    # --- the sealer set (rules 3) ------------------------------------------------------------
+
+    @property
+    def _quorum(self) -> int:
+        """Distinct sealers on top of a block that make it final: a majority of the set in
+        force at the head (rules 3: of those not suspended)."""
+        return self.sealer_timeline.in_force(self.head).quorum
+
+    def sealer_set(self, entry: IndexEntry | None = None) -> tuple[str, ...]:
+        """The sealer keys in force for the block after `entry` (default: the head), in
+        turn order."""
+        return self.sealer_timeline.after(self.head if entry is None else entry).sealers
+
+    def is_sealer(self, key_hex: str) -> bool:
+        """Whether `key_hex` may seal the next block by the set in force (any key under
+        proof of work)."""
+        return self.genesis.consensus.mode == "pow" or key_hex in self.sealer_set()
+
+    def planned_sealers(self) -> tuple[str, ...]:
+        """The sealer set once every change the best chain recorded is in force."""
+        return planned(self.state, self.genesis)
+
+    def _ruling(self, parent: IndexEntry) -> Genesis:
+        """Genesis with the sealer set in force for the block after `parent`."""
+        return ruling(self.genesis, self.sealer_set(parent))
+
+    def _note_stored_changes(self) -> None:
+        """At start: the sealer changes the best chain's blocks recorded, from the state."""
+        for height, row in self.state.sealer_changes.rows.items():
+            if int(height) < len(self.main):
+                self.sealer_timeline.note_changes(self.main[int(height)], row.keys)
+
+    def _note_side_changes(self) -> None:
+        """At start: the sealer changes of stored side-branch blocks above the final height
+        (a branch below it can never be followed)."""
+        if self.genesis.consensus.rules < THIRD_RULES:
+            return
+        for entry in list(self.index.values()):
+            on_main = entry.height < len(self.main) and self.main[entry.height] == entry.hash
+            if entry.height > self.final_height and not on_main and not entry.invalid:
+                block = self.store.get_block(entry.hash)
+                if block is not None:
+                    self.sealer_timeline.note_block(entry.hash, block.records)
 
     def prune_pool(self, now: int | None = None) -> list[Record]:
         """Drop the pooled records the best chain now refuses for good (an offer sold
@@ -634,6 +684,7 @@ class Ledger:
                 work=parent.work + block_work(self.genesis, block.header.difficulty),
             )
         )
+        self.sealer_timeline.note_block(block.hash, block.records)
         # Written to disk with the change of best chain that connects it (one transaction),
         # or on its own if it stays on a side branch.
         self._unstored[block.hash] = block
@@ -736,6 +787,7 @@ class Ledger:
         self.final_height = max(
             self.final_height, final_height(self.head, self._quorum, self.ancestor)
         )
+        self.sealer_timeline.forget_below(self.final_height, self.main.__getitem__)
         # Slots at or below the final height cannot take a new block any more.
         for height in range(self._pruned_to, self.final_height + 1):
             self._slots.pop(height, None)
@@ -748,7 +800,7 @@ class Ledger:
             raise Rejected(Reason.TIME_TOO_FAR_AHEAD, "the block's time is too far ahead")
         if record_root([r.id for r in block.records]) != block.header.root:
             raise Rejected(Reason.BAD_RECORD_ROOT, "the record root does not match the records")
-        check_header(self.genesis, block.header, block.hash, parent, self.ancestor)
+        check_header(self._ruling(parent), block.header, block.hash, parent, self.ancestor)
         block.check_signature(self.verifier)
         for record in block.records:
             record.verify(self.community, self.verifier)
@@ -900,6 +952,7 @@ class Ledger:
             sealer=block.header.sealer_account,
             is_recorded=self.is_recorded,
         )
+        self.sealer_timeline.note_block(block.hash, block.records)
         apply_block(self.state, block.records, ctx, self._note_connected)
 
     def _note_connected(self, record: Record) -> None:
@@ -931,7 +984,7 @@ class Ledger:
         """Whether `key` may seal the next block at `now`: its turn rules, and on the latest
         rules its spacing since its previous block and no recorded equivocation."""
         head = self.head
-        if not may_seal(self.genesis, head, key.public_hex, self.ancestor):
+        if not may_seal(self._ruling(head), head, key.public_hex, self.ancestor):
             return False
         if not self._authority:
             return True
@@ -945,7 +998,7 @@ class Ledger:
         """Proof of authority: whether `key` is the in-turn sealer of the next block."""
         if self.genesis.consensus.mode != "poa":
             return True
-        return in_turn_sealer(self.genesis, self.height + 1) == key.public_hex
+        return in_turn_sealer(self._ruling(self.head), self.height + 1) == key.public_hex
 
     def first_in_line(self, key: KeyPair) -> bool:
         """Whether `key` is the sealer expected to seal the next block: the in-turn one, or,
@@ -954,12 +1007,13 @@ class Ledger:
         turn after one out-of-turn block: each next in-turn sealer is the one just barred."""
         if self.genesis.consensus.mode != "poa":
             return True
-        sealers = self.genesis.consensus.sealers
+        genesis = self._ruling(self.head)
+        sealers = genesis.consensus.sealers
         first = (self.height + 1) % len(sealers)
         for step in range(len(sealers)):
             candidate = sealers[(first + step) % len(sealers)]
             barred = self._authority and account_id(candidate) in self.state.suspended
-            if not barred and may_seal(self.genesis, self.head, candidate, self.ancestor):
+            if not barred and may_seal(genesis, self.head, candidate, self.ancestor):
                 return candidate == key.public_hex
         return False
 
@@ -1004,7 +1058,7 @@ class Ledger:
             prev=head.hash,
             root=record_root([r.id for r in chosen]),
             time=time_ms,
-            difficulty=expected_difficulty(self.genesis, head, key.public_hex, self.ancestor),
+            difficulty=expected_difficulty(self._ruling(head), head, key.public_hex, self.ancestor),
             nonce=0,
             sealer=key.public_hex,
         )
@@ -1037,6 +1091,7 @@ class Ledger:
                 ) from None
             if digests:
                 total += row_hash(name, key, value)
+        self._note_stored_changes()
         if digests:
             self.state_digest = total % (1 << 256)
             self._check_stored_state(check_blocks)

@@ -82,6 +82,10 @@ class Reason(StrEnum):
     BAD_EVIDENCE = "bad_evidence"
     MEMBER_LEFT = "member_left"
     MEMBER_REVOKED = "member_revoked"
+    ALREADY_SEALER = "already_sealer"
+    NOT_A_SEALER = "not_a_sealer"
+    LAST_SEALER = "last_sealer"
+    TOO_MANY_SEALERS = "too_many_sealers"
 
 
 class Rejected(Exception):
