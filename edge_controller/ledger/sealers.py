@@ -161,6 +161,13 @@ def next_view(
     return SealerView(sealers, pending, scheduled)
 
 
+def changes_in(genesis: Genesis, records: Iterable[Any]) -> tuple[Change, ...]:
+    """The sealer changes a block's records make (none before rules 3)."""
+    if genesis.consensus.rules < THIRD_RULES:
+        return ()
+    return tuple(f"{r.body['action']}:{r.body['key']}" for r in records if r.kind == "sealer")
+
+
 class SealerTimeline:
     """The sealer set in force at every block a node indexed, on every branch."""
 
@@ -181,11 +188,7 @@ class SealerTimeline:
 
     def note_block(self, block_hash: str, records: Iterable[Any]) -> None:
         """Remember the changes a block records (called as its body is admitted)."""
-        if self.genesis.consensus.rules < THIRD_RULES:
-            return
-        changes = tuple(
-            f"{r.body['action']}:{r.body['key']}" for r in records if r.kind == "sealer"
-        )
+        changes = changes_in(self.genesis, records)
         if changes:
             self._changes[block_hash] = changes
 

@@ -14,6 +14,7 @@ from edge_controller.ledger.consensus import signed_header
 from edge_controller.ledger.genesis import SECOND_RULES
 from edge_controller.ledger.sealers import MAX_SEALERS, SEALER_CHANGE_DELAY
 from edge_controller.ledger.store import SqliteStore
+from edge_controller.ledger.verify import verify_chain
 
 from .support import Community, rejected
 
@@ -43,6 +44,20 @@ def forged(ledger: Ledger, key: KeyPair, now: int, difficulty: int = 1) -> Block
         root=record_root([]),
         time=now,
         difficulty=difficulty,
+        nonce=0,
+        sealer=key.public_hex,
+    )
+    return seal(header, (), key)
+
+
+def forged_after(c: Community, parent: Block, key: KeyPair) -> Block:
+    """A block on `parent` sealed by `key`, whatever the rules say."""
+    header = Header(
+        height=parent.height + 1,
+        prev=parent.hash,
+        root=record_root([]),
+        time=parent.header.time + 2_000,
+        difficulty=1,
         nonce=0,
         sealer=key.public_hex,
     )
@@ -151,6 +166,16 @@ def test_a_node_syncing_the_chain_in_one_batch_follows_the_set_in_force() -> Non
     assert not [o for o in outcomes if isinstance(o, Rejected)], outcomes
     assert other.head.hash == ledger.head.hash
     assert other.sealer_set() == ledger.sealer_set()
+    # `ledger verify` replays the chain with the same set at every height.
+    report = verify_chain(c.genesis, [b.to_wire() for b in blocks], now=c.now, workers=1)
+    assert report.ok and report.blocks == len(blocks), report
+    tampered = verify_chain(
+        c.genesis,
+        [*(b.to_wire() for b in blocks[:2]), forged_after(c, blocks[1], newcomer).to_wire()],
+        now=c.now,
+        workers=1,
+    )
+    assert tampered.reason == Reason.WRONG_SEALER.value
 
 
 def test_a_fork_cannot_change_the_set_of_the_past_nor_seat_a_key_before_finality() -> None:
