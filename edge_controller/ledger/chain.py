@@ -389,7 +389,7 @@ class Ledger:
     @property
     def _quorum(self) -> int:
         """Distinct sealers on top of a block that make it final: a majority of the set in
-        force at the head (rules 3: of those not suspended)."""
+        force at the head."""
         return self.sealer_timeline.in_force(self.head).quorum
 
     def sealer_set(self, entry: IndexEntry | None = None) -> tuple[str, ...]:
@@ -421,12 +421,16 @@ class Ledger:
         (a branch below it can never be followed)."""
         if self.genesis.consensus.rules < THIRD_RULES:
             return
-        for entry in list(self.index.values()):
-            on_main = entry.height < len(self.main) and self.main[entry.height] == entry.hash
-            if entry.height > self.final_height and not on_main and not entry.invalid:
-                block = self.store.get_block(entry.hash)
+        for tip in list(self.tips):
+            entry = self.index[tip]
+            while (
+                entry.height > self.final_height
+                and self.main[min(entry.height, len(self.main) - 1)] != entry.hash
+            ):
+                block = None if entry.invalid else self.store.get_block(entry.hash)
                 if block is not None:
                     self.sealer_timeline.note_block(entry.hash, block.records)
+                entry = self.index[entry.prev]
 
     def prune_pool(self, now: int | None = None) -> list[Record]:
         """Drop the pooled records the best chain now refuses for good (an offer sold

@@ -91,7 +91,7 @@ def ever_sealers(state: State, genesis: Genesis) -> tuple[str, ...]:
     return (*genesis.consensus.sealers, *(k for k in plan if k not in genesis.consensus.sealers))
 
 
-_RULING: dict[tuple[str, tuple[str, ...]], Genesis] = {}
+_RULING: dict[tuple[int, tuple[str, ...]], tuple[Genesis, Genesis]] = {}
 
 
 def ruling(genesis: Genesis, sealers: tuple[str, ...]) -> Genesis:
@@ -99,14 +99,15 @@ def ruling(genesis: Genesis, sealers: tuple[str, ...]) -> Genesis:
     for the turn, spacing and finality rules of `consensus.py` (memoised: sets are few)."""
     if sealers == genesis.consensus.sealers:
         return genesis
-    key = (genesis.community_id, sealers)
+    key = (id(genesis), sealers)
     found = _RULING.get(key)
-    if found is None:
+    # The genesis is kept with its copy, so its id cannot be reused while memoised.
+    if found is None or found[0] is not genesis:
         if len(_RULING) >= 1_024:
             _RULING.clear()
         consensus = dataclasses.replace(genesis.consensus, sealers=sealers)
-        found = _RULING[key] = dataclasses.replace(genesis, consensus=consensus)
-    return found
+        found = _RULING[key] = (genesis, dataclasses.replace(genesis, consensus=consensus))
+    return found[1]
 
 
 def quorum(sealers: tuple[str, ...]) -> int:

@@ -13,9 +13,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
-from edge_controller.processes import Child, EdgeProcess, free_port, wait_for_port
+from edge_controller.processes import ApiError, Child, EdgeProcess, free_port, wait_for_port
 
 from .test_found_join_trade import edge, ok, set_api, street, until
 
@@ -74,9 +75,16 @@ def test_homes_approved_as_sealers_keep_the_community_going_without_the_founder(
         ok("community", "approve", request["id"], "--topup", "1000", "-c", config)
     sunny, shady = homes["Sunny House"], homes["Shady House"]
     everyone = {founder.account, sunny.account, shady.account}
-    # A key already a sealer is refused with the ledger's reason.
+    # A key already a sealer is refused with the ledger's reason; an account nobody knows a
+    # key of, and a key that is no sealer, with theirs.
     again = edge("community", "sealer", "add", sunny.account, "-c", config)
     assert again.returncode == 1 and "already_sealer" in again.stderr
+    with pytest.raises(ApiError) as unknown:
+        founder.post("community/sealers/ep" + "0" * 40 + "/add")
+    assert unknown.value.status == 404
+    assert unknown.value.body["error"]["code"] == "unknown_member"
+    stranger = edge("community", "sealer", "remove", "ab" * 32, "-c", config)
+    assert stranger.returncode == 1 and "not_a_sealer" in stranger.stderr
 
     until(
         "every home sees three sealers in force",
