@@ -434,7 +434,17 @@ class CommunityService:
         if member is None:
             raise CommunityError(Problem.UNKNOWN_MEMBER, f"{account} is not a named member")
         body = {"kind": "member", "account": account, "name": member.name, "status": status}
-        return {"member": await self._issue(self._key(), body)}
+        result: dict[str, Any] = {"member": await self._issue(self._key(), body)}
+        sealer = next((k for k in self.ledger.planned_sealers() if account_id(k) == account), "")
+        if status != "active" and sealer:
+            # A home that left, or whose key was lost, seals no more; unless it is the last.
+            removal = {"kind": "sealer", "key": sealer, "action": "remove"}
+            try:
+                result["sealer"] = await self._issue(self._key(), removal)
+            except Refusal as exc:
+                log.warning("%s stays a sealer: %s", member.name or account, exc.message)
+                result["sealer_kept"] = exc.code
+        return result
 
     def _new_resource(self, resource_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """A registration of a resource a member adds (a new battery): its owner, kind,
