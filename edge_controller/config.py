@@ -103,7 +103,7 @@ class HomeConfig:
     node_key: Path = Path("node.key")
     meter_key: Path = Path("meter.key")
     api: ApiConfig = field(default_factory=ApiConfig)
-    sealer: bool | None = None  # None: seal when the node key is a sealer in genesis
+    sealer: bool | None = None  # None: seal while the node key is in the sealer set in force
     control_interval_ms: int = 2_000
     settlement_period_ms: int = 300_000
     rating_grace_ms: int = 86_400_000

@@ -83,7 +83,10 @@ def add_routes(
     async def approve(request: web.Request) -> Any:
         data = await body(request)
         topup = _integer(data, "topup", 0, 10**15, 0)
-        return await _service(request).approve(request.match_info["request_id"], topup)
+        sealer = data.get("sealer", True)
+        if type(sealer) is not bool:
+            raise Refusal("invalid_field", "sealer: expected true or false", Why.INVALID)
+        return await _service(request).approve(request.match_info["request_id"], topup, sealer)
 
     async def deny(request: web.Request) -> Any:
         data = await body(request)
@@ -120,6 +123,12 @@ def add_routes(
 
         return change
 
+    def sealer(action: str) -> Callable[[web.Request], Awaitable[Any]]:
+        async def change(request: web.Request) -> Any:
+            return await _service(request).change_sealer(request.match_info["who"], action)
+
+        return change
+
     r = app.router
     r.add_get(f"{prefix}/members", _guarded(members))
     r.add_get(f"{prefix}/resources", _guarded(resources))
@@ -133,3 +142,5 @@ def add_routes(
     r.add_post(f"{prefix}/community/resources/{{resource_id:.+}}", _guarded(change_resource))
     r.add_post(f"{prefix}/community/members/{{account}}/leave", _guarded(standing("left")))
     r.add_post(f"{prefix}/community/members/{{account}}/revoke", _guarded(standing("revoked")))
+    r.add_post(f"{prefix}/community/sealers/{{who}}/add", _guarded(sealer("add")))
+    r.add_post(f"{prefix}/community/sealers/{{who}}/remove", _guarded(sealer("remove")))

@@ -102,8 +102,6 @@ class Home:
             # The node syncs the disk off its event loop before it acknowledges anything.
             deferred_sync=True,
         )
-        consensus = genesis.consensus
-        in_genesis = consensus.mode == "pow" or node_key.public_hex in consensus.sealers
         self.node = LedgerNode(
             ledger=self.ledger,
             link=self.link,
@@ -111,7 +109,8 @@ class Home:
             key=node_key,
             meter_key=meter_key,
             clock=self.clock,
-            sealer=in_genesis if sealer is None else sealer and in_genesis,
+            # Unless told not to, a home seals whenever its key is in the set in force.
+            sealer=sealer is not False,
             name=name,
             message_limit=message_limit,
             history=history,
@@ -214,7 +213,7 @@ class Home:
         self.announcer.check_prepaid(self.now)
         self._spawn(self._loop(self.control_interval_ms, self.control_cycle), "control")
         self._spawn(self._loop(SYNC_INTERVAL_MS, self.node.sync_tick), "sync")
-        if self.node.sealer:
+        if self.node.willing:
             self._spawn(self._loop(SEAL_CHECK_MS, self.node.seal), "seal")
         if self.usb is not None:
             await self.usb.start()

@@ -116,7 +116,9 @@ class LedgerNode:
         self.meter_key = meter_key
         self.account = key.account
         self.clock = clock
-        self.sealer = sealer
+        # Whether this home may seal at all (edge.yaml `sealer`); it seals while its key is
+        # in the sealer set in force too (`sealer`).
+        self.willing = sealer
         self.name = name
         self._disk = ThreadPoolExecutor(1, thread_name_prefix="ledger-disk")
         # Signature workers run only while catching up (idle, they cost a Pi memory).
@@ -141,6 +143,12 @@ class LedgerNode:
         link.on_message(MessageKind.SYNC, self.receive_sync)
         link.on_peer_change(self.peer_changed)
 
+    @property
+    def sealer(self) -> bool:
+        """Whether this home seals now: it may, and its key is in the set in force for the
+        next block (rules 3: the registrar adds and removes sealers as homes join)."""
+        return self.willing and self.ledger.is_sealer(self.key.public_hex)
+
     # --- our records -----------------------------------------------------------------------
 
     def next_seq(self, key: KeyPair) -> int:
@@ -152,6 +160,12 @@ class LedgerNode:
     async def issue(self, kind: str, key: KeyPair | None = None, **fields: Any) -> Record:
         """Sign a record of `kind` with our key (or `key`), check it against the ledger,
         then send it to the community. Raises `Refusal` when the ledger refuses it."""
+        return await self.issue_fields(kind, fields, key)
+
+    async def issue_fields(
+        self, kind: str, fields: dict[str, Any], key: KeyPair | None = None
+    ) -> Record:
+        """`issue` with the body's fields as a mapping (a `sealer` record has a `key`)."""
         key = key or self.key
         body = {"kind": kind, "seq": self.next_seq(key), "time": self.clock.now_ms(), **fields}
         try:

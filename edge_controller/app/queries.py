@@ -125,7 +125,8 @@ class Queries:
         """`GET members`: every account the community knows by role or record: named
         members, resource owners, sealers and registrars."""
         state, genesis = self.ledger.state, self.ledger.genesis
-        sealers = {account_id(k) for k in genesis.consensus.sealers}
+        # The set in force for the next block, not genesis': registrars add and remove them.
+        sealers = {account_id(k) for k in self.ledger.sealer_set()}
         registrars = {account_id(k) for k in genesis.registrars}
         owned: dict[str, list[str]] = {}
         for resource in state.resources.rows.values():

@@ -79,8 +79,20 @@ def add_parser(subparsers: Any) -> None:
     p = actions.add_parser("approve", help="approve a membership request")
     p.add_argument("request", help="the request's id (see requests)")
     p.add_argument("--topup", type=int, default=0, help="opening top-up, milli-units")
+    p.add_argument(
+        "--no-sealer",
+        dest="sealer",
+        action="store_false",
+        help="do not add the home to the sealers (by default it seals blocks too)",
+    )
     _config(p)
     p.set_defaults(run=_guard(_approve))
+
+    p = actions.add_parser("sealer", help="add a home to the sealers, or remove it")
+    p.add_argument("action", choices=("add", "remove"))
+    p.add_argument("home", help="the home's account (ep...) or node public key")
+    _config(p)
+    p.set_defaults(run=_guard(_sealer))
 
     p = actions.add_parser("deny", help="deny a membership request")
     p.add_argument("request")
@@ -254,8 +266,13 @@ def _reader(name: str) -> Any:
 
 
 def _approve(args: argparse.Namespace) -> int:
-    body = {"topup": args.topup}
+    body = {"topup": args.topup, "sealer": args.sealer}
     _print(call_api(args.config, "POST", f"community/requests/{args.request}/approve", body))
+    return EXIT_OK
+
+
+def _sealer(args: argparse.Namespace) -> int:
+    _print(call_api(args.config, "POST", f"community/sealers/{args.home}/{args.action}"))
     return EXIT_OK
 
 

@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import ssl
 from collections import deque
 from pathlib import Path
@@ -34,7 +35,7 @@ from edge_controller.community.book import MAX_PENDING, Registry
 from edge_controller.community.errors import CommunityError, Problem
 from edge_controller.community.invitation import MAX_REQUEST_BYTES, MembershipRequest, check_request
 from edge_controller.community.operations import REQUEST_FILE, invite
-from edge_controller.ledger import KeyPair, Record
+from edge_controller.ledger import MAX_SEALERS, THIRD_RULES, KeyPair, Record, account_id
 from edge_controller.network import BrokerSettings
 from edge_controller.refusal import Refusal, Why
 
@@ -43,6 +44,7 @@ log = logging.getLogger(__name__)
 RETRY_S = (1.0, 30.0)
 # How often a home publishes its membership request again while it waits for an answer.
 REPUBLISH_S = 5.0
+HEX_KEY = re.compile(r"[0-9a-f]{64}")
 # What the API shows of refused requests: the newest few.
 MAX_REFUSED = 32
 
@@ -294,9 +296,11 @@ class CommunityService:
             pending.append({**request.view(), "received": entry["received"]})
         return {"requests": pending, "refused": list(self.refused)}
 
-    async def approve(self, request_id: str, topup: int = 0) -> dict[str, Any]:
-        """Register what the request asks, with the member's name and an optional opening
-        top-up; nothing is signed when any part would be refused."""
+    async def approve(self, request_id: str, topup: int = 0, sealer: bool = True) -> dict[str, Any]:
+        """Register what the request asks, with the member's name, an optional opening
+        top-up and (`sealer`, the default: a membership request comes from an edge
+        controller, which can seal) the home's node key added to the sealers; nothing is
+        signed when any part would be refused."""
         key, registry = self._key(), self._registry()
         if topup < 0:
             raise CommunityError(Problem.BAD_INPUT, "a top-up is a positive amount")
@@ -309,10 +313,14 @@ class CommunityService:
             bodies = self._registration_bodies(request)
             if topup:
                 bodies.append({"kind": "topup", "to": request.account, "amount": topup})
+            if sealer and self._can_add_sealer(request.node_key):
+                bodies.append({"kind": "sealer", "key": request.node_key, "action": "add"})
             records = [await self._issue(key, body) for body in bodies]
             with registry.locked() as book:
                 book.pending.pop(request_id, None)
-                book.invitations[request_id].update(state="used", account=request.account)
+                book.invitations[request_id].update(
+                    state="used", account=request.account, key=request.node_key
+                )
                 book.logins[request.login]["node_id"] = request.account
                 registry.write_broker_files(book)
             self._to_clear.add(request.login)
@@ -350,8 +358,56 @@ class CommunityService:
 
     async def _issue(self, key: KeyPair, body: dict[str, Any]) -> str:
         fields = {k: v for k, v in body.items() if k != "kind"}
-        record: Record = await self.node.issue(body["kind"], key=key, **fields)
+        record: Record = await self.node.issue_fields(body["kind"], fields, key)
         return record.id
+
+    def _can_add_sealer(self, node_key: str) -> bool:
+        """Whether approving may add `node_key` to the sealers: a community of proof of
+        authority on rules 3, where it is not a sealer yet (planned or pooled)."""
+        genesis = self.node.genesis
+        if genesis.consensus.mode != "poa" or genesis.consensus.rules < THIRD_RULES:
+            return False
+        planned = self.ledger.planned_sealers()
+        if node_key in planned or len(planned) >= MAX_SEALERS:
+            return False
+        return not any(
+            r.kind == "sealer" and r.body["key"] == node_key for r in self.ledger.pool.values()
+        )
+
+    def _sealer_key(self, who: str) -> str:
+        """The public key an account or a key names: a key as given; an account by the
+        sealers' keys and the keys of the homes this registrar approved."""
+        if HEX_KEY.fullmatch(who):
+            return who
+        known = [*self.ledger.planned_sealers(), *self.node.genesis.consensus.sealers]
+        known += [i["key"] for i in self._registry().read().invitations.values() if i.get("key")]
+        for key in known:
+            if account_id(key) == who:
+                return key
+        raise CommunityError(
+            Problem.UNKNOWN_MEMBER,
+            f"no known key of {who}: give the home's node public key (64 hex characters)",
+        )
+
+    async def change_sealer(self, who: str, action: str) -> dict[str, Any]:
+        """Add the home `who` (an account or a node public key) to the sealers, or remove
+        it: a `sealer` record, in force two blocks after its block is final."""
+        key = self._key()
+        genesis = self.node.genesis
+        if genesis.consensus.mode != "poa" or genesis.consensus.rules < THIRD_RULES:
+            raise CommunityError(
+                Problem.BAD_INPUT,
+                "this community's genesis fixes its sealers (proof of authority on rules 3"
+                " changes them)",
+            )
+        sealer_key = self._sealer_key(who)
+        body = {"kind": "sealer", "key": sealer_key, "action": action}
+        return {
+            "sealer": await self._issue(key, body),
+            "key": sealer_key,
+            "account": account_id(sealer_key),
+            "action": action,
+        }
 
     async def deny(self, request_id: str, reason: str = "") -> dict[str, Any]:
         """Refuse a waiting request: nothing is registered and its invitation is spent."""
@@ -385,7 +441,17 @@ class CommunityService:
         if member is None:
             raise CommunityError(Problem.UNKNOWN_MEMBER, f"{account} is not a named member")
         body = {"kind": "member", "account": account, "name": member.name, "status": status}
-        return {"member": await self._issue(self._key(), body)}
+        result: dict[str, Any] = {"member": await self._issue(self._key(), body)}
+        sealer = next((k for k in self.ledger.planned_sealers() if account_id(k) == account), "")
+        if status != "active" and sealer:
+            # A home that left, or whose key was lost, seals no more; unless it is the last.
+            removal = {"kind": "sealer", "key": sealer, "action": "remove"}
+            try:
+                result["sealer"] = await self._issue(self._key(), removal)
+            except Refusal as exc:
+                log.warning("%s stays a sealer: %s", member.name or account, exc.message)
+                result["sealer_kept"] = exc.code
+        return result
 
     def _new_resource(self, resource_id: str, changes: dict[str, Any]) -> dict[str, Any]:
         """A registration of a resource a member adds (a new battery): its owner, kind,

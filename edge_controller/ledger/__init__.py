@@ -38,6 +38,7 @@ from .queries import (
     trade_power_w,
 )
 from .records import Record, parse_record, sign_record, signing_message
+from .sealers import MAX_SEALERS
 from .snapshot import JoinStatus, SnapshotJoin, keep_snapshots
 from .state import Acceptance, Account, Commitments, Member, Offer, Resource, State, Trade
 from .store import MemoryStore, SqliteStore, StoreMismatch, private_file
@@ -50,6 +51,7 @@ __all__ = [
     "LATEST_RULES",
     "MAX_BLOCKS",
     "MAX_BLOCK_BYTES",
+    "MAX_SEALERS",
     "THIRD_RULES",
     "TRANSPORT_MESSAGE_BYTES",
     "Acceptance",

@@ -44,7 +44,6 @@ from .consensus import (
     expected_difficulty,
     final_by_depth,
     final_height,
-    finality_quorum,
     finality_rules,
     in_turn_sealer,
     may_seal,
@@ -53,7 +52,7 @@ from .consensus import (
     signed_header,
 )
 from .errors import Reason, Rejected
-from .genesis import Consensus, Genesis
+from .genesis import THIRD_RULES, Consensus, Genesis
 from .integrity import REMEDY, DamagedStore, StorageError, as_hex, changed, row_hash
 from .keys import KeyPair, Verifier, account_id
 from .parallel import Check, SignaturePool, check_ahead
@@ -66,6 +65,7 @@ from .rules import (
     check_stake,
     sequence_spent,
 )
+from .sealers import SealerTimeline, planned, ruling
 from .state import PendingState, State
 from .store import Commit, MemoryStore, SqliteStore, Store, first_writes
 
@@ -218,11 +218,12 @@ class Ledger:
         self._authority = authority_rules(genesis)
         # Rules 3 on, either mode: a final height by depth too (`consensus.final_by_depth`).
         self._finality = finality_rules(genesis)
-        self._quorum = finality_quorum(genesis)
         self.checkpoints = Checkpoints(genesis, snapshot_dir)
         # The highest block whose body and undo data this node never had (a snapshot's
         # base) or has pruned: nothing at or below it is undone or re-checked.
         self.base_height = 0
+        # Rules 3: the sealer set in force at each block, on every branch (`sealers.py`).
+        self.sealer_timeline = SealerTimeline(genesis, self.index, self.ancestor)
         # Hashes each sealer signed at each height above the final one (equivocation).
         self._slots: dict[int, dict[str, list[str]]] = {}
         self._pruned_to = 0
@@ -256,6 +257,7 @@ class Ledger:
             self.state.keep_cold(self.store.load_row, self.store.scan_rows)
         self._load(check_blocks)
         self._update_final()
+        self._note_side_changes()
 
     @classmethod
     def open(
@@ -437,7 +439,59 @@ class Ledger:
 
     def knows_account(self, account: str) -> bool:
         """Whether the best chain holds `account` (a sealer's and a registrar's count too)."""
-        return account in self._members or self.state.accounts.get(account) is not None
+        if account in self._members or self.state.accounts.get(account) is not None:
+            return True
+        return bool(self.state.sealer_plan.rows) and account in {
+            account_id(k) for k in planned(self.state, self.genesis)
+        }
+
+    # --- the sealer set (rules 3) ------------------------------------------------------------
+
+    @property
+    def _quorum(self) -> int:
+        """Distinct sealers on top of a block that make it final: a majority of the set in
+        force at the head."""
+        return self.sealer_timeline.in_force(self.head).quorum
+
+    def sealer_set(self, entry: IndexEntry | None = None) -> tuple[str, ...]:
+        """The sealer keys in force for the block after `entry` (default: the head), in
+        turn order."""
+        return self.sealer_timeline.after(self.head if entry is None else entry).sealers
+
+    def is_sealer(self, key_hex: str) -> bool:
+        """Whether `key_hex` may seal the next block by the set in force (any key under
+        proof of work)."""
+        return self.genesis.consensus.mode == "pow" or key_hex in self.sealer_set()
+
+    def planned_sealers(self) -> tuple[str, ...]:
+        """The sealer set once every change the best chain recorded is in force."""
+        return planned(self.state, self.genesis)
+
+    def _ruling(self, parent: IndexEntry) -> Genesis:
+        """Genesis with the sealer set in force for the block after `parent`."""
+        return ruling(self.genesis, self.sealer_set(parent))
+
+    def _note_stored_changes(self) -> None:
+        """At start: the sealer changes the best chain's blocks recorded, from the state."""
+        for height, row in self.state.sealer_changes.rows.items():
+            if int(height) < len(self.main):
+                self.sealer_timeline.note_changes(self.main[int(height)], row.keys)
+
+    def _note_side_changes(self) -> None:
+        """At start: the sealer changes of stored side-branch blocks above the final height
+        (a branch below it can never be followed)."""
+        if self.genesis.consensus.rules < THIRD_RULES:
+            return
+        for tip in list(self.tips):
+            entry = self.index[tip]
+            while (
+                entry.height > self.final_height
+                and self.main[min(entry.height, len(self.main) - 1)] != entry.hash
+            ):
+                block = None if entry.invalid else self.store.get_block(entry.hash)
+                if block is not None:
+                    self.sealer_timeline.note_block(entry.hash, block.records)
+                entry = self.index[entry.prev]
 
     def prune_pool(self, now: int | None = None) -> list[Record]:
         """Drop the pooled records the best chain now refuses for good (an offer sold
@@ -696,6 +750,7 @@ class Ledger:
                 work=parent.work + block_work(self.genesis, block.header.difficulty),
             )
         )
+        self.sealer_timeline.note_block(block.hash, block.records)
         # Written to disk with the change of best chain that connects it (one transaction),
         # or on its own if it stays on a side branch.
         self._unstored[block.hash] = block
@@ -806,6 +861,7 @@ class Ledger:
         by_sealers = final_height(self.head, self._quorum, self.ancestor) if self._authority else 0
         by_depth = final_by_depth(self.genesis, self.height)
         self.final_height = max(self.final_height, self.base_height, by_sealers, by_depth)
+        self.sealer_timeline.forget_below(self.final_height, self.main.__getitem__)
         # Slots at or below the final height cannot take a new block any more.
         for height in range(self._pruned_to, self.final_height + 1):
             self._slots.pop(height, None)
@@ -818,7 +874,7 @@ class Ledger:
             raise Rejected(Reason.TIME_TOO_FAR_AHEAD, "the block's time is too far ahead")
         if record_root([r.id for r in block.records]) != block.header.root:
             raise Rejected(Reason.BAD_RECORD_ROOT, "the record root does not match the records")
-        check_header(self.genesis, block.header, block.hash, parent, self.ancestor)
+        check_header(self._ruling(parent), block.header, block.hash, parent, self.ancestor)
         block.check_signature(self.verifier)
         for record in block.records:
             record.verify(self.community, self.verifier)
@@ -972,6 +1028,7 @@ class Ledger:
             is_recorded=self.is_recorded,
         )
         self.checkpoints.check(block, self.state)
+        self.sealer_timeline.note_block(block.hash, block.records)
         apply_block(self.state, block.records, ctx, self._note_connected)
 
     def _note_connected(self, record: Record) -> None:
@@ -1003,7 +1060,7 @@ class Ledger:
         """Whether `key` may seal the next block at `now`: its turn rules, and on the latest
         rules its spacing since its previous block and no recorded equivocation."""
         head = self.head
-        if not may_seal(self.genesis, head, key.public_hex, self.ancestor):
+        if not may_seal(self._ruling(head), head, key.public_hex, self.ancestor):
             return False
         if not self._authority:
             return True
@@ -1017,7 +1074,7 @@ class Ledger:
         """Proof of authority: whether `key` is the in-turn sealer of the next block."""
         if self.genesis.consensus.mode != "poa":
             return True
-        return in_turn_sealer(self.genesis, self.height + 1) == key.public_hex
+        return in_turn_sealer(self._ruling(self.head), self.height + 1) == key.public_hex
 
     def first_in_line(self, key: KeyPair) -> bool:
         """Whether `key` is the sealer expected to seal the next block: the in-turn one, or,
@@ -1026,12 +1083,13 @@ class Ledger:
         turn after one out-of-turn block: each next in-turn sealer is the one just barred."""
         if self.genesis.consensus.mode != "poa":
             return True
-        sealers = self.genesis.consensus.sealers
+        genesis = self._ruling(self.head)
+        sealers = genesis.consensus.sealers
         first = (self.height + 1) % len(sealers)
         for step in range(len(sealers)):
             candidate = sealers[(first + step) % len(sealers)]
             barred = self._authority and account_id(candidate) in self.state.suspended
-            if not barred and may_seal(self.genesis, self.head, candidate, self.ancestor):
+            if not barred and may_seal(genesis, self.head, candidate, self.ancestor):
                 return candidate == key.public_hex
         return False
 
@@ -1076,7 +1134,7 @@ class Ledger:
             prev=head.hash,
             root=record_root([r.id for r in chosen]),
             time=time_ms,
-            difficulty=expected_difficulty(self.genesis, head, key.public_hex, self.ancestor),
+            difficulty=expected_difficulty(self._ruling(head), head, key.public_hex, self.ancestor),
             nonce=0,
             sealer=key.public_hex,
             checkpoint=self.checkpoint_for(head.height + 1),
@@ -1119,6 +1177,7 @@ class Ledger:
                 ) from None
             if digests:
                 total += row_hash(name, key, value)
+        self._note_stored_changes()
         if digests:
             self.state_digest = total % (1 << 256)
             self._check_stored_state(check_blocks)

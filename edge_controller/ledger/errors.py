@@ -85,6 +85,10 @@ class Reason(StrEnum):
     BAD_CHECKPOINT = "bad_checkpoint"
     BAD_SNAPSHOT = "bad_snapshot"
     PRUNED = "pruned"
+    ALREADY_SEALER = "already_sealer"
+    NOT_A_SEALER = "not_a_sealer"
+    LAST_SEALER = "last_sealer"
+    TOO_MANY_SEALERS = "too_many_sealers"
 
 
 class Rejected(Exception):

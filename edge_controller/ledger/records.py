@@ -28,6 +28,8 @@ RECORD_FRAME_BYTES = len(canonical_bytes({"body": {}, "sig": "0" * 128, "signer"
 # Rules 3 on: a member's standing, as its registrar records it (`member` records).
 MEMBER_STATUSES = frozenset({"active", "left", "revoked"})
 MAX_MEMBER_NAME = 64
+# Rules 3 on: what a `sealer` record does to the sealer set.
+SEALER_ACTIONS = frozenset({"add", "remove"})
 RESOURCE_KINDS = frozenset({"pv", "battery", "fuel_cell", "usb_port", "meter"})
 OFFER_MODES = frozenset({"energy", "capacity"})
 
@@ -218,6 +220,8 @@ KINDS: dict[str, tuple[dict[str, Checker], dict[str, Checker]]] = {
         {"account": ACCOUNT, "name": text(None, MAX_MEMBER_NAME)},
         {"status": one_of(MEMBER_STATUSES)},
     ),
+    # Rules 3 on: the registrar adds a sealer key to the set, or removes one from it.
+    "sealer": ({"key": HEX64, "action": one_of(SEALER_ACTIONS)}, {}),
     # Two headers one sealer signed at one height: the proof that it equivocated.
     "equivocation": ({"first": SIGNED_HEADER, "second": SIGNED_HEADER}, {}),
 }

@@ -31,6 +31,7 @@ from .queries import (
     sharing_reach,
 )
 from .records import MAX_WINDOW_MS, Record
+from .sealers import apply_change, ever_sealers, ruling
 from .state import (
     Acceptance,
     Account,
@@ -923,7 +924,9 @@ def _equivocation(state: State, record: Record, ctx: BlockContext, body: dict[st
     block on, blocks it seals are invalid (its turns pass to the others)."""
     if not authority_rules(ctx.genesis):
         raise Rejected(Reason.MALFORMED, "equivocation evidence needs proof of authority, rules 2")
-    header = check_equivocation(ctx.genesis, body["first"], body["second"], _EVIDENCE_VERIFIER)
+    # Rules 3 on, a sealer a registrar added is held to the same account.
+    evidence_genesis = ruling(ctx.genesis, ever_sealers(state, ctx.genesis))
+    header = check_equivocation(evidence_genesis, body["first"], body["second"], _EVIDENCE_VERIFIER)
     sealer = header.sealer_account
     if sealer in state.suspended:
         raise Rejected(Reason.DUPLICATE, f"sealer {sealer} is already suspended")
@@ -949,6 +952,18 @@ def _member(state: State, record: Record, ctx: BlockContext, body: dict[str, Any
         _vouch(state, ctx, body["account"])
 
 
+def _sealer(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
+    """Rules 3 on, proof of authority: a registrar adds a sealer key or removes one; the
+    set changes once the record is final (`sealers.py`)."""
+    if ctx.rules < THIRD_RULES or ctx.genesis.consensus.mode != "poa":
+        raise Rejected(
+            Reason.MALFORMED, "sealer records are a rule of rules 3 and proof of authority"
+        )
+    if record.account not in ctx.registrars:
+        raise Rejected(Reason.NOT_REGISTRAR, "only a registrar named in genesis changes sealers")
+    apply_change(state, ctx.genesis, ctx.height, body["key"], body["action"])
+
+
 _HANDLERS: dict[str, Handler] = {
     "registration": _registration,
     "resource_update": _resource_update,
@@ -968,6 +983,7 @@ _HANDLERS: dict[str, Handler] = {
     "transfer": _transfer,
     "equivocation": _equivocation,
     "member": _member,
+    "sealer": _sealer,
 }
 
 

@@ -434,6 +434,11 @@ class State:
         self.members: Table[Member] = Table("members", Member, j)
         # Rows that finished, by the chain time they did, waiting to leave memory.
         self._finishing: deque[tuple[int, Table[Any], str]] = deque()
+        # Rules 3 on (`sealer` records): the sealer set once every recorded change is in
+        # force (one row, "", absent while no change is recorded), and the changes each
+        # block of the best chain recorded, by height (what `sealers.py` schedules).
+        self.sealer_plan: Table[SealerPlan] = Table("sealer_plan", SealerPlan, j)
+        self.sealer_changes: Table[SealerPlan] = Table("sealer_changes", SealerPlan, j)
 
     def tables(self) -> Iterator[Table[Any]]:
         """Every table of the state."""
@@ -542,6 +547,14 @@ class Member:
     name: str
     status: str
     height: int
+
+
+@dataclass(frozen=True, slots=True)
+class SealerPlan:
+    """Sealer keys in turn order (`sealer_plan`), or a block's changes, each "add:KEY" or
+    "remove:KEY" in record order (`sealer_changes`)."""
+
+    keys: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,6 +37,7 @@ from .keys import Verifier
 from .parallel import CHUNK, SignaturePool
 from .records import Record, signing_message
 from .rules import BlockContext, apply_block
+from .sealers import SealerView, changes_in, next_view, ruling
 from .state import State, Table
 
 # Not a block's fault, so not a `Reason`: the stored state or index disagrees with the chain.
@@ -176,6 +177,8 @@ class _Replay:
             "CREATE TABLE recorded (id BLOB PRIMARY KEY) WITHOUT ROWID;"
         )
         self.state.keep_cold(self._load_row, self._scan_rows)
+        # Rules 3: the sealer set in force for the next block, and the changes on their way.
+        self.sealers = SealerView(genesis.consensus.sealers)
 
     def _load_row(self, table: Table[Any], key: str) -> Any:
         row = self.spill.execute(
@@ -257,7 +260,8 @@ class _Replay:
             if record_root([r.id for r in block.records]) != block.header.root:
                 raise Rejected(Reason.BAD_RECORD_ROOT, "the record root does not match")
             # Also the proof of work: `block_hash` is recomputed from the header just parsed.
-            check_header(self.genesis, block.header, block_hash, parent, self.ancestor)
+            ruling_genesis = ruling(self.genesis, self.sealers.sealers)
+            check_header(ruling_genesis, block.header, block_hash, parent, self.ancestor)
             block.check_signature(self.block_verifier)
             ids = [bytes.fromhex(r.id) for r in block.records]
             fresh = set(ids)
@@ -296,17 +300,19 @@ class _Replay:
         self._spill_block(ids, block.header.time)
         # Undo data is what a node needs for reorgs; a verifier never rolls back.
         self.state.journal.clear()
-        self.entries.append(
-            IndexEntry(
-                hash=block_hash,
-                prev=block.prev,
-                height=block.height,
-                time=block.header.time,
-                difficulty=block.header.difficulty,
-                sealer=block.header.sealer,
-                work=parent.work + block_work(self.genesis, block.header.difficulty),
-            )
+        entry = IndexEntry(
+            hash=block_hash,
+            prev=block.prev,
+            height=block.height,
+            time=block.header.time,
+            difficulty=block.header.difficulty,
+            sealer=block.header.sealer,
+            work=parent.work + block_work(self.genesis, block.header.difficulty),
         )
+        self.entries.append(entry)
+        changes = changes_in(self.genesis, block.records)
+        if changes or self.sealers.pending or self.sealers.scheduled:
+            self.sealers = next_view(self.sealers, entry, changes, self.ancestor)
         return block_hash, len(block.records)
 
     def _check_signatures(self, records: Sequence[Record]) -> _Results | None:

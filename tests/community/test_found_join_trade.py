@@ -278,6 +278,14 @@ def test_a_street_founds_invites_joins_approves_and_trades(
         ),
     )
     until("the top-up", lambda: flat.get("wallet")["balance"] >= 100_000 + 5_000 - trade["cost"])
+
+    def flat_seals() -> bool:
+        return bool(
+            {m["account"]: m for m in sunny.get("members")["members"]}[flat.account]["sealer"]
+        )
+
+    # Approved as a sealer (the default), Flat 3 seals; as it leaves, it is removed.
+    until("Flat 3 seals", flat_seals)
     ok("community", "leave", flat.account, "-c", config)
 
     def left() -> bool:
@@ -285,6 +293,13 @@ def test_a_street_founds_invites_joins_approves_and_trades(
         return bool(members[flat.account]["status"] == "left")
 
     until("Flat 3 has left", left)
+    # Approved as a sealer (the default), it was removed from the sealers as it left.
+    until(
+        "Flat 3 seals no more",
+        lambda: (
+            not {m["account"]: m for m in sunny.get("members")["members"]}[flat.account]["sealer"]
+        ),
+    )
     until(
         "Flat 3's ledger knows it left",
         lambda: flat.get("community/membership")["status"] == "left",

@@ -60,7 +60,7 @@ class Community:
             self._keys[name] = KeyPair.from_seed(name.encode())
         return self._keys[name]
 
-    def sign(self, key: KeyPair, kind: str, **fields: Any) -> Record:
+    def sign(self, key: KeyPair, kind: str, /, **fields: Any) -> Record:
         """A record of `kind` signed by `key`, with its next sequence number."""
         self._seq[key.public_hex] += 1
         body = {"kind": kind, "seq": self._seq[key.public_hex], "time": self.now, **fields}
