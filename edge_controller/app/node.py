@@ -153,9 +153,8 @@ class LedgerNode:
 
     def next_seq(self, key: KeyPair) -> int:
         """The next sequence number of `key`'s account, past the ledger and the pool."""
-        account = key.account
-        pooled = [r.seq for r in self.ledger.pool.values() if r.account == account]
-        return max([self.ledger.state.account(account).seq, *pooled]) + 1
+        pooled = [r.seq for r in self.ledger.pool.values() if r.account == key.account]
+        return max([self.ledger.state.account(key.account).seq, *pooled]) + 1
 
     async def issue(self, kind: str, key: KeyPair | None = None, **fields: Any) -> Record:
         """Sign a record of `kind` with our key (or `key`), check it against the ledger,

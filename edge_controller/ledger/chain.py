@@ -1263,6 +1263,7 @@ class Ledger:
         self._forget_pending()
         self.state = State()
         self.index, self.children, self.tips = {}, {}, set()
+        self.sealer_timeline = SealerTimeline(self.genesis, self.index, self.ancestor)
         self._best = None
         self.final_height = self.base_height = self._pruned_to = 0
         self._slots = {}
