@@ -113,7 +113,7 @@ def test_mistakes_in_the_addresses_are_named_with_their_paths(tmp_path: Path) ->
     with pytest.raises(ConfigError) as info:
         parse_config(document, "edge.yaml", tmp_path)
     assert info.value.problems == ["community_broker.addresses[1]: nats-1:8883 is listed twice"]
-    broker["host"] = "nats-1"
+    broker["host"], broker["addresses"] = "nats-1", [{"host": "nats-1"}]
     with pytest.raises(ConfigError) as info:
         parse_config(document, "edge.yaml", tmp_path)
     assert info.value.problems == [
