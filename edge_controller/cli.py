@@ -367,6 +367,9 @@ def _add_bench(subparsers: Subparsers) -> None:
     market.add_argument("--offers", type=int, default=200, help="offers to time; default 200")
     market.add_argument("--json", action="store_true", help="print one JSON object")
     market.set_defaults(run=_bench_market)
+    from edge_controller.bench.transport_cli import add_transport
+
+    add_transport(targets)
 
 
 def _bench_market(args: argparse.Namespace) -> int:
