@@ -34,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -58,6 +59,11 @@ SLOT_S = 15 * 60
 PER_SLOT = {"offer": 1, "acceptance": 1, "meter_reading": 2, "settlement": 1, "status": 1}
 HOMES_PER_WORKER = 250
 CONNECTING_AT_ONCE = 25
+# After the last message is sent, deliveries have this long to arrive: longer than NATS's
+# `ack_wait` in deploy/nats/node.conf, so a redelivered message is counted, late.
+DRAIN_S = 35.0
+# Sessions of a thousand homes on a loaded machine take minutes to set up on the cluster.
+CONNECT_TIMEOUT_S = 900.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -206,7 +212,7 @@ async def _work(
     async def read(client: aiomqtt.Client) -> None:
         seen: set[int] = set()
         async for message in client.messages:
-            index = index_of.get(bytes(message.payload))  # type: ignore[arg-type]
+            index = index_of.get(bytes(message.payload))
             # A redelivery (QoS 1 is at least once) is not a second delivery.
             if index is not None and index not in seen:
                 seen.add(index)
@@ -263,11 +269,22 @@ async def _work(
             )
         await asyncio.gather(*tasks, return_exceptions=True)
         # Deliveries still in flight get until the end plus a grace to arrive.
-        end_ns = start_ns + int((seconds + 10) * 1e9)
+        end_ns = start_ns + int((seconds + DRAIN_S) * 1e9)
         await asyncio.sleep(max(0.0, (end_ns - time.monotonic_ns()) / 1e9))
         for reader in readers:
             reader.cancel()
     return {"sent": sent, "received": received}
+
+
+def _answer(pipe: Connection, timeout_s: float) -> dict[str, Any]:
+    """A worker's next report, or an error saying it died or went silent."""
+    if not pipe.poll(timeout_s):
+        return {"error": f"no answer from a worker in {timeout_s:.0f} s"}
+    try:
+        answer: dict[str, Any] = pipe.recv()
+    except EOFError:
+        return {"error": "a worker died"}
+    return answer
 
 
 def _cpu_s(pids: Sequence[int]) -> float:
@@ -310,10 +327,12 @@ def measure(
         ours, theirs = context.Pipe()
         process = context.Process(target=_worker, args=(load, share, target, seconds, theirs))
         process.start()
+        # Only the worker holds its end now: should it die, our `recv` ends with EOFError.
+        theirs.close()
         pipes.append(ours)
         processes.append(process)
     try:
-        ready = [pipe.recv() for pipe in pipes]
+        ready = [_answer(pipe, CONNECT_TIMEOUT_S) for pipe in pipes]
         failed = [r["error"] for r in ready if "error" in r]
         if failed:
             raise RuntimeError(f"a worker failed while connecting: {failed[0]}")
@@ -321,7 +340,7 @@ def measure(
         start_ns = time.monotonic_ns() + 500_000_000
         for pipe in pipes:
             pipe.send(start_ns)
-        results = [pipe.recv() for pipe in pipes]
+        results = [_answer(pipe, seconds + DRAIN_S + 120) for pipe in pipes]
         cpu = (_cpu_s(pids()) - cpu_before) / (time.monotonic() - wall_before)
         rss = _rss_mb(pids())
     finally:
@@ -343,6 +362,10 @@ def measure(
     )
     # Every home subscribes to the records and to every presence: each message goes to all.
     expected = len(sent) * homes
+    arrivals = Counter(index for result in results for index, _ in result["received"])
+    missing: Counter[str] = Counter()
+    for index in sent:
+        missing[load.messages[index].kind] += homes - arrivals[index]
     per_thousand = 1000 / homes
     return {
         "homes": homes,
@@ -352,6 +375,7 @@ def measure(
         "delivered": len(latencies),
         "delivered_per_s": round(len(latencies) / seconds, 1),
         "delivered_share": round(len(latencies) / expected, 4) if expected else None,
+        "undelivered": {kind: count for kind, count in sorted(missing.items()) if count},
         "delivery_ms": {"p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)},
         "broker_cpu_cores": round(cpu, 3),
         "broker_rss_mb": round(rss, 1),
