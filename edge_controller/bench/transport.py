@@ -209,14 +209,20 @@ async def _work(
     clients: dict[int, aiomqtt.Client] = {}
     readers: list[asyncio.Task[None]] = []
 
+    lost: list[int] = []
+
     async def read(client: aiomqtt.Client) -> None:
         seen: set[int] = set()
-        async for message in client.messages:
-            index = index_of.get(bytes(message.payload))
-            # A redelivery (QoS 1 is at least once) is not a second delivery.
-            if index is not None and index not in seen:
-                seen.add(index)
-                received.append((index, time.monotonic_ns()))
+        try:
+            async for message in client.messages:
+                index = index_of.get(bytes(message.payload))
+                # A redelivery (QoS 1 is at least once) is not a second delivery.
+                if index is not None and index not in seen:
+                    seen.add(index)
+                    received.append((index, time.monotonic_ns()))
+        except aiomqtt.MqttError:
+            # The broker closed the connection: counted; a real home would reconnect.
+            lost.append(1)
 
     # Homes connect a few at a time, as a community's homes return after an outage.
     gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
@@ -273,7 +279,7 @@ async def _work(
         await asyncio.sleep(max(0.0, (end_ns - time.monotonic_ns()) / 1e9))
         for reader in readers:
             reader.cancel()
-    return {"sent": sent, "received": received}
+    return {"sent": sent, "received": received, "lost": len(lost)}
 
 
 def _answer(pipe: Connection, timeout_s: float) -> dict[str, Any]:
@@ -376,6 +382,7 @@ def measure(
         "delivered_per_s": round(len(latencies) / seconds, 1),
         "delivered_share": round(len(latencies) / expected, 4) if expected else None,
         "undelivered": {kind: count for kind, count in sorted(missing.items()) if count},
+        "connections_closed_by_broker": sum(result["lost"] for result in results),
         "delivery_ms": {"p50": _percentile(latencies, 0.5), "p99": _percentile(latencies, 0.99)},
         "broker_cpu_cores": round(cpu, 3),
         "broker_rss_mb": round(rss, 1),
