@@ -51,8 +51,12 @@ def start_homes(street: ClusterStreet) -> dict[str, EdgeProcess]:
 
 def trade(homes: dict[str, EdgeProcess], buyer: str, quantity: int = 100) -> str:
     """h0 offers to `buyer` alone and `buyer` accepts; the acceptance's id once acknowledged."""
-    seller = homes["h0"]
-    offer = seller.post(
+    return accept(homes, buyer, offer_to(homes, buyer, quantity), quantity)
+
+
+def offer_to(homes: dict[str, EdgeProcess], buyer: str, quantity: int = 100) -> str:
+    """h0 offers to `buyer` alone; the offer's id once h0 acknowledged it."""
+    offer: dict[str, Any] = homes["h0"].post(
         "offers",
         {
             "resource": "h0/battery",
@@ -62,14 +66,17 @@ def trade(homes: dict[str, EdgeProcess], buyer: str, quantity: int = 100) -> str
             "to": [homes[buyer].account],
         },
     )
+    return str(offer["id"])
+
+
+def accept(homes: dict[str, EdgeProcess], buyer: str, offer: str, quantity: int = 100) -> str:
+    """`buyer` accepts `offer` once it arrived; the acceptance's id once acknowledged."""
     wait_until(
-        lambda: any(o["id"] == offer["id"] for o in homes[buyer].get("offers")["offers"]),
+        lambda: any(o["id"] == offer for o in homes[buyer].get("offers")["offers"]),
         timeout=60,
         what=f"h0's offer to reach {buyer}",
     )
-    accepted: dict[str, Any] = homes[buyer].post(
-        f"offers/{offer['id']}/accept", {"quantity": quantity}
-    )
+    accepted: dict[str, Any] = homes[buyer].post(f"offers/{offer}/accept", {"quantity": quantity})
     return str(accepted["acceptance"])
 
 
@@ -98,9 +105,10 @@ def test_a_node_killed_mid_trade_the_homes_trade_on_and_the_node_catches_up(
     interval_s = nats_street.community.block_interval_ms / 1000
     acceptances = [trade(homes, "h1")]
 
-    # h0 and h3 are on node 0: it dies with their sessions in flight.
+    # h0 and h3 are on node 0: it dies between h0's offer and h3's acceptance.
+    offer = offer_to(homes, "h3")
     cluster.kill_node(0)
-    acceptances.append(trade(homes, "h3"))
+    acceptances.append(accept(homes, "h3", offer))
     acceptances.append(trade(homes, "h4"))
     wait_until(lambda: everywhere(homes, acceptances), timeout=60, what="trades with a node down")
     for name in ("h0", "h3"):
