@@ -379,6 +379,10 @@ def _add_bench(subparsers: Subparsers) -> None:
     growth.add_argument("--json", action="store_true", help="print one JSON object")
     growth.set_defaults(run=_bench_growth)
 
+    from edge_controller.bench.transport_cli import add_transport
+
+    add_transport(targets)
+
 
 def _bench_market(args: argparse.Namespace) -> int:
     from edge_controller.bench.market import run_market_benchmark

@@ -148,12 +148,35 @@ class TlsSection:
 
 
 @dataclass(frozen=True)
+class AddressSection:
+    """One entry of a broker's `addresses:`: a node of a broker cluster."""
+
+    host: Text
+    port: Port = 1883
+
+
+def _unique_addresses(addresses: tuple[AddressSection, ...]) -> Iterable[tuple[str, str]]:
+    seen: set[tuple[str, int]] = set()
+    for i, address in enumerate(addresses):
+        key = (address.host, address.port)
+        if key in seen:
+            yield f"[{i}]", f"{address.host}:{address.port} is listed twice"
+        seen.add(key)
+
+
+@dataclass(frozen=True)
 class BrokerSection:
-    """`community_broker:` or `device_broker:`; a `password_file` is read here."""
+    """`community_broker:` or `device_broker:`; a `password_file` is read here.
+
+    One broker is `host` and `port`; the nodes of a cluster are `addresses` instead (a list
+    of `{host, port}`), tried in order, the next one whenever the current one is lost."""
 
     NONE_IS_EMPTY: ClassVar[bool] = True
-    host: Text = "127.0.0.1"
-    port: Port = 1883
+    host: Text | None = None
+    port: Port | None = None
+    addresses: Annotated[
+        tuple[AddressSection, ...], Expect("a list of {host, port}"), Check(_unique_addresses)
+    ] = ()
     username: Annotated[str, Expect("a text")] | None = None
     password: Annotated[str, Expect("a text")] | None = None
     password_file: Text | None = None
@@ -162,6 +185,13 @@ class BrokerSection:
     secret: str | None = field(init=False, default=None)
 
     def __post_init__(self) -> None:
+        checks = Checks()
+        checks.require(
+            not (self.addresses and (self.host is not None or self.port is not None)),
+            "addresses",
+            "give either host and port or addresses, not both",
+        )
+        checks.done()
         secret = self.password
         if self.password_file is not None:
             try:
@@ -179,9 +209,14 @@ class BrokerSection:
         def path(file: str | None) -> Path | None:
             return None if file is None else Path(file)
 
+        addresses = [(a.host, a.port) for a in self.addresses] or [
+            (self.host or "127.0.0.1", self.port or 1883)
+        ]
+        (host, port), *alternates = addresses
         return BrokerSettings(
-            host=self.host,
-            port=self.port,
+            host=host,
+            port=port,
+            alternates=tuple(alternates),
             username=self.username,
             password=self.secret,
             tls_ca_file=path(tls.ca_file),

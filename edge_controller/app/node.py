@@ -482,6 +482,7 @@ class LedgerNode:
                 "connected": stats.connected,
                 "outbox_pending": stats.outbox_pending,
                 "last_error": stats.last_error,
+                "address": stats.address,
                 "sync_dropped": stats.sync_dropped,
             },
             "peers": stats.peers_online,

@@ -111,6 +111,8 @@ class LinkStats:
     echoes: int
     # Why the last connection attempt or session ended, e.g. "Not authorized"; for the UI.
     last_error: str | None = None
+    # The broker address in use (or tried next): "host:port".
+    address: str = ""
     peers_online: list[str] = field(default_factory=list)
     # Sync messages not sent: no connection, or over the rate to their addressee.
     sync_dropped: int = 0
@@ -218,6 +220,10 @@ class CommunityLink:
         self._client: aiomqtt.Client | None = None
         self._connected = asyncio.Event()
         self._connections = 0
+        # When the broker last acknowledged a QoS 1 message of ours (monotonic seconds).
+        self._last_ack = 0.0
+        # Which of the broker's addresses the link uses now (`BrokerSettings.addresses`).
+        self._address_index = 0
         self._task: asyncio.Task[None] | None = None
         self._published: Counter[str] = Counter()
         self._received: Counter[str] = Counter()
@@ -363,6 +369,7 @@ class CommunityLink:
             rejected=Counter(self.rejections),
             echoes=self._echoes,
             last_error=self._last_error,
+            address=f"{self._address[0]}:{self._address[1]}",
             peers_online=self.online_peers(),
             sync_dropped=self._sync_dropped,
         )
@@ -470,6 +477,8 @@ class CommunityLink:
         self._removals.add(removal)
         removal.add_done_callback(self._removals.discard)
         self._outbox_pending -= len(acknowledged)
+        if acknowledged:
+            self._last_ack = time.monotonic()
         self._note_outbox_level()
         for entry in sent:
             address = self.topics.parse(entry.topic)
@@ -481,14 +490,18 @@ class CommunityLink:
     # -- connection ---------------------------------------------------------------------
 
     async def _run(self) -> None:
+        # A lost or refused address is followed at once by the next one; the pause grows
+        # only once every address of the broker was tried and none kept a session.
         attempt = 0
+        tried = 0
         while True:
             connections_before = self._connections
+            host, port = self._address
             try:
                 await self._connect_and_serve()
             except aiomqtt.MqttError as error:
                 self._last_error = str(error)
-                log.warning("MQTT %s:%d: %s", self.broker.host, self.broker.port, error)
+                log.warning("MQTT %s:%d: %s", host, port, error)
             except Exception as error:
                 # A bug here must not end the node's networking for good: log and reconnect.
                 self._last_error = repr(error)
@@ -497,13 +510,27 @@ class CommunityLink:
                 await self._set_connected(False)
                 self._drop_transient()
             if self._connections != connections_before:
-                attempt = 0
-            delay = reconnect_delay(
-                attempt, self.limits.reconnect_initial_s, self.limits.reconnect_max_s
-            )
-            attempt += 1
-            log.info("reconnecting to %s:%d in %.1f s", self.broker.host, self.broker.port, delay)
+                attempt, tried = 0, 0
+            addresses = self.broker.addresses
+            self._address_index = (self._address_index + 1) % len(addresses)
+            tried += 1
+            if tried < len(addresses):
+                delay = reconnect_delay(
+                    0, self.limits.reconnect_initial_s, self.limits.reconnect_initial_s
+                )
+            else:
+                delay = reconnect_delay(
+                    attempt, self.limits.reconnect_initial_s, self.limits.reconnect_max_s
+                )
+                attempt += 1
+                tried = 0
+            host, port = self._address
+            log.info("reconnecting to %s:%d in %.1f s", host, port, delay)
             await asyncio.sleep(delay)
+
+    @property
+    def _address(self) -> tuple[str, int]:
+        return self.broker.addresses[self._address_index]
 
     async def _connect_and_serve(self) -> None:
         # One time for the session's will and its online status, so a peer can tell this
@@ -527,11 +554,27 @@ class CommunityLink:
                 )
                 self._connections += 1
                 await self._set_connected(True)
-                log.info("connected to %s:%d", self.broker.host, self.broker.port)
+                log.info("connected to %s:%d", *self._address)
                 self._outbox_wakeup.set()
-                await _first_failure(self._read(client), self._drain_outbox(client))
+                self._last_ack = time.monotonic()
+                await _first_failure(
+                    self._read(client), self._drain_outbox(client), self._probe(client)
+                )
             finally:
                 self._client = None
+
+    async def _probe(self, client: aiomqtt.Client) -> None:
+        """Ends with an error when the broker stops acknowledging: a quiet connection sends
+        an empty QoS 1 message to its own inbox now and then and must get its PUBACK."""
+        interval = self.limits.probe_interval_s
+        while True:
+            await asyncio.sleep(max(0.0, self._last_ack + interval - time.monotonic()))
+            if time.monotonic() - self._last_ack < interval:
+                continue
+            await client.publish(
+                self.topics.sync(self.node_id), b"", qos=1, timeout=self.limits.publish_timeout_s
+            )
+            self._last_ack = time.monotonic()
 
     def _new_client(self, session_ms: int) -> aiomqtt.Client:
         broker = self.broker
@@ -558,9 +601,12 @@ class CommunityLink:
                     rejections[Rejection.INBOUND_QUEUE_FULL] += 1
                 super().put_nowait(item)
 
+        host, port = self._address
         client = aiomqtt.Client(
-            broker.host,
-            broker.port,
+            host,
+            port,
+            # 3.1.1, the version NATS's MQTT listener speaks too (it refuses MQTT 5).
+            protocol=aiomqtt.ProtocolVersion.V311,
             username=broker.username,
             password=broker.password,
             identifier=broker.client_id or f"energy-p2p-{self.node_id}",
@@ -641,6 +687,9 @@ class CommunityLink:
             raise MessageRejectedError(Rejection.UNKNOWN_TOPIC, "not a topic of this community")
         if address.kind is MessageKind.STATUS and address.node_id is not None:
             await self._accept_status(address.node_id, topic, payload)
+            return
+        if not payload and address.node_id == self.node_id:
+            # Our own liveness probe (`_probe`) back through our inbox: nothing to hand on.
             return
         document = parse_json_object(payload, self.limits.max_message_bytes)
         sender = envelope_sender(document)

@@ -11,11 +11,14 @@ class BrokerSettings:
     """Where the community broker is and how to log in to it.
 
     TLS is used when ``tls_ca_file`` is set; ``tls_cert_file`` and ``tls_key_file`` add a
-    client certificate for brokers that require one.
+    client certificate for brokers that require one. ``alternates`` are further addresses
+    of the same logical broker (the other nodes of a cluster), tried in turn after
+    ``host``:``port`` whenever the current one is lost; login and TLS are the same for all.
     """
 
     host: str
     port: int = 1883
+    alternates: tuple[tuple[str, int], ...] = ()
     username: str | None = None
     password: str | None = None
     tls_ca_file: Path | None = None
@@ -27,6 +30,11 @@ class BrokerSettings:
     # Also how long a connection closed before the broker's CONNACK goes unnoticed
     # (aiomqtt waits for the CONNACK only), so it is kept short.
     connect_timeout_s: float = 5.0
+
+    @property
+    def addresses(self) -> tuple[tuple[str, int], ...]:
+        """Every address of the broker, the first one first."""
+        return ((self.host, self.port), *self.alternates)
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,10 @@ class LinkLimits:
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
     publish_timeout_s: float = 10.0
+    # A connection that carried no acknowledged message for this long sends a probe at
+    # QoS 1 to the node's own inbox: a broker that accepts the connection but can store
+    # nothing (a NATS cluster without quorum) withholds the PUBACK, and the link moves on.
+    probe_interval_s: float = 10.0
     # Also the most a burst can be reordered in flight; it stays below the ledger's
     # 64-wide sequence window, so no record of a burst becomes stale by reordering.
     outbox_batch: int = 32

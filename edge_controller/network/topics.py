@@ -14,6 +14,12 @@ topic                          QoS        retained  carries
 Records, blocks and sync messages travel in an envelope (see ``envelope.py``); status
 messages are small JSON objects of their own because the broker publishes the offline
 one as the node's last will.
+
+The layout is what both Mosquitto and NATS's MQTT listener (``deploy/nats/``) accept: MQTT
+3.1.1, QoS 0 and 1 only, and ids without ``.`` or spaces (NATS turns topic levels into
+subject tokens and closes the connection of a client publishing either) nor NATS's
+wildcards ``*`` and ``>``. `TopicRules` is the one statement of what a home may publish and
+subscribe to, from which the brokers' ACLs are written.
 """
 
 from __future__ import annotations
@@ -23,8 +29,9 @@ from enum import StrEnum
 
 ROOT = "energy-p2p"
 
-# MQTT gives these characters a meaning inside topics, so no id may contain them.
-_FORBIDDEN_IN_IDS = frozenset("/+#\0")
+# MQTT gives "/+#" a meaning inside topics; NATS's MQTT listener refuses "." and " " in a
+# topic and gives "*" and ">" a meaning in its subjects and permissions: no id may hold any.
+_FORBIDDEN_IN_IDS = frozenset("/+#\0. *>")
 
 
 class MessageKind(StrEnum):
@@ -49,7 +56,8 @@ _KIND_OF_SEGMENT = {segment: kind for kind, segment in _SEGMENT_OF_KIND.items()}
 
 
 def is_valid_id(value: str) -> bool:
-    """True when ``value`` can be one topic level: non-empty, printable, no MQTT wildcards."""
+    """True when ``value`` can be one topic level on every broker: non-empty, printable, no
+    MQTT or NATS wildcards, no dot, no space."""
     return (
         0 < len(value) <= 128
         and value.isprintable()
@@ -121,6 +129,29 @@ class CommunityTopics:
         if len(levels) == 2 and is_valid_id(levels[1]):
             return TopicAddress(kind, levels[1])
         return None
+
+
+@dataclass(frozen=True)
+class TopicRules:
+    """What one home may do on the community's broker, as MQTT topic filters.
+
+    A home publishes records and blocks (their signatures say whose they are), sync
+    messages to any node, and presence only under its own node id (its will included);
+    it subscribes to the broadcasts, every node's presence and its own sync inbox only.
+    The broker logs in each home under its node id, so a Mosquitto ACL is these filters
+    with ``%u`` for the node id, and NATS's permissions are their subjects.
+    """
+
+    publish: tuple[str, ...]
+    subscribe: tuple[str, ...]
+
+
+def rules_for(topics: CommunityTopics, node_id: str) -> TopicRules:
+    """The publish and subscribe filters of ``node_id`` on ``topics``' community."""
+    return TopicRules(
+        publish=(topics.records, topics.blocks, f"{topics.base}/sync/+", topics.status(node_id)),
+        subscribe=tuple(topics.subscriptions(node_id)),
+    )
 
 
 def _checked(node_id: str) -> str:

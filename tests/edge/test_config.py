@@ -103,3 +103,36 @@ def test_the_ledger_section_keeps_history_and_says_how_to_join(tmp_path: Path) -
     document["ledger"] = {"archive": True, "join": "replay"}
     config = parse_config(document, "edge.yaml", tmp_path)
     assert config.history.archive and config.history.join == "replay"
+
+
+def test_the_community_broker_takes_the_addresses_of_a_cluster(tmp_path: Path) -> None:
+    document = sample_document(tmp_path)
+    broker = document["community_broker"]
+    del broker["host"], broker["port"]
+    broker["addresses"] = [{"host": "nats-1", "port": 8883}, {"host": "nats-2"}]
+    settings = parse_config(document, "edge.yaml", tmp_path).community_broker
+    assert settings.addresses == (("nats-1", 8883), ("nats-2", 1883))
+    assert settings.password == "s3cret"
+
+
+def test_mistakes_in_the_addresses_are_named_with_their_paths(tmp_path: Path) -> None:
+    document = sample_document(tmp_path)
+    broker = document["community_broker"]
+    del broker["host"], broker["port"]
+    broker["addresses"] = [{"host": "nats-1", "port": 8883}, {"port": 70_000}]
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, "edge.yaml", tmp_path)
+    assert info.value.problems == [
+        "community_broker.addresses[1].host: required",
+        "community_broker.addresses[1].port: expected an integer from 1 to 65535",
+    ]
+    broker["addresses"] = [{"host": "nats-1", "port": 8883}, {"host": "nats-1", "port": 8883}]
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, "edge.yaml", tmp_path)
+    assert info.value.problems == ["community_broker.addresses[1]: nats-1:8883 is listed twice"]
+    broker["host"], broker["addresses"] = "nats-1", [{"host": "nats-1"}]
+    with pytest.raises(ConfigError) as info:
+        parse_config(document, "edge.yaml", tmp_path)
+    assert info.value.problems == [
+        "community_broker.addresses: give either host and port or addresses, not both"
+    ]
