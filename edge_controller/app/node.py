@@ -479,11 +479,8 @@ class LedgerNode:
                 "history": self.history.status(),
             },
             "broker": {
-                "connected": stats.connected,
-                "outbox_pending": stats.outbox_pending,
-                "last_error": stats.last_error,
-                "address": stats.address,
-                "sync_dropped": stats.sync_dropped,
+                key: getattr(stats, key)
+                for key in ("connected", "outbox_pending", "last_error", "address", "sync_dropped")
             },
             "peers": stats.peers_online,
             "rejected": {
