@@ -16,6 +16,7 @@ import yaml
 
 from edge_controller.building_config import BuildingConfig, BuildingSection
 from edge_controller.devices import Clock
+from edge_controller.devices.homeassistant import HomeAssistantSource
 from edge_controller.devices.profiles import Quantity
 from edge_controller.devices.roles import Role
 from edge_controller.devices.sources import DeviceSettings, DeviceSource
@@ -484,7 +485,12 @@ def _building_problems(document: ConfigDocument) -> Iterable[tuple[str, str]]:
     if building is None:
         return
     counters = {Quantity.IMPORT_ENERGY_WH, Quantity.EXPORT_ENERGY_WH}
-    devices = {d.id: d.profile.build().quantities() for d in document.devices}
+    sources = {d.id: d.profile.build() for d in document.devices}
+    devices = {i: source.quantities() for i, source in sources.items()}
+    # A Home Assistant device's entities come later, from the integration's options.
+    unmapped = {
+        i for i, s in sources.items() if isinstance(s, HomeAssistantSource) and not s.entities
+    }
     ports = document.usb.ports if document.usb is not None else ()
     if building.period_s < document.control_interval_s:
         yield (
@@ -498,8 +504,7 @@ def _building_problems(document: ConfigDocument) -> Iterable[tuple[str, str]]:
         where = f"building.taps[{i}]"
         if tap.device not in devices:
             yield f"{where}.device", f"{tap.device!r} is not in devices"
-        elif devices[tap.device] and not counters & devices[tap.device]:
-            # (A Home Assistant device's entities may come later, from the integration.)
+        elif tap.device not in unmapped and not counters & devices[tap.device]:
             yield f"{where}.device", f"{tap.device!r} reports no import or export energy (Wh)"
         cut = tap.cut_off
         if cut is not None and cut.device is not None and cut.device not in devices:
