@@ -62,18 +62,14 @@ POLICY = {
 
 
 async def pick_entities(client: HassClient, entry_id: str) -> Any:
-    """The options flow as the UI drives it: the policy as shown, then the battery's step."""
+    """The options flow as the UI drives it: "devices" in its menu, then the battery's step."""
     flow = await client.request(
         "POST", "/api/config/config_entries/options/flow", {"handler": entry_id}, step="options"
     )
-    assert flow["step_id"] == "init", flow
-    shown = {
-        field["name"]: field["description"]["suggested_value"]
-        for field in flow["data_schema"]
-        if field.get("description") and "suggested_value" in field["description"]
-    }
+    assert flow["type"] == "menu" and flow["step_id"] == "init", flow
+    assert "devices" in flow["menu_options"], flow
     path = f"/api/config/config_entries/options/flow/{flow['flow_id']}"
-    step = await client.request("POST", path, shown, step="policy")
+    step = await client.request("POST", path, {"next_step_id": "devices"}, step="menu")
     assert step["step_id"] == "ha_device", step
     picked = {
         "soc_percent": SOC,
