@@ -208,6 +208,11 @@ class CommunityService:
             log.warning("%s: %s", self.request_file, exc.message)
             return None
 
+    @property
+    def request_cleared(self) -> bool:
+        """Whether this home, a member now, took its membership request off the broker."""
+        return self._answered
+
     def is_member(self, account: str) -> bool:
         member = self.ledger.state.members.get(account)
         return member is not None
@@ -258,6 +263,10 @@ class CommunityService:
                 raise CommunityError(
                     Problem.UNKNOWN_INVITATION, "no invitation of this registrar for that home"
                 )
+            if invitation["state"] == "used" and invitation.get("key") == request.node_key:
+                # The approved home asks again until its member record reaches its ledger.
+                log.debug("membership request from %s (%s) already approved", request.name, login)
+                return
             if invitation["state"] != "issued":
                 raise CommunityError(
                     Problem.USED_INVITATION, f"the invitation was already {invitation['state']}"

@@ -30,6 +30,7 @@ from edge_controller.api.community import COMMUNITY_KEY
 from edge_controller.app.home import Home
 from edge_controller.app.identity import load_or_create_token
 from edge_controller.community import CommunityService
+from edge_controller.demo.broker import demo_broker
 from edge_controller.demo.community import (
     COMMUNITY_FILE,
     COMMUNITY_KIND,
@@ -102,16 +103,7 @@ class Demo:
             self.broker_port,
             now,
         )
-        self.broker = Broker(
-            {
-                "listeners": {"default": {"type": "tcp", "bind": f"127.0.0.1:{self.broker_port}"}},
-                # Only what the demo needs: anonymous clients on loopback. amqtt's defaults
-                # also load its $SYS statistics plugin, which nobody here reads.
-                "plugins": {
-                    "amqtt.plugins.authentication.AnonymousAuthPlugin": {"allow_anonymous": True}
-                },
-            }
-        )
+        self.broker = demo_broker(self.broker_port)
         await self.broker.start()
         broker = BrokerSettings(host="127.0.0.1", port=self.broker_port)
         self.worlds = [plan.simulate(self.clock) for plan in plans]
