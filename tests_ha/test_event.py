@@ -65,6 +65,7 @@ async def test_an_offer_of_another_home_fires_once(
             "end": "2026-11-22T03:04:16.675000+00:00",
             "expires": "2026-11-22T03:03:21.675000+00:00",
             "private": False,
+            "private_to_names": [],
         }
         # The same offer once in a block: known by now, no second event.
         await fake_edge.push("offer", {**offer, "status": "open"})
