@@ -176,17 +176,19 @@ class Home(asyncio.Protocol):
         login: tuple[str, str] | None,
         topics: Sequence[tuple[str, int]],
         keepalive: int,
-    ) -> None:
-        """CONNECT (persistent session) and SUBSCRIBE; MqttWireError if either is refused
-        (the caller bounds the wait)."""
+    ) -> int:
+        """CONNECT (persistent session) and SUBSCRIBE; how many filters SUBACK refused
+        (counted, as the edge controller goes on without them); MqttWireError if the
+        CONNECT is refused or the SUBACK malformed. The caller bounds the wait."""
         user, password = login if login is not None else (None, None)
         connack = await self._ask(connect_packet(client_id, user, password, keepalive, clean=False))
         if len(connack) < 2 or connack[1] != 0:
             code = connack[1] if len(connack) > 1 else -1
             raise MqttWireError(f"CONNACK refused: {CONNACK_REFUSALS.get(code, code)}")
         suback = await self._ask(subscribe_packet(self.packet_id(), topics))
-        if len(suback) != 2 + len(topics) or 0x80 in suback[2:]:
-            raise MqttWireError(f"SUBACK refused a subscription: {suback[2:].hex()}")
+        if len(suback) != 2 + len(topics):
+            raise MqttWireError(f"SUBACK for {len(topics)} filters: {suback.hex()}")
+        return suback[2:].count(0x80)
 
     def publish(self, topic: str, payload: bytes, retain: bool) -> None:
         """Send one QoS 1 PUBLISH (its PUBACK is counted in `acked`)."""

@@ -224,6 +224,7 @@ async def _work(
     connections: dict[int, Home] = {}
     # Homes connect a few at a time, as a community's homes return after an outage.
     gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
+    refused: list[int] = []
 
     async def connect(home: int) -> None:
         async with gate:
@@ -232,11 +233,13 @@ async def _work(
             async with asyncio.timeout(60):
                 connection = await open_home(host, port, context, index_of, received)
                 connections[home] = connection
-                await connection.session(
-                    f"energy-p2p-{node}",
-                    (node, load.passwords[home]) if target.logins else None,
-                    [(topics.records, 1), (topics.all_statuses, 1), (topics.sync(node), 1)],
-                    KEEPALIVE_S,
+                refused.append(
+                    await connection.session(
+                        f"energy-p2p-{node}",
+                        (node, load.passwords[home]) if target.logins else None,
+                        [(topics.records, 1), (topics.all_statuses, 1), (topics.sync(node), 1)],
+                        KEEPALIVE_S,
+                    )
                 )
 
     async def keep_alive() -> None:
@@ -278,6 +281,7 @@ async def _work(
         "sent": sent,
         "received": received,
         "lost": lost,
+        "subscriptions_refused": sum(refused),
         "unacknowledged": len(sent) - sum(c.acked for c in connections.values()),
         "cpu_s": cpu_s,
         "peak_cpu": max(samples, default=0.0),
@@ -396,6 +400,7 @@ def measure(
             "cpu_cores": round(cpu * per_thousand, 3),
             "rss_mb": round(max(0.0, rss - idle_rss) * per_thousand, 1),
         },
+        "subscriptions_refused": sum(result["subscriptions_refused"] for result in results),
         "unacknowledged_publishes": sum(result["unacknowledged"] for result in results),
         # The simulated homes' own cost: far from a core each, so the broker is measured.
         "generator": {
