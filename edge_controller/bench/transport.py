@@ -6,7 +6,9 @@ homes, the same load against one Mosquitto and then against the cluster of
 
 - lightweight simulated homes, each one MQTT 3.1.1 connection as the edge controller
   makes it (persistent session, QoS 1 subscriptions to the records, the presence of
-  every home and its own sync inbox), spread over a few worker processes;
+  every home and its own sync inbox), spoken by the bench's own minimal client
+  (`mqtt_wire`: a home only parses the fixed header, looks the payload up and reads the
+  clock), up to 500 homes per worker process;
 - the real record mix of a 15-minute-slot community, signed and wrapped in envelopes
   before the clock starts, so the generator only sends bytes. Per home and slot: one
   offer, one acceptance, two meter readings (its meter's and its neighbour's side), one
@@ -18,7 +20,9 @@ homes, the same load against one Mosquitto and then against the cluster of
 
 Figures per broker and home count: messages per second published and delivered, the
 delivered share, end-to-end delivery p50/p99, the broker's CPU (cores busy) and resident
-memory (all three nodes together for NATS), and both per 1,000 homes.
+memory (all three nodes together for NATS), and both per 1,000 homes; and the
+generator's own CPU (its processes together, and the busiest one's busiest second) and
+the machine's load average, so a reader sees whether the homes or the broker were the limit.
 """
 
 from __future__ import annotations
@@ -41,8 +45,6 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import aiomqtt
-
 from edge_controller.bench.brokers import (
     Certificates,
     MosquittoBroker,
@@ -50,6 +52,7 @@ from edge_controller.bench.brokers import (
     nats_binary,
     write_certificates,
 )
+from edge_controller.bench.mqtt_wire import Home, open_home
 from edge_controller.ledger import Consensus, Genesis, KeyPair, sign_record
 from edge_controller.network import CommunityTopics, MessageKind, NodeStatus
 from edge_controller.network.envelope import Envelope
@@ -57,7 +60,8 @@ from edge_controller.network.envelope import Envelope
 SLOT_S = 15 * 60
 # What one home publishes in one 15-minute slot: the real record mix of a trading street.
 PER_SLOT = {"offer": 1, "acceptance": 1, "meter_reading": 2, "settlement": 1, "status": 1}
-HOMES_PER_WORKER = 250
+HOMES_PER_WORKER = 500
+KEEPALIVE_S = 60
 CONNECTING_AT_ONCE = 25
 # After the last message is sent, deliveries have this long to arrive: longer than NATS's
 # `ack_wait` in deploy/nats/node.conf, so a redelivered message is counted, late.
@@ -198,6 +202,17 @@ def _worker(
         pipe.send({"error": repr(error)})
 
 
+async def _sample_cpu(samples: list[float], lags: list[float]) -> None:
+    """Every second: this process's CPU over it (cores) and how late the loop woke."""
+    cpu, wall = time.process_time(), time.monotonic()
+    while True:
+        await asyncio.sleep(1.0)
+        now_cpu, now = time.process_time(), time.monotonic()
+        samples.append((now_cpu - cpu) / (now - wall))
+        lags.append(now - wall - 1.0)
+        cpu, wall = now_cpu, now
+
+
 async def _work(
     load: Load, homes: Sequence[int], target: Target, seconds: float, pipe: Connection
 ) -> dict[str, Any]:
@@ -206,80 +221,72 @@ async def _work(
     # (message, when) of each message's first arrival at each home of this worker.
     received: list[tuple[int, int]] = []
     context = ssl.create_default_context(cafile=str(target.ca_file))
-    clients: dict[int, aiomqtt.Client] = {}
-    readers: list[asyncio.Task[None]] = []
-
-    lost: list[int] = []
-
-    async def read(client: aiomqtt.Client) -> None:
-        seen: set[int] = set()
-        try:
-            async for message in client.messages:
-                index = index_of.get(bytes(message.payload))
-                # A redelivery (QoS 1 is at least once) is not a second delivery.
-                if index is not None and index not in seen:
-                    seen.add(index)
-                    received.append((index, time.monotonic_ns()))
-        except aiomqtt.MqttError:
-            # The broker closed the connection: counted; a real home would reconnect.
-            lost.append(1)
-
+    connections: dict[int, Home] = {}
     # Homes connect a few at a time, as a community's homes return after an outage.
     gate = asyncio.Semaphore(CONNECTING_AT_ONCE)
+    refused: list[int] = []
 
-    async def connect(home: int, stack: contextlib.AsyncExitStack) -> None:
+    async def connect(home: int) -> None:
         async with gate:
             node = load.node_ids[home]
             host, port = target.addresses[home % len(target.addresses)]
-            client = aiomqtt.Client(
-                host,
-                port,
-                identifier=f"energy-p2p-{node}",
-                username=node if target.logins else None,
-                password=load.passwords[home] if target.logins else None,
-                protocol=aiomqtt.ProtocolVersion.V311,
-                clean_session=False,
-                tls_context=context,
-                keepalive=60,
-                timeout=60,
-                max_queued_incoming_messages=100_000,
-            )
-            await stack.enter_async_context(client)
-            await client.subscribe(
-                [(topics.records, 1), (topics.all_statuses, 1), (topics.sync(node), 1)]
-            )
-            clients[home] = client
-            readers.append(asyncio.create_task(read(client)))
+            async with asyncio.timeout(60):
+                connection = await open_home(host, port, context, index_of, received)
+                connections[home] = connection
+                refused.append(
+                    await connection.session(
+                        f"energy-p2p-{node}",
+                        (node, load.passwords[home]) if target.logins else None,
+                        [(topics.records, 1), (topics.all_statuses, 1), (topics.sync(node), 1)],
+                        KEEPALIVE_S,
+                    )
+                )
 
-    async with contextlib.AsyncExitStack() as stack:
+    async def keep_alive() -> None:
+        while True:
+            await asyncio.sleep(KEEPALIVE_S / 2)
+            for connection in connections.values():
+                connection.ping()
+
+    pinger = asyncio.create_task(keep_alive())
+    try:
         started = time.monotonic()
-        await asyncio.gather(*(connect(home, stack) for home in homes))
-        connect_s = time.monotonic() - started
-        pipe.send({"ready": connect_s})
+        await asyncio.gather(*(connect(home) for home in homes))
+        pipe.send({"ready": time.monotonic() - started})
         start_ns = int(pipe.recv())  # the common start, on the shared monotonic clock
+        samples: list[float] = []
+        lags: list[float] = []
+        cpu_before = time.process_time()
+        sampler = asyncio.create_task(_sample_cpu(samples, lags))
         sent: dict[int, int] = {}
         mine = set(homes)
-        tasks = []
         for index, message in enumerate(load.messages):
             if message.home not in mine:
                 continue
             due = start_ns + int(message.at_s * 1e9)
             await asyncio.sleep(max(0.0, (due - time.monotonic_ns()) / 1e9))
             sent[index] = time.monotonic_ns()
-            tasks.append(
-                asyncio.create_task(
-                    clients[message.home].publish(
-                        message.topic, message.payload, qos=1, retain=message.retain, timeout=60
-                    )
-                )
-            )
-        await asyncio.gather(*tasks, return_exceptions=True)
+            connections[message.home].publish(message.topic, message.payload, message.retain)
         # Deliveries still in flight get until the end plus a grace to arrive.
         end_ns = start_ns + int((seconds + DRAIN_S) * 1e9)
         await asyncio.sleep(max(0.0, (end_ns - time.monotonic_ns()) / 1e9))
-        for reader in readers:
-            reader.cancel()
-    return {"sent": sent, "received": received, "lost": len(lost)}
+        cpu_s = time.process_time() - cpu_before
+        sampler.cancel()
+    finally:
+        pinger.cancel()
+        for connection in connections.values():
+            connection.close()
+    lost = sum(1 for c in connections.values() if c.lost.done() and not c.closed_by_us)
+    return {
+        "sent": sent,
+        "received": received,
+        "lost": lost,
+        "subscriptions_refused": sum(refused),
+        "unacknowledged": len(sent) - sum(c.acked for c in connections.values()),
+        "cpu_s": cpu_s,
+        "peak_cpu": max(samples, default=0.0),
+        "max_lag_s": max(lags, default=0.0),
+    }
 
 
 def _answer(pipe: Connection, timeout_s: float) -> dict[str, Any]:
@@ -347,8 +354,10 @@ def measure(
         for pipe in pipes:
             pipe.send(start_ns)
         results = [_answer(pipe, seconds + DRAIN_S + 120) for pipe in pipes]
-        cpu = (_cpu_s(pids()) - cpu_before) / (time.monotonic() - wall_before)
+        wall = time.monotonic() - wall_before
+        cpu = (_cpu_s(pids()) - cpu_before) / wall
         rss = _rss_mb(pids())
+        load_average = os.getloadavg()
     finally:
         for process in processes:
             process.join(timeout=60)
@@ -391,6 +400,16 @@ def measure(
             "cpu_cores": round(cpu * per_thousand, 3),
             "rss_mb": round(max(0.0, rss - idle_rss) * per_thousand, 1),
         },
+        "subscriptions_refused": sum(result["subscriptions_refused"] for result in results),
+        "unacknowledged_publishes": sum(result["unacknowledged"] for result in results),
+        # The simulated homes' own cost: far from a core each, so the broker is measured.
+        "generator": {
+            "processes": len(results),
+            "cpu_cores": round(sum(result["cpu_s"] for result in results) / wall, 3),
+            "busiest_process_peak_cpu_cores": round(max(r["peak_cpu"] for r in results), 3),
+            "event_loop_max_lag_ms": round(max(r["max_lag_s"] for r in results) * 1000, 1),
+        },
+        "load_average_1_5_15": [round(value, 2) for value in load_average],
     }
 
 
