@@ -149,9 +149,20 @@ def test_without_quorum_the_homes_keep_their_outboxes_and_deliver_when_it_return
         return all(not b["connected"] and b["last_error"] for b in brokers)
 
     wait_until(unreachable, timeout=60, what="every home to say the community is unreachable")
+    # Open long enough to outlive the outage (the default window opens, and the offer
+    # expires, a minute after it is made).
+    start = int(time.time() * 1000) + 10 * 60_000
     offer = homes["h0"].post(
         "offers",
-        {"resource": "h0/battery", "mode": "energy", "quantity": 100, "price": 200},
+        {
+            "resource": "h0/battery",
+            "mode": "energy",
+            "quantity": 100,
+            "price": 200,
+            "start": start,
+            "end": start + 3_600_000,
+            "expires": start,
+        },
     )
     status = homes["h0"].get("status")["broker"]
     assert status["outbox_pending"] >= 1 and not status["connected"]
