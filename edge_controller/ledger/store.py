@@ -301,6 +301,19 @@ class SqliteStore:
             self.failure = StorageError("storage_failed", f"{self.path}: syncing failed: {exc}")
             raise self.failure from None
 
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction: committed when the block ends, rolled back on any error."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise
+
     def _write(self, doing: str, action: Callable[[], T]) -> T:
         """Run a write; a failure becomes `StorageError` and is remembered until a write
         succeeds again."""
@@ -368,9 +381,7 @@ class SqliteStore:
         """Rewrite a store's state rows from the canonical form (row format 1) to the
         packed one, in one transaction. The digests stored with blocks summed the old
         form: they go, and the next start stores the head's again from the rows."""
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             tables = {t.name: t for t in State().tables()}
             after, count = ("", ""), 0
             # In pages, so a year's state is never in memory at once.
@@ -387,11 +398,6 @@ class SqliteStore:
                 after, count = (rows[-1][0], rows[-1][1]), count + len(rows)
             db.execute("DELETE FROM digests")
             db.execute("INSERT OR REPLACE INTO meta VALUES ('rows', ?)", (str(ROW_FORMAT),))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
         log.info("ledger storage: %d state rows rewritten in the packed form", count)
 
     def _state_rows(self) -> Iterator[tuple[str, str, str]]:
@@ -592,9 +598,7 @@ class SqliteStore:
         self._write("storing blocks", lambda: self._commit(commit))
 
     def _commit(self, commit: Commit) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             for block, entry in commit.new_blocks:
                 self._put_block(block, entry)
             for block_hash in commit.disconnected:
@@ -635,12 +639,7 @@ class SqliteStore:
             db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
             db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (commit.head,))
-            db.execute("COMMIT")
-            buffered.clear()
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
+        buffered.clear()
 
     def is_recorded(self, record_id: str) -> bool:
         row = self._read(
@@ -680,9 +679,7 @@ class SqliteStore:
         self._write("pruning blocks", lambda: self._prune(hashes, base))
 
     def _prune(self, hashes: list[str], base: int) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             rows = [(PRUNED_BODY, h) for h in hashes]
             db.executemany("UPDATE blocks SET records = ? WHERE hash = ?", rows)
             db.executemany("DELETE FROM undo WHERE hash = ?", [(h,) for h in hashes])
@@ -693,11 +690,6 @@ class SqliteStore:
             # without bound), by height in one pass: the index has no column of blocks.
             db.execute("DELETE FROM records WHERE height <= ?", (base,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def install(
         self,
@@ -716,9 +708,7 @@ class SqliteStore:
         rows: Iterable[tuple[str, str, str]],
         digest: str,
     ) -> None:
-        db = self.db
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with self._transaction() as db:
             if db.execute("SELECT 1 FROM main LIMIT 1").fetchone() is not None:
                 raise StorageError("storage_failed", f"{self.path} already holds a chain")
             head, base = "", 0
@@ -742,11 +732,6 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (head, digest))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
-            db.execute("COMMIT")
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
 
     def close(self) -> None:
         """Write the peers' records still buffered (a clean stop keeps its pool) and close."""
