@@ -51,15 +51,24 @@ def free_port(preferred: int = 0) -> int:
 _LISTEN_PORTS = range(20000, 32000)
 
 
+# Ports already handed out by this process. A caller often chooses several ports before it
+# starts anything (a broker, then each home's API), so nothing listens on the first port
+# yet when the second is chosen: without this memory, the same port could be chosen twice.
+_handed_out: set[int] = set()
+
+
 def _unused_port() -> int:
     for _ in range(200):
         port = random.choice(_LISTEN_PORTS)
+        if port in _handed_out:
+            continue
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
-            return port
+        _handed_out.add(port)
+        return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
