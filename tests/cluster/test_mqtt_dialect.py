@@ -113,8 +113,10 @@ class Client:
         return bool(self.connack and self.connack[0]) and not self.closed
 
     def subscribe(self, topic: str, qos: int = 1) -> None:
+        # Wait for this SUBACK, not any: a second subscription is not in place until then.
+        before = len(self.granted)
         self.client.subscribe(topic, qos)
-        wait(lambda: self.granted, f"the SUBACK of {topic}")
+        wait(lambda: len(self.granted) > before, f"the SUBACK of {topic}")
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
         self.client.publish(topic, payload, qos=qos, retain=retain)
