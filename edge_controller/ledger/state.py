@@ -287,6 +287,8 @@ class Table(Generic[V]):
             f.default if f.default is not dataclasses.MISSING else _NO_DEFAULT for f in fields
         )
         self._stored_defaults = self._defaults[1:] if self._keyed else self._defaults
+        # Field positions in name order: a checkpoint line lists a row's fields so.
+        self._by_name = tuple(sorted((name, i) for i, name in enumerate(self._names)))
 
     def get(self, key: str) -> V | None:
         return self.rows.get(key)
@@ -392,6 +394,16 @@ class Table(Generic[V]):
         if self._keyed:
             values.insert(0, key)
         return self._build(values + list(self._defaults[len(values) :]))
+
+    def stored_fields(self, key: str, text: str) -> dict[str, Any]:
+        """A stored row's fields by name, in name order, without building the row (a
+        checkpoint streams every stored row through this: `checkpoint.stored_lines`)."""
+        values = json.loads(text)
+        if len(values) != len(self._names):
+            if self._keyed:
+                values.insert(0, key)
+            values.extend(self._defaults[len(values) :])
+        return {name: values[i] for name, i in self._by_name}
 
     def _build(self, values: list[Any]) -> V:
         kwargs = dict(zip(self._names, values, strict=True))

@@ -406,6 +406,14 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise storage_error(exc, "reading the state", self.path) from None
 
+    def state_in_order(self) -> Iterator[tuple[str, str, str]]:
+        """Every stored state row, packed, in primary-key order (table, then key, as UTF-8
+        bytes: code point order), one at a time (a checkpoint streams them)."""
+        try:
+            yield from self.db.execute("SELECT tbl, key, value FROM state ORDER BY tbl, key")
+        except sqlite3.Error as exc:
+            raise storage_error(exc, "reading the state", self.path) from None
+
     def load_row(self, table: Table[Any], key: str) -> Any:
         """A state row kept in storage only, decoded (None: no such row)."""
         cache = self._cold
