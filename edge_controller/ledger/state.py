@@ -287,6 +287,9 @@ class Table(Generic[V]):
             f.default if f.default is not dataclasses.MISSING else _NO_DEFAULT for f in fields
         )
         self._stored_defaults = self._defaults[1:] if self._keyed else self._defaults
+        self._tuple_positions = tuple(
+            i for i, f in enumerate(fields) if f.name in self._tuple_fields
+        )
         # Field positions in name order: a checkpoint line lists a row's fields so.
         self._by_name = tuple(sorted((name, i) for i, name in enumerate(self._names)))
 
@@ -378,6 +381,30 @@ class Table(Generic[V]):
         trailing fields that hold their defaults."""
         values = [getattr(value, name) for name in self._names]
         if self._keyed:
+            del values[0]
+        defaults = self._stored_defaults
+        end = len(values)
+        while end and values[end - 1] == defaults[end - 1]:
+            end -= 1
+        return _ROW_ENCODER.encode(values[:end])
+
+    def pack_fields(self, key: str, fields: dict[str, Any]) -> str:
+        """`pack` of the row whose fields `fields` holds (a snapshot's line), without
+        building it. Raises `ValueError` when a field is missing or unknown, or the id of a
+        keyed row is not its key."""
+        names = self._names
+        if len(fields) != len(names):
+            raise ValueError(f"{self.name}: fields {sorted(fields)} are not its row's")
+        try:
+            values = [fields[name] for name in names]
+        except KeyError as exc:
+            raise ValueError(f"{self.name}: field {exc} missing") from None
+        for i in self._tuple_positions:
+            if type(values[i]) is list:
+                values[i] = tuple(values[i])
+        if self._keyed:
+            if values[0] != key:
+                raise ValueError(f"{self.name}: row {key[:16]} holds another id")
             del values[0]
         defaults = self._stored_defaults
         end = len(values)

@@ -4,7 +4,10 @@ and the job another thread runs on a connection of its own."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+
+import pytest
 
 from edge_controller.ledger import Ledger, SqliteStore, state_digest
 from edge_controller.ledger.checkpoint import (
@@ -97,3 +100,24 @@ def test_a_ledger_in_memory_has_no_job(tmp_path: Path) -> None:
     ledger: Ledger = community.node()
     grow(community, ledger, INTERVAL - 1)
     assert ledger.checkpoint_job() is None
+
+
+def test_a_snapshot_line_packs_to_the_stored_form_of_its_row(tmp_path: Path) -> None:
+    community = street()
+    ledger = sqlite_node(community, tmp_path, "a")
+    trading(community, ledger)
+    state = ledger.state
+    state.offers.put("p", Offer("p", "s", "r", "energy", 5, 5, 1, 0, 1, 2, to=("ä",)))
+    lines = list(state_lines(state))
+    assert len(lines) > 10
+    for line in lines:
+        name, key, fields = json.loads(line)
+        table = state.table(name)
+        assert table.pack_fields(key, fields) == table.pack(table.rows[key])
+    offer = json.loads(next(line for line in lines if line.startswith(b'["offers","p"')))[2]
+    with pytest.raises(ValueError, match="another id"):
+        state.offers.pack_fields("q", offer)
+    with pytest.raises(ValueError, match="missing"):
+        state.offers.pack_fields("p", {("x" if k == "price" else k): v for k, v in offer.items()})
+    with pytest.raises(ValueError, match="not its row"):
+        state.offers.pack_fields("p", {**offer, "extra": 1})
