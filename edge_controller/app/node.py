@@ -211,8 +211,9 @@ class LedgerNode:
             raise self._storage_refusal(exc) from None
 
     def close(self) -> None:
-        """Stop the catch-up workers and the disk thread."""
+        """Stop the catch-up workers, the checkpoint thread and the disk thread."""
         self.sync.stop_workers()
+        self.history.close()
         self._disk.shutdown(wait=True)
 
     async def _relay(self, record: Record) -> None:
@@ -337,8 +338,8 @@ class LedgerNode:
         if message.body.get("type") == GET_RECORDS:
             await self.answer_gap(message.sender, message.body)
             return
-        verified = message.auth is not None
-        now = self.clock.now_ms()
+        await self.history.checkpoint_ready(message.body)
+        verified, now = message.auth is not None, self.clock.now_ms()
         replies = self.sync.handle(message.sender, message.body, now, verified)
         # A head is announced only once its blocks are on disk.
         with contextlib.suppress(StorageError):  # the status shows it; the store retries
@@ -398,7 +399,7 @@ class LedgerNode:
         head = ledger.head
         interval = self.genesis.consensus.block_interval_ms
         now = self.clock.now_ms()
-        if not self.sealer or self.history.joining or not ledger.can_seal(self.key, now):
+        if not self.sealer or self.history.waiting() or not ledger.can_seal(self.key, now):
             return
         wait = interval if ledger.first_in_line(self.key) else 3 * interval
         if now < head.time + wait:

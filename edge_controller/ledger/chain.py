@@ -34,7 +34,7 @@ from .block import (
     search_nonce,
     wire_size_bound,
 )
-from .checkpoint import Checkpoints
+from .checkpoint import CheckpointJob, Checkpoints
 from .consensus import (
     IndexEntry,
     authority_rules,
@@ -218,7 +218,8 @@ class Ledger:
         self._authority = authority_rules(genesis)
         # Rules 3 on, either mode: a final height by depth too (`consensus.final_by_depth`).
         self._finality = finality_rules(genesis)
-        self.checkpoints = Checkpoints(genesis, snapshot_dir)
+        stored = self.store.state_in_order if isinstance(self.store, SqliteStore) else None
+        self.checkpoints = Checkpoints(genesis, snapshot_dir, stored)
         # The highest block whose body and undo data this node never had (a snapshot's
         # base) or has pruned: nothing at or below it is undone or re-checked.
         self.base_height = 0
@@ -1151,6 +1152,18 @@ class Ledger:
         if not self.checkpoints.due(height):
             return ""
         return self.checkpoints.digest_after(self.head.hash, height, self.state)
+
+    def checkpoint_job(self) -> CheckpointJob | None:
+        """When the next block carries a checkpoint not yet known: its work for another
+        thread, reading the state committed after the head from SQLite (the node starts it
+        as soon as the head commits). None: nothing to do, or the ledger is not on SQLite
+        or holds writes not committed (the block then computes it in line)."""
+        height = self.height + 1
+        if not self.checkpoints.due(height) or self.state.journal:
+            return None
+        if not isinstance(self.store, SqliteStore):
+            return None
+        return self.checkpoints.job(self.store.path, self.head.hash, height)
 
     # --- start-up -----------------------------------------------------------------------------
 

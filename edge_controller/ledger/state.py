@@ -287,6 +287,11 @@ class Table(Generic[V]):
             f.default if f.default is not dataclasses.MISSING else _NO_DEFAULT for f in fields
         )
         self._stored_defaults = self._defaults[1:] if self._keyed else self._defaults
+        self._tuple_positions = tuple(
+            i for i, f in enumerate(fields) if f.name in self._tuple_fields
+        )
+        # Field positions in name order: a checkpoint line lists a row's fields so.
+        self._by_name = tuple(sorted((name, i) for i, name in enumerate(self._names)))
 
     def get(self, key: str) -> V | None:
         return self.rows.get(key)
@@ -383,6 +388,30 @@ class Table(Generic[V]):
             end -= 1
         return _ROW_ENCODER.encode(values[:end])
 
+    def pack_fields(self, key: str, fields: dict[str, Any]) -> str:
+        """`pack` of the row whose fields `fields` holds (a snapshot's line), without
+        building it. Raises `ValueError` when a field is missing or unknown, or the id of a
+        keyed row is not its key."""
+        names = self._names
+        if len(fields) != len(names):
+            raise ValueError(f"{self.name}: fields {sorted(fields)} are not its row's")
+        try:
+            values = [fields[name] for name in names]
+        except KeyError as exc:
+            raise ValueError(f"{self.name}: field {exc} missing") from None
+        for i in self._tuple_positions:
+            if type(values[i]) is list:
+                values[i] = tuple(values[i])
+        if self._keyed:
+            if values[0] != key:
+                raise ValueError(f"{self.name}: row {key[:16]} holds another id")
+            del values[0]
+        defaults = self._stored_defaults
+        end = len(values)
+        while end and values[end - 1] == defaults[end - 1]:
+            end -= 1
+        return _ROW_ENCODER.encode(values[:end])
+
     def unpack(self, key: str, text: str) -> V:
         """A row from its stored form, or from the canonical form a store written before
         packing holds (every field: one more than a packed row of a keyed table has)."""
@@ -392,6 +421,16 @@ class Table(Generic[V]):
         if self._keyed:
             values.insert(0, key)
         return self._build(values + list(self._defaults[len(values) :]))
+
+    def stored_fields(self, key: str, text: str) -> dict[str, Any]:
+        """A stored row's fields by name, in name order, without building the row (a
+        checkpoint streams every stored row through this: `checkpoint.stored_lines`)."""
+        values = json.loads(text)
+        if len(values) != len(self._names):
+            if self._keyed:
+                values.insert(0, key)
+            values.extend(self._defaults[len(values) :])
+        return {name: values[i] for name, i in self._by_name}
 
     def _build(self, values: list[Any]) -> V:
         kwargs = dict(zip(self._names, values, strict=True))

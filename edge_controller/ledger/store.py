@@ -406,6 +406,14 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise storage_error(exc, "reading the state", self.path) from None
 
+    def state_in_order(self) -> Iterator[tuple[str, str, str]]:
+        """Every stored state row, packed, in primary-key order (table, then key, as UTF-8
+        bytes: code point order), one at a time (a checkpoint streams them)."""
+        try:
+            yield from self.db.execute("SELECT tbl, key, value FROM state ORDER BY tbl, key")
+        except sqlite3.Error as exc:
+            raise storage_error(exc, "reading the state", self.path) from None
+
     def load_row(self, table: Table[Any], key: str) -> Any:
         """A state row kept in storage only, decoded (None: no such row)."""
         cache = self._cold
@@ -695,41 +703,38 @@ class SqliteStore:
         self,
         headers: Iterable[tuple[Header, bytes, int]],
         rows: Iterable[tuple[str, str, str]],
-        digest: str,
+        digest: Callable[[], str],
     ) -> None:
         """Install a snapshot into an empty ledger: the headers of the best chain up to its
-        base (bodies not kept), the state after the base, and its integrity digest; in
-        one transaction, so a kill leaves either the whole snapshot or an empty ledger."""
+        base (bodies not kept), the state after the base (packed rows, stored as they
+        come), and its integrity digest (asked once `rows` are stored); in one
+        transaction, so a kill leaves either the whole snapshot or an empty ledger."""
         self._write("installing a snapshot", lambda: self._install(headers, rows, digest))
 
     def _install(
         self,
         headers: Iterable[tuple[Header, bytes, int]],
         rows: Iterable[tuple[str, str, str]],
-        digest: str,
+        digest: Callable[[], str],
     ) -> None:
         with self._transaction() as db:
             if db.execute("SELECT 1 FROM main LIMIT 1").fetchone() is not None:
                 raise StorageError("storage_failed", f"{self.path} already holds a chain")
             head, base = "", 0
+            blocks, main = [], []
             for header, sig, work in headers:
                 head, base = header.hash, header.height
-                db.execute(
-                    "INSERT OR REPLACE INTO blocks (hash, prev, height, header, sig, records, work)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        head,
-                        header.prev,
-                        base,
-                        json.dumps(header.to_json(), separators=(",", ":")),
-                        sig.hex(),
-                        PRUNED_BODY,
-                        str(work),
-                    ),
-                )
-                db.execute("INSERT INTO main VALUES (?, ?)", (base, head))
+                header_json = json.dumps(header.to_json(), separators=(",", ":"))
+                blocks.append((head, header.prev, base, header_json, sig.hex(), str(work)))
+                main.append((base, head))
+            db.executemany(
+                "INSERT OR REPLACE INTO blocks (hash, prev, height, header, sig, records, work)"
+                f" VALUES (?, ?, ?, ?, ?, '{PRUNED_BODY}', ?)",
+                blocks,
+            )
+            db.executemany("INSERT INTO main VALUES (?, ?)", main)
             db.executemany("INSERT INTO state VALUES (?, ?, ?)", rows)
-            db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (head, digest))
+            db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (head, digest()))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
 
