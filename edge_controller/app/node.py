@@ -80,7 +80,12 @@ def record_sender(kind: MessageKind, body: JsonObject) -> str | None:
 class Link(Protocol):
     """What the node needs of the transport between homes (`CommunityLink` over MQTT)."""
 
-    async def publish(self, kind: MessageKind, body: dict[str, Any]) -> str: ...
+    async def publish(
+        self,
+        kind: MessageKind,
+        body: dict[str, Any],
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> str: ...
     async def send_to(self, node_id: str, body: dict[str, Any]) -> str: ...
     def announce(self, body: dict[str, Any]) -> str: ...
     def on_message(self, kind: MessageKind, handler: MessageHandler) -> None: ...
@@ -174,7 +179,6 @@ class LedgerNode:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:
             raise self._storage_refusal(exc) from None
-        await self._durable_or_withdraw(record)
         await self._relay(record)
         return record
 
@@ -192,7 +196,6 @@ class LedgerNode:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:
             raise self._storage_refusal(exc) from None
-        await self._durable_or_withdraw(record)
         await self._relay(record)
         return record
 
@@ -202,24 +205,21 @@ class LedgerNode:
         if self.ledger.unsynced:  # most messages write nothing: no thread hop for them
             await asyncio.get_running_loop().run_in_executor(self._disk, self.ledger.sync)
 
-    async def _durable_or_withdraw(self, record: Record) -> None:
-        try:
-            await self.durable()
-        except StorageError as exc:
-            with contextlib.suppress(StorageError):
-                self.ledger.withdraw(record.id)
-            raise self._storage_refusal(exc) from None
-
     def close(self) -> None:
         """Stop the catch-up workers and the disk thread."""
         self.sync.stop_workers()
         self._disk.shutdown(wait=True)
 
     async def _relay(self, record: Record) -> None:
-        """Send a record the ledger pooled; when the outbox cannot store it, take it back
-        out of the pool, so a refused action is never done after all."""
+        """Send a record the ledger pooled once both the ledger (`durable`) and the outbox
+        have it on disk, the two fsyncs overlapping; when either fails, take it back out of
+        the pool, so a refused action is never done after all."""
         try:
-            await self.link.publish(MessageKind.RECORD, record.to_wire())
+            await self.link.publish(MessageKind.RECORD, record.to_wire(), ready=self.durable)
+        except StorageError as exc:
+            with contextlib.suppress(StorageError):
+                self.ledger.withdraw(record.id)
+            raise self._storage_refusal(exc) from None
         except sqlite3.Error as exc:
             failure = outbox_failure(exc)
             if self.outbox_failure is None:

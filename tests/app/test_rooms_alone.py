@@ -4,6 +4,7 @@ link was handed."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ import pytest
 from edge_controller.app.node import LedgerNode
 from edge_controller.app.trading import Trader
 from edge_controller.devices import SimulatedClock
+from edge_controller.ledger import StorageError
 from edge_controller.market import AcceptanceCriteria, MarketPolicy, QuantityRange, SellPolicy
 from edge_controller.network import InboundMessage, LinkStats, MessageHandler, MessageKind
 from edge_controller.refusal import Refusal, Why
@@ -24,7 +26,14 @@ class RecordingLink:
         self.sent: list[tuple[MessageKind | str, dict[str, Any]]] = []
         self.handlers: dict[MessageKind, MessageHandler] = {}
 
-    async def publish(self, kind: MessageKind, body: dict[str, Any]) -> str:
+    async def publish(
+        self,
+        kind: MessageKind,
+        body: dict[str, Any],
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
+        if ready is not None:
+            await ready()
         self.sent.append((kind, body))
         return str(len(self.sent))
 
@@ -130,3 +139,19 @@ async def test_the_sealer_seals_the_pool_into_a_block_and_announces_it() -> None
     assert street.ledger.height == height + 1 and not street.ledger.pool
     blocks = [body for kind, body in street.link.sent if kind is MessageKind.BLOCK]
     assert len(blocks) == 2  # the block, then our new head
+
+
+async def test_a_record_the_disk_did_not_take_is_refused_withdrawn_and_never_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    street = Street()
+    street.fund(street.community.topup(street.home_key, 5_000))
+
+    async def failing_fsync() -> None:
+        raise StorageError("storage_failed", "fsync of the ledger failed")
+
+    monkeypatch.setattr(street.node, "durable", failing_fsync)
+    with pytest.raises(Refusal) as refused:
+        await street.node.issue("transfer", to=street.neighbour.account, amount=1_000)
+    assert refused.value.why is Why.STORAGE
+    assert not street.ledger.pool and street.link.records() == []
