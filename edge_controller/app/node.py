@@ -17,9 +17,9 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from edge_controller.app.disk import LedgerDisk
 from edge_controller.app.history import History
 from edge_controller.app.ordering import SequenceGate
 from edge_controller.devices import Clock
@@ -125,7 +125,7 @@ class LedgerNode:
         # in the sealer set in force too (`sealer`).
         self.willing = sealer
         self.name = name
-        self._disk = ThreadPoolExecutor(1, thread_name_prefix="ledger-disk")
+        self._disk = LedgerDisk(ledger)
         # Signature workers run only while catching up (idle, they cost a Pi memory).
         workers = os.cpu_count() or 1
         self.sync = SyncNode(
@@ -200,15 +200,13 @@ class LedgerNode:
         return record
 
     async def durable(self) -> None:
-        """Wait until what the ledger wrote is on disk: the fsync runs on a thread of its
-        own, one at a time, so the event loop goes on meanwhile. Raises `StorageError`."""
-        if self.ledger.unsynced:  # most messages write nothing: no thread hop for them
-            await asyncio.get_running_loop().run_in_executor(self._disk, self.ledger.sync)
+        """Wait until what the ledger wrote is on disk (`LedgerDisk.durable`)."""
+        await self._disk.durable()
 
     def close(self) -> None:
         """Stop the catch-up workers and the disk thread."""
         self.sync.stop_workers()
-        self._disk.shutdown(wait=True)
+        self._disk.close()
 
     async def _relay(self, record: Record) -> None:
         """Send a record the ledger pooled once both the ledger (`durable`) and the outbox

@@ -4,11 +4,14 @@ link was handed."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from edge_controller.app.disk import LedgerDisk
 from edge_controller.app.node import LedgerNode
 from edge_controller.app.trading import Trader
 from edge_controller.devices import SimulatedClock
@@ -155,3 +158,39 @@ async def test_a_record_the_disk_did_not_take_is_refused_withdrawn_and_never_sen
         await street.node.issue("transfer", to=street.neighbour.account, amount=1_000)
     assert refused.value.why is Why.STORAGE
     assert not street.ledger.pool and street.link.records() == []
+
+
+class SlowDisk:
+    """A ledger's disk whose fsync waits to be let go (it clears the flag as it starts)."""
+
+    def __init__(self) -> None:
+        self.unsynced = True
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.syncs = 0
+
+    def sync(self) -> None:
+        self.unsynced = False
+        self.started.set()
+        self.release.wait(10)
+        self.syncs += 1
+
+
+async def test_a_write_a_running_sync_holds_is_durable_only_once_that_sync_ends() -> None:
+    disk = SlowDisk()
+    ledger_disk = LedgerDisk(disk)
+    first = asyncio.create_task(ledger_disk.durable())
+    assert await asyncio.to_thread(disk.started.wait, 10)
+    # The flag is clear, but the fsync holding the write is not done: wait for it.
+    second = asyncio.create_task(ledger_disk.durable())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not second.done()
+    disk.release.set()
+    await asyncio.gather(first, second)
+    assert disk.syncs == 1
+    # The finished sync holds nothing back: the next write gets a sync of its own.
+    disk.unsynced = True
+    await asyncio.wait_for(ledger_disk.durable(), 10)
+    assert disk.syncs == 2
+    ledger_disk.close()
