@@ -17,9 +17,9 @@ import re
 import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Protocol
 
+from edge_controller.app.disk import LedgerDisk
 from edge_controller.app.history import History
 from edge_controller.app.ordering import SequenceGate
 from edge_controller.devices import Clock
@@ -80,7 +80,12 @@ def record_sender(kind: MessageKind, body: JsonObject) -> str | None:
 class Link(Protocol):
     """What the node needs of the transport between homes (`CommunityLink` over MQTT)."""
 
-    async def publish(self, kind: MessageKind, body: dict[str, Any]) -> str: ...
+    async def publish(
+        self,
+        kind: MessageKind,
+        body: dict[str, Any],
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> str: ...
     async def send_to(self, node_id: str, body: dict[str, Any]) -> str: ...
     def announce(self, body: dict[str, Any]) -> str: ...
     def on_message(self, kind: MessageKind, handler: MessageHandler) -> None: ...
@@ -120,7 +125,7 @@ class LedgerNode:
         # in the sealer set in force too (`sealer`).
         self.willing = sealer
         self.name = name
-        self._disk = ThreadPoolExecutor(1, thread_name_prefix="ledger-disk")
+        self._disk = LedgerDisk(ledger)
         # Signature workers run only while catching up (idle, they cost a Pi memory).
         workers = os.cpu_count() or 1
         self.sync = SyncNode(
@@ -174,7 +179,6 @@ class LedgerNode:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:
             raise self._storage_refusal(exc) from None
-        await self._durable_or_withdraw(record)
         await self._relay(record)
         return record
 
@@ -192,35 +196,29 @@ class LedgerNode:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:
             raise self._storage_refusal(exc) from None
-        await self._durable_or_withdraw(record)
         await self._relay(record)
         return record
 
     async def durable(self) -> None:
-        """Wait until what the ledger wrote is on disk: the fsync runs on a thread of its
-        own, one at a time, so the event loop goes on meanwhile. Raises `StorageError`."""
-        if self.ledger.unsynced:  # most messages write nothing: no thread hop for them
-            await asyncio.get_running_loop().run_in_executor(self._disk, self.ledger.sync)
-
-    async def _durable_or_withdraw(self, record: Record) -> None:
-        try:
-            await self.durable()
-        except StorageError as exc:
-            with contextlib.suppress(StorageError):
-                self.ledger.withdraw(record.id)
-            raise self._storage_refusal(exc) from None
+        """Wait until what the ledger wrote is on disk (`LedgerDisk.durable`)."""
+        await self._disk.durable()
 
     def close(self) -> None:
         """Stop the catch-up workers, the checkpoint thread and the disk thread."""
         self.sync.stop_workers()
         self.history.close()
-        self._disk.shutdown(wait=True)
+        self._disk.close()
 
     async def _relay(self, record: Record) -> None:
-        """Send a record the ledger pooled; when the outbox cannot store it, take it back
-        out of the pool, so a refused action is never done after all."""
+        """Send a record the ledger pooled once both the ledger (`durable`) and the outbox
+        have it on disk, the two fsyncs overlapping; when either fails, take it back out of
+        the pool, so a refused action is never done after all."""
         try:
-            await self.link.publish(MessageKind.RECORD, record.to_wire())
+            await self.link.publish(MessageKind.RECORD, record.to_wire(), ready=self.durable)
+        except StorageError as exc:
+            with contextlib.suppress(StorageError):
+                self.ledger.withdraw(record.id)
+            raise self._storage_refusal(exc) from None
         except sqlite3.Error as exc:
             failure = outbox_failure(exc)
             if self.outbox_failure is None:

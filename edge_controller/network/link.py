@@ -16,6 +16,7 @@ import contextlib
 import logging
 import random
 import socket
+import sqlite3
 import ssl
 import time
 from collections import Counter, deque
@@ -55,6 +56,8 @@ from edge_controller.network.settings import BrokerSettings, LinkLimits
 from edge_controller.network.topics import BROADCAST_KINDS, CommunityTopics, MessageKind
 
 log = logging.getLogger(__name__)
+# What `publish` awaits beside the outbox write before a message may go out.
+Readiness = Callable[[], Awaitable[None]]
 # How many waiting messages a (re)connection loads from the outbox file at once.
 MAX_RELOAD = 100_000
 
@@ -185,6 +188,8 @@ class CommunityLink:
         self._outbox_pending = 0
         self._outbox_wakeup = asyncio.Event()
         self._queue: deque[OutboxEntry] = deque()
+        # Message ids being written to the outbox, not yet queued (see `_enqueue`).
+        self._held: set[str] = set()
         # Sequence numbers of the queued messages that are not in the outbox file.
         self._transient: set[int] = set()
         self._transient_seq = 0
@@ -282,9 +287,14 @@ class CommunityLink:
                     await self._outbox_empty.wait()
         return self._outbox_pending == 0
 
-    async def publish(self, kind: MessageKind, body: JsonObject) -> str:
+    async def publish(
+        self, kind: MessageKind, body: JsonObject, ready: Readiness | None = None
+    ) -> str:
         """Broadcast a record or block; returns its message id once it is durably queued.
 
+        `ready`: awaited while the outbox writes the message (the two fsyncs overlap); the
+        message goes out only once both are done. When `ready` raises, the message is
+        taken back out of the outbox and never sent, and its error propagates.
         Blocks are signed, so a receiver knows which node pushed one."""
         if kind not in BROADCAST_KINDS:
             raise ValueError(f"{kind} messages are not broadcast; use send_to for sync")
@@ -292,11 +302,11 @@ class CommunityLink:
         # A body that proves its sender goes out in that sender's name, as peers require.
         sender = (self._binder(kind, body) if self._binder else None) or self.node_id
         if sender == self.node_id:
-            return await self._enqueue(topic, self._envelope(kind, topic, body))
+            return await self._enqueue(topic, self._envelope(kind, topic, body), ready)
         # Relayed in its signer's name: only records are, and they carry their signatures.
         envelope = Envelope.wrap(kind, sender, body)
         self._relayed_ids.remember(envelope.message_id)
-        return await self._enqueue(topic, envelope)
+        return await self._enqueue(topic, envelope, ready)
 
     async def send_to(self, node_id: str, body: JsonObject) -> str:
         """Send a signed sync message to one node, now or not at all: it is never written to
@@ -399,7 +409,7 @@ class CommunityLink:
         self._outbox_wakeup.set()
         return envelope.message_id
 
-    async def _enqueue(self, topic: str, envelope: Envelope) -> str:
+    async def _enqueue(self, topic: str, envelope: Envelope, ready: Readiness | None) -> str:
         if not self._outbox_open:
             raise RuntimeError("start the link before sending")
         payload = envelope.encode()
@@ -408,14 +418,46 @@ class CommunityLink:
                 f"message of {len(payload)} bytes exceeds {self.limits.max_message_bytes}"
                 " and would be refused by every peer"
             )
-        seq = await self._outbox.add(topic, envelope.message_id, payload)
+        message_id = envelope.message_id
+        # In the file before it is queued here: a reconnection's reload must not send it
+        # (it would go twice), nor before `ready`.
+        self._held.add(message_id)
+        adding = asyncio.ensure_future(self._outbox.add(topic, message_id, payload))
+        release = True
+        try:
+            if ready is not None:
+                try:
+                    await ready()
+                except Exception:
+                    # Not ready: the message must not go out, now or after a restart.
+                    release = await self._take_back(adding)
+                    raise
+            seq = await adding
+        finally:
+            if release:
+                self._held.discard(message_id)
         if seq is not None:
             self._outbox_pending += 1
             self._note_outbox_level()
             # Sent from memory: the drain loop need not read back what was just written.
-            self._queue.append(OutboxEntry(seq, topic, envelope.message_id, payload))
+            self._queue.append(OutboxEntry(seq, topic, message_id, payload))
         self._outbox_wakeup.set()
-        return envelope.message_id
+        return message_id
+
+    async def _take_back(self, adding: Awaitable[int | None]) -> bool:
+        """Delete a message written to the outbox that must not go out; False when it
+        stays in the file (the disk is failing): it is then held, never sent this run."""
+        try:
+            added = await adding
+        except sqlite3.Error:
+            return True  # never stored
+        try:
+            if added is not None:
+                await self._outbox.withdraw(added)
+        except sqlite3.Error as exc:
+            log.warning("outbox: a message not ready stays in the file: %s", exc)
+            return False
+        return True
 
     def _note_outbox_level(self) -> None:
         if self._outbox_pending == 0:
@@ -433,7 +475,8 @@ class CommunityLink:
         # After a (re)connection the file is the truth: messages of a batch that failed are
         # still in it. Merged with what was queued meanwhile, in outbox order.
         stored = await self._outbox.pending(MAX_RELOAD)
-        merged = {entry.seq: entry for entry in [*stored, *self._queue] if entry.seq > 0}
+        reloaded = [entry for entry in stored if entry.message_id not in self._held]
+        merged = {entry.seq: entry for entry in [*reloaded, *self._queue] if entry.seq > 0}
         # Sync messages queued since this connection came up (answers to the retained
         # statuses, say) go first; those of the lost connection went with it.
         fresh = [entry for entry in self._queue if entry.seq < 0]

@@ -4,6 +4,7 @@ A message is written (and fsynced: WAL with ``synchronous=FULL``) before ``publi
 returns, published when the broker is reachable, and deleted only after the broker's
 PUBACK. A broker outage or a ``kill -9`` therefore loses nothing acknowledged; at worst a
 message is sent twice, which receivers absorb because its id is the hash of its body.
+That is also why a deletion after a PUBACK is not fsynced on its own.
 
 The SQLite calls block, so the async methods run them in a worker thread; one lock
 serialises them because a single connection is shared between those threads.
@@ -65,9 +66,13 @@ class Outbox:
         return await asyncio.to_thread(self._pending, limit)
 
     async def remove(self, seqs: Sequence[int]) -> None:
-        """Forget messages the broker acknowledged."""
+        """Forget messages the broker acknowledged (not fsynced: lost, they go out again)."""
         if seqs:
-            await asyncio.to_thread(self._remove, list(seqs))
+            await asyncio.to_thread(self._remove, list(seqs), "NORMAL")
+
+    async def withdraw(self, seq: int) -> None:
+        """Take back a message that must never go out: deleted durably."""
+        await asyncio.to_thread(self._remove, [seq], "FULL")
 
     async def count(self) -> int:
         """How many messages are waiting."""
@@ -111,17 +116,22 @@ class Outbox:
             )
             return [OutboxEntry(int(s), str(t), str(m), bytes(p)) for s, t, m, p in rows]
 
-    def _remove(self, seqs: list[int]) -> None:
+    def _remove(self, seqs: list[int], synchronous: str) -> None:
         with self._lock:
-            # One statement, so one transaction and one fsync for the whole batch.
+            db = self._connection()
+            # One statement, so one transaction for the whole batch. NORMAL: no fsync of
+            # its own (in WAL mode the next add's fsync, or a checkpoint's, covers it).
             placeholders = ",".join("?" * len(seqs))
             try:
-                self._connection().execute(
-                    f"DELETE FROM outbox WHERE seq IN ({placeholders})", seqs
-                )
+                db.execute(f"PRAGMA synchronous={synchronous}")
+                db.execute(f"DELETE FROM outbox WHERE seq IN ({placeholders})", seqs)
             except sqlite3.OperationalError as exc:
+                if synchronous == "FULL":
+                    raise
                 # A full disk: the messages stay and go out again (receivers drop repeats).
                 log.warning("outbox: %d sent messages not forgotten: %s", len(seqs), exc)
+            finally:
+                db.execute("PRAGMA synchronous=FULL")
 
     def _count(self) -> int:
         with self._lock:

@@ -4,13 +4,18 @@ link was handed."""
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import pytest
 
+from edge_controller.app.disk import LedgerDisk
 from edge_controller.app.node import LedgerNode
 from edge_controller.app.trading import Trader
 from edge_controller.devices import SimulatedClock
+from edge_controller.ledger import StorageError
 from edge_controller.market import AcceptanceCriteria, MarketPolicy, QuantityRange, SellPolicy
 from edge_controller.network import InboundMessage, LinkStats, MessageHandler, MessageKind
 from edge_controller.refusal import Refusal, Why
@@ -24,7 +29,14 @@ class RecordingLink:
         self.sent: list[tuple[MessageKind | str, dict[str, Any]]] = []
         self.handlers: dict[MessageKind, MessageHandler] = {}
 
-    async def publish(self, kind: MessageKind, body: dict[str, Any]) -> str:
+    async def publish(
+        self,
+        kind: MessageKind,
+        body: dict[str, Any],
+        ready: Callable[[], Awaitable[None]] | None = None,
+    ) -> str:
+        if ready is not None:
+            await ready()
         self.sent.append((kind, body))
         return str(len(self.sent))
 
@@ -130,3 +142,55 @@ async def test_the_sealer_seals_the_pool_into_a_block_and_announces_it() -> None
     assert street.ledger.height == height + 1 and not street.ledger.pool
     blocks = [body for kind, body in street.link.sent if kind is MessageKind.BLOCK]
     assert len(blocks) == 2  # the block, then our new head
+
+
+async def test_a_record_the_disk_did_not_take_is_refused_withdrawn_and_never_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    street = Street()
+    street.fund(street.community.topup(street.home_key, 5_000))
+
+    async def failing_fsync() -> None:
+        raise StorageError("storage_failed", "fsync of the ledger failed")
+
+    monkeypatch.setattr(street.node, "durable", failing_fsync)
+    with pytest.raises(Refusal) as refused:
+        await street.node.issue("transfer", to=street.neighbour.account, amount=1_000)
+    assert refused.value.why is Why.STORAGE
+    assert not street.ledger.pool and street.link.records() == []
+
+
+class SlowDisk:
+    """A ledger's disk whose fsync waits to be let go (it clears the flag as it starts)."""
+
+    def __init__(self) -> None:
+        self.unsynced = True
+        self.started = threading.Event()
+        self.release = threading.Event()
+        self.syncs = 0
+
+    def sync(self) -> None:
+        self.unsynced = False
+        self.started.set()
+        self.release.wait(10)
+        self.syncs += 1
+
+
+async def test_a_write_a_running_sync_holds_is_durable_only_once_that_sync_ends() -> None:
+    disk = SlowDisk()
+    ledger_disk = LedgerDisk(disk)
+    first = asyncio.create_task(ledger_disk.durable())
+    assert await asyncio.to_thread(disk.started.wait, 10)
+    # The flag is clear, but the fsync holding the write is not done: wait for it.
+    second = asyncio.create_task(ledger_disk.durable())
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert not second.done()
+    disk.release.set()
+    await asyncio.gather(first, second)
+    assert disk.syncs == 1
+    # The finished sync holds nothing back: the next write gets a sync of its own.
+    disk.unsynced = True
+    await asyncio.wait_for(ledger_disk.durable(), 10)
+    assert disk.syncs == 2
+    ledger_disk.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import aiomqtt
+import pytest
 
 from edge_controller.network import (
     BrokerSettings,
@@ -215,6 +216,47 @@ async def test_records_acknowledged_before_a_kill_9_are_sent_by_the_next_process
     await wait_until(lambda: len(inbox.messages) >= 25, 5)
     numbers = sorted(int(str(message.body["number"])) for message in inbox.messages)
     assert numbers == list(range(25))
+
+
+async def test_a_record_goes_out_only_once_ready_and_never_when_ready_fails(
+    mosquitto: Broker, make_link: LinkFactory, wait_until: WaitUntil, tmp_path: Path
+) -> None:
+    # `ready` is the node's fsync of its ledger, overlapping the outbox write.
+    buyer = make_link("buyer", settings_of(mosquitto))
+    inbox = Inbox()
+    buyer.on_message(MessageKind.RECORD, inbox)
+    seller = make_link("seller", settings_of(mosquitto))
+    await buyer.start()
+    await seller.start()
+    await seller.wait_connected()
+    await wait_until(lambda: buyer.online_peers() == ["seller"], 5)
+
+    on_disk = asyncio.Event()
+
+    async def slow_disk() -> None:
+        await on_disk.wait()
+
+    async def failed_disk() -> None:
+        raise OSError("the ledger's fsync failed")
+
+    held = asyncio.create_task(seller.publish(MessageKind.RECORD, {"n": "held"}, slow_disk))
+    with pytest.raises(OSError, match="fsync failed"):
+        await seller.publish(MessageKind.RECORD, {"n": "refused"}, failed_disk)
+    await seller.publish(MessageKind.RECORD, {"n": "plain"})
+    await wait_until(lambda: len(inbox.messages) == 1, 5)
+    assert inbox.bodies() == [{"n": "plain"}]
+    assert not held.done()
+
+    on_disk.set()
+    await held
+    await wait_until(lambda: len(inbox.messages) == 2, 5)
+    assert inbox.bodies() == [{"n": "plain"}, {"n": "held"}]
+    await wait_until(lambda: seller.stats().outbox_pending == 0, 5)
+    # Taken back out of the file too: a restart does not send it after all.
+    await seller.stop()
+    again = make_link("seller", settings_of(mosquitto), outbox=tmp_path / "seller-outbox.sqlite3")
+    await again.start()
+    assert again.stats().outbox_pending == 0
 
 
 def envelope(sender: str, body: dict[str, Any], kind: str = "record") -> bytes:
