@@ -86,6 +86,7 @@ class Client:
         self.closed = False
         self.messages: list[paho.MQTTMessage] = []
         self.granted: list[int] = []
+        self._sent: paho.MQTTMessageInfo | None = None
         version5 = protocol == paho.MQTTv5
         self.client = paho.Client(
             CallbackAPIVersion.VERSION2,
@@ -119,10 +120,18 @@ class Client:
         wait(lambda: len(self.granted) > before, f"the SUBACK of {topic}")
 
     def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> None:
-        self.client.publish(topic, payload, qos=qos, retain=retain)
+        self._sent = self.client.publish(topic, payload, qos=qos, retain=retain)
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the broker acknowledged the last publish (QoS 1)."""
+        return self._sent is not None and self._sent.is_published()
 
     def close(self) -> None:
+        # Gone on the broker's side before the test goes on: a QoS 1 message sent into a
+        # closing session waits out NATS's ack_wait (30 s) before it is sent again.
         self.client.disconnect()
+        wait(lambda: self.closed, "the disconnection")
         self.client.loop_stop()
 
 
@@ -193,6 +202,7 @@ def test_both_keep_retained_presence_and_queue_qos_1_for_a_persistent_session(
     away.subscribe(TOPICS.records)
     away.close()
     alice.publish(TOPICS.records, b"while away")
+    wait(lambda: alice.acknowledged, "the PUBACK of what was sent while Bob was away")
     late = Client(broker, "epbob")
     late.subscribe(TOPICS.all_statuses)
     wait(lambda: delivered(late, status, b'{"online": true}'), "the retained status")
