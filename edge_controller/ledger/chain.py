@@ -11,6 +11,10 @@ Under proof of authority on the latest rules it also keeps the final height (a b
 which a majority of the sealers sealed later blocks) and never reorganises below it, and
 keeps one block per sealer and height: a second one is equivocation, kept as evidence
 (`take_evidence`) and dropped unless other nodes have built on it.
+
+With a final height and SQLite behind it, the block index and the best chain by height
+are in memory from the final height up only (`index.py`): a year of blocks costs the node
+no memory, and a start reads the headers of the last `finality_depth` heights.
 """
 
 from __future__ import annotations
@@ -1203,6 +1207,8 @@ class Ledger:
             self._add_entry(entry)
         self.index.floor = snapshot.main_from
         self.main.reset(snapshot.main_from, snapshot.main)
+        if snapshot.main_from > 1:
+            self.tips.discard(self.main[0])  # genesis' children stay in storage
         digests = self.store.keeps_digests
         total = 0
         for name, key, value in snapshot.state_rows:

@@ -120,6 +120,10 @@ class BlockIndex(Mapping[str, IndexEntry]):
         """Entries held in memory (those above the floor, genesis, and the cache)."""
         return len(self._hot) + len(self._cold)
 
+    def holds(self, block_hash: str) -> bool:
+        """Whether `block_hash`'s entry is in memory now (a lookup reads no storage)."""
+        return block_hash in self._hot or block_hash in self._cold
+
 
 class MainChain(Sequence[str]):
     """The best chain's block hashes by height: those from `start` up in memory, those
