@@ -5,7 +5,8 @@
 Builds (once, in DIR) SQLite ledgers of --blocks and of twice as many empty 5 s blocks
 (three sealers taking turns, latest rules), then opens each in a fresh interpreter and
 prints, as JSON, the memory Python allocated while `Ledger.open` ran and what remained
-after it (tracemalloc), with the index entries and best-chain hashes held in memory. The
+after it (tracemalloc), with the index entries and best-chain hashes held in memory, and
+what each of 2,000 blocks taken live after the open added (on a copy of each). The
 difference between the two sizes is what `--blocks` more blocks cost a node. Run it again
 with another tree first on PYTHONPATH (and the same --dir) to open the same databases with
 that tree's code: the databases of this tree open in older ones too.
@@ -14,6 +15,7 @@ that tree's code: the databases of this tree open in older ones too.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sqlite3
@@ -24,10 +26,11 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
-from edge_controller.ledger import Consensus, Genesis, KeyPair, Ledger
+from edge_controller.ledger import Consensus, Genesis, KeyPair, Ledger, Verifier
 from edge_controller.ledger.store import SqliteStore
 
 INTERVAL_MS = 5_000
+LIVE_BLOCKS = 2_000
 
 
 def _genesis(sealers: list[KeyPair], blocks: int) -> Genesis:
@@ -81,15 +84,35 @@ def measure(path: Path, genesis_path: Path) -> dict[str, Any]:
     ledger = Ledger.open(path, genesis)
     opened = time.perf_counter() - started
     current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
+    blocks = ledger.height
     index, main = ledger.index, ledger.main
+    held = {
+        "entries_in_memory": index.in_memory() if hasattr(index, "in_memory") else len(index),
+        "hashes_in_memory": main.in_memory() if hasattr(main, "in_memory") else len(main),
+    }
+    # Then blocks taken live, as a running node takes them (their bodies are bounded),
+    # without the signature cache, which fills up to its own bound whatever the index does.
+    ledger.verifier = Verifier(cache_size=0)
+    sealers = [KeyPair.from_seed(f"index-sealer-{i}".encode()) for i in range(3)]
+    now = ledger.head.time
+    gc.collect()
+    before_live, _ = tracemalloc.get_traced_memory()
+    for _ in range(LIVE_BLOCKS):
+        now += INTERVAL_MS
+        key = next(k for k in sealers if ledger.first_in_line(k))
+        block = ledger.build_block(key, now=now)
+        assert block is not None
+        ledger.add_block(block, now=now)
+    gc.collect()
+    after_live, _ = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
     return {
-        "blocks": ledger.height,
+        "blocks": blocks,
         "open_s": round(opened, 3),
         "traced_kb": round(current / 1e3),
         "traced_peak_kb": round(peak / 1e3),
-        "entries_in_memory": index.in_memory() if hasattr(index, "in_memory") else len(index),
-        "hashes_in_memory": main.in_memory() if hasattr(main, "in_memory") else len(main),
+        **held,
+        "live_bytes_per_block": round((after_live - before_live) / LIVE_BLOCKS),
     }
 
 
@@ -106,7 +129,10 @@ def main() -> int:
     sizes = []
     for blocks in (args.blocks, 2 * args.blocks):
         # A fresh interpreter per size: one measurement's memory does not count in the next.
-        path = args.dir / f"chain-{blocks}.db"
+        path = args.dir / "work.db"
+        shutil.copy(args.dir / f"chain-{blocks}.db", path)
+        for suffix in ("-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
         own = [sys.executable, __file__, "--dir", str(args.dir), "--open", str(path)]
         done = subprocess.run(own, capture_output=True, text=True, check=True)
         sizes.append(json.loads(done.stdout))
