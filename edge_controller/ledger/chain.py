@@ -11,6 +11,10 @@ Under proof of authority on the latest rules it also keeps the final height (a b
 which a majority of the sealers sealed later blocks) and never reorganises below it, and
 keeps one block per sealer and height: a second one is equivocation, kept as evidence
 (`take_evidence`) and dropped unless other nodes have built on it.
+
+With a final height and SQLite behind it, the block index and the best chain by height
+are in memory from the final height up only (`index.py`): a year of blocks costs the node
+no memory, and a start reads the headers of the last `finality_depth` heights.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ from .consensus import (
 )
 from .errors import Reason, Rejected
 from .genesis import THIRD_RULES, Consensus, Genesis
+from .index import PAGE, BlockIndex, MainChain
 from .integrity import REMEDY, DamagedStore, StorageError, as_hex, changed, row_hash
 from .keys import KeyPair, Verifier, account_id
 from .parallel import Check, SignaturePool, check_ahead
@@ -108,6 +113,9 @@ CHECK_BLOCKS = 6
 # Blocks one sealer may have at one height: its first, and one more only when other nodes
 # built on it (so nodes that saw the two in another order still converge).
 MAX_SEALER_SIBLINGS = 2
+# Heights of the block index read at start when the final height comes from the sealers
+# alone (rules 2); a final height found lower widens it (`_widen_index`).
+INDEX_WINDOW = 1_024
 
 
 def now_ms() -> int:
@@ -206,11 +214,12 @@ class Ledger:
         self.clock = clock
         self.events = ChainEvents()
         self.state = State()
-        self.index: dict[str, IndexEntry] = {}
-        self.children: dict[str, list[str]] = {}
+        _, first = genesis_entry(genesis)
+        # Kept in memory from the final height up; below it read from storage on demand.
+        self.index = self._new_index()
         # Blocks with no child: the candidates for the best chain's tip.
         self.tips: set[str] = set()
-        self.main: list[str] = []
+        self.main = self._new_main(first.hash)
         # Fork choice kept as blocks arrive: the valid block with the most work.
         self._best: IndexEntry | None = None
         # Proof of authority, latest rules: no reorganisation at or below this height.
@@ -250,9 +259,7 @@ class Ledger:
         self.state_digest = 0
         consensus = genesis.consensus
         self._members = {account_id(k) for k in (*genesis.registrars, *consensus.sealers)}
-        _, entry = genesis_entry(genesis)
-        self._add_entry(entry)
-        self.main.append(entry.hash)
+        self._add_entry(first)
         if isinstance(self.store, SqliteStore):
             # Finished rows live on disk only: memory stays flat as the chain ages.
             self.state.keep_cold(self.store.load_row, self.store.scan_rows)
@@ -285,6 +292,21 @@ class Ledger:
 
     def close(self) -> None:
         self.store.close()
+
+    def _new_index(self) -> BlockIndex:
+        store = self.store
+        return BlockIndex(store if isinstance(store, SqliteStore) else None)
+
+    def _new_main(self, genesis_hash: str) -> MainChain:
+        store = self.store
+        source = store.main_hashes if isinstance(store, SqliteStore) else None
+        return MainChain(genesis_hash, source)
+
+    @property
+    def children(self) -> dict[str, list[str]]:
+        """The children of each block in memory (a SQLite-backed node: those above the
+        final height)."""
+        return self.index.children
 
     @property
     def storage_failure(self) -> StorageError | None:
@@ -357,8 +379,8 @@ class Ledger:
     def headers_after(self, locator: list[str], limit: int) -> list[Header]:
         start = self.fork_point(locator) + 1
         headers = []
-        for height in range(start, min(start + limit, len(self.main))):
-            signed = self.signed_header(self.main[height])
+        for block_hash in self.main[start : start + limit]:
+            signed = self.signed_header(block_hash)
             if signed is not None:
                 headers.append(signed[0])
         return headers
@@ -473,10 +495,20 @@ class Ledger:
         return ruling(self.genesis, self.sealer_set(parent))
 
     def _note_stored_changes(self) -> None:
-        """At start: the sealer changes the best chain's blocks recorded, from the state."""
+        """At start: the sealer changes the best chain's blocks recorded, from the state,
+        and the view after the first block in memory worked out from them, so that no
+        walk of the timeline goes below it (`SealerTimeline.seed`)."""
+        heights = []
         for height, row in self.state.sealer_changes.rows.items():
             if int(height) < len(self.main):
-                self.sealer_timeline.note_changes(self.main[int(height)], row.keys)
+                heights.append(int(height))
+                self.sealer_timeline.note_changes(self.main[int(height)], int(height), row.keys)
+        start = min(self.index.floor, self.height)
+        if heights and start > 0:
+            self.sealer_timeline.seed(self._main_entry, start, heights)
+
+    def _main_entry(self, height: int) -> IndexEntry:
+        return self.index[self.main[height]]
 
     def _note_side_changes(self) -> None:
         """At start: the sealer changes of stored side-branch blocks above the final height
@@ -491,7 +523,7 @@ class Ledger:
             ):
                 block = None if entry.invalid else self.store.get_block(entry.hash)
                 if block is not None:
-                    self.sealer_timeline.note_block(entry.hash, block.records)
+                    self.sealer_timeline.note_block(entry.hash, entry.height, block.records)
                 entry = self.index[entry.prev]
 
     def prune_pool(self, now: int | None = None) -> list[Record]:
@@ -751,7 +783,7 @@ class Ledger:
                 work=parent.work + block_work(self.genesis, block.header.difficulty),
             )
         )
-        self.sealer_timeline.note_block(block.hash, block.records)
+        self.sealer_timeline.note_block(block.hash, block.height, block.records)
         # Written to disk with the change of best chain that connects it (one transaction),
         # or on its own if it stays on a side branch.
         self._unstored[block.hash] = block
@@ -862,11 +894,17 @@ class Ledger:
         by_sealers = final_height(self.head, self._quorum, self.ancestor) if self._authority else 0
         by_depth = final_by_depth(self.genesis, self.height)
         self.final_height = max(self.final_height, self.base_height, by_sealers, by_depth)
-        self.sealer_timeline.forget_below(self.final_height, self.main.__getitem__)
+        self.sealer_timeline.forget_below(self.final_height)
         # Slots at or below the final height cannot take a new block any more.
-        for height in range(self._pruned_to, self.final_height + 1):
-            self._slots.pop(height, None)
+        if self.final_height + 1 - self._pruned_to > len(self._slots):
+            self._slots = {h: s for h, s in self._slots.items() if h > self.final_height}
+        else:
+            for height in range(self._pruned_to, self.final_height + 1):
+                self._slots.pop(height, None)
         self._pruned_to = max(self._pruned_to, self.final_height + 1)
+        # Below the final block nothing is followed again: its index stays in storage.
+        self.tips.difference_update(self.index.forget_below(self.final_height))
+        self.main.forget_below(self.final_height)
 
     def _check_block(self, block: Block, parent: IndexEntry, now: int) -> None:
         c = self.genesis.consensus
@@ -881,10 +919,11 @@ class Ledger:
             record.verify(self.community, self.verifier)
 
     def _add_entry(self, entry: IndexEntry) -> None:
-        self.index[entry.hash] = entry
-        self.children.setdefault(entry.prev, []).append(entry.hash)
+        self.index.add(entry)
         self.tips.discard(entry.prev)
-        self.tips.add(entry.hash)
+        # In any order (a widened index adds parents after their children).
+        if not self.children.get(entry.hash):
+            self.tips.add(entry.hash)
         if entry.height > self.final_height:
             slot = self._slots.setdefault(entry.height, {})
             slot.setdefault(entry.sealer, []).append(entry.hash)
@@ -940,6 +979,8 @@ class Ledger:
                 # Unmarked on disk, it is checked and refused again at the next start.
                 with contextlib.suppress(StorageError):
                     self.store.mark_invalid(h, reason)
+            elif h != block_hash:
+                continue  # marked with its descendants already
             stack.extend(self.children.get(h, []))
 
     def _reorganize(self, target: IndexEntry) -> tuple[int, str | None]:
@@ -954,7 +995,10 @@ class Ledger:
         branch.reverse()
         if self._finality and fork_height < self.final_height:
             reason = f"{Reason.REVERTS_FINAL.value}: it forks below the final height"
-            self._mark_invalid(branch[0].hash, reason)
+            # The whole branch, from its tip: below the final height no children are in
+            # memory to walk up from its first block.
+            for entry in reversed(branch):
+                self._mark_invalid(entry.hash, reason)
             return 0, branch[0].hash
         mark = self.state.mark()
         commit = Commit(head=target.hash)
@@ -1029,7 +1073,7 @@ class Ledger:
             is_recorded=self.is_recorded,
         )
         self.checkpoints.check(block, self.state)
-        self.sealer_timeline.note_block(block.hash, block.records)
+        self.sealer_timeline.note_block(block.hash, block.height, block.records)
         apply_block(self.state, block.records, ctx, self._note_connected)
 
     def _note_connected(self, record: Record) -> None:
@@ -1168,14 +1212,16 @@ class Ledger:
     # --- start-up -----------------------------------------------------------------------------
 
     def _load(self, check_blocks: int) -> None:
-        snapshot = self.store.open(self.community)
+        snapshot = self.store.open(self.community, self._index_window())
         if snapshot is None:
             return
         self.base_height = self.store.base_height()
         for entry in snapshot.entries:
             self._add_entry(entry)
-        if snapshot.main:
-            self.main = [self.main[0], *snapshot.main]
+        self.index.floor = snapshot.main_from
+        self.main.reset(snapshot.main_from, snapshot.main)
+        if snapshot.main_from > 1:
+            self.tips.discard(self.main[0])  # genesis' children stay in storage
         digests = self.store.keeps_digests
         total = 0
         for name, key, value in snapshot.state_rows:
@@ -1201,8 +1247,37 @@ class Ledger:
             except Rejected:
                 continue
             self._pool_insert(record, now)
+        self._widen_index()
         # A block stored just before a crash may be better than the committed head.
         self._follow_best()
+
+    def _index_window(self) -> int | None:
+        """The heights below the head whose index a start reads (None: all): every block
+        above the final height, which by depth (rules 3) is at most `finality_depth`
+        below the head; the rest waits in storage until asked for."""
+        if not self._finality or not isinstance(self.store, SqliteStore):
+            return None
+        c = self.genesis.consensus
+        return max(c.finality_depth, CHECK_BLOCKS + 1) if c.rules >= THIRD_RULES else INDEX_WINDOW
+
+    def _widen_index(self) -> None:
+        """At start: read the index down to the head's final height when the window read
+        stops above it (the sealers left blocks unfinal for longer than the window), so
+        every block a fork may still leave from is in memory, with its branches' tips."""
+        floor = self.index.floor
+        if not self._finality or floor <= 1:
+            return
+        by_sealers = final_height(self.head, self._quorum, self.ancestor) if self._authority else 0
+        final = max(self.base_height, by_sealers, final_by_depth(self.genesis, self.height))
+        if final >= floor:
+            return
+        low = max(final, 1)
+        store = self.store
+        assert isinstance(store, SqliteStore)  # a window is read from SQLite only
+        for entry in store.index_entries(low, floor):
+            self._add_entry(entry)
+        self.index.floor = low
+        self.main.widen(low, store.main_hashes(low, floor))
 
     def _damaged(self, what: str) -> DamagedStore:
         where = getattr(self.store, "path", "the ledger")
@@ -1275,7 +1350,9 @@ class Ledger:
         installed into it). The pool is read back from the store as at a start."""
         self._forget_pending()
         self.state = State()
-        self.index, self.children, self.tips = {}, {}, set()
+        _, entry = genesis_entry(self.genesis)
+        self.index, self.tips = self._new_index(), set()
+        self.main = self._new_main(entry.hash)
         self.sealer_timeline = SealerTimeline(self.genesis, self.index, self.ancestor)
         self._best = None
         self.final_height = self.base_height = self._pruned_to = 0
@@ -1283,15 +1360,15 @@ class Ledger:
         self.pool, self._pool_added, self._pooled_by = {}, {}, {}
         self._orphans, self._recent, self._unstored = {}, {}, {}
         self.state_digest = 0
-        _, entry = genesis_entry(self.genesis)
         self._add_entry(entry)
-        self.main = [entry.hash]
         self._load(0)
         self._update_final()
 
     def iter_main(self, start: int = 1) -> Iterator[Block]:
-        for height in range(start, len(self.main)):
-            yield self._load_block(self.main[height])
+        """The best chain's blocks from height `start` on, read a page of hashes at a time."""
+        for low in range(start, len(self.main), PAGE):
+            for block_hash in self.main[low : low + PAGE]:
+                yield self._load_block(block_hash)
 
 
 def _signature_checks(community: str, block: Block) -> list[Check]:

@@ -96,7 +96,7 @@ def prune_history(
         batches += 1
         first = ledger.base_height + 1
         last = min(keep_from - 1, first + batch - 1)
-        hashes = [ledger.main[h] for h in range(first, last + 1)]
+        hashes = ledger.main[first : last + 1]
         store.prune_bodies(hashes, last)
         ledger.base_height = last
         pruned += len(hashes)

@@ -27,7 +27,7 @@ changes it recorded; nothing of it exists until a community records its first ch
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -172,14 +172,19 @@ def changes_in(genesis: Genesis, records: Iterable[Any]) -> tuple[Change, ...]:
 class SealerTimeline:
     """The sealer set in force at every block a node indexed, on every branch."""
 
-    def __init__(self, genesis: Genesis, index: dict[str, IndexEntry], ancestor: Ancestor) -> None:
+    def __init__(
+        self, genesis: Genesis, index: Mapping[str, IndexEntry], ancestor: Ancestor
+    ) -> None:
         self.genesis = genesis
         self.index = index
         self.ancestor = ancestor
         self.first = SealerView(genesis.consensus.sealers)
         # Changes recorded by each indexed block that recorded any, by block hash.
         self._changes: dict[str, tuple[Change, ...]] = {}
-        self._views: dict[str, SealerView] = {}
+        # The lowest height of such a block: the view after any block below it is `first`.
+        self._lowest = 0
+        # The view after each block (by hash) and that block's height.
+        self._views: dict[str, tuple[int, SealerView]] = {}
         self._pruned_to = 0
 
     @property
@@ -187,16 +192,37 @@ class SealerTimeline:
         """Whether any block this node holds recorded a change (until then: genesis' set)."""
         return bool(self._changes)
 
-    def note_block(self, block_hash: str, records: Iterable[Any]) -> None:
+    def note_block(self, block_hash: str, height: int, records: Iterable[Any]) -> None:
         """Remember the changes a block records (called as its body is admitted)."""
-        changes = changes_in(self.genesis, records)
-        if changes:
-            self._changes[block_hash] = changes
+        self.note_changes(block_hash, height, changes_in(self.genesis, records))
 
-    def note_changes(self, block_hash: str, changes: tuple[Change, ...]) -> None:
+    def note_changes(self, block_hash: str, height: int, changes: tuple[Change, ...]) -> None:
         """Remember a stored block's changes (at start, from the state's table)."""
         if changes:
+            self._lowest = min(self._lowest, height) if self._changes else height
             self._changes[block_hash] = changes
+
+    def seed(self, entry_at: Callable[[int], IndexEntry], height: int, heights: list[int]) -> None:
+        """At start: the view after the best chain's block at `height` (`entry_at` reads
+        the best chain's entries), so no later walk goes below it. Worked out forward from
+        the first change, over the blocks around each change only (`heights`: those of the
+        blocks that recorded one): once every change before is in force, the view stays as
+        it is until the next."""
+        marks = sorted(h for h in heights if h <= height)
+        if not marks:
+            return
+        view, at, i = self.first, marks[0] - 1, 0
+        while at < height:
+            if not view.pending and not view.scheduled:
+                while i < len(marks) and marks[i] <= at:
+                    i += 1
+                if i == len(marks):
+                    break
+                at = marks[i] - 1
+            at += 1
+            entry = entry_at(at)
+            view = next_view(view, entry, self._changes.get(entry.hash, ()), self.ancestor)
+        self._views[entry_at(height).hash] = (height, view)
 
     def after(self, entry: IndexEntry) -> SealerView:
         """The view after `entry`: its set is in force at `entry.height + 1`."""
@@ -205,16 +231,18 @@ class SealerTimeline:
         path: list[IndexEntry] = []
         view: SealerView | None = None
         while view is None:
-            if entry.height == 0:
+            if entry.height < self._lowest:
                 view = self.first
                 break
-            view = self._views.get(entry.hash)
-            if view is None:
+            known = self._views.get(entry.hash)
+            if known is None:
                 path.append(entry)
                 entry = self.index[entry.prev]
+            else:
+                view = known[1]
         for step in reversed(path):
             view = next_view(view, step, self._changes.get(step.hash, ()), self.ancestor)
-            self._views[step.hash] = view
+            self._views[step.hash] = (step.height, view)
         return view
 
     def in_force(self, entry: IndexEntry) -> SealerView:
@@ -223,9 +251,11 @@ class SealerTimeline:
             return self.first
         return self.after(self.index[entry.prev])
 
-    def forget_below(self, height: int, hash_at: Callable[[int], str]) -> None:
-        """Drop the views of best-chain blocks below `height` (the final height): no block
-        is checked on a parent below it any more."""
-        for h in range(self._pruned_to, height):
-            self._views.pop(hash_at(h), None)
-        self._pruned_to = max(self._pruned_to, height)
+    def forget_below(self, height: int) -> None:
+        """Drop the views of blocks below `height` (the final height): no block is
+        checked on a parent below it any more."""
+        if height <= self._pruned_to:
+            return
+        self._pruned_to = height
+        if self._views:
+            self._views = {h: v for h, v in self._views.items() if v[0] >= height}

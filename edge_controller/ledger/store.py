@@ -87,6 +87,8 @@ class Snapshot:
     main: list[str]
     state_rows: Iterable[tuple[str, str, str]]
     pool: list[dict[str, Any]]
+    # The height `entries` and `main` start at: those below it stay in storage until asked.
+    main_from: int = 1
 
 
 class Store(Protocol):
@@ -94,7 +96,7 @@ class Store(Protocol):
     keeps_digests: bool
     failure: StorageError | None
 
-    def open(self, community: str) -> Snapshot | None: ...
+    def open(self, community: str, recent: int | None = None) -> Snapshot | None: ...
     def digest_of(self, block_hash: str) -> str | None: ...
     def set_digest(self, block_hash: str, digest: str) -> None: ...
     def probe(self) -> None: ...
@@ -127,7 +129,7 @@ class MemoryStore:
         self.recorded: set[str] = set()
         self.failure: StorageError | None = None
 
-    def open(self, community: str) -> Snapshot | None:
+    def open(self, community: str, recent: int | None = None) -> Snapshot | None:
         return None
 
     def digest_of(self, block_hash: str) -> str | None:
@@ -205,6 +207,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     work TEXT NOT NULL,
     invalid TEXT NOT NULL DEFAULT ''
 );
+CREATE INDEX IF NOT EXISTS blocks_by_height ON blocks (height);
 CREATE TABLE IF NOT EXISTS main (height INTEGER PRIMARY KEY, hash TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS records (
     id TEXT PRIMARY KEY,
@@ -341,10 +344,13 @@ class SqliteStore:
                 self.failure = error
             raise error from None
 
-    def open(self, community: str) -> Snapshot | None:
-        return self._read("reading the ledger", lambda: self._open(community))
+    def open(self, community: str, recent: int | None = None) -> Snapshot | None:
+        """The stored ledger of `community` (None: a new one, now created). `recent`: read
+        the index and best chain of the last `recent` heights only (None: all of them);
+        the rest is read on demand (`index_entry`, `main_hashes`)."""
+        return self._read("reading the ledger", lambda: self._open(community, recent))
 
-    def _open(self, community: str) -> Snapshot | None:
+    def _open(self, community: str, recent: int | None) -> Snapshot | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'community'").fetchone()
         if row is None:
             self._write("creating the ledger", lambda: self._create(community))
@@ -357,15 +363,14 @@ class SqliteStore:
         self.community = community
         if self._row_format() < ROW_FORMAT:
             self._write("upgrading the ledger's state rows", self._upgrade_rows)
-        entries = [
-            _entry(h, json.loads(header), int(work), invalid)
-            for h, header, work, invalid in self.db.execute(
-                "SELECT hash, header, work, invalid FROM blocks ORDER BY height"
-            )
-        ]
-        main = [h for (h,) in self.db.execute("SELECT hash FROM main ORDER BY height")]
+        (top,) = self.db.execute("SELECT COALESCE(MAX(height), 0) FROM main").fetchone()
+        start = 1 if recent is None else max(1, top - recent)
+        entries = self.index_entries(start)
+        main = self.main_hashes(start, top + 1)
         pool = [json.loads(w) for (w,) in self.db.execute("SELECT wire FROM pool ORDER BY added")]
-        return Snapshot(entries=entries, main=main, state_rows=self._state_rows(), pool=pool)
+        return Snapshot(
+            entries=entries, main=main, state_rows=self._state_rows(), pool=pool, main_from=start
+        )
 
     def _create(self, community: str) -> None:
         self.db.execute("BEGIN IMMEDIATE")
@@ -444,6 +449,78 @@ class SqliteStore:
         # One row at a time: a year of settled trades is never in memory at once.
         for key, value in cursor:
             yield key, table.unpack(key, value)
+
+    def index_entry(self, block_hash: str) -> IndexEntry | None:
+        """The index entry of a stored block (None: not stored)."""
+        row = self._read(
+            "reading the block index",
+            lambda: self.db.execute(
+                "SELECT height, header, work, invalid FROM blocks WHERE hash = ?", (block_hash,)
+            ).fetchone(),
+        )
+        return None if row is None else self._index_row(block_hash, *row)
+
+    def index_entries(self, low: int, high: int | None = None) -> list[IndexEntry]:
+        """The index entries of the stored blocks at heights `low` up to `high` (excluded;
+        None: all above), on every branch, by height."""
+        rows = self._read(
+            "reading the block index",
+            lambda: self.db.execute(
+                "SELECT hash, height, header, work, invalid FROM blocks"
+                " WHERE height >= ? AND height < ? ORDER BY height",
+                (low, (1 << 62) if high is None else high),
+            ).fetchall(),
+        )
+        return [self._index_row(*row) for row in rows]
+
+    def _index_row(
+        self, block_hash: str, height: int, header: str, work: str, invalid: str
+    ) -> IndexEntry:
+        try:
+            return _entry(block_hash, json.loads(header), int(work), invalid)
+        except (ValueError, KeyError, TypeError, Rejected) as exc:
+            raise self._damaged(height, block_hash, f"its header does not parse ({exc})") from None
+
+    def main_hashes(self, low: int, high: int) -> list[str]:
+        """The best chain's block hashes at heights `low` up to `high` (excluded, at most
+        the head's height + 1). Raises `DamagedStore` when one is missing."""
+        hashes = [
+            h
+            for (h,) in self._read(
+                "reading the best chain",
+                lambda: self.db.execute(
+                    "SELECT hash FROM main WHERE height >= ? AND height < ? ORDER BY height",
+                    (low, high),
+                ).fetchall(),
+            )
+        ]
+        if len(hashes) != max(0, high - low):
+            error = DamagedStore(
+                f"{self.path}: the best chain lacks blocks between heights {low} and"
+                f" {high - 1}; {REMEDY}"
+            )
+            self.failure = error
+            raise error
+        return hashes
+
+    def count_blocks_below(self, height: int) -> int:
+        """How many blocks are stored below `height` (on every branch)."""
+        row = self._read(
+            "reading the block index",
+            lambda: self.db.execute(
+                "SELECT COUNT(*) FROM blocks WHERE height < ?", (height,)
+            ).fetchone(),
+        )
+        return int(row[0])
+
+    def block_hashes_below(self, height: int) -> Iterator[str]:
+        """The hashes of the blocks stored below `height`, one at a time."""
+        cursor = self._read(
+            "reading the block index",
+            lambda: self.db.execute("SELECT hash FROM blocks WHERE height < ?", (height,)),
+        )
+        for (block_hash,) in cursor:
+            yield block_hash
 
     def put_block(self, block: Block, entry: IndexEntry) -> None:
         self._write("storing a block", lambda: self._put_block(block, entry))
