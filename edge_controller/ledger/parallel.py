@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import logging
 import multiprocessing
 import os
 import pickle
@@ -25,6 +26,8 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from .keys import Verifier
+
+log = logging.getLogger(__name__)
 
 CHUNK = 32
 Check = tuple[str, bytes, bytes]
@@ -204,6 +207,8 @@ class SignaturePool:
     def _break(self) -> None:
         """A worker died, perhaps holding a part: every open part counts as unconfirmed
         (the caller verifies it itself) and no more are written."""
+        if not self.broken:
+            log.warning("a signature worker stopped: this node verifies signatures alone")
         self.broken = True
         self._collect()
         for job in self._open.values():
@@ -215,10 +220,9 @@ class SignaturePool:
     def close(self) -> None:
         """Stop the workers (those that do not stop in time are killed)."""
         self._queue.clear()
-        if not self.broken:
-            with contextlib.suppress(OSError):
-                for _ in self._processes:
-                    self._tasks.send_bytes(b"")
+        with contextlib.suppress(OSError):
+            for _ in self._processes:
+                self._tasks.send_bytes(b"")
         for process in self._processes:
             process.join(STOP_TIMEOUT_S)
             if process.is_alive():
