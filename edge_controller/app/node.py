@@ -126,8 +126,9 @@ class LedgerNode:
         self.willing = sealer
         self.name = name
         self._disk = LedgerDisk(ledger)
-        # Signature workers run only while catching up (idle, they cost a Pi memory).
-        workers = os.cpu_count() or 1
+        # Signature workers run only while catching up (idle, they cost a Pi memory); one
+        # core fewer than the machine has: the catch-up's own thread needs one of its own.
+        workers = (os.cpu_count() or 1) - 1
         self.sync = SyncNode(
             ledger, self.account, message_limit=message_limit, catch_up_workers=workers
         )

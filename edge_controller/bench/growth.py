@@ -144,13 +144,13 @@ def measure_catchup(db: Path, genesis_path: Path, directory: Path) -> dict[str, 
     client_db = directory / "catchup.db"
     client = Ledger.open(client_db, genesis)
     serving = SyncNode(server, "server", member=lambda _p: True, message_limit=MESSAGE_LIMIT)
-    # As a home's node: signature workers on every core while it catches up.
+    # As a home's node: signature workers on every core but the one applying the blocks.
     joining = SyncNode(
         client,
         "joining",
         member=lambda _p: True,
         message_limit=MESSAGE_LIMIT,
-        catch_up_workers=os.cpu_count() or 1,
+        catch_up_workers=(os.cpu_count() or 1) - 1,
     )
     client.max_block_wire = block_limit(MESSAGE_LIMIT)
     now = server.head.time + 60_000

@@ -71,7 +71,7 @@ from .rules import (
     sequence_spent,
 )
 from .sealers import SealerTimeline, planned, ruling
-from .state import PendingState, State
+from .state import JournalEntry, PendingState, State
 from .store import Commit, MemoryStore, SqliteStore, Store, first_writes
 
 log = logging.getLogger(__name__)
@@ -702,8 +702,9 @@ class Ledger:
         """Add several blocks in order (a batch from sync), each with its own outcome.
 
         The batch is followed in one step and written in one transaction. With a signature
-        pool its signatures are verified on the other cores while the main thread checks
-        headers, so catching up is not bound to one core.
+        pool its signatures are verified on the other cores, and each block that extends the
+        chain is applied to the state as soon as its own signatures are in, while the workers
+        verify the next ones (`_Ahead`), so catching up is not bound to one core.
         """
         now = self.clock() if now is None else now
         pending: list[tuple[Block, Callable[[], None]] | Rejected] = []
@@ -718,24 +719,34 @@ class Ledger:
         outcomes: list[BlockResult | Rejected] = []
         admitted: list[tuple[int, Block]] = []
         parents = {item[0].prev for item in pending if not isinstance(item, Rejected)}
-        for item in pending:
-            if isinstance(item, Rejected):
-                outcomes.append(item)
-                continue
-            block, wait = item
-            wait()
-            try:
-                followed = block.hash in parents or self._has_orphan_child(block.hash)
-                early = self._admit(block, now, followed)
-            except Rejected as exc:
-                outcomes.append(exc)
-                continue
-            if early is None:
-                admitted.append((len(outcomes), block))
-                early = BlockResult("side", block.hash)
-            outcomes.append(early)
+        ahead = None
+        if self.signature_pool is not None:
+            ahead = _Ahead(self.state.mark(), self.state_digest, self.main[-1])
+        try:
+            for item in pending:
+                if isinstance(item, Rejected):
+                    outcomes.append(item)
+                    continue
+                block, wait = item
+                wait()
+                try:
+                    followed = block.hash in parents or self._has_orphan_child(block.hash)
+                    early = self._admit(block, now, followed)
+                except Rejected as exc:
+                    outcomes.append(exc)
+                    continue
+                if early is None:
+                    admitted.append((len(outcomes), block))
+                    early = BlockResult("side", block.hash)
+                    if ahead is not None:
+                        self._connect_ahead(ahead, block)
+                outcomes.append(early)
+        except BaseException:
+            if ahead is not None:
+                self._drop_ahead(ahead)
+            raise
         if admitted:
-            depth = self._follow_best()
+            depth = self._follow_best(ahead)
             self._store_unconnected()
             for position, block in admitted:
                 try:
@@ -743,6 +754,40 @@ class Ledger:
                 except Rejected as exc:
                     outcomes[position] = exc
         return outcomes
+
+    def _connect_ahead(self, ahead: _Ahead, block: Block) -> None:
+        """Apply `block` to the state now, if it extends what `ahead` applied; the change of
+        best chain that follows takes it as applied. A block the rules refuse is undone and
+        ends the run: that change applies it again, and refuses it, as without `ahead`."""
+        if not ahead.open or block.prev != ahead.tip:
+            ahead.open = False
+            return
+        block_mark = self.state.mark()
+        self._session_connected = ahead.connected
+        try:
+            self._apply_block(block)
+        except Rejected:
+            self.state.revert(block_mark)
+            ahead.open = False
+            ahead.connected = {r.id for b, _, _ in ahead.blocks for r in b.records}
+            return
+        finally:
+            self._session_connected = set()
+        entries = self.state.journal[block_mark:]
+        digest = ""
+        if self.store.keeps_digests:
+            ahead.digest = changed(ahead.digest, first_writes(entries), True)
+            digest = as_hex(ahead.digest)
+        ahead.blocks.append((block, entries, digest))
+        ahead.tip = block.hash
+
+    def _drop_ahead(self, ahead: _Ahead | None) -> None:
+        """Undo what `ahead` applied (the best chain went another way, or a failure)."""
+        if ahead is not None and ahead.blocks:
+            self.state.revert(ahead.mark)
+            ahead.blocks.clear()
+        if ahead is not None:
+            ahead.open = False
 
     def _has_orphan_child(self, block_hash: str) -> bool:
         return any(b.prev == block_hash for b in self._orphans.values())
@@ -957,14 +1002,18 @@ class Ledger:
                 best = entry
         return best
 
-    def _follow_best(self) -> int:
-        """Reorganize onto the best valid tip; returns how many blocks were rolled back."""
+    def _follow_best(self, ahead: _Ahead | None = None) -> int:
+        """Reorganize onto the best valid tip; returns how many blocks were rolled back.
+        `ahead`: blocks already applied to the state (`add_blocks`), taken by the first
+        change of best chain when they start its branch, undone otherwise."""
         depth_total = 0
         while True:
             best = self._best_tip()
             if best.hash == self.main[-1]:
+                self._drop_ahead(ahead)
                 return depth_total
-            depth, failed = self._reorganize(best)
+            depth, failed = self._reorganize(best, ahead)
+            ahead = None
             depth_total = max(depth_total, depth)
             if failed is None:
                 return depth_total
@@ -983,9 +1032,12 @@ class Ledger:
                 continue  # marked with its descendants already
             stack.extend(self.children.get(h, []))
 
-    def _reorganize(self, target: IndexEntry) -> tuple[int, str | None]:
+    def _reorganize(
+        self, target: IndexEntry, ahead: _Ahead | None = None
+    ) -> tuple[int, str | None]:
         """Switch the best chain to end at `target`, atomically. On a bad block, restore the
-        old chain, mark the block (and its descendants) invalid and return its hash."""
+        old chain, mark the block (and its descendants) invalid and return its hash.
+        `ahead`: blocks `add_blocks` applied already; used when they start the branch."""
         branch: list[IndexEntry] = []
         entry = target
         while not (entry.height < len(self.main) and self.main[entry.height] == entry.hash):
@@ -993,7 +1045,14 @@ class Ledger:
             entry = self.index[entry.prev]
         fork_height = entry.height
         branch.reverse()
+        prepared = ahead.blocks if ahead is not None else []
+        if prepared and (
+            fork_height != len(self.main) - 1
+            or [e.hash for e in branch[: len(prepared)]] != [b.hash for b, _, _ in prepared]
+        ):
+            self._drop_ahead(ahead)
         if self._finality and fork_height < self.final_height:
+            self._drop_ahead(ahead)
             reason = f"{Reason.REVERTS_FINAL.value}: it forks below the final height"
             # The whole branch, from its tip: below the final height no children are in
             # memory to walk up from its first block.
@@ -1007,6 +1066,16 @@ class Ledger:
         disconnected_blocks: list[Block] = []
         digests = self.store.keeps_digests
         digest = self.state_digest
+        if ahead is not None and prepared:
+            # Applied as their signatures came in: taken as they are.
+            mark, digest = ahead.mark, ahead.digest
+            self._session_connected = set(ahead.connected)
+            for block, entries, block_digest in prepared:
+                commit.connected.append((block, entries))
+                if digests:
+                    commit.digests[block.hash] = block_digest
+                if block.hash in self._unstored:
+                    commit.new_blocks.append((block, self.index[block.hash]))
         try:
             for height in range(len(self.main) - 1, fork_height, -1):
                 block_hash = self.main[height]
@@ -1018,7 +1087,7 @@ class Ledger:
                 self._session_disconnected.update(r.id for r in block.records)
                 commit.disconnected.append(block_hash)
                 disconnected_blocks.append(block)
-            for new in branch:
+            for new in branch[len(prepared) :]:
                 block = self._load_block(new.hash)
                 block_mark = self.state.mark()
                 try:
@@ -1369,6 +1438,20 @@ class Ledger:
         for low in range(start, len(self.main), PAGE):
             for block_hash in self.main[low : low + PAGE]:
                 yield self._load_block(block_hash)
+
+
+@dataclass
+class _Ahead:
+    """Blocks of a batch applied to the state as soon as their signatures were in, while
+    the signature workers verified the next ones: each with its journal slice and the
+    state digest after it ("" when the store keeps none)."""
+
+    mark: int  # the journal before the first of them
+    digest: int  # the state digest after the last
+    tip: str  # the block the next one must build on
+    blocks: list[tuple[Block, list[JournalEntry], str]] = field(default_factory=list)
+    connected: set[str] = field(default_factory=set)  # their record ids
+    open: bool = True
 
 
 def _signature_checks(community: str, block: Block) -> list[Check]:

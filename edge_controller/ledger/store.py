@@ -699,6 +699,8 @@ class SqliteStore:
                     for i, (r, t) in buffered.items()
                 ],
             )
+            # A node catching up has no pool: its records' deletes would all miss.
+            pooled = db.execute("SELECT 1 FROM pool LIMIT 1").fetchone() is not None
             for block, entries in commit.connected:
                 db.execute("INSERT OR REPLACE INTO main VALUES (?, ?)", (block.height, block.hash))
                 db.executemany(
@@ -712,7 +714,10 @@ class SqliteStore:
                 # Read back only for a reorganisation: compressed, a third of its size.
                 data = zlib.compress(json.dumps(undo, separators=(",", ":")).encode(), 6)
                 db.execute("INSERT INTO undo VALUES (?, ?)", (block.hash, data))
-                db.executemany("DELETE FROM pool WHERE id = ?", [(r.id,) for r in block.records])
+                if pooled:
+                    db.executemany(
+                        "DELETE FROM pool WHERE id = ?", [(r.id,) for r in block.records]
+                    )
             db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?)", commit.digests.items())
             upserts, deletes = [], []
             for (name, key), (table, value) in commit.dirty_rows().items():

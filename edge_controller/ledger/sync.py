@@ -64,8 +64,11 @@ PEER_SILENT_MS = 30_000
 MAX_STRIKES = 2
 MAX_CANDIDATES = 16
 MAX_CANDIDATE_ASKS = 2
-# Blocks behind a peer from which a node starts signature workers to catch up.
+# Blocks behind a peer from which a node starts signature workers to catch up, and at or
+# below which it stops them: kept to the head, not dropped for the last 64 blocks (a street's
+# blocks hold hundreds of records each, so those are much of a short chain).
 CATCH_UP_BLOCKS = 64
+CAUGHT_UP_BLOCKS = 2
 
 # What the `blocks` and `headers` answers and a `block` push add around what they carry.
 BLOCKS_FRAME_BYTES = max(
@@ -337,6 +340,8 @@ class SyncNode:
                 self._strike(peer, view)
             elif now - view.heard_at > PEER_SILENT_MS:
                 self._forget(peer)
+        # The peer that took the node far behind went silent, or the head was reached.
+        self._stop_workers_near_head()
         for peer, view in list(self.peers.items()):
             if self._may_ask(view):
                 out.extend(self._ask_headers(peer, now))
@@ -555,11 +560,12 @@ class SyncNode:
             raise Rejected(Reason.UNASKED, "blocks that were not asked for")
         view.asked_at = -1
         before = self.ledger.head.hash
-        self._workers(view)
+        self._start_workers(view)
         # One batch: followed in one step and one transaction (and, with a signature pool,
         # verified on the other cores).
         outcomes = self.ledger.add_blocks(message["blocks"], now)
         out = self._after(peer, outcomes, before, now)
+        self._stop_workers_near_head()
         if peer not in self.peers:
             return out
         if not any(isinstance(o, BlockResult) for o in outcomes):
@@ -578,16 +584,24 @@ class SyncNode:
             out.extend(self._ask_headers(peer, now))
         return out
 
-    def _workers(self, view: PeerView) -> None:
-        """Signature workers while far behind a peer (catching up), none otherwise: idle,
-        they hold memory a Raspberry Pi lacks."""
+    def _start_workers(self, view: PeerView) -> None:
+        """Signature workers from when the node is far behind a peer (catching up)."""
         ledger = self.ledger
         behind = view.height - ledger.head.height > CATCH_UP_BLOCKS
         if behind and ledger.signature_pool is None and self.workers:
             ledger.signature_pool = SignaturePool(self.workers)
-        elif not behind and ledger.signature_pool is not None and self._own_pool:
+            self._own_pool = True
+
+    def _stop_workers_near_head(self) -> None:
+        """Stop the workers this node started once no peer that counts is more than a couple
+        of blocks ahead (idle, they hold memory a Raspberry Pi lacks); a peer whose chain was
+        refused, or one that never delivered, keeps none running."""
+        if not self._own_pool:
+            return
+        height = self.ledger.head.height
+        ahead = [v for v in self.peers.values() if v.counts and not self._refused(v)]
+        if all(v.height - height <= CAUGHT_UP_BLOCKS for v in ahead):
             self.stop_workers()
-        self._own_pool = self._own_pool or (behind and ledger.signature_pool is not None)
 
     def stop_workers(self) -> None:
         """Stop the signature workers this node started for a catch-up."""

@@ -21,7 +21,6 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from .errors import Reason, Rejected
 from .genesis import Genesis
 from .integrity import REMEDY, as_hex, row_hash
 from .keys import Verifier
-from .parallel import CHUNK, SignaturePool
+from .parallel import CHUNK, Job, SignaturePool
 from .records import Record, signing_message
 from .rules import BlockContext, apply_block
 from .sealers import SealerView, changes_in, next_view, ruling
@@ -337,7 +336,7 @@ class _Replay:
 class _Results:
     """The workers' answers for one block, in record order."""
 
-    def __init__(self, futures: list[Future[list[bool]]]) -> None:
+    def __init__(self, futures: list[Job]) -> None:
         self.futures = futures
 
     def results(self) -> list[bool]:

@@ -196,6 +196,38 @@ def test_signature_workers_run_only_while_catching_up(monkeypatch: Any) -> None:
         replies = node.handle(other, message, now)
         queue.extend((other, m) for peer, m in replies if peer in (None, other))
     assert client.head.hash == server.head.hash
-    # Far behind: with workers; the last batches (and after): none left running.
-    assert with_workers[0] and not with_workers[-1], with_workers
+    # Far behind: with workers, kept to the head (the last batches hold much of a short
+    # chain); once it is reached, none left running.
+    assert all(with_workers), with_workers
+    assert client.signature_pool is None
+
+
+def test_signature_workers_stop_when_the_peer_goes_silent(monkeypatch: Any) -> None:
+    monkeypatch.setattr(sync, "CATCH_UP_BLOCKS", 4)
+    street = BenchCommunity.create(HOMES)
+    blocks = _blocks(3_000)
+    server = Ledger(street.genesis)
+    _add(server, blocks)
+    client = Ledger(street.genesis)
+    serving = SyncNode(server, "server", member=lambda _p: True, message_limit=256 * 1024)
+    joining = SyncNode(
+        client, "joining", member=lambda _p: True, message_limit=256 * 1024, catch_up_workers=1
+    )
+    now = server.head.time + 60_000
+    queue: list[tuple[str, Any]] = [("joining", serving.head_message(now))]
+    # Until the first batch of blocks started the workers; the server then says no more.
+    while client.signature_pool is None:
+        to, message = queue.pop(0)
+        node, other = (joining, "server") if to == "joining" else (serving, "joining")
+        if to == "server" and message["type"] == "head":
+            continue
+        replies = node.handle(other, message, now)
+        queue.extend((other, m) for peer, m in replies if peer in (None, other))
+    assert client.head.height < server.head.height - sync.CAUGHT_UP_BLOCKS
+    joining.tick(now + sync.REQUEST_TIMEOUT_MS // 2)
+    assert client.signature_pool is not None  # still catching up: the peer may answer
+    # Its request timed out (a strike), then it stayed silent: forgotten, and the workers go.
+    joining.tick(now + sync.REQUEST_TIMEOUT_MS + 1)
+    joining.tick(now + sync.PEER_SILENT_MS + 1)
+    assert "server" not in joining.peers
     assert client.signature_pool is None
