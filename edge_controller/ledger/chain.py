@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -191,12 +192,16 @@ class Ledger:
         pool_per_account: int = POOL_PER_ACCOUNT,
         check_blocks: int = CHECK_BLOCKS,
         snapshot_dir: Path | None = None,
+        check_later: bool = False,
     ) -> None:
         """`max_block_wire`: the largest block, in bytes on the wire, the node's transport can
         send (None: no bound); a block this node builds never exceeds it, whatever the
         community's genesis allows. `snapshot_dir`: where the state snapshot of each
         checkpoint is kept for new homes (None: none kept; `open` keeps them beside the
-        database)."""
+        database). `check_later`: the start reads only the rows not finished and leaves
+        the rest of its damage check (the finished rows, the signatures of the blocks it
+        re-applies) to `check_after_start`, which the caller runs right after (a node, on
+        a thread); otherwise the start runs it itself."""
         self.genesis = genesis
         self.max_block_wire = max_block_wire
         self.community = genesis.community_id
@@ -247,6 +252,9 @@ class Ledger:
         self._session_disconnected: set[str] = set()
         # The digest of the best chain's state (integrity.py), kept when the store keeps them.
         self.state_digest = 0
+        self._check_later = check_later
+        # Blocks re-applied at start whose signatures `check_after_start` checks.
+        self._unverified: list[Block] = []
         consensus = genesis.consensus
         self._members = {account_id(k) for k in (*genesis.registrars, *consensus.sealers)}
         _, entry = genesis_entry(genesis)
@@ -1164,10 +1172,13 @@ class Ledger:
         if snapshot.main:
             self.main = [self.main[0], *snapshot.main]
         digests = self.store.keeps_digests
-        total = 0
+        # The rows not finished; the finished ones' share of the digest comes stored, and
+        # `check_finished_rows` checks it against their rows after start.
+        total = snapshot.cold_digest
+        tables = {t.name: t for t in self.state.tables()}
         for name, key, value in snapshot.state_rows:
             try:
-                table = self.state.table(name)
+                table = tables[name]
                 row = table.unpack(key, value)
                 if table.finished is None or not table.finished(key, row):
                     table.rows[key] = row
@@ -1181,6 +1192,8 @@ class Ledger:
         if digests:
             self.state_digest = total % (1 << 256)
             self._check_stored_state(check_blocks)
+            if not self._check_later:
+                self.check_after_start()
         now = self.clock()
         for wire in snapshot.pool:
             try:
@@ -1190,6 +1203,33 @@ class Ledger:
             self._pool_insert(record, now)
         # A block stored just before a crash may be better than the committed head.
         self._follow_best()
+
+    def check_after_start(self, stop: threading.Event | None = None) -> bool:
+        """The part of the start's damage check left for after it (`check_later`): the
+        signatures of the blocks it re-applied, and the finished state rows, which it
+        does not read, against their share of the digest stored with the head. Safe on a
+        thread of its own while the node runs; returns False when `stop` cut it short.
+        Raises `DamagedStore` (and `storage_failure` says so) on a difference."""
+        blocks, self._unverified = self._unverified, []
+        # A verifier of its own: the node's cache is not shared across threads.
+        verifier = Verifier(cache_size=0)
+        for block in blocks:
+            if stop is not None and stop.is_set():
+                return False
+            try:
+                block.check_signature(verifier)
+                for record in block.records:
+                    record.verify(self.community, verifier)
+            except Rejected as exc:
+                error = self._damaged(
+                    f"stored block {block.height} is invalid ({exc.reason.value}: {exc.message})"
+                )
+                log.error("ledger storage: %s", error.message)
+                self.store.failure = error
+                raise error from None
+        if isinstance(self.store, SqliteStore):
+            return self.store.check_cold(stop)
+        return True
 
     def _damaged(self, what: str) -> DamagedStore:
         where = getattr(self.store, "path", "the ledger")
@@ -1222,9 +1262,7 @@ class Ledger:
         try:
             for height in heights:
                 block = self._load_block(self.main[height])
-                block.check_signature(self.verifier)
-                for record in block.records:
-                    record.verify(self.community, self.verifier)
+                self._unverified.append(block)
                 undo = self.store.get_undo(block.hash, self.state)
                 digest = changed(digest, undo, forward=False)
                 self.state.undo_entries(undo)

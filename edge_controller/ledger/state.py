@@ -403,6 +403,23 @@ class Table(Generic[V]):
         return self.row_type(**kwargs)
 
 
+# The rows no rule needs to decide the next record, by table: they leave memory (`keep_cold`)
+# and a store marks them, so that a start reads only the others.
+FINISHED: dict[str, Callable[[str, Any], bool]] = {
+    "offers": lambda _k, o: o.status != "open",
+    "acceptances": lambda _k, a: a.status != "pending",
+    "trades": lambda _k, t: t.status == "settled",
+    # A reading never changes; settlement reads the recent ones back.
+    "readings": lambda _k, _r: True,
+}
+
+
+def is_finished(table: str, key: str, value: Any) -> bool:
+    """Whether the row `value` of `table` is finished (`FINISHED`): kept in storage only."""
+    finished = FINISHED.get(table)
+    return finished is not None and finished(key, value)
+
+
 class State:
     """All tables of the ledger state, sharing one journal."""
 
@@ -498,14 +515,7 @@ class State:
         """Keep closed offers, answered acceptances, settled trades and meter readings
         in storage only once finished for `FINISHED_HOT_MS` (`load`, `scan`): what decides the next
         record stays in memory, so memory does not grow with the chain's history."""
-        cold: dict[str, Callable[[str, Any], bool]] = {
-            "offers": lambda _k, o: o.status != "open",
-            "acceptances": lambda _k, a: a.status != "pending",
-            "trades": lambda _k, t: t.status == "settled",
-            # A reading never changes; settlement reads the recent ones back.
-            "readings": lambda _k, _r: True,
-        }
-        for name, finished in cold.items():
+        for name, finished in FINISHED.items():
             table = self.table(name)
             table.keep_cold(
                 lambda key, t=table: load(t, key),  # type: ignore[misc]
