@@ -1162,7 +1162,7 @@ class Ledger:
 
     # --- start-up -----------------------------------------------------------------------------
 
-    def _load(self, check_blocks: int) -> None:
+    def _load(self, check_blocks: int, installed: bool = False) -> None:
         snapshot = self.store.open(self.community)
         if snapshot is None:
             return
@@ -1192,7 +1192,8 @@ class Ledger:
         if digests:
             self.state_digest = total % (1 << 256)
             self._check_stored_state(check_blocks)
-            if not self._check_later:
+            # Rows just installed were hashed against their checkpoint: no second pass.
+            if not self._check_later and not installed:
                 self.check_after_start()
         now = self.clock()
         for wire in snapshot.pool:
@@ -1311,7 +1312,7 @@ class Ledger:
         _, entry = genesis_entry(self.genesis)
         self._add_entry(entry)
         self.main = [entry.hash]
-        self._load(0)
+        self._load(0, installed=True)
         self._update_final()
 
     def iter_main(self, start: int = 1) -> Iterator[Block]:

@@ -11,6 +11,8 @@ A write the disk refuses raises `StorageError` and leaves the file as it was; th
 remembers the failure (`failure`) until a later write succeeds. A block whose stored form
 does not match its hash, or a file SQLite finds damaged, raises `DamagedStore`. With each
 block of the best chain the store keeps the digest of the state after it (`integrity.py`).
+Finished state rows are marked (`cold`) in the transaction that writes them, with their
+share of the head's digest: a start reads only the others (`check_cold` the rest).
 """
 
 from __future__ import annotations

@@ -110,7 +110,10 @@ def test_a_writer_killed_at_random_moments_keeps_every_acknowledged_block(
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         stored_rows = sorted(conn.execute("SELECT tbl, key, value FROM state"))
-        finished = dict(conn.execute("SELECT tbl || '/' || key, value FROM state WHERE cold = 1"))
+        finished = {
+            (name, key): value
+            for name, key, value in conn.execute("SELECT tbl, key, value FROM state WHERE cold = 1")
+        }
         share = conn.execute("SELECT value FROM meta WHERE key = 'cold'").fetchone()
         chain = conn.execute(
             "SELECT m.hash, b.header, b.sig, b.records FROM main m"
@@ -126,10 +129,10 @@ def test_a_writer_killed_at_random_moments_keeps_every_acknowledged_block(
         table = stored.table(name)
         table.rows[key] = table.unpack(key, value)
         # Finished rows are marked in the same transaction that writes them.
-        marked = f"{name}/{key}" in finished
+        marked = (name, key) in finished
         assert marked == is_finished(name, key, table.rows[key]), f"seed {seed}: {name}/{key}"
     assert finished, f"seed {seed}: no finished row was written to test"
-    cold = sum(row_hash(*name_key.split("/", 1), value) for name_key, value in finished.items())
+    cold = sum(row_hash(name, key, value) for (name, key), value in finished.items())
     assert share == (as_hex(cold % (1 << 256)),), f"seed {seed}: finished rows' share"
 
     # Every acknowledged block is on the stored best chain, in the order it was acknowledged.

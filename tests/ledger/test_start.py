@@ -195,3 +195,31 @@ def test_a_running_node_stops_with_one_line_on_a_damaged_finished_row(
     assert "Traceback" not in result.stderr
     assert lines[-1].startswith("energy-p2p-edge: "), lines[-1]
     assert "finished state rows differ" in lines[-1] and "re-sync" in lines[-1]
+
+
+def test_a_snapshot_installed_marks_its_finished_rows(
+    written: tuple[BenchCommunity, Path], db: Path, tmp_path: Path
+) -> None:
+    """A home that joined from a snapshot starts as fast: the install marks the rows."""
+    genesis = written[0].genesis
+    source = Ledger.open(db, genesis)
+    headers = []
+    for block_hash in source.main[1:]:
+        found = source.store.get_header(block_hash)
+        assert found is not None
+        headers.append((*found, source.index[block_hash].work))
+    digest = source.store.digest_of(source.head.hash)
+    assert digest is not None
+    rows = [(t, k, v) for t, k, v, _ in _rows(db)]
+    joined = SqliteStore(tmp_path / "joined.db")
+    joined.open(genesis.community_id)
+    joined.install(headers, iter(rows), digest)
+    joined.close()
+    assert _rows(tmp_path / "joined.db") == _rows(db)  # the same rows, the same marks
+    with closing(sqlite3.connect(db)) as a, closing(sqlite3.connect(tmp_path / "joined.db")) as b:
+        share = "SELECT value FROM meta WHERE key = 'cold'"
+        assert a.execute(share).fetchone() == b.execute(share).fetchone()
+    reopened = Ledger.open(tmp_path / "joined.db", genesis)  # every check at start passes
+    assert reopened.state.digest() == source.state.digest()
+    reopened.close()
+    source.close()
