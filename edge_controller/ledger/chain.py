@@ -1173,7 +1173,7 @@ class Ledger:
             self.main = [self.main[0], *snapshot.main]
         digests = self.store.keeps_digests
         # The rows not finished; the finished ones' share of the digest comes stored, and
-        # `check_finished_rows` checks it against their rows after start.
+        # `check_after_start` checks it against their rows.
         total = snapshot.cold_digest
         tables = {t.name: t for t in self.state.tables()}
         for name, key, value in snapshot.state_rows:
