@@ -8,10 +8,12 @@ import logging
 import os
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from edge_controller.aio import cancel_and_wait
 from edge_controller.api import Advertiser, ApiServer
 from edge_controller.api.community import COMMUNITY_KEY
 from edge_controller.app.home import API_VERSION, Home
@@ -19,7 +21,7 @@ from edge_controller.app.identity import load_or_create_token
 from edge_controller.community import CommunityService
 from edge_controller.community.waiting import read_document, unjoined, wait_for_invitation
 from edge_controller.config import ConfigError, HomeConfig, load_config
-from edge_controller.ledger import StorageError
+from edge_controller.ledger import Ledger, StorageError
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +51,7 @@ async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
         with contextlib.suppress(NotImplementedError):
             loop.add_signal_handler(sig, stop.set)
     await home.start()
+    checked = asyncio.ensure_future(_check_after_start(home.ledger))
     try:
         await community.start()
         await api.start()
@@ -62,12 +65,14 @@ async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
             home.ledger.height,
         )
         print(f"ready {api.url} {home.account}", flush=True)
-        await stop.wait()
+        await _until_stopped(stop, checked)
     finally:
         # USB ports first: nothing may charge unmetered while the rest stops; then the
         # WebSocket clients are told and closed, so none holds the API server open.
         started = time.monotonic()
         log.info("stopping %s", config.name)
+        if not checked.done():  # its thread reads the ledger the home closes
+            await cancel_and_wait(checked)
         await home.switch_off()
         await api.stop()
         await advertiser.stop()
@@ -75,6 +80,35 @@ async def run_home(config: HomeConfig, usb_backend: Any = None) -> int:
         await home.stop()
         log.info("%s stopped in %.2f s", config.name, time.monotonic() - started)
     return 0
+
+
+async def _check_after_start(ledger: Ledger) -> None:
+    """The ledger's start-up damage check left for after start (the finished state rows,
+    which a start does not read), on a thread while the home runs; a damage it finds is
+    raised, to stop the home as a damaged ledger at start does."""
+    stop = threading.Event()
+    started = time.monotonic()
+    work = asyncio.ensure_future(asyncio.to_thread(ledger.check_after_start, stop))
+    try:
+        await asyncio.shield(work)
+    except asyncio.CancelledError:
+        stop.set()  # the thread ends within a page of rows
+        with contextlib.suppress(Exception):
+            await work
+        raise
+    log.info("ledger: stored state intact (checked in %.1f s)", time.monotonic() - started)
+
+
+async def _until_stopped(stop: asyncio.Event, checked: asyncio.Future[Any]) -> None:
+    """Until SIGTERM or SIGINT; raises what the check after start found, if it failed."""
+    stopping: asyncio.Future[Any] = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({stopping, checked}, return_when=asyncio.FIRST_COMPLETED)
+        if checked.done() and not checked.cancelled() and (error := checked.exception()):
+            raise error
+        await stopping
+    finally:
+        stopping.cancel()
 
 
 async def _until_joined(path: Path, document: dict[str, Any]) -> bool:

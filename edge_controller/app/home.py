@@ -101,6 +101,7 @@ class Home:
             max_block_wire=block_limit(message_limit),
             # The node syncs the disk off its event loop before it acknowledges anything.
             deferred_sync=True,
+            check_later=True,  # the runner checks the finished rows right after start
         )
         self.node = LedgerNode(
             ledger=self.ledger,

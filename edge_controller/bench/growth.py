@@ -6,6 +6,7 @@ records, ... up to `--max-records`), copies it and measures, each in a fresh pro
 one measurement's memory does not count in the next:
 
 - `open_s`, `rss_mb`: a node opening the database (resident memory after open);
+  `after_start_check_s` the damage check a node runs on a thread right after;
 - `live_rss_mb`: the same node after a run of live blocks (`--live-slots` slots of the
   workload, one block at a time, as they arrive from the sealers);
 - `verify_s`, `verify_peak_rss_mb`: `energy-p2p-edge ledger verify` on the copy;
@@ -119,9 +120,13 @@ def measure_open(db: Path, genesis_path: Path, live: Path) -> dict[str, Any]:
     """Open `db` as a node does, then take the live blocks one at a time."""
     genesis = Genesis.load(genesis_path)
     started = time.perf_counter()
-    ledger = Ledger.open(db, genesis)
+    ledger = Ledger.open(db, genesis, check_later=True)
     open_s = time.perf_counter() - started
     opened = rss_mb()
+    # What a node checks on a thread right after start (the finished rows, signatures).
+    started = time.perf_counter()
+    ledger.check_after_start()
+    check_s = time.perf_counter() - started
     with live.open() as lines:
         for line in lines:
             wire = json.loads(line)
@@ -130,6 +135,7 @@ def measure_open(db: Path, genesis_path: Path, live: Path) -> dict[str, Any]:
     ledger.close()
     return {
         "open_s": round(open_s, 3),
+        "after_start_check_s": round(check_s, 3),
         "rss_mb": round(opened, 1),
         "live_rss_mb": round(live_rss, 1),
     }

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -199,12 +200,16 @@ class Ledger:
         pool_per_account: int = POOL_PER_ACCOUNT,
         check_blocks: int = CHECK_BLOCKS,
         snapshot_dir: Path | None = None,
+        check_later: bool = False,
     ) -> None:
         """`max_block_wire`: the largest block, in bytes on the wire, the node's transport can
         send (None: no bound); a block this node builds never exceeds it, whatever the
         community's genesis allows. `snapshot_dir`: where the state snapshot of each
         checkpoint is kept for new homes (None: none kept; `open` keeps them beside the
-        database)."""
+        database). `check_later`: the start reads only the rows not finished and leaves
+        the rest of its damage check (the finished rows, the signatures of the blocks it
+        re-applies) to `check_after_start`, which the caller runs right after (a node, on
+        a thread); otherwise the start runs it itself."""
         self.genesis = genesis
         self.max_block_wire = max_block_wire
         self.community = genesis.community_id
@@ -257,12 +262,13 @@ class Ledger:
         self._session_disconnected: set[str] = set()
         # The digest of the best chain's state (integrity.py), kept when the store keeps them.
         self.state_digest = 0
+        self._check_later = check_later
+        # Blocks re-applied at start whose signatures `check_after_start` checks.
+        self._unverified: list[Block] = []
         consensus = genesis.consensus
         self._members = {account_id(k) for k in (*genesis.registrars, *consensus.sealers)}
         self._add_entry(first)
-        if isinstance(self.store, SqliteStore):
-            # Finished rows live on disk only: memory stays flat as the chain ages.
-            self.state.keep_cold(self.store.load_row, self.store.scan_rows)
+        self._keep_cold()
         self._load(check_blocks)
         self._update_final()
         self._note_side_changes()
@@ -1280,7 +1286,7 @@ class Ledger:
 
     # --- start-up -----------------------------------------------------------------------------
 
-    def _load(self, check_blocks: int) -> None:
+    def _load(self, check_blocks: int, installed: bool = False) -> None:
         snapshot = self.store.open(self.community, self._index_window())
         if snapshot is None:
             return
@@ -1292,10 +1298,13 @@ class Ledger:
         if snapshot.main_from > 1:
             self.tips.discard(self.main[0])  # genesis' children stay in storage
         digests = self.store.keeps_digests
-        total = 0
+        # The rows not finished; the finished ones' share of the digest comes stored, and
+        # `check_after_start` checks it against their rows.
+        total = snapshot.cold_digest
+        tables = {t.name: t for t in self.state.tables()}
         for name, key, value in snapshot.state_rows:
             try:
-                table = self.state.table(name)
+                table = tables[name]
                 row = table.unpack(key, value)
                 if table.finished is None or not table.finished(key, row):
                     table.rows[key] = row
@@ -1309,6 +1318,9 @@ class Ledger:
         if digests:
             self.state_digest = total % (1 << 256)
             self._check_stored_state(check_blocks)
+            # Rows just installed were hashed against their checkpoint: no second pass.
+            if not self._check_later and not installed:
+                self.check_after_start()
         now = self.clock()
         for wire in snapshot.pool:
             try:
@@ -1348,6 +1360,33 @@ class Ledger:
         self.index.floor = low
         self.main.widen(low, store.main_hashes(low, floor))
 
+    def check_after_start(self, stop: threading.Event | None = None) -> bool:
+        """The part of the start's damage check left for after it (`check_later`): the
+        signatures of the blocks it re-applied, and the finished state rows, which it
+        does not read, against their share of the digest stored with the head. Safe on a
+        thread of its own while the node runs; returns False when `stop` cut it short.
+        Raises `DamagedStore` (and `storage_failure` says so) on a difference."""
+        blocks, self._unverified = self._unverified, []
+        # A verifier of its own: the node's cache is not shared across threads.
+        verifier = Verifier(cache_size=0)
+        for block in blocks:
+            if stop is not None and stop.is_set():
+                return False
+            try:
+                block.check_signature(verifier)
+                for record in block.records:
+                    record.verify(self.community, verifier)
+            except Rejected as exc:
+                error = self._damaged(
+                    f"stored block {block.height} is invalid ({exc.reason.value}: {exc.message})"
+                )
+                log.error("ledger storage: %s", error.message)
+                self.store.failure = error
+                raise error from None
+        if isinstance(self.store, SqliteStore):
+            return self.store.check_cold(stop)
+        return True
+
     def _damaged(self, what: str) -> DamagedStore:
         where = getattr(self.store, "path", "the ledger")
         return DamagedStore(f"{where}: {what}; {REMEDY}")
@@ -1379,9 +1418,7 @@ class Ledger:
         try:
             for height in heights:
                 block = self._load_block(self.main[height])
-                block.check_signature(self.verifier)
-                for record in block.records:
-                    record.verify(self.community, self.verifier)
+                self._unverified.append(block)
                 undo = self.store.get_undo(block.hash, self.state)
                 digest = changed(digest, undo, forward=False)
                 self.state.undo_entries(undo)
@@ -1414,11 +1451,17 @@ class Ledger:
         self.state.evict(self.state.journal[mark:], self.head.time)
         del self.state.journal[mark:]
 
+    def _keep_cold(self) -> None:
+        if isinstance(self.store, SqliteStore):
+            # Finished rows live on disk only: memory stays flat as the chain ages.
+            self.state.keep_cold(self.store.load_row, self.store.scan_rows)
+
     def reload(self) -> None:
         """Forget everything held in memory and read the store again (after a snapshot was
         installed into it). The pool is read back from the store as at a start."""
         self._forget_pending()
         self.state = State()
+        self._keep_cold()
         _, entry = genesis_entry(self.genesis)
         self.index, self.tips = self._new_index(), set()
         self.main = self._new_main(entry.hash)
@@ -1430,7 +1473,7 @@ class Ledger:
         self._orphans, self._recent, self._unstored = {}, {}, {}
         self.state_digest = 0
         self._add_entry(entry)
-        self._load(0)
+        self._load(0, installed=True)
         self._update_final()
 
     def iter_main(self, start: int = 1) -> Iterator[Block]:

@@ -3,10 +3,12 @@
 A ledger stores, with every block of its best chain, a digest of the state after it: the
 sum modulo 2^256 of the SHA-256 of each state row (table, key, stored value). A sum can
 be kept up to date per block from the rows the block changed, without reading the rest
-of the state, and recomputed from the stored rows at start in the same pass that loads
-them. A changed digit in any row changes the sum. It guards against damage and edits of
-the file, not against someone who can rewrite the file and its digests alike: only a
-replay of the signed blocks (`ledger verify`) answers that.
+of the state. The store also keeps the finished rows' share of it (rows marked `cold`),
+so a start reads and hashes only the rows not finished and adds that share, and the
+finished rows are hashed against their share right after start
+(`Ledger.check_after_start`). A changed digit in any row changes the sum. It guards
+against damage and edits of the file, not against someone who can rewrite the file and
+its digests alike: only a replay of the signed blocks (`ledger verify`) answers that.
 """
 
 from __future__ import annotations

@@ -52,7 +52,7 @@ from .consensus import (
 )
 from .errors import Reason, Rejected
 from .integrity import as_hex, row_hash
-from .state import State
+from .state import State, finished_fields
 from .store import SqliteStore
 
 log = logging.getLogger(__name__)
@@ -488,14 +488,15 @@ class SnapshotJoin:
 
 
 class _StoredRows:
-    """The rows of a verified snapshot file in the store's packed encoding, read once, as
-    the install stores them; `digest` is then the store's integrity digest of them."""
+    """The rows of a verified snapshot file in the store's packed encoding, each with
+    whether it is finished (a start skips it), read once, as the install stores them;
+    `digest` is then the store's integrity digest of them."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
         self._total = 0
 
-    def __iter__(self) -> Iterator[tuple[str, str, str]]:
+    def __iter__(self) -> Iterator[tuple[str, str, str, bool]]:
         tables = {t.name: t for t in State().tables()}
         total = 0
         loads = json.loads
@@ -510,7 +511,7 @@ class _StoredRows:
                 packed = table.pack_fields(key, fields)
                 # The store keeps rows packed, and its integrity digest sums them as stored.
                 total += row_hash(name, key, packed)
-                yield name, key, packed
+                yield name, key, packed, finished_fields(name, key, fields)
         self._total = total
 
     def digest(self) -> str:

@@ -442,6 +442,44 @@ class Table(Generic[V]):
         return self.row_type(**kwargs)
 
 
+# The rows no rule needs to decide the next record, by table: they leave memory (`keep_cold`)
+# and a store marks them, so that a start reads only the others.
+FINISHED: dict[str, Callable[[str, Any], bool]] = {
+    "offers": lambda _k, o: o.status != "open",
+    "acceptances": lambda _k, a: a.status != "pending",
+    "trades": lambda _k, t: t.status == "settled",
+    # A reading never changes; settlement reads the recent ones back.
+    "readings": lambda _k, _r: True,
+}
+
+
+def is_finished(table: str, key: str, value: Any) -> bool:
+    """Whether the row `value` of `table` is finished (`FINISHED`): kept in storage only."""
+    finished = FINISHED.get(table)
+    return finished is not None and finished(key, value)
+
+
+class _Fields:
+    """A row's fields (a snapshot line's object) read as attributes, as `FINISHED` reads."""
+
+    __slots__ = ("fields",)
+
+    def __init__(self, fields: dict[str, Any]) -> None:
+        self.fields = fields
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def finished_fields(table: str, key: str, fields: dict[str, Any]) -> bool:
+    """`is_finished` of a row given as the object of its fields, without building it."""
+    finished = FINISHED.get(table)
+    return finished is not None and finished(key, _Fields(fields))
+
+
 class State:
     """All tables of the ledger state, sharing one journal."""
 
@@ -537,14 +575,7 @@ class State:
         """Keep closed offers, answered acceptances, settled trades and meter readings
         in storage only once finished for `FINISHED_HOT_MS` (`load`, `scan`): what decides the next
         record stays in memory, so memory does not grow with the chain's history."""
-        cold: dict[str, Callable[[str, Any], bool]] = {
-            "offers": lambda _k, o: o.status != "open",
-            "acceptances": lambda _k, a: a.status != "pending",
-            "trades": lambda _k, t: t.status == "settled",
-            # A reading never changes; settlement reads the recent ones back.
-            "readings": lambda _k, _r: True,
-        }
-        for name, finished in cold.items():
+        for name, finished in FINISHED.items():
             table = self.table(name)
             table.keep_cold(
                 lambda key, t=table: load(t, key),  # type: ignore[misc]

@@ -11,6 +11,8 @@ A write the disk refuses raises `StorageError` and leaves the file as it was; th
 remembers the failure (`failure`) until a later write succeeds. A block whose stored form
 does not match its hash, or a file SQLite finds damaged, raises `DamagedStore`. With each
 block of the best chain the store keeps the digest of the state after it (`integrity.py`).
+Finished state rows are marked (`cold`) in the transaction that writes them, with their
+share of the head's digest: a start reads only the others (`check_cold` the rest).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator
@@ -30,9 +33,9 @@ from typing import Any, Protocol, TypeVar
 from .block import Block, Header, parse_block, record_root
 from .consensus import IndexEntry
 from .errors import Rejected
-from .integrity import REMEDY, DamagedStore, StorageError, storage_error
+from .integrity import MODULUS, REMEDY, DamagedStore, StorageError, row_hash, storage_error
 from .records import Record
-from .state import MISSING, JournalEntry, State, Table
+from .state import MISSING, JournalEntry, State, Table, is_finished
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -40,9 +43,14 @@ T = TypeVar("T")
 # snapshot it joined from): its header and signature stay, served to peers (`prune.py`).
 PRUNED_BODY = "pruned"
 COLD_CACHE = 4_096
-# How state rows are stored: 1 the canonical form, 2 packed (`Table.pack`); a store of an
-# older format is rewritten when it is opened.
-ROW_FORMAT = 2
+# How state rows are stored: 1 the canonical form, 2 packed (`Table.pack`), 3 packed with
+# finished rows marked (`cold`) and their share of the digest kept; a store of an older
+# format is rewritten when it is opened.
+ROW_FORMAT = 3
+# The rows a start reads: those not finished. Partial, so it stays as small as they are.
+LIVE_INDEX = "CREATE INDEX IF NOT EXISTS state_live ON state (tbl, key) WHERE cold = 0"
+# Finished rows the check after start hashes between two looks at whether to stop.
+CHECK_PAGE = 2_048
 # Deferred sync: the WAL is checkpointed into the database once it is this large.
 CHECKPOINT_BYTES = 8 * 1024 * 1024
 
@@ -85,10 +93,13 @@ class Snapshot:
 
     entries: list[IndexEntry]
     main: list[str]
+    # The rows not finished only: the finished ones are read when asked for.
     state_rows: Iterable[tuple[str, str, str]]
     pool: list[dict[str, Any]]
     # The height `entries` and `main` start at: those below it stay in storage until asked.
     main_from: int = 1
+    # The finished rows' share of the state digest, as stored with the head.
+    cold_digest: int = 0
 
 
 class Store(Protocol):
@@ -218,7 +229,11 @@ CREATE TABLE IF NOT EXISTS records (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS records_by_account ON records (account, height);
 CREATE TABLE IF NOT EXISTS state (
-    tbl TEXT NOT NULL, key TEXT NOT NULL, value TEXT NOT NULL, PRIMARY KEY (tbl, key)
+    tbl TEXT NOT NULL,
+    key TEXT NOT NULL,
+    value TEXT NOT NULL,
+    cold INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (tbl, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS undo (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pool (id TEXT PRIMARY KEY, wire TEXT NOT NULL, added INTEGER NOT NULL);
@@ -253,6 +268,8 @@ class SqliteStore:
         # Recently read rows that live in storage only (settled trades a resource's
         # allocation still reads), bounded; a commit drops the rows it rewrites.
         self._cold: OrderedDict[tuple[str, str], Any] = OrderedDict()
+        # The finished rows' share of the state digest (meta 'cold'), as last committed.
+        self._cold_digest = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             private_file(self.path)
@@ -361,53 +378,99 @@ class SqliteStore:
                 f"{self.path} holds community {row[0]}, the genesis file is for {community}"
             )
         self.community = community
-        if self._row_format() < ROW_FORMAT:
-            self._write("upgrading the ledger's state rows", self._upgrade_rows)
+        stored_format = self._row_format()
+        if stored_format < ROW_FORMAT:
+            self._write(
+                "upgrading the ledger's state rows", lambda: self._upgrade_rows(stored_format)
+            )
+        cold = self.db.execute("SELECT value FROM meta WHERE key = 'cold'").fetchone()
+        try:
+            self._cold_digest = int(cold[0], 16) if cold else 0
+        except ValueError:
+            raise DamagedStore(
+                f"{self.path}: the finished rows' digest is unreadable ({cold[0]!r}); {REMEDY}"
+            ) from None
         (top,) = self.db.execute("SELECT COALESCE(MAX(height), 0) FROM main").fetchone()
         start = 1 if recent is None else max(1, top - recent)
         entries = self.index_entries(start)
         main = self.main_hashes(start, top + 1)
         pool = [json.loads(w) for (w,) in self.db.execute("SELECT wire FROM pool ORDER BY added")]
         return Snapshot(
-            entries=entries, main=main, state_rows=self._state_rows(), pool=pool, main_from=start
+            entries=entries,
+            main=main,
+            state_rows=self._state_rows(),
+            pool=pool,
+            main_from=start,
+            cold_digest=self._cold_digest,
         )
 
     def _create(self, community: str) -> None:
         self.db.execute("BEGIN IMMEDIATE")
         self.db.execute("INSERT INTO meta VALUES ('community', ?)", (community,))
         self.db.execute("INSERT INTO meta VALUES ('rows', ?)", (str(ROW_FORMAT),))
+        self.db.execute(LIVE_INDEX)
         self.db.execute("COMMIT")
 
     def _row_format(self) -> int:
         row = self.db.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()
         return 1 if row is None else int(row[0])
 
-    def _upgrade_rows(self) -> None:
-        """Rewrite a store's state rows from the canonical form (row format 1) to the
-        packed one, in one transaction. The digests stored with blocks summed the old
-        form: they go, and the next start stores the head's again from the rows."""
+    def _upgrade_rows(self, stored_format: int) -> None:
+        """Bring a store's state rows to the current row format, in one transaction (a
+        kill leaves the old format whole): rows of format 1 (canonical) are rewritten
+        packed, and the digests stored with blocks, which summed the old form, go (the
+        next start stores the head's again from the rows); every finished row is marked
+        `cold` and the finished rows' share of the digest is stored."""
         with self._transaction() as db:
+            columns = {row[1] for row in db.execute("PRAGMA table_info(state)")}
+            if "cold" not in columns:
+                db.execute("ALTER TABLE state ADD COLUMN cold INTEGER NOT NULL DEFAULT 0")
+            db.execute(LIVE_INDEX)
             tables = {t.name: t for t in State().tables()}
-            after, count = ("", ""), 0
+            after, count, cold, cold_digest = ("", ""), 0, 0, 0
             # In pages, so a year's state is never in memory at once.
             while rows := db.execute(
                 "SELECT tbl, key, value FROM state WHERE (tbl, key) > (?, ?)"
                 " ORDER BY tbl, key LIMIT 2000",
                 after,
             ).fetchall():
-                packed = [
-                    (tables[name].pack(tables[name].unpack(key, value)), name, key)
-                    for name, key, value in rows
-                ]
-                db.executemany("UPDATE state SET value = ? WHERE tbl = ? AND key = ?", packed)
+                changes = []
+                for name, key, value in rows:
+                    try:
+                        table = tables[name]
+                        row = table.unpack(key, value)
+                    except (KeyError, TypeError, ValueError):
+                        # Left as it is, not finished: the start that follows names it.
+                        continue
+                    # A packed row stays byte for byte as stored: damage stays visible.
+                    stored = table.pack(row) if stored_format < 2 else value
+                    finished = is_finished(name, key, row)
+                    if finished:
+                        cold += 1
+                        cold_digest += row_hash(name, key, stored)
+                    if finished or stored != value:
+                        changes.append((stored, int(finished), name, key))
+                db.executemany(
+                    "UPDATE state SET value = ?, cold = ? WHERE tbl = ? AND key = ?", changes
+                )
                 after, count = (rows[-1][0], rows[-1][1]), count + len(rows)
-            db.execute("DELETE FROM digests")
+            if stored_format < 2:
+                db.execute("DELETE FROM digests")
+            db.execute(
+                "INSERT OR REPLACE INTO meta VALUES ('cold', ?)", (f"{cold_digest % MODULUS:064x}",)
+            )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('rows', ?)", (str(ROW_FORMAT),))
-        log.info("ledger storage: %d state rows rewritten in the packed form", count)
+        log.info(
+            "ledger storage: %d state rows brought to row format %d (%d finished, read only "
+            "when asked for)",
+            count,
+            ROW_FORMAT,
+            cold,
+        )
 
     def _state_rows(self) -> Iterator[tuple[str, str, str]]:
         try:
-            yield from self.db.execute("SELECT tbl, key, value FROM state")
+            yield from self.db.execute("SELECT tbl, key, value FROM state WHERE cold = 0")
         except sqlite3.Error as exc:
             raise storage_error(exc, "reading the state", self.path) from None
 
@@ -418,6 +481,48 @@ class SqliteStore:
             yield from self.db.execute("SELECT tbl, key, value FROM state ORDER BY tbl, key")
         except sqlite3.Error as exc:
             raise storage_error(exc, "reading the state", self.path) from None
+
+    def check_cold(self, stop: threading.Event | None = None) -> bool:
+        """Hash every finished state row (those a start does not read) and compare the sum
+        with their share of the digest stored with the head, on a connection of its own
+        (safe on another thread while the node writes: one read transaction). Returns
+        False when `stop` was set before the end (nothing concluded). Raises
+        `DamagedStore`, remembered in `failure` and logged with the remedy, on a
+        difference."""
+        try:
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        except sqlite3.Error as exc:
+            raise self._check_failed(storage_error(exc, "checking the state", self.path)) from None
+        total, stored = 0, -1
+        try:
+            db.execute("BEGIN")
+            row = db.execute("SELECT value FROM meta WHERE key = 'cold'").fetchone()
+            with contextlib.suppress(ValueError):  # unreadable: -1 matches no sum
+                stored = int(row[0], 16) if row else 0
+            cursor = db.execute("SELECT tbl, key, value FROM state WHERE cold = 1")
+            while page := cursor.fetchmany(CHECK_PAGE):
+                if stop is not None and stop.is_set():
+                    return False
+                for name, key, value in page:
+                    total += row_hash(name, key, value)
+        except sqlite3.Error as exc:
+            raise self._check_failed(storage_error(exc, "checking the state", self.path)) from None
+        finally:
+            db.close()
+        if total % MODULUS != stored:
+            raise self._check_failed(
+                DamagedStore(
+                    f"{self.path}: the stored finished state rows differ from their part of the "
+                    f"digest stored with the head (a row was changed or damaged); {REMEDY}"
+                )
+            )
+        return True
+
+    def _check_failed(self, error: StorageError) -> StorageError:
+        if isinstance(error, DamagedStore):
+            log.error("ledger storage: %s", error.message)
+            self.failure = error
+        return error
 
     def load_row(self, table: Table[Any], key: str) -> Any:
         """A state row kept in storage only, decoded (None: no such row)."""
@@ -720,15 +825,30 @@ class SqliteStore:
                     )
             db.executemany("INSERT OR REPLACE INTO digests VALUES (?, ?)", commit.digests.items())
             upserts, deletes = [], []
+            # The finished rows' share of the digest: their stored values out, the new in.
+            cold_digest = self._cold_digest
+            for table, key, old in first_writes(commit.journal):
+                if old is not MISSING and is_finished(table.name, key, old):
+                    cold_digest -= row_hash(table.name, key, table.pack(old))
             for (name, key), (table, value) in commit.dirty_rows().items():
                 self._cold.pop((name, key), None)
                 if value is MISSING:
                     deletes.append((name, key))
-                else:
-                    upserts.append((name, key, table.pack(value)))
-            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", upserts)
+                    continue
+                packed = table.pack(value)
+                finished = is_finished(name, key, value)
+                if finished:
+                    cold_digest += row_hash(name, key, packed)
+                upserts.append((name, key, packed, int(finished)))
+            cold_digest %= MODULUS
+            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", upserts)
             db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
+            if cold_digest != self._cold_digest:
+                db.execute(
+                    "INSERT OR REPLACE INTO meta VALUES ('cold', ?)", (f"{cold_digest:064x}",)
+                )
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (commit.head,))
+        self._cold_digest = cold_digest
         buffered.clear()
 
     def is_recorded(self, record_id: str) -> bool:
@@ -784,19 +904,20 @@ class SqliteStore:
     def install(
         self,
         headers: Iterable[tuple[Header, bytes, int]],
-        rows: Iterable[tuple[str, str, str]],
+        rows: Iterable[tuple[str, str, str, bool]],
         digest: Callable[[], str],
     ) -> None:
         """Install a snapshot into an empty ledger: the headers of the best chain up to its
-        base (bodies not kept), the state after the base (packed rows, stored as they
-        come), and its integrity digest (asked once `rows` are stored); in one
-        transaction, so a kill leaves either the whole snapshot or an empty ledger."""
+        base (bodies not kept), the state after the base (packed rows, each with whether
+        it is finished, stored as they come), and its integrity digest (asked once `rows`
+        are stored); in one transaction, so a kill leaves either the whole snapshot or an
+        empty ledger."""
         self._write("installing a snapshot", lambda: self._install(headers, rows, digest))
 
     def _install(
         self,
         headers: Iterable[tuple[Header, bytes, int]],
-        rows: Iterable[tuple[str, str, str]],
+        rows: Iterable[tuple[str, str, str, bool]],
         digest: Callable[[], str],
     ) -> None:
         with self._transaction() as db:
@@ -815,10 +936,14 @@ class SqliteStore:
                 blocks,
             )
             db.executemany("INSERT INTO main VALUES (?, ?)", main)
-            db.executemany("INSERT INTO state VALUES (?, ?, ?)", rows)
+            cold = _ColdShare(rows)
+            db.executemany("INSERT INTO state VALUES (?, ?, ?, ?)", cold)
+            cold_digest = cold.total % MODULUS
+            db.execute("INSERT OR REPLACE INTO meta VALUES ('cold', ?)", (f"{cold_digest:064x}",))
             db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (head, digest()))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (head,))
             db.execute("INSERT OR REPLACE INTO meta VALUES ('base', ?)", (str(base),))
+        self._cold_digest = cold_digest
 
     def close(self) -> None:
         """Write the peers' records still buffered (a clean stop keeps its pool) and close."""
@@ -858,3 +983,18 @@ def _entry(block_hash: str, header_json: dict[str, Any], work: int, invalid: str
         work=work,
         invalid=invalid,
     )
+
+
+class _ColdShare:
+    """Snapshot rows passed on as they are stored, summing the finished ones' share of the
+    integrity digest (`total`) on the way."""
+
+    def __init__(self, rows: Iterable[tuple[str, str, str, bool]]) -> None:
+        self.rows = rows
+        self.total = 0
+
+    def __iter__(self) -> Iterator[tuple[str, str, str, bool]]:
+        for row in self.rows:
+            if row[3]:
+                self.total += row_hash(row[0], row[1], row[2])
+            yield row

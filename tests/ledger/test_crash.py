@@ -21,6 +21,8 @@ from typing import IO
 import pytest
 
 from edge_controller.ledger import Genesis, Ledger, State
+from edge_controller.ledger.integrity import as_hex, row_hash
+from edge_controller.ledger.state import is_finished
 
 from .crash_writer import make_genesis
 
@@ -108,6 +110,11 @@ def test_a_writer_killed_at_random_moments_keeps_every_acknowledged_block(
     with closing(sqlite3.connect(db)) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchall() == [("ok",)]
         stored_rows = sorted(conn.execute("SELECT tbl, key, value FROM state"))
+        finished = {
+            (name, key): value
+            for name, key, value in conn.execute("SELECT tbl, key, value FROM state WHERE cold = 1")
+        }
+        share = conn.execute("SELECT value FROM meta WHERE key = 'cold'").fetchone()
         chain = conn.execute(
             "SELECT m.hash, b.header, b.sig, b.records FROM main m"
             " JOIN blocks b ON b.hash = m.hash ORDER BY m.height"
@@ -121,6 +128,12 @@ def test_a_writer_killed_at_random_moments_keeps_every_acknowledged_block(
     for name, key, value in stored_rows:
         table = stored.table(name)
         table.rows[key] = table.unpack(key, value)
+        # Finished rows are marked in the same transaction that writes them.
+        marked = (name, key) in finished
+        assert marked == is_finished(name, key, table.rows[key]), f"seed {seed}: {name}/{key}"
+    assert finished, f"seed {seed}: no finished row was written to test"
+    cold = sum(row_hash(name, key, value) for (name, key), value in finished.items())
+    assert share == (as_hex(cold % (1 << 256)),), f"seed {seed}: finished rows' share"
 
     # Every acknowledged block is on the stored best chain, in the order it was acknowledged.
     position = {h: i for i, h in enumerate(hashes)}
@@ -140,9 +153,11 @@ def test_a_writer_killed_at_random_moments_keeps_every_acknowledged_block(
         assert report.ok, (seed, report.as_dict())
         assert (report.blocks, report.digest) == (len(wires), stored.digest())
 
-    # And a node reopening the file starts from that head and state.
-    ledger = Ledger.open(db, genesis)
+    # And a node reopening the file starts from that head and state, and the check it
+    # runs right after start finds the finished rows whole.
+    ledger = Ledger.open(db, genesis, check_later=True)
     try:
+        assert ledger.check_after_start(), f"seed {seed}"
         assert ledger.main[1 : len(hashes) + 1] == hashes
         assert ledger.state.digest() == replayed_digest(genesis, ledger)
     finally:
