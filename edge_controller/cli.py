@@ -377,6 +377,9 @@ def _add_bench(subparsers: Subparsers) -> None:
     growth.add_argument("--max-records", type=int, default=1_000_000, help="default: 1000000")
     growth.add_argument("--live-slots", type=int, default=96, help="live slots; default 96 (a day)")
     growth.add_argument("--json", action="store_true", help="print one JSON object")
+    growth.add_argument(
+        "--no-join", action="store_true", help="skip the snapshot join (it builds its own chain)"
+    )
     growth.set_defaults(run=_bench_growth)
 
     from edge_controller.bench.transport_cli import add_transport
@@ -401,7 +404,9 @@ def _bench_growth(args: argparse.Namespace) -> int:
 
     if args.max_records < 1_000 or args.live_slots < 1:
         raise UsageError("--max-records must be at least 1000 and --live-slots at least 1")
-    figures = run_growth(args.max_records, args.live_slots, show_progress=not args.json)
+    figures = run_growth(
+        args.max_records, args.live_slots, show_progress=not args.json, join=not args.no_join
+    )
     print(json.dumps(figures, sort_keys=True) if args.json else format_report(figures))
     return EXIT_OK
 

@@ -14,7 +14,9 @@ one measurement's memory does not count in the next:
   serving it, through the sync protocol's messages at the MQTT link's message limit (the
   new node's time only: the serving one is another home);
 - `disk_bytes_per_record`: the database's size over its records;
-- `join_snapshot_s`: joining from a state snapshot (null until snapshots exist).
+- `join_snapshot_s`: a new home joining a chain of that size from a state snapshot
+  (`bench/snapshot.py`, on a chain of its own with a checkpoint every hour of chain time,
+  built in a fresh process; `--no-join` leaves it null).
 
 `ed25519_verify_per_s` is raw Ed25519 verification measured in the catch-up processes,
 interleaved with the catch-up, so load from other processes hits both alike.
@@ -192,6 +194,7 @@ def run_growth(
     live_slots: int = LIVE_SLOTS,
     workdir: Path | None = None,
     show_progress: bool = False,
+    join: bool = True,
 ) -> dict[str, Any]:
     """Build the chain and measure each size (the JSON `bench growth` prints)."""
     say: Callable[[str], None] = print_status if show_progress else (lambda _line: None)
@@ -231,14 +234,19 @@ def run_growth(
             if not caught["joined"]:
                 raise RuntimeError(f"the new node did not reach the head of {size:,} records")
             raw_rates.append(caught["ed25519_verify_per_s"])
+            join_s = None
+            if join:
+                say(f"{records:,} records: joining from a snapshot")
+                snapshot = [*python[:-1], "edge_controller.bench.snapshot", "--no-replay"]
+                output, _, _ = _run_measured([*snapshot, "--json", "--records", str(records)])
+                join_s = json.loads(output)[0]["join_snapshot_s"]
             results.append(
                 {
                     "records": records,
                     **opened,
                     "verify_s": round(verify_s, 2),
                     "verify_peak_rss_mb": round(peak_kib / 1024, 1),
-                    # Joining from a state snapshot is not built yet.
-                    "join_snapshot_s": None,
+                    "join_snapshot_s": join_s,
                     "catchup_records_per_s": round(records / caught["seconds"]),
                     "disk_bytes_per_record": round(disk / records),
                 }

@@ -272,3 +272,24 @@ def test_bench_ledger_prints_its_figures_as_one_json_object() -> None:
     assert figures["ratio"] == pytest.approx(
         figures["ledger_records_per_s"] / figures["ed25519_verify_per_s"], rel=0.01
     )
+
+
+def test_bench_growth_measures_every_figure_including_the_snapshot_join() -> None:
+    # A bounded slice of the growth benchmark (docs/benchmarks.md runs it to 1 M records).
+    result = cli("bench", "growth", "--json", "--max-records", "4000", "--live-slots", "1")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["ed25519_verify_per_s"] > 0
+    [size] = figures["sizes"]
+    assert size["records"] >= 4000
+    for key in (
+        "open_s",
+        "rss_mb",
+        "live_rss_mb",
+        "verify_s",
+        "verify_peak_rss_mb",
+        "join_snapshot_s",
+        "catchup_records_per_s",
+        "disk_bytes_per_record",
+    ):
+        assert size[key] > 0, key
