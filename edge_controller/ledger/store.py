@@ -25,7 +25,7 @@ import sqlite3
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -121,6 +121,7 @@ class Store(Protocol):
     def get_undo(self, block_hash: str, state: State) -> list[JournalEntry]: ...
     def commit(self, commit: Commit) -> None: ...
     def is_recorded(self, record_id: str) -> bool: ...
+    def record_ids(self, account: str, kinds: Collection[str]) -> list[str]: ...
     def pool_add(self, record: Record, now: int, durable: bool = True) -> None: ...
     def pool_remove(self, record_ids: Iterable[str]) -> None: ...
     @property
@@ -190,6 +191,14 @@ class MemoryStore:
 
     def is_recorded(self, record_id: str) -> bool:
         return record_id in self.recorded
+
+    def record_ids(self, account: str, kinds: Collection[str]) -> list[str]:
+        return [
+            r.id
+            for b in self.blocks.values()
+            for r in b.records
+            if r.account == account and r.kind in kinds and r.id in self.recorded
+        ]
 
     def pool_add(self, record: Record, now: int, durable: bool = True) -> None:
         pass
@@ -857,6 +866,21 @@ class SqliteStore:
             lambda: self.db.execute("SELECT 1 FROM records WHERE id = ?", (record_id,)).fetchone(),
         )
         return row is not None
+
+    def record_ids(self, account: str, kinds: Collection[str]) -> list[str]:
+        """The ids of the best chain's records signed by `account` of `kinds` (the record
+        index, by account: what one home signed, not the community's history)."""
+        marks = ", ".join("?" * len(kinds))
+        return self._read(
+            "reading the record index",
+            lambda: [
+                record_id
+                for (record_id,) in self.db.execute(
+                    f"SELECT id FROM records WHERE account = ? AND kind IN ({marks})",
+                    (account, *kinds),
+                )
+            ],
+        )
 
     def pool_add(self, record: Record, now: int, durable: bool = True) -> None:
         """Keep a pooled record. `durable`: on disk before this returns (the home's own
