@@ -75,7 +75,8 @@ async def test_a_home_moves_to_the_next_address_with_its_outbox_and_nothing_twic
     await wait_until(lambda: len(got) >= 20, 20)
     assert home.stats().address == f"127.0.0.1:{second.port}"
     assert [m.message_id for m in got] == sent
-    assert home.stats().outbox_pending == 0
+    # The outbox forgets a message on the broker's PUBACK, which may come after delivery.
+    await wait_until(lambda: home.stats().outbox_pending == 0, 10)
 
 
 def test_one_address_is_still_one_broker() -> None:
