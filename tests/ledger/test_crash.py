@@ -67,7 +67,12 @@ def run_and_kill(db: Path, rng: random.Random, wait_ready: bool) -> tuple[list[s
     reader.start()
     try:
         if wait_ready:
-            assert out.ready.wait(30), "the writer did not open the ledger in 30 s"
+            # Opened, and one block acknowledged: however busy the machine, each such round
+            # has something to lose, and the kill still comes at a random moment after.
+            deadline = time.monotonic() + 30
+            while len(out.lines) < 2 and process.poll() is None:
+                assert time.monotonic() < deadline, "the writer acknowledged no block in 30 s"
+                time.sleep(0.01)
         time.sleep(rng.uniform(0.02, 0.7))
         alive = process.poll() is None
         os.kill(process.pid, signal.SIGKILL)
@@ -97,14 +102,17 @@ def test_a_writer_killed_at_random_moments_keeps_every_acknowledged_block(
     rng = random.Random(seed)
     genesis = make_genesis()
     acknowledged: list[str] = []
+    waited = 0
     for round_no in range(ROUNDS):
         # Most rounds let the writer reopen the ledger first; some kill it while it opens.
-        hashes, opened_at = run_and_kill(db, rng, wait_ready=round_no < 2 or rng.random() < 0.75)
+        wait_ready = round_no < 2 or rng.random() < 0.75
+        waited += wait_ready
+        hashes, opened_at = run_and_kill(db, rng, wait_ready=wait_ready)
         if opened_at >= 0:
             # Each restart continues from a head at or above everything acknowledged so far.
             assert opened_at >= len(acknowledged), f"seed {seed}: round {round_no} lost blocks"
         acknowledged += hashes
-    assert len(acknowledged) >= ROUNDS, f"seed {seed}: too few blocks were written to test"
+    assert len(acknowledged) >= waited, f"seed {seed}: too few blocks were written to test"
 
     # The file as the last kill left it, before any node touches it again.
     with closing(sqlite3.connect(db)) as conn:
