@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from edge_controller import __version__
-from edge_controller.community import commands as community_commands
 from edge_controller.ledger import (
     ChainFileError,
     Consensus,
@@ -485,33 +484,44 @@ def _add_statement(subparsers: Subparsers) -> None:
     add_statement(subparsers)
 
 
-COMMANDS: tuple[Callable[[Subparsers], None], ...] = (
-    _add_keygen,
-    _add_genesis,
-    _add_ledger,
-    _add_bench,
-    _add_run,
-    _add_demo,
-    community_commands.add_parser,
-    _add_devices,
-    _add_statement,
-)
+def _add_community(subparsers: Subparsers) -> None:
+    from edge_controller.community.commands import add_parser
+
+    add_parser(subparsers)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The parser of every subcommand in `COMMANDS`."""
+# Each command's parser, by name. A command's modules are imported only when its parser is
+# built: `ledger verify` then costs the ledger's memory, not the API's, and neither does a
+# signature worker process, which imports the command line's module as its main module.
+COMMANDS: dict[str, Callable[[Subparsers], None]] = {
+    "keygen": _add_keygen,
+    "genesis": _add_genesis,
+    "ledger": _add_ledger,
+    "bench": _add_bench,
+    "run": _add_run,
+    "demo": _add_demo,
+    "community": _add_community,
+    "devices": _add_devices,
+    "statement": _add_statement,
+}
+
+
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every subcommand in `COMMANDS` (`only`: of that one alone)."""
     parser = argparse.ArgumentParser(prog="energy-p2p-edge", description=__doc__.splitlines()[0])
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for add in COMMANDS:
-        add(subparsers)
+    for name, add in COMMANDS.items():
+        if only is None or name == only:
+            add(subparsers)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the process exit code."""
-    parser = build_parser()
-    args = parser.parse_args(sys.argv[1:] if argv is None else argv)
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else None)
+    args = parser.parse_args(argv)
     run: Run = args.run
     try:
         return run(args)
