@@ -16,8 +16,6 @@ from calendar import monthrange
 from datetime import UTC, datetime
 from typing import Any
 
-from fpdf import FPDF
-
 from edge_controller.app.building import Building
 from edge_controller.ledger import Ledger
 from edge_controller.refusal import Refusal, Why
@@ -274,6 +272,10 @@ def statement_pdf(data: dict[str, Any]) -> bytes:
     def text(value: object) -> str:
         # The PDF's core fonts speak Latin-1; other characters print as '?'.
         return str(value).encode("latin-1", "replace").decode("latin-1")
+
+    # Imported here: the PDF writer (with the imaging library under it) costs a home about
+    # 40 MB of memory, for a statement an owner asks for once a month.
+    from fpdf import FPDF
 
     pdf = FPDF(format="A4")
     pdf.set_auto_page_break(auto=True, margin=15)
