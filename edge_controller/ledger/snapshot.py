@@ -22,6 +22,11 @@ rows) is refused (`bad_snapshot`) and asked of another peer. A matching one is i
 into the empty store in one transaction (the headers up to the block before the
 checkpoint, without bodies, and the state), and the ledger then verifies forward from
 there as any node does, starting with the checkpoint block itself.
+
+The joiner's memory does not grow with the chain: it keeps the last `header_window`
+headers' index entries (what the header checks, finality and the checkpoint's choice look
+at) and spools every checked header to a scratch table in its folder, which the install
+reads back as a stream.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ import hashlib
 import json
 import logging
 import os
+import sqlite3
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +48,7 @@ from .block import Header, block_message
 from .chain import Ledger, genesis_entry
 from .checkpoint import SNAPSHOT_SUFFIX, checkpoint_due, snapshot_name
 from .consensus import (
+    Ancestor,
     IndexEntry,
     authority_rules,
     block_work,
@@ -51,6 +59,7 @@ from .consensus import (
     proof_is_valid,
 )
 from .errors import Reason, Rejected
+from .genesis import Genesis
 from .integrity import as_hex, row_hash
 from .state import State, finished_fields
 from .store import SqliteStore
@@ -71,6 +80,8 @@ REQUEST_TIMEOUT_MS = 5_000
 # A join that finds no peer to serve its checkpoint for this long replays the chain instead.
 JOIN_PATIENCE_MS = 60_000
 STAGING = "joining.tmp"
+# The checked headers, spooled while the join lasts (a scratch SQLite table).
+HEADER_SPOOL = "joining-headers.tmp"
 # A snapshot line's canonical form (`checkpoint.row_line`), built once: `json.dumps` with
 # these options builds an encoder per call, a fifth of a join's time.
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False)
@@ -148,6 +159,84 @@ def keep_snapshots(ledger: Ledger) -> None:
 # --- joining ---------------------------------------------------------------------------------
 
 
+def header_window(genesis: Genesis) -> int:
+    """How many of the latest header entries a join keeps in memory: enough that no check
+    of a valid chain looks below them, so the window never refuses an honest chain.
+
+    The checkpoint joined at is `final - final % interval`, and `final` is at least
+    `head - finality_depth` (rules 3, without which there are no checkpoints): the
+    checkpoint block and its base lie within `finality_depth + interval` of the head. A
+    header's checks look back `retarget_window - 1` blocks (proof of work), `sealers // 2`
+    (recent sealers) and at most `sealers` (spacing: within a spacing a sealer seals once);
+    the sealers' finality walk meets its quorum within `sealers // 2 + 1` blocks."""
+    c = genesis.consensus
+    reach = c.finality_depth + max(c.checkpoint_interval, 0)
+    lookback = c.retarget_window if c.mode == "pow" else len(c.sealers)
+    return max(reach, lookback) + 1
+
+
+class _HeaderSpool:
+    """The checked signed headers of a join, with their cumulative work, in a scratch
+    SQLite table in the join's folder; no fsync: an interrupted join starts again."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _open(self) -> sqlite3.Connection:
+        if self._db is None:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            db.execute("PRAGMA journal_mode=OFF")
+            db.execute("PRAGMA synchronous=OFF")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS headers"
+                " (height INTEGER PRIMARY KEY, header TEXT, sig BLOB, work TEXT)"
+            )
+            self._db = db
+        return self._db
+
+    def add(self, headers: list[tuple[Header, bytes, int]]) -> None:
+        """Spool a page of checked headers (heights in order, after those spooled)."""
+        if not headers:
+            return
+        db = self._open()
+        db.execute("BEGIN")
+        db.executemany(
+            "INSERT INTO headers VALUES (?, ?, ?, ?)",
+            (
+                (h.height, json.dumps(h.to_json(), separators=(",", ":")), sig, str(work))
+                for h, sig, work in headers
+            ),
+        )
+        db.execute("COMMIT")
+
+    def header(self, height: int) -> Header:
+        """The spooled header at `height`."""
+        row = (
+            self._open()
+            .execute("SELECT header FROM headers WHERE height = ?", (height,))
+            .fetchone()
+        )
+        if row is None:
+            raise Rejected(Reason.BAD_SNAPSHOT, f"header {height} is not among those checked")
+        return Header.from_json(json.loads(row[0]))
+
+    def below(self, height: int) -> Iterator[tuple[Header, bytes, int]]:
+        """The spooled headers under `height`, lowest first, read as they are consumed."""
+        rows = self._open().execute(
+            "SELECT header, sig, work FROM headers WHERE height < ? ORDER BY height", (height,)
+        )
+        for header, sig, work in rows:
+            yield Header.from_json(json.loads(header)), bytes(sig), int(work)
+
+    def delete(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        with contextlib.suppress(OSError):
+            self.path.unlink()
+
+
 @dataclass
 class _Peer:
     work: int = 0
@@ -188,11 +277,15 @@ class SnapshotJoin:
         self.asked_at = -1
         self.progress_at = started
         self.refused: dict[str, int] = {}
+        self.genesis_entry = genesis_entry(self.genesis)[1]
+        self.window = header_window(self.genesis)
+        self.spool = _HeaderSpool(folder / HEADER_SPOOL)
         self._restart_headers()
         # Until a peer shows a chain long enough to hold a checkpoint, the node syncs and
         # seals as usual (the first homes of a street); its first block ends the wait.
         self.phase = "waiting"
         self.target = 0
+        self.target_hash = self.base_hash = self.target_checkpoint = ""
         self.received = 0
         self.total = 0
 
@@ -210,7 +303,7 @@ class SnapshotJoin:
     def status(self) -> JoinStatus:
         return JoinStatus(
             self.phase,
-            headers=len(self.entries) - 1,
+            headers=self.entries[-1].height,
             checkpoint=self.target,
             received_bytes=self.received,
             total_bytes=self.total,
@@ -253,18 +346,18 @@ class SnapshotJoin:
             raise Rejected(Reason.UNASKED, "headers that were not asked for")
         self.asked = ""
         self.progress_at = now
+        view = self.peers.get(peer)
         try:
-            for item in items:
-                self._take_header(item, now)
+            page = [self._take_header(item, now) for item in items]
+            self.spool.add(page)
+            reached = view is not None and self.entries[-1].hash == view.head
+            if items and not reached:
+                return self._next(now)
+            self._choose_checkpoint()
         except Rejected:
             self._refuse(peer, "bad_header")
             self._restart_headers()
             raise
-        view = self.peers.get(peer)
-        reached = view is not None and self.entries[-1].hash == view.head
-        if items and not reached:
-            return self._next(now)
-        self._choose_checkpoint()
         return self._next(now)
 
     def on_snapshot(self, peer: str, message: Message, now: int) -> list[Outgoing]:
@@ -291,13 +384,25 @@ class SnapshotJoin:
 
     def _restart_headers(self) -> None:
         self.phase = "headers"
-        self.entries: list[IndexEntry] = [genesis_entry(self.genesis)[1]]
-        self.signed: list[tuple[Header, bytes]] = []
+        # The latest `window` entries only (genesis first while the chain is shorter).
+        self.entries: deque[IndexEntry] = deque([self.genesis_entry], maxlen=self.window)
+        self.spool.delete()
 
     def _ancestor(self, _entry: IndexEntry, height: int) -> IndexEntry:
-        return self.entries[height]
+        offset = height - self.entries[0].height
+        if offset < 0:
+            # `header_window` keeps what a valid chain's checks need: only a chain no
+            # honest peer serves gets here.
+            raise Rejected(
+                Reason.BAD_SNAPSHOT,
+                f"the header chain's checks reach block {height}, more than the join's "
+                f"window of {self.window} headers below its head",
+            )
+        return self.entries[offset]
 
-    def _take_header(self, item: Any, now: int) -> None:
+    def _take_header(self, item: Any, now: int) -> tuple[Header, bytes, int]:
+        """Check a header on the latest one; its entry joins the window, and it is
+        returned with its signature and cumulative work for the spool."""
         if type(item) is not dict or set(item) != {"header", "sig"}:
             raise Rejected(Reason.MALFORMED, "headers: expected {header, sig} objects")
         header = Header.from_json(item["header"])
@@ -313,12 +418,14 @@ class SnapshotJoin:
             raise Rejected(Reason.TIME_TOO_FAR_AHEAD, f"header {header.height} is from ahead")
         if c.mode == "pow" and not proof_is_valid(header):
             raise Rejected(Reason.BAD_PROOF, f"header {block_hash[:12]} lacks its proof")
-        check_header(self.genesis, header, block_hash, parent, self._ancestor)
+        ancestor: Ancestor = self._ancestor
+        check_header(self.genesis, header, block_hash, parent, ancestor)
         sig = bytes.fromhex(sig_hex)
         if not self.ledger.verifier.verify(header.sealer, sig, block_message(block_hash)):
             raise Rejected(Reason.BAD_BLOCK_SIGNATURE, f"header {header.height} is not signed")
         if checkpoint_due(self.genesis, header.height) != bool(header.checkpoint):
             raise Rejected(Reason.BAD_CHECKPOINT, f"header {header.height}: checkpoint misplaced")
+        work = parent.work + block_work(self.genesis, header.difficulty)
         self.entries.append(
             IndexEntry(
                 block_hash,
@@ -327,10 +434,10 @@ class SnapshotJoin:
                 header.time,
                 header.difficulty,
                 header.sealer,
-                parent.work + block_work(self.genesis, header.difficulty),
+                work,
             )
         )
-        self.signed.append((header, sig))
+        return header, sig, work
 
     def _final_height(self) -> int:
         head = self.entries[-1]
@@ -349,9 +456,13 @@ class SnapshotJoin:
             log.info("snapshot join: no final checkpoint yet; replaying the chain")
             self._give_up()
             return
+        head = self.entries[-1]
+        self.target_hash = self._ancestor(head, self.target).hash
+        self.base_hash = self._ancestor(head, self.target - 1).hash
+        self.target_checkpoint = self.spool.header(self.target).checkpoint
         log.info(
             "snapshot join: %d headers checked, joining at checkpoint %d",
-            len(self.signed),
+            head.height,
             self.target,
         )
         self.phase = "snapshot"
@@ -370,14 +481,14 @@ class SnapshotJoin:
     def _ask_piece(self) -> Message:
         return {
             "type": "get_snapshot",
-            "block": self.entries[self.target].hash,
+            "block": self.target_hash,
             "offset": self.received,
         }
 
     def _take_piece(self, message: Message) -> bool:
         """Check a piece and add it to the staging file; True once the whole snapshot came
         and matched the checkpoint."""
-        if message["block"] != self.entries[self.target].hash:
+        if message["block"] != self.target_hash:
             raise Rejected(Reason.BAD_SNAPSHOT, "a piece of another snapshot")
         total = message["total"]
         if message["offset"] != self.received or (self.total and total != self.total):
@@ -400,7 +511,7 @@ class SnapshotJoin:
         self.received += len(data)
         if self.received < total:
             return False
-        expected = self.signed[self.target - 1][0].checkpoint
+        expected = self.target_checkpoint
         if self._digest.hexdigest() != expected:
             raise Rejected(
                 Reason.BAD_SNAPSHOT,
@@ -429,30 +540,29 @@ class SnapshotJoin:
         """Install the verified snapshot and the headers below it, then reload the ledger."""
         base = self.target - 1
         staging = self.folder / STAGING
-        kept = self.folder / snapshot_name(self.target, self.entries[base].hash)
-        headers = [
-            (header, sig, self.entries[header.height].work) for header, sig in self.signed[:base]
-        ]
+        kept = self.folder / snapshot_name(self.target, self.base_hash)
         assert isinstance(self.ledger.store, SqliteStore)
         stored = _StoredRows(staging)
         try:
-            self.ledger.store.install(headers, stored, stored.digest)
+            # Streamed from the spool: the headers up to the base, never all in memory.
+            self.ledger.store.install(self.spool.below(self.target), stored, stored.digest)
         except ValueError as exc:
             # The digest matched, so the sealers sealed these rows: this code cannot read them.
             raise Rejected(Reason.BAD_SNAPSHOT, f"its rows do not decode: {exc}") from None
+        self.spool.delete()
         # Kept: this home serves the same snapshot to the next new home.
         os.replace(staging, kept)
         self.ledger.reload()
         # The installed state is the snapshot, whose digest is the checkpoint block's: the
         # block's check needs no second pass over the state.
-        checkpoint = self.signed[base][0].checkpoint
-        self.ledger.checkpoints.remember(self.entries[base].hash, checkpoint)
+        self.ledger.checkpoints.remember(self.base_hash, self.target_checkpoint)
         self.phase = "installed"
         log.info("snapshot join: state at block %d installed; verifying forward", base)
 
     def _give_up(self) -> None:
         self.phase = "replay"
         self.asked = ""
+        self.spool.delete()
         with contextlib.suppress(OSError):
             (self.folder / STAGING).unlink()
 
@@ -470,7 +580,7 @@ class SnapshotJoin:
         candidates = [
             (view.work, peer)
             for peer, view in self.peers.items()
-            if peer not in self.excluded and view.work > self.entries[0].work
+            if peer not in self.excluded and view.work > self.genesis_entry.work
         ]
         if self.phase == "snapshot":
             candidates = [(w, p) for w, p in candidates if self.peers[p].height >= self.target]

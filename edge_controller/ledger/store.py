@@ -18,6 +18,7 @@ share of the head's digest: a start reads only the others (`check_cold` the rest
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import logging
 import os
@@ -42,6 +43,8 @@ T = TypeVar("T")
 # The `records` column of a block whose body this node does not keep (pruned, or below the
 # snapshot it joined from): its header and signature stay, served to peers (`prune.py`).
 PRUNED_BODY = "pruned"
+# Headers a snapshot install stores per statement (it takes them as a stream).
+INSTALL_CHUNK = 4_096
 COLD_CACHE = 4_096
 # How state rows are stored: 1 the canonical form, 2 packed (`Table.pack`), 3 packed with
 # finished rows marked (`cold`) and their share of the digest kept; a store of an older
@@ -948,18 +951,21 @@ class SqliteStore:
             if db.execute("SELECT 1 FROM main LIMIT 1").fetchone() is not None:
                 raise StorageError("storage_failed", f"{self.path} already holds a chain")
             head, base = "", 0
-            blocks, main = [], []
-            for header, sig, work in headers:
-                head, base = header.hash, header.height
-                header_json = json.dumps(header.to_json(), separators=(",", ":"))
-                blocks.append((head, header.prev, base, header_json, sig.hex(), str(work)))
-                main.append((base, head))
-            db.executemany(
-                "INSERT OR REPLACE INTO blocks (hash, prev, height, header, sig, records, work)"
-                f" VALUES (?, ?, ?, ?, ?, '{PRUNED_BODY}', ?)",
-                blocks,
-            )
-            db.executemany("INSERT INTO main VALUES (?, ?)", main)
+            chunks = iter(headers)
+            # In chunks: a year of headers is millions of rows, more than a Pi's memory.
+            while chunk := list(itertools.islice(chunks, INSTALL_CHUNK)):
+                blocks, main = [], []
+                for header, sig, work in chunk:
+                    head, base = header.hash, header.height
+                    header_json = json.dumps(header.to_json(), separators=(",", ":"))
+                    blocks.append((head, header.prev, base, header_json, sig.hex(), str(work)))
+                    main.append((base, head))
+                db.executemany(
+                    "INSERT OR REPLACE INTO blocks (hash, prev, height, header, sig, records, work)"
+                    f" VALUES (?, ?, ?, ?, ?, '{PRUNED_BODY}', ?)",
+                    blocks,
+                )
+                db.executemany("INSERT INTO main VALUES (?, ?)", main)
             cold = _ColdShare(rows)
             db.executemany("INSERT INTO state VALUES (?, ?, ?, ?)", cold)
             cold_digest = cold.total % MODULUS
