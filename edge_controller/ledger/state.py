@@ -382,11 +382,7 @@ class Table(Generic[V]):
         values = [getattr(value, name) for name in self._names]
         if self._keyed:
             del values[0]
-        defaults = self._stored_defaults
-        end = len(values)
-        while end and values[end - 1] == defaults[end - 1]:
-            end -= 1
-        return _ROW_ENCODER.encode(values[:end])
+        return self._packed(values)
 
     def pack_fields(self, key: str, fields: dict[str, Any]) -> str:
         """`pack` of the row whose fields `fields` holds (a snapshot's line), without
@@ -406,6 +402,10 @@ class Table(Generic[V]):
             if values[0] != key:
                 raise ValueError(f"{self.name}: row {key[:16]} holds another id")
             del values[0]
+        return self._packed(values)
+
+    def _packed(self, values: list[Any]) -> str:
+        """Stored values (the id already left out) less the trailing defaults, encoded."""
         defaults = self._stored_defaults
         end = len(values)
         while end and values[end - 1] == defaults[end - 1]:
