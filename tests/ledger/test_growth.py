@@ -167,17 +167,33 @@ def test_verify_holds_in_memory_only_what_the_next_block_needs() -> None:
     assert not spill.exists()
 
 
-def test_signature_workers_run_only_while_catching_up(monkeypatch: Any) -> None:
+def _catching_up(monkeypatch: Any) -> tuple[Ledger, Ledger, SyncNode, SyncNode]:
+    """A server with 3,000 records of the street and an empty client (one signature worker,
+    started 4 blocks behind), each behind its sync node."""
     monkeypatch.setattr(sync, "CATCH_UP_BLOCKS", 4)
     street = BenchCommunity.create(HOMES)
-    blocks = _blocks(3_000)
     server = Ledger(street.genesis)
-    _add(server, blocks)
+    _add(server, _blocks(3_000))
     client = Ledger(street.genesis)
     serving = SyncNode(server, "server", member=lambda _p: True, message_limit=256 * 1024)
     joining = SyncNode(
         client, "joining", member=lambda _p: True, message_limit=256 * 1024, catch_up_workers=1
     )
+    return server, client, serving, joining
+
+
+def _deliver(queue: list[tuple[str, Any]], serving: SyncNode, joining: SyncNode, now: int) -> None:
+    """Hand the next message to its node and queue its answers (heads to the server dropped)."""
+    to, message = queue.pop(0)
+    node, other = (joining, "server") if to == "joining" else (serving, "joining")
+    if to == "server" and message["type"] == "head":
+        return
+    replies = node.handle(other, message, now)
+    queue.extend((other, m) for peer, m in replies if peer in (None, other))
+
+
+def test_signature_workers_run_only_while_catching_up(monkeypatch: Any) -> None:
+    server, client, serving, joining = _catching_up(monkeypatch)
     with_workers: list[bool] = []
     add_blocks = client.add_blocks
 
@@ -189,12 +205,7 @@ def test_signature_workers_run_only_while_catching_up(monkeypatch: Any) -> None:
     now = server.head.time + 60_000
     queue: list[tuple[str, Any]] = [("joining", serving.head_message(now))]
     while queue:
-        to, message = queue.pop(0)
-        node, other = (joining, "server") if to == "joining" else (serving, "joining")
-        if to == "server" and message["type"] == "head":
-            continue
-        replies = node.handle(other, message, now)
-        queue.extend((other, m) for peer, m in replies if peer in (None, other))
+        _deliver(queue, serving, joining, now)
     assert client.head.hash == server.head.hash
     # Far behind: with workers, kept to the head (the last batches hold much of a short
     # chain); once it is reached, none left running.
@@ -203,26 +214,12 @@ def test_signature_workers_run_only_while_catching_up(monkeypatch: Any) -> None:
 
 
 def test_signature_workers_stop_when_the_peer_goes_silent(monkeypatch: Any) -> None:
-    monkeypatch.setattr(sync, "CATCH_UP_BLOCKS", 4)
-    street = BenchCommunity.create(HOMES)
-    blocks = _blocks(3_000)
-    server = Ledger(street.genesis)
-    _add(server, blocks)
-    client = Ledger(street.genesis)
-    serving = SyncNode(server, "server", member=lambda _p: True, message_limit=256 * 1024)
-    joining = SyncNode(
-        client, "joining", member=lambda _p: True, message_limit=256 * 1024, catch_up_workers=1
-    )
+    server, client, serving, joining = _catching_up(monkeypatch)
     now = server.head.time + 60_000
     queue: list[tuple[str, Any]] = [("joining", serving.head_message(now))]
     # Until the first batch of blocks started the workers; the server then says no more.
     while client.signature_pool is None:
-        to, message = queue.pop(0)
-        node, other = (joining, "server") if to == "joining" else (serving, "joining")
-        if to == "server" and message["type"] == "head":
-            continue
-        replies = node.handle(other, message, now)
-        queue.extend((other, m) for peer, m in replies if peer in (None, other))
+        _deliver(queue, serving, joining, now)
     assert client.head.height < server.head.height - sync.CAUGHT_UP_BLOCKS
     joining.tick(now + sync.REQUEST_TIMEOUT_MS // 2)
     assert client.signature_pool is not None  # still catching up: the peer may answer

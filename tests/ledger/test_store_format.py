@@ -67,14 +67,9 @@ def _as_format_1(db: Path) -> None:
 
 
 def test_a_store_of_the_old_row_format_opens_with_its_data_and_goes_on(tmp_path: Path) -> None:
-    street = BenchCommunity.create(HOMES)
-    blocks = list(signed_chain(street, 3_000))
-    first, rest = blocks[:-6], blocks[-6:]
     db = tmp_path / "chain.db"
-    ledger = Ledger.open(db, street.genesis)
-    for block in first:
-        ledger.add_block(block, now=block.header.time)
-    ledger.close()
+    street, blocks = _written(db, blocks=6)
+    first, rest = blocks[:-6], blocks[-6:]
     with closing(sqlite3.connect(db)) as conn:
         packed = conn.execute("SELECT SUM(LENGTH(value)) FROM state").fetchone()[0]
     _as_format_1(db)
@@ -82,22 +77,37 @@ def test_a_store_of_the_old_row_format_opens_with_its_data_and_goes_on(tmp_path:
         canonical = conn.execute("SELECT SUM(LENGTH(value)) FROM state").fetchone()[0]
     assert packed < canonical * 0.9
 
-    memory = Ledger(street.genesis)
-    for block in first:
-        memory.add_block(block, now=block.header.time)
+    memory = _in_memory(street, first)
     upgraded = Ledger.open(db, street.genesis)  # re-checks the last blocks over old undo data
     assert upgraded.height == len(first)
     assert upgraded.state.digest() == memory.state.digest()
-    for block in rest:
-        assert upgraded.add_block(block, now=block.header.time).status == "connected"
-        memory.add_block(block, now=block.header.time)
-    assert upgraded.state.digest() == memory.state.digest()
-    upgraded.close()
+    _goes_on_alike(upgraded, memory, rest)
     with closing(sqlite3.connect(db)) as conn:
         stored = conn.execute("SELECT value FROM meta WHERE key = 'rows'").fetchone()
         assert stored == (str(ROW_FORMAT),)
     # Reopened once more (the digests stored again), and verified from genesis.
     Ledger.open(db, street.genesis).close()
+    _verified_from_genesis(db, street)
+
+
+def _in_memory(street: BenchCommunity, blocks: list[Block]) -> Ledger:
+    """A ledger in memory that took `blocks`: what a store must agree with."""
+    memory = Ledger(street.genesis)
+    for block in blocks:
+        memory.add_block(block, now=block.header.time)
+    return memory
+
+
+def _goes_on_alike(upgraded: Ledger, memory: Ledger, blocks: list[Block]) -> None:
+    """`upgraded` takes `blocks` as `memory` does and ends in the same state; then closed."""
+    for block in blocks:
+        assert upgraded.add_block(block, now=block.header.time).status == "connected"
+        memory.add_block(block, now=block.header.time)
+    assert upgraded.state.digest() == memory.state.digest()
+    upgraded.close()
+
+
+def _verified_from_genesis(db: Path, street: BenchCommunity) -> None:
     chain = StoredChain(db, street.genesis)
     report = chain.verify()
     chain.close()
@@ -135,24 +145,15 @@ def test_a_store_written_before_finished_rows_were_marked_opens_and_goes_on(
     street, blocks = _written(db, blocks=6)
     first, rest = blocks[:-6], blocks[-6:]
     _as_format_2(db)
-    memory = Ledger(street.genesis)
-    for block in first:
-        memory.add_block(block, now=block.header.time)
+    memory = _in_memory(street, first)
 
     upgraded = Ledger.open(db, street.genesis, check_later=True)
     assert upgraded.check_after_start() is True
     assert upgraded.state.digest() == memory.state.digest()
-    for block in rest:
-        assert upgraded.add_block(block, now=block.header.time).status == "connected"
-        memory.add_block(block, now=block.header.time)
-    assert upgraded.state.digest() == memory.state.digest()
-    upgraded.close()
+    _goes_on_alike(upgraded, memory, rest)
     assert _marks_agree(db) > 1_000
     Ledger.open(db, street.genesis).close()  # every check at start passes
-    chain = StoredChain(db, street.genesis)
-    report = chain.verify()
-    chain.close()
-    assert report.ok, report.as_dict()
+    _verified_from_genesis(db, street)
 
 
 def test_a_store_damaged_before_the_upgrade_is_refused_after_it(tmp_path: Path) -> None:
