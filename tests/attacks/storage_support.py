@@ -10,11 +10,14 @@ import errno
 import os
 import sqlite3
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_controller.app.home import Home
+from edge_controller.processes import CHECKOUT
+from tests.conftest import free_port
 
 CHUNK = 64 * 1024
 # Far more pages than any test writes: the limit SQLite has when nothing is injected.
@@ -91,3 +94,23 @@ def small_disk(path: Path, size_mb: int = 16) -> Iterator[SmallDisk]:
     finally:
         if mounted:
             subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def edge_run(
+    data_dir: Path, genesis: Path, timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
+    """`energy-p2p-edge run` on a data directory (it stops at once on a damaged ledger)."""
+    config = data_dir.parent / "edge.yaml"
+    config.write_text(
+        f"name: Damaged\ndata_dir: {data_dir}\ngenesis: {genesis}\n"
+        "community_broker: {host: 127.0.0.1, port: 1}\n"
+        f"api: {{host: 127.0.0.1, port: {free_port()}, zeroconf: false}}\n"
+    )
+    return subprocess.run(
+        [sys.executable, "-m", "edge_controller", "run", "-c", str(config)],
+        capture_output=True,
+        text=True,
+        cwd=CHECKOUT,
+        timeout=timeout,
+        check=False,
+    )

@@ -31,11 +31,11 @@ from edge_controller.ledger import (
     sign_record,
 )
 from edge_controller.network import BrokerSettings
-from tests.conftest import Mosquitto, free_port
+from tests.conftest import Mosquitto
 from tests.edge.api_support import Street, eventually
 from tests.ledger.test_cli import START, write_chain
 
-from .storage_support import SmallDisk, small_disk
+from .storage_support import SmallDisk, edge_run, small_disk
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTEMPTS = 40
@@ -201,24 +201,6 @@ def damage_a_page(db: Path) -> None:
     start = len(data) - page_size
     data[start:] = b"\x5a" * page_size
     db.write_bytes(bytes(data))
-
-
-def edge_run(data_dir: Path, genesis: Path) -> subprocess.CompletedProcess[str]:
-    """`energy-p2p-edge run` on a data directory (it stops at once on a damaged ledger)."""
-    config = data_dir.parent / "edge.yaml"
-    config.write_text(
-        f"name: Damaged\ndata_dir: {data_dir}\ngenesis: {genesis}\n"
-        "community_broker: {host: 127.0.0.1, port: 1}\n"
-        f"api: {{host: 127.0.0.1, port: {free_port()}}}\n"
-    )
-    return subprocess.run(
-        [sys.executable, "-m", "edge_controller", "run", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=False,
-    )
 
 
 @pytest.fixture

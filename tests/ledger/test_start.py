@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import shutil
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
@@ -25,10 +23,9 @@ from edge_controller.ledger import DamagedStore, Ledger
 from edge_controller.ledger.integrity import as_hex, row_hash
 from edge_controller.ledger.state import State, finished_fields, is_finished
 from edge_controller.ledger.store import SqliteStore
-from tests.conftest import free_port
+from tests.attacks.storage_support import edge_run
 
 HOMES = 11
-ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -175,20 +172,7 @@ def test_a_running_node_stops_with_one_line_on_a_damaged_finished_row(
     db = data / "ledger.sqlite3"
     key = _first(db, "offers", cold=1)
     _change(db, "UPDATE state SET value = value || ' ' WHERE tbl = 'offers' AND key = ?", key)
-    config = db.parent.parent / "edge.yaml"
-    config.write_text(
-        f"name: Damaged\ndata_dir: {data}\ngenesis: {genesis}\n"
-        "community_broker: {host: 127.0.0.1, port: 1}\n"
-        f"api: {{host: 127.0.0.1, port: {free_port()}, zeroconf: false}}\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "edge_controller", "run", "-c", str(config)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=120,
-        check=False,
-    )
+    result = edge_run(data, genesis, timeout=120)
     assert result.returncode == 3, result.stderr
     assert result.stdout.startswith("ready "), result.stdout  # it had started
     lines = result.stderr.strip().splitlines()
