@@ -10,6 +10,7 @@ counted all the same: the limit errs on the side of the wallet.
 from __future__ import annotations
 
 import weakref
+from collections.abc import Collection
 
 from edge_controller.app.queries import pending_offer
 from edge_controller.ledger import Acceptance, Block, Ledger, Offer, cost_of, energy_of
@@ -52,16 +53,12 @@ class Purchases:
     def _disconnected(self, _block: Block) -> None:
         self._ids = None
 
-    def bought_since(self, since: int) -> int:
-        """Milli-units of the account's trades made at or after `since` (chain time)."""
+    def bought_since(self, since: int, leading: Collection[str]) -> int:
+        """Milli-units of the account's trades made at or after `since` (chain time);
+        `leading` the ids of its bids that lead an open auction (a trade may come of them)."""
         state = self.ledger.state
         if self._ids is None:
             self._ids = set(self.ledger.store.record_ids(self.account, PURCHASE_KINDS))
-        leading = {
-            o.best_bid
-            for o in state.offers.rows.values()
-            if o.best_bidder == self.account and o.status == "open"
-        }
         total, done = 0, []
         for trade_id in self._ids:
             trade = state.trades.get(trade_id)
@@ -96,18 +93,17 @@ def purchases(ledger: Ledger, account: str) -> Purchases:
 def spent_today(ledger: Ledger, account: str, now: int) -> int:
     """Milli-units `account` committed to purchases in the 24 hours before `now`."""
     state = ledger.state
-    total = purchases(ledger, account).bought_since(now - DAY_MS)
+    leading = [
+        o for o in state.offers.rows.values() if o.best_bidder == account and o.status == "open"
+    ]
+    total = purchases(ledger, account).bought_since(now - DAY_MS, {o.best_bid for o in leading})
+    total += sum(o.best_bid_cost for o in leading)
     for acceptance in state.acceptances.rows.values():
         offer = state.offers.get(acceptance.offer)
         if acceptance.buyer == account and acceptance.status == "pending" and offer is not None:
             total += offer_cost(offer, acceptance.quantity, acceptance.price)
-    total += sum(
-        o.best_bid_cost
-        for o in state.offers.rows.values()
-        if o.best_bidder == account and o.status == "open"
-    )
     for record in ledger.pool.values():
-        if record.account != account or record.kind not in ("acceptance", "bid"):
+        if record.account != account or record.kind not in PURCHASE_KINDS:
             continue
         pooled = state.offers.get(record.body["offer"]) or _pooled_offer(ledger, record.body)
         if pooled is None:
