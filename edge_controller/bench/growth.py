@@ -237,7 +237,7 @@ def run_growth(
             join_s = None
             if join:
                 say(f"{records:,} records: joining from a snapshot")
-                snapshot = [*python[:-1], "edge_controller.bench.snapshot", "--no-replay"]
+                snapshot = [sys.executable, "-m", "edge_controller.bench.snapshot", "--no-replay"]
                 output, _, _ = _run_measured([*snapshot, "--json", "--records", str(records)])
                 join_s = json.loads(output)[0]["join_snapshot_s"]
             results.append(
