@@ -38,6 +38,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from edge_controller.ledger import (
+    DEFAULT_FORGET_AFTER_MS,
     MAX_BLOCKS,
     Block,
     Consensus,
@@ -109,10 +110,16 @@ class BenchCommunity:
     _seq: dict[str, int] = field(default_factory=dict)
 
     @classmethod
-    def create(cls, homes: int = HOMES, checkpoint_interval: int = 0) -> BenchCommunity:
+    def create(
+        cls,
+        homes: int = HOMES,
+        checkpoint_interval: int = 0,
+        forget_after_ms: int = DEFAULT_FORGET_AFTER_MS,
+    ) -> BenchCommunity:
         """A community of `homes` homes, one registrar and three sealers; no checkpoints
         unless `checkpoint_interval` asks (`signed_chain` signs blocks without a state to
-        take a checkpoint from: `bench/snapshot.py` builds checkpointed chains)."""
+        take a checkpoint from: `bench/snapshot.py` builds checkpointed chains); closed
+        business is forgotten after `forget_after_ms` of chain time (rules 4)."""
         registrar = KeyPair.from_seed(b"bench-registrar")
         sealers = [KeyPair.from_seed(f"bench-sealer-{i}".encode()) for i in range(3)]
         members = [
@@ -136,6 +143,7 @@ class BenchCommunity:
                 block_interval_ms=5 * MINUTE_MS,
                 sealers=tuple(s.public_hex for s in sealers),
                 checkpoint_interval=checkpoint_interval,
+                forget_after_ms=forget_after_ms,
             ),
         )
         return cls(homes=members, registrar=registrar, sealers=sealers, genesis=genesis)

@@ -13,7 +13,9 @@ from .checkpoint import checkpoint_due, state_digest
 from .consensus import in_turn_sealer
 from .errors import Reason, Rejected
 from .genesis import (
+    DEFAULT_FORGET_AFTER_MS,
     FIRST_RULES,
+    FOURTH_RULES,
     LATEST_RULES,
     MAX_BLOCK_BYTES,
     THIRD_RULES,
@@ -47,7 +49,9 @@ from .verify import ChainFileError, StoredChain
 
 __all__ = [
     "BLOCKS_FRAME_BYTES",
+    "DEFAULT_FORGET_AFTER_MS",
     "FIRST_RULES",
+    "FOURTH_RULES",
     "LATEST_RULES",
     "MAX_BLOCKS",
     "MAX_BLOCK_BYTES",

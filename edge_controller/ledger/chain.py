@@ -57,7 +57,7 @@ from .consensus import (
     signed_header,
 )
 from .errors import Reason, Rejected
-from .genesis import THIRD_RULES, Consensus, Genesis
+from .genesis import FOURTH_RULES, THIRD_RULES, Consensus, Genesis
 from .index import PAGE, BlockIndex, MainChain
 from .integrity import REMEDY, DamagedStore, StorageError, as_hex, changed, row_hash
 from .keys import KeyPair, Verifier, account_id
@@ -1455,6 +1455,10 @@ class Ledger:
         if isinstance(self.store, SqliteStore):
             # Finished rows live on disk only: memory stays flat as the chain ages.
             self.state.keep_cold(self.store.load_row, self.store.scan_rows)
+            if self.genesis.consensus.rules >= FOURTH_RULES:
+                # Sweeps read the rows due from the store's index of close times.
+                self.store.forgets = True
+                self.state.closed_query = self.store.closed_rows
 
     def reload(self) -> None:
         """Forget everything held in memory and read the store again (after a snapshot was

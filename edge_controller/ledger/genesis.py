@@ -29,7 +29,12 @@ SECOND_RULES = 2
 # energy sales by homes without a battery, state checkpoints in block headers...). Each
 # rule of this version asks `consensus.rules >= THIRD_RULES`.
 THIRD_RULES = 3
-LATEST_RULES = THIRD_RULES
+# Rules 4: closed business is forgotten (`forget.py`): settled trades, closed offers and
+# requests, answered counter-offers and old meter readings leave the state some time after
+# they closed, so a year-old community's state (and every checkpoint and snapshot) holds
+# what is open and recent, not its whole history. Each rule of it asks `rules >= FOURTH_RULES`.
+FOURTH_RULES = 4
+LATEST_RULES = FOURTH_RULES
 # What an account must hold (balance plus escrow, milli-units) for its records to count,
 # on the latest rules: any money at all, so only keys the community funded speak. Not more:
 # a phone's charging wallet is prepaid a few milli-units.
@@ -45,6 +50,10 @@ DEFAULT_CHECKPOINT_INTERVAL = 720
 # Rules 3 on, either mode: a block with this many blocks on it is final, whatever the
 # weight of a fork (proof of authority is usually final far sooner, by its sealers).
 DEFAULT_FINALITY_DEPTH = 100
+# Rules 4 on: how long after it closed a row is forgotten (a week: a settled trade can be
+# rated or disputed that long), and the shortest a community may choose (an hour).
+DEFAULT_FORGET_AFTER_MS = 7 * 24 * 3_600_000
+MIN_FORGET_AFTER_MS = 3_600_000
 
 # Every home's transport carries messages of up to 512 KiB (the MQTT link's bound, which the
 # community broker enforces too). A block travels inside a sync message inside an envelope,
@@ -86,6 +95,8 @@ class Consensus:
     # Rules 3 on: blocks between checkpoints (0: none) and the depth that makes a block final.
     checkpoint_interval: int = DEFAULT_CHECKPOINT_INTERVAL
     finality_depth: int = DEFAULT_FINALITY_DEPTH
+    # Rules 4 on: chain time after which closed business leaves the state (`forget.py`).
+    forget_after_ms: int = DEFAULT_FORGET_AFTER_MS
 
     def __post_init__(self) -> None:
         if self.rules >= 2 and self.max_block_bytes > MAX_BLOCK_BYTES:
@@ -94,6 +105,12 @@ class Consensus:
                 f"genesis.consensus.max_block_bytes: {self.max_block_bytes} is more than "
                 f"{MAX_BLOCK_BYTES}, the largest block a {TRANSPORT_MESSAGE_BYTES}-byte "
                 "message carries with its envelope; such a block could never be sent",
+            )
+        if self.rules >= FOURTH_RULES and self.forget_after_ms < MIN_FORGET_AFTER_MS:
+            raise Rejected(
+                Reason.MALFORMED,
+                f"genesis.consensus.forget_after_ms: {self.forget_after_ms} is less than "
+                f"{MIN_FORGET_AFTER_MS}, too soon to settle, rate or dispute what closed",
             )
 
     @property
@@ -145,6 +162,8 @@ class Genesis:
                 consensus["checkpoint_interval"] = c.checkpoint_interval
             if c.finality_depth != DEFAULT_FINALITY_DEPTH:
                 consensus["finality_depth"] = c.finality_depth
+        if c.rules >= FOURTH_RULES and c.forget_after_ms != DEFAULT_FORGET_AFTER_MS:
+            consensus["forget_after_ms"] = c.forget_after_ms
         if c.mode == "poa":
             consensus["sealers"] = list(c.sealers)
         else:
@@ -187,6 +206,7 @@ class Genesis:
             min_balance=c.get("min_balance", 0),
             checkpoint_interval=c.get("checkpoint_interval", DEFAULT_CHECKPOINT_INTERVAL),
             finality_depth=c.get("finality_depth", DEFAULT_FINALITY_DEPTH),
+            forget_after_ms=c.get("forget_after_ms", DEFAULT_FORGET_AFTER_MS),
         )
         if "min_balance" in c and consensus.rules < 2:
             raise Rejected(
@@ -197,6 +217,10 @@ class Genesis:
                 raise Rejected(
                     Reason.MALFORMED, f"genesis.consensus.{name}: a rule of rules 3 and later"
                 )
+        if "forget_after_ms" in c and consensus.rules < FOURTH_RULES:
+            raise Rejected(
+                Reason.MALFORMED, "genesis.consensus.forget_after_ms: a rule of rules 4 and later"
+            )
         if consensus.mode == "pow" and not (
             consensus.min_bits <= consensus.initial_bits <= consensus.max_bits
         ):
@@ -247,6 +271,8 @@ _OPTIONAL_CONSENSUS = {
     "min_balance": integer(0, 10**12),
     "checkpoint_interval": integer(0, 1_000_000),
     "finality_depth": integer(1, 1_000_000),
+    # An hour up to ten years.
+    "forget_after_ms": integer(MIN_FORGET_AFTER_MS, 3650 * 24 * 3_600_000),
 }
 _CONSENSUS_SHAPE = {
     "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}, _OPTIONAL_CONSENSUS),

@@ -142,17 +142,18 @@ def reading_across(state: State, resource_id: str, at: int) -> MeterReading | No
     any: readings never overlap, so there is at most one, found by bisection."""
     log = state.meters.get(resource_id)
     low, high = 0, log.count if log else 0
+    readings = state.readings.rows
     # The first reading that starts at `at` or later; the one before it may run across.
+    # Forgotten readings (rules 4) are the oldest ones: they count as starting before.
     while low < high:
         middle = (low + high) // 2
-        if state.readings.rows[f"{resource_id}#{middle}"].start < at:
+        reading = readings.get(f"{resource_id}#{middle}")
+        if reading is None or reading.start < at:
             low = middle + 1
         else:
             high = middle
-    if low == 0:
-        return None
-    reading = state.readings.rows[f"{resource_id}#{low - 1}"]
-    return reading if reading.end > at else None
+    before = readings.get(f"{resource_id}#{low - 1}") if low else None
+    return before if before is not None and before.end > at else None
 
 
 def sharing_reach(state: State, meter: str, trades: Sequence[Trade], start: int) -> int:
@@ -168,6 +169,22 @@ def sharing_reach(state: State, meter: str, trades: Sequence[Trade], start: int)
         if reached == start:
             return start
         start = reached
+
+
+def allocation_horizon(
+    state: State, resource_id: str, trades: Sequence[Trade], now: int, rules: int
+) -> int:
+    """The chain time before which nothing of `resource_id`'s meter matters any more to
+    `trades` (its allocation list) or to any trade made from `now` on: its readings and
+    trades that end by then can never share a reading with an open or future trade."""
+    open_starts = [t.start for t in trades if t.status != "settled"]
+    if rules == FIRST_RULES:
+        return reach_back(trades, min([now, *open_starts]))
+    # A reading yet to come starts where the last one ended (anywhere, before the first)
+    # and may run across trades that ended before the open ones started.
+    log = state.meters.get(resource_id)
+    metered_to = log.last_end if log else 0
+    return sharing_reach(state, resource_id, trades, min([now, metered_to, *open_starts]))
 
 
 def allocated_export(state: State, trade: Trade, *, rules: int) -> int:
@@ -246,9 +263,11 @@ def readings_between(state: State, resource_id: str, start: int, end: int) -> li
     found: list[MeterReading] = []
     if log is None:
         return found
+    readings = state.readings.rows
     for i in range(log.count - 1, -1, -1):
-        reading = state.readings.rows[f"{resource_id}#{i}"]
-        if reading.end <= start:
+        reading = readings.get(f"{resource_id}#{i}")
+        # Past the oldest reading kept (rules 4 forget the older ones) or the window's start.
+        if reading is None or reading.end <= start:
             break
         if reading.start < end:
             found.append(reading)
@@ -264,9 +283,10 @@ def metered_export(state: State, resource_id: str, start: int, end: int) -> int:
         return 0
     total = 0
     # Readings are kept in time order; walk back from the newest to the window's start.
+    readings = state.readings.rows
     for i in range(log.count - 1, -1, -1):
-        r = state.readings.rows[f"{resource_id}#{i}"]
-        if r.end <= start:
+        r = readings.get(f"{resource_id}#{i}")
+        if r is None or r.end <= start:
             break
         overlap = min(r.end, end) - max(r.start, start)
         if overlap > 0:

@@ -13,12 +13,14 @@ from typing import Any
 
 from .consensus import authority_rules, check_equivocation
 from .errors import Reason, Rejected
-from .genesis import FIRST_RULES, THIRD_RULES, Genesis
+from .forget import forget_closed
+from .genesis import FIRST_RULES, FOURTH_RULES, THIRD_RULES, Genesis
 from .keys import Verifier, account_id
 from .queries import (
     MS_PER_HOUR,
     allocated_export,
     allocated_import,
+    allocation_horizon,
     average_power_w,
     bidding_open,
     cost_of,
@@ -27,8 +29,6 @@ from .queries import (
     minimum_bid,
     offer_of,
     peak_power,
-    reach_back,
-    sharing_reach,
 )
 from .records import MAX_WINDOW_MS, Record
 from .sealers import apply_change, ever_sealers, ruling
@@ -68,6 +68,8 @@ class BlockContext:
     seen: set[str] = field(default_factory=set)
     fees: int = 0
     applied: int = 0
+    # Where the block's writes start in the state's journal (`begin_block`).
+    first_write: int = 0
 
     def __post_init__(self) -> None:
         self.registrars = frozenset(account_id(k) for k in self.genesis.registrars)
@@ -391,7 +393,7 @@ def _create_trade(
         time=ctx.time,
     )
     state.trades.put(trade_id, trade)
-    _remember_trade(state, resource.id, trade_id, ctx.time, ctx.rules)
+    _remember_trade(state, resource.id, trade_id, ctx)
     return trade
 
 
@@ -414,20 +416,14 @@ def _release(state: State, trade: Trade, delivered_wh: int = 0) -> None:
         state.commitments.delete(resource.id)
 
 
-def _remember_trade(state: State, resource_id: str, trade_id: str, now: int, rules: int) -> None:
+def _remember_trade(state: State, resource_id: str, trade_id: str, ctx: BlockContext) -> None:
     """Add a trade to its resource's list, dropping those no unsettled trade (nor any
     trade from now on) can share a reading with any more."""
+    if ctx.rules >= FOURTH_RULES and not state.resources.rows[resource_id].meter:
+        return  # nothing is allocated without a meter (its trades are settled as claimed)
     index = state.resource_trades.get(resource_id)
     trades = [state.trades.rows[t] for t in (*(index.trades if index else ()), trade_id)]
-    open_starts = [t.start for t in trades if t.status != "settled"]
-    if rules == FIRST_RULES:
-        horizon = reach_back(trades, min([now, *open_starts]))
-    else:
-        # A reading yet to come starts where the last one ended (anywhere, before the
-        # first) and may run across trades that ended before the open ones started.
-        log = state.meters.get(resource_id)
-        metered_to = log.last_end if log else 0
-        horizon = sharing_reach(state, resource_id, trades, min([now, metered_to, *open_starts]))
+    horizon = allocation_horizon(state, resource_id, trades, ctx.time, ctx.rules)
     state.resource_trades.put(
         resource_id, Commitments(tuple(t.id for t in trades if t.end > horizon))
     )
@@ -778,6 +774,12 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
                 f"{delivered} Wh claimed; the readings give this trade {allocated} Wh"
                 f" ({metered} Wh in its window)",
             )
+    _pay(state, trade, delivered)
+
+
+def _pay(state: State, trade: Trade, delivered: int) -> None:
+    """Settle `trade` for `delivered` Wh: the seller is paid for what was delivered up to
+    the agreement (and a dispute), the buyer gets the rest of the escrow back."""
     paid_wh = min(delivered, trade.energy_wh)
     if trade.disputed_wh >= 0:
         # The buyer measured less than the seller claims: pay what both agree was delivered.
@@ -795,6 +797,19 @@ def _settlement(state: State, record: Record, ctx: BlockContext, body: dict[str,
         trade.id,
         evolve(trade, status="settled", delivered_wh=delivered, paid=paid, refunded=refund),
     )
+
+
+def settle_overdue(state: State, trade: Trade, ctx: BlockContext) -> None:
+    """Rules 4: a trade nobody settled within `forget_after_ms` of its end is settled by
+    the ledger before its readings go: for what the resource's meter delivered to it (as
+    its buyer would have to pay), or all that was agreed when the resource has no meter
+    (as its seller could claim); a dispute caps it as it caps any settlement."""
+    resource = state.resources.rows[trade.resource]
+    if resource.meter:
+        delivered = allocated_export(state, trade, rules=ctx.rules)
+    else:
+        delivered = trade.energy_wh
+    _pay(state, trade, delivered)
 
 
 def _check_buyer_settles_the_meter(
@@ -1012,12 +1027,18 @@ def apply_block(
 
 
 def begin_block(state: State, ctx: BlockContext) -> None:
-    """What happens at a block's time before its records: due auctions close."""
+    """What happens at a block's time before its records: due auctions close, and (rules 4
+    on) long-closed business is forgotten (`forget.py`)."""
+    ctx.first_write = state.mark()
     close_auctions(state, ctx)
+    if ctx.rules >= FOURTH_RULES:
+        forget_closed(state, ctx.genesis, ctx.time, lambda s, t: settle_overdue(s, t, ctx))
 
 
 def end_block(state: State, ctx: BlockContext) -> None:
     """Book the block's fees for its sealer and pay the fees that are now confirmed."""
+    if ctx.rules >= FOURTH_RULES:
+        state.index_closing(state.journal[ctx.first_write :])
     confirmations = ctx.genesis.consensus.confirmations
     if ctx.applied:
         state.add_totals(records=ctx.applied)

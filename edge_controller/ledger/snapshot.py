@@ -61,8 +61,8 @@ from .consensus import (
 from .errors import Reason, Rejected
 from .genesis import Genesis
 from .integrity import as_hex, row_hash
-from .state import State, finished_fields
-from .store import SqliteStore
+from .state import State, closed_at_fields, finished_fields
+from .store import SnapshotRow, SqliteStore
 
 log = logging.getLogger(__name__)
 
@@ -606,7 +606,7 @@ class _StoredRows:
         self.path = path
         self._total = 0
 
-    def __iter__(self) -> Iterator[tuple[str, str, str, bool]]:
+    def __iter__(self) -> Iterator[SnapshotRow]:
         tables = {t.name: t for t in State().tables()}
         total = 0
         loads = json.loads
@@ -621,7 +621,8 @@ class _StoredRows:
                 packed = table.pack_fields(key, fields)
                 # The store keeps rows packed, and its integrity digest sums them as stored.
                 total += row_hash(name, key, packed)
-                yield name, key, packed, finished_fields(name, key, fields)
+                finished = finished_fields(name, key, fields)
+                yield name, key, packed, finished, closed_at_fields(name, fields)
         self._total = total
 
     def digest(self) -> str:

@@ -11,12 +11,15 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import heapq
 import json
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
+
+from .records import MAX_WINDOW_MS
 
 V = TypeVar("V")
 R = TypeVar("R")
@@ -453,13 +456,35 @@ FINISHED: dict[str, Callable[[str, Any], bool]] = {
 }
 
 
+# Rules 4 on: the tables whose rows close and are then forgotten (`forget.py`).
+CLOSING = frozenset({"acceptances", "offers", "readings", "requests", "trades"})
+# A store's answer to "which committed rows closed at or before this chain time".
+ClosedQuery = Callable[[int], Iterable[tuple[str, str]]]
+
+
+def closed_at(table: str, row: Any) -> int | None:
+    """Rules 4: the chain time a row closes at, from the row alone (None: a counter-offer,
+    which closes with its offer, `State.closed_time`): a trade at the end of its window
+    (settled by then or, `forget_after_ms` later, by the ledger), a reading a week after
+    its period (a trade's window may run that long: a dispute reads it back)."""
+    if table == "trades":
+        return int(row.end)
+    if table == "readings":
+        return int(row.end) + MAX_WINDOW_MS
+    if table == "offers":
+        return max(row.expires, row.end, row.auction_closes)  # type: ignore[no-any-return]
+    if table == "requests":
+        return max(row.expires, row.end)  # type: ignore[no-any-return]
+    return None
+
+
 def is_finished(table: str, key: str, value: Any) -> bool:
     """Whether the row `value` of `table` is finished (`FINISHED`): kept in storage only."""
     finished = FINISHED.get(table)
     return finished is not None and finished(key, value)
 
 
-class _Fields:
+class Fields:
     """A row's fields (a snapshot line's object) read as attributes, as `FINISHED` reads."""
 
     __slots__ = ("fields",)
@@ -474,10 +499,15 @@ class _Fields:
             raise AttributeError(name) from None
 
 
+def closed_at_fields(table: str, fields: dict[str, Any]) -> int | None:
+    """`closed_at` of a row given as the object of its fields (a snapshot's line)."""
+    return closed_at(table, Fields(fields))
+
+
 def finished_fields(table: str, key: str, fields: dict[str, Any]) -> bool:
     """`is_finished` of a row given as the object of its fields, without building it."""
     finished = FINISHED.get(table)
-    return finished is not None and finished(key, _Fields(fields))
+    return finished is not None and finished(key, Fields(fields))
 
 
 class State:
@@ -516,6 +546,10 @@ class State:
         # block of the best chain recorded, by height (what `sealers.py` schedules).
         self.sealer_plan: Table[SealerPlan] = Table("sealer_plan", SealerPlan, j)
         self.sealer_changes: Table[SealerPlan] = Table("sealer_changes", SealerPlan, j)
+        # Set by a store that indexes when its rows closed; then `_closing` holds only the
+        # rows written since its last commit, else every closing row (a state in memory).
+        self.closed_query: ClosedQuery | None = None
+        self._closing: list[tuple[int, str, str]] = []
 
     def tables(self) -> Iterator[Table[Any]]:
         """Every table of the state."""
@@ -562,6 +596,7 @@ class State:
         for table, key, old in reversed(entries):
             self.journal.append((table, key, table.rows.get(key, MISSING)))
             table.restore(key, old)
+        self.index_closing(entries)
 
     def digest(self) -> str:
         """A hash of the whole state: equal on every node that applied the same blocks."""
@@ -570,6 +605,43 @@ class State:
             for key, value in sorted(table.items_all()):
                 h.update(f"{table.name}\0{key}\0{table.encode(value)}\n".encode())
         return h.hexdigest()
+
+    def closed_time(self, table: str, row: Any) -> int | None:
+        """`closed_at` of a row of this state; a counter-offer's is its offer's (0 once
+        the offer is forgotten)."""
+        if table == "acceptances":
+            offer = self.offers.rows.get(row.offer)
+            return 0 if offer is None else closed_at("offers", offer)
+        return closed_at(table, row)
+
+    def index_closing(self, entries: Iterable[JournalEntry]) -> None:
+        """Note the close time of the closed rows `entries` wrote (a block's writes, at its
+        end; rows an undo put back), so `closed_candidates` finds them before a commit."""
+        closing = self._closing
+        for table, key, _old in entries:
+            name = table.name
+            if name in CLOSING:
+                row = table.rows.get(key)
+                closed = None if row is None else self.closed_time(name, row)
+                if closed is not None:
+                    heapq.heappush(closing, (closed, name, key))
+
+    def closed_candidates(self, before: int) -> set[tuple[str, str]]:
+        """The (table, key) of every row that closed at or before chain time `before`, and
+        maybe rows since changed or gone (the caller looks at each row): the store's
+        committed rows (`closed_query`) and those noted since (`index_closing`)."""
+        found = set(self.closed_query(before)) if self.closed_query is not None else set()
+        closing, due = self._closing, []
+        while closing and closing[0][0] <= before:
+            due.append(heapq.heappop(closing))
+        for item in due:
+            closed, name, key = item
+            found.add((name, key))
+            row = self.table(name).rows.get(key)
+            # Still there as noted: noted again, in case it stays (a sweep that refuses it).
+            if row is not None and self.closed_time(name, row) == closed:
+                heapq.heappush(closing, item)
+        return found
 
     def keep_cold(self, load: Callable[[Table[Any], str], Any], scan: ColdScan) -> None:
         """Keep closed offers, answered acceptances, settled trades and meter readings
@@ -600,6 +672,9 @@ class State:
         for table in self.tables():
             if table.finished is not None:
                 table.evict(due.get(table, []))
+        if self.closed_query is not None:
+            # Storage has every row written so far, with its close time.
+            self._closing.clear()
 
 
 @dataclass(frozen=True, slots=True)
@@ -698,3 +773,10 @@ class PendingState(State):
         super().__init__()
         for table in self.tables():
             table.rows = OverlayRows(base.table(table.name).rows)
+        self._base = base
+
+    def closed_candidates(self, before: int) -> set[tuple[str, str]]:
+        """The base state's candidates and the rows written over it."""
+        found = self._base.closed_candidates(before)
+        found.update((t.name, key) for t, key, _ in self.journal if t.name in CLOSING)
+        return found

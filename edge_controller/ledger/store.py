@@ -36,7 +36,7 @@ from .consensus import IndexEntry
 from .errors import Rejected
 from .integrity import MODULUS, REMEDY, DamagedStore, StorageError, row_hash, storage_error
 from .records import Record
-from .state import MISSING, JournalEntry, State, Table, is_finished
+from .state import MISSING, JournalEntry, State, Table, closed_at, is_finished
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -52,6 +52,18 @@ COLD_CACHE = 4_096
 ROW_FORMAT = 3
 # The rows a start reads: those not finished. Partial, so it stays as small as they are.
 LIVE_INDEX = "CREATE INDEX IF NOT EXISTS state_live ON state (tbl, key) WHERE cold = 0"
+# Rules 4 on: the chain time each closing row closed at (`forget.closed_at`), so a sweep
+# reads the rows due and nothing else. Partial: rows that never close take no room in it.
+DUE_INDEX = "CREATE INDEX IF NOT EXISTS state_due ON state (due) WHERE due IS NOT NULL"
+# A counter-offer closes with its offer: its close time is the offer's (0: offer forgotten).
+_ACCEPTANCE_DUE = (
+    "UPDATE state SET due = COALESCE((SELECT o.due FROM state AS o WHERE o.tbl = 'offers'"
+    " AND o.key = json_extract(state.value, '$[0]')), 0) WHERE tbl = 'acceptances'"
+)
+# A snapshot's row as a store installs it: table, key, packed value, whether finished, and
+# the chain time it closed at (`forget.closed_at`; None: it does not close).
+SnapshotRow = tuple[str, str, str, bool, int | None]
+_UPSERT = "INSERT OR REPLACE INTO state (tbl, key, value, cold, due) VALUES (?, ?, ?, ?, ?)"
 # Finished rows the check after start hashes between two looks at whether to stop.
 CHECK_PAGE = 2_048
 # Deferred sync: the WAL is checkpointed into the database once it is this large.
@@ -245,6 +257,7 @@ CREATE TABLE IF NOT EXISTS state (
     key TEXT NOT NULL,
     value TEXT NOT NULL,
     cold INTEGER NOT NULL DEFAULT 0,
+    due INTEGER,
     PRIMARY KEY (tbl, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS undo (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
@@ -282,6 +295,8 @@ class SqliteStore:
         self._cold: OrderedDict[tuple[str, str], Any] = OrderedDict()
         # The finished rows' share of the state digest (meta 'cold'), as last committed.
         self._cold_digest = 0
+        # Rules 4 on (set by the ledger): each closing row's close time is kept and indexed.
+        self.forgets = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             private_file(self.path)
@@ -294,6 +309,10 @@ class SqliteStore:
                 # Checkpoints move the WAL into the file: only `sync` runs them, durably.
                 self.db.execute("PRAGMA wal_autocheckpoint=0")
             self.db.executescript(SCHEMA)
+            if "due" not in {row[1] for row in self.db.execute("PRAGMA table_info(state)")}:
+                # A store written before rules 4: its rows never close (`forgets` stays off).
+                self.db.execute("ALTER TABLE state ADD COLUMN due INTEGER")
+            self.db.execute(DUE_INDEX)
         except sqlite3.Error as exc:
             raise storage_error(exc, "opening the ledger", self.path) from None
         except OSError as exc:
@@ -851,10 +870,16 @@ class SqliteStore:
                 finished = is_finished(name, key, value)
                 if finished:
                     cold_digest += row_hash(name, key, packed)
-                upserts.append((name, key, packed, int(finished)))
+                due = closed_at(name, value) if self.forgets else None
+                upserts.append((name, key, packed, int(finished), due))
             cold_digest %= MODULUS
-            db.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", upserts)
+            db.executemany(_UPSERT, upserts)
             db.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", deletes)
+            if self.forgets and any(row[0] == "acceptances" for row in upserts):
+                db.executemany(
+                    f"{_ACCEPTANCE_DUE} AND key = ?",
+                    [(row[1],) for row in upserts if row[0] == "acceptances"],
+                )
             if cold_digest != self._cold_digest:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('cold', ?)", (f"{cold_digest:064x}",)
@@ -862,6 +887,16 @@ class SqliteStore:
             db.execute("INSERT OR REPLACE INTO meta VALUES ('head', ?)", (commit.head,))
         self._cold_digest = cold_digest
         buffered.clear()
+
+    def closed_rows(self, before: int) -> list[tuple[str, str]]:
+        """Rules 4 on: the (table, key) of the stored rows that closed at or before chain
+        time `before` (what a sweep may forget; `forget.py`)."""
+        return self._read(
+            "reading the closed rows",
+            lambda: self.db.execute(
+                "SELECT tbl, key FROM state WHERE due <= ? ORDER BY due", (before,)
+            ).fetchall(),
+        )
 
     def is_recorded(self, record_id: str) -> bool:
         row = self._read(
@@ -931,20 +966,20 @@ class SqliteStore:
     def install(
         self,
         headers: Iterable[tuple[Header, bytes, int]],
-        rows: Iterable[tuple[str, str, str, bool]],
+        rows: Iterable[SnapshotRow],
         digest: Callable[[], str],
     ) -> None:
         """Install a snapshot into an empty ledger: the headers of the best chain up to its
         base (bodies not kept), the state after the base (packed rows, each with whether
-        it is finished, stored as they come), and its integrity digest (asked once `rows`
-        are stored); in one transaction, so a kill leaves either the whole snapshot or an
-        empty ledger."""
+        it is finished and when it closed, stored as they come), and its integrity digest
+        (asked once `rows` are stored); in one transaction, so a kill leaves either the
+        whole snapshot or an empty ledger."""
         self._write("installing a snapshot", lambda: self._install(headers, rows, digest))
 
     def _install(
         self,
         headers: Iterable[tuple[Header, bytes, int]],
-        rows: Iterable[tuple[str, str, str, bool]],
+        rows: Iterable[SnapshotRow],
         digest: Callable[[], str],
     ) -> None:
         with self._transaction() as db:
@@ -966,8 +1001,10 @@ class SqliteStore:
                     blocks,
                 )
                 db.executemany("INSERT INTO main VALUES (?, ?)", main)
-            cold = _ColdShare(rows)
-            db.executemany("INSERT INTO state VALUES (?, ?, ?, ?)", cold)
+            cold = _ColdShare(rows, self.forgets)
+            db.executemany(_UPSERT.replace(" OR REPLACE", ""), cold)
+            if self.forgets:
+                db.execute(_ACCEPTANCE_DUE)
             cold_digest = cold.total % MODULUS
             db.execute("INSERT OR REPLACE INTO meta VALUES ('cold', ?)", (f"{cold_digest:064x}",))
             db.execute("INSERT OR REPLACE INTO digests VALUES (?, ?)", (head, digest()))
@@ -1019,12 +1056,14 @@ class _ColdShare:
     """Snapshot rows passed on as they are stored, summing the finished ones' share of the
     integrity digest (`total`) on the way."""
 
-    def __init__(self, rows: Iterable[tuple[str, str, str, bool]]) -> None:
+    def __init__(self, rows: Iterable[SnapshotRow], forgets: bool) -> None:
         self.rows = rows
+        self.forgets = forgets
         self.total = 0
 
-    def __iter__(self) -> Iterator[tuple[str, str, str, bool]]:
-        for row in self.rows:
-            if row[3]:
-                self.total += row_hash(row[0], row[1], row[2])
-            yield row
+    def __iter__(self) -> Iterator[tuple[str, str, str, bool, int | None]]:
+        forgets = self.forgets
+        for name, key, packed, finished, due in self.rows:
+            if finished:
+                self.total += row_hash(name, key, packed)
+            yield name, key, packed, finished, due if forgets else None

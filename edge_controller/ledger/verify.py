@@ -30,14 +30,14 @@ from .chain import genesis_entry, now_ms
 from .checkpoint import Checkpoints
 from .consensus import IndexEntry, block_work, check_block_size, check_header
 from .errors import Reason, Rejected
-from .genesis import Genesis
+from .genesis import FOURTH_RULES, Genesis
 from .integrity import REMEDY, as_hex, row_hash
 from .keys import Verifier
 from .parallel import CHUNK, Job, SignaturePool
 from .records import Record, signing_message
 from .rules import BlockContext, apply_block
 from .sealers import SealerView, changes_in, next_view, ruling
-from .state import State, Table
+from .state import CLOSING, State, Table
 
 # Not a block's fault, so not a `Reason`: the stored state or index disagrees with the chain.
 STATE_MISMATCH = "state_mismatch"
@@ -171,11 +171,14 @@ class _Replay:
         self.spill = sqlite3.connect(Path(self._spill_dir.name) / "replay.db")
         self.spill.executescript(
             "PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF;"
-            "CREATE TABLE state (tbl TEXT, key TEXT, value TEXT, PRIMARY KEY (tbl, key))"
-            " WITHOUT ROWID;"
+            "CREATE TABLE state (tbl TEXT, key TEXT, value TEXT, due INTEGER,"
+            " PRIMARY KEY (tbl, key)) WITHOUT ROWID;"
+            "CREATE INDEX state_due ON state (due) WHERE due IS NOT NULL;"
             "CREATE TABLE recorded (id BLOB PRIMARY KEY) WITHOUT ROWID;"
         )
         self.state.keep_cold(self._load_row, self._scan_rows)
+        if genesis.consensus.rules >= FOURTH_RULES:
+            self.state.closed_query = self._closed_rows
         # Rules 3: the sealer set in force for the next block, and the changes on their way.
         self.sealers = SealerView(genesis.consensus.sealers)
 
@@ -189,6 +192,9 @@ class _Replay:
         rows = self.spill.execute("SELECT key, value FROM state WHERE tbl = ?", (table.name,))
         for key, value in rows.fetchall():
             yield key, table.decode(value)
+
+    def _closed_rows(self, before: int) -> list[tuple[str, str]]:
+        return self.spill.execute("SELECT tbl, key FROM state WHERE due <= ?", (before,)).fetchall()
 
     def ancestor(self, _entry: IndexEntry, height: int) -> IndexEntry:
         return self.entries[height]
@@ -204,17 +210,23 @@ class _Replay:
     def _spill_block(self, ids: list[bytes], time_ms: int) -> None:
         """Write the block's rows and record ids to the scratch file; the rows a node
         would keep on disk only then leave memory."""
-        journal = self.state.journal
+        journal, state = self.state.journal, self.state
+        forgets = state.closed_query is not None
         written: dict[tuple[str, str], tuple[Table[Any], str]] = {}
         for table, key, _old in journal:
-            if table.finished is not None:
+            if table.finished is not None or (forgets and table.name in CLOSING):
                 written[(table.name, key)] = (table, key)
-        rows = []
+        rows, gone = [], []
         for table, key in written.values():
-            value = dict.get(table.rows, key)  # type: ignore[call-overload]
-            if value is not None:
-                rows.append((table.name, key, table.encode(value)))
-        self.spill.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?)", rows)
+            value = table.rows.get(key) if table.finished is None else dict.get(table.rows, key)  # type: ignore[call-overload]
+            if value is None:
+                gone.append((table.name, key))
+                continue
+            due = state.closed_time(table.name, value) if forgets else None
+            rows.append((table.name, key, table.encode(value), due))
+        self.spill.executemany("INSERT OR REPLACE INTO state VALUES (?, ?, ?, ?)", rows)
+        # Rules 4 forget rows: the scratch file must not hand them back.
+        self.spill.executemany("DELETE FROM state WHERE tbl = ? AND key = ?", gone)
         self.spill.executemany("INSERT INTO recorded VALUES (?)", [(i,) for i in ids])
         self.state.evict(journal, time_ms)
 
@@ -228,7 +240,7 @@ class _Replay:
                     h.update(f"{table.name}\0{key}\0{table.encode(table.rows[key])}\n".encode())
                 continue
             self.spill.executemany(
-                "INSERT OR REPLACE INTO state VALUES (?, ?, ?)",
+                "INSERT OR REPLACE INTO state (tbl, key, value) VALUES (?, ?, ?)",
                 [(table.name, k, table.encode(v)) for k, v in table.rows.items()],
             )
             rows = self.spill.execute(

@@ -14,10 +14,12 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge_controller.ledger import (
+    THIRD_RULES,
     Ledger,
     Reason,
     Rejected,
@@ -41,8 +43,8 @@ HISTORY_MS = 10 * DAY_MS
 class Street:
     """Three sealers; a fuel cell with its meter; a buyer; a day between blocks."""
 
-    def __init__(self, folder: Path) -> None:
-        self.c = Community(sealers=3, checkpoint_interval=4)
+    def __init__(self, folder: Path, **consensus: Any) -> None:
+        self.c = Community(sealers=3, checkpoint_interval=4, **consensus)
         self.ledger = sqlite_node(self.c, folder, "home")
         self.alice, self.bob, self.meter = (self.c.key(n) for n in ("alice", "bob", "meter-a"))
         # Bob's own meter: what a dispute stands on.
@@ -97,7 +99,9 @@ class Street:
 def test_pruning_keeps_what_settlement_disputes_ratings_and_statements_need(
     tmp_path: Path,
 ) -> None:
-    s = Street(tmp_path)
+    # The third rules: a trade stays unsettled as long as its parties leave it (from the
+    # fourth on, the ledger settles it `forget_after_ms` after its end: test_forget.py).
+    s = Street(tmp_path, rules=THIRD_RULES)
     old_trade, old_start, old_height = s.trade()
     s.c.now += 3 * HOUR  # its own hour: no reading shared
     done_trade, done_start, _ = s.trade()

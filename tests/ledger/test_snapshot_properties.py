@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from edge_controller.ledger import Ledger, Record, Rejected, state_digest
 
 from .snapshot_support import Net, grow, joiner, sqlite_node, time_bound
-from .support import Community
+from .support import HOUR, Community
 
 bounded = time_bound(120)
 
@@ -33,6 +33,8 @@ _op = st.one_of(
         st.just("accept"), st.integers(0, PEOPLE - 1), st.integers(0, 7), st.integers(1, 3_000)
     ),
     st.tuples(st.just("blocks"), st.integers(1, 4)),
+    # Hours pass: offers and counter-offers close and, an hour on, are forgotten (rules 4).
+    st.tuples(st.just("later"), st.integers(1, 3)),
 )
 
 
@@ -74,6 +76,10 @@ def _apply(market: Market, server: Ledger, op: tuple[Any, ...], net: Net | None)
         for _ in range(op[1]):
             _seal(market, server, net)
         return
+    if op[0] == "later":
+        market.c.now += op[1] * HOUR
+        _seal(market, server, net)
+        return
     record = market.record(op)
     if record is None:
         return
@@ -105,7 +111,7 @@ def _seal(market: Market, server: Ledger, net: Net | None) -> None:
 def test_a_snapshot_join_then_live_trading_reaches_the_state_of_a_full_replay(
     before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
 ) -> None:
-    community = Community(sealers=3, checkpoint_interval=INTERVAL)
+    community = Community(sealers=3, checkpoint_interval=INTERVAL, forget_after_ms=HOUR)
     market = Market(community)
     with tempfile.TemporaryDirectory() as folder:
         tmp = Path(folder)

@@ -15,13 +15,14 @@ import sqlite3
 from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from edge_controller.bench.ledger import BenchCommunity, signed_chain
-from edge_controller.ledger import DamagedStore, Ledger
+from edge_controller.ledger import FOURTH_RULES, DamagedStore, Ledger
 from edge_controller.ledger.integrity import as_hex, row_hash
-from edge_controller.ledger.state import State, finished_fields, is_finished
+from edge_controller.ledger.state import State, closed_at_fields, finished_fields, is_finished
 from edge_controller.ledger.store import SqliteStore
 from tests.attacks.storage_support import edge_run
 
@@ -47,9 +48,9 @@ def db(written: tuple[BenchCommunity, Path], tmp_path: Path) -> Path:
     return copy
 
 
-def _rows(db: Path) -> list[tuple[str, str, str, int]]:
+def _rows(db: Path, columns: str = "tbl, key, value, cold") -> list[Any]:
     with closing(sqlite3.connect(db)) as conn:
-        return conn.execute("SELECT tbl, key, value, cold FROM state").fetchall()
+        return conn.execute(f"SELECT {columns} FROM state").fetchall()
 
 
 def _change(db: Path, sql: str, *args: object) -> None:
@@ -194,16 +195,19 @@ def test_a_snapshot_installed_marks_its_finished_rows(
         headers.append((*found, source.index[block_hash].work))
     digest = source.store.digest_of(source.head.hash)
     assert digest is not None
-    # Marked as a joiner marks them: from the snapshot line's fields.
+    # Marked as a joiner marks them, with their close times: from the snapshot line's fields.
     tables = {t.name: t for t in State().tables()}
-    rows = [
-        (t, k, v, finished_fields(t, k, tables[t].stored_fields(k, v))) for t, k, v, _ in _rows(db)
-    ]
+    rows = []
+    for t, k, v, _ in _rows(db):
+        fields = tables[t].stored_fields(k, v)
+        rows.append((t, k, v, finished_fields(t, k, fields), closed_at_fields(t, fields)))
     joined = SqliteStore(tmp_path / "joined.db")
+    joined.forgets = genesis.consensus.rules >= FOURTH_RULES
     joined.open(genesis.community_id)
     joined.install(headers, iter(rows), lambda: digest)
     joined.close()
-    assert _rows(tmp_path / "joined.db") == _rows(db)  # the same rows, the same marks
+    every = "tbl, key, value, cold, due"
+    assert _rows(tmp_path / "joined.db", every) == _rows(db, every)  # the same marks and times
     with closing(sqlite3.connect(db)) as a, closing(sqlite3.connect(tmp_path / "joined.db")) as b:
         share = "SELECT value FROM meta WHERE key = 'cold'"
         assert a.execute(share).fetchone() == b.execute(share).fetchone()
