@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_controller.ledger import Ledger
+from edge_controller.ledger import Ledger, trades_starting
 from edge_controller.refusal import Refusal, Why
 
 PERIODS = {"hour": 3_600_000, "day": 86_400_000, "week": 7 * 86_400_000}
@@ -35,9 +35,8 @@ def monitor(ledger: Ledger, now: int, period: str = "hour", count: int = 24) -> 
     highs: list[int | None] = [None] * count
     pairs: dict[tuple[str, str], dict[str, Any]] = {}
     traders: set[str] = set()
-    for trade in ledger.state.trades.rows.values():
-        if not first_start <= trade.start < last_start + length:
-            continue
+    # Every trade of the periods, those settled long ago (on disk only) included.
+    for trade in trades_starting(ledger, first_start, last_start + length):
         index = (trade.start - first_start) // length
         settled = trade.status == "settled"
         energy = trade.delivered_wh if settled else trade.energy_wh

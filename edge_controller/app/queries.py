@@ -14,7 +14,15 @@ from edge_controller.app.counters import counters_by_offer
 from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice
 from edge_controller.app.views import block_view, offer_view, resource_view, trade_view, wallet_view
-from edge_controller.ledger import Ledger, Offer, Record, Trade, account_id, offer_of
+from edge_controller.ledger import (
+    Ledger,
+    Offer,
+    Record,
+    Trade,
+    account_id,
+    account_trades,
+    offer_of,
+)
 from edge_controller.refusal import Refusal, Why
 
 MARKET_WINDOW_MS = 24 * 3_600_000
@@ -225,11 +233,10 @@ class Queries:
                 view["counter_offers"] = counters.get(view["id"], [])
 
     def trades(self, mine: bool = True, limit: int = 200) -> list[dict[str, Any]]:
-        trades = [
-            trade_view(t, self.account, self.name_of)
-            for t in self.ledger.state.trades.values_all()
-            if not mine or self.account in (t.buyer, t.seller)
-        ]
+        ledger = self.ledger
+        # Ours by the store's index: not a decoding of the community's every trade.
+        found = account_trades(ledger, self.account) if mine else ledger.state.trades.values_all()
+        trades = [trade_view(t, self.account, self.name_of) for t in found]
         return sorted(trades, key=lambda t: t["time"], reverse=True)[:limit]
 
     def settlements(self, limit: int = 200) -> list[dict[str, Any]]:

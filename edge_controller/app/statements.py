@@ -2,7 +2,8 @@
 prices, fees, disputes and ratings, as JSON, CSV and a printable PDF.
 
 Two sources, each the one of record: peer-to-peer trades, fees, disputes and ratings come
-from the ledger (the owner's account); shared and grid energy and the money the building
+from the ledger (the owner's account: its trades of the month wherever the ledger keeps them,
+`account_trades`); shared and grid energy and the money the building
 moved come from the building's book (`BuildingStore`), written in the same transaction as
 the book. Energy in Wh and money in milli-units, so a statement reconciles with both to the
 Wh and the milli-unit.
@@ -17,7 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from edge_controller.app.building import Building
-from edge_controller.ledger import Ledger
+from edge_controller.ledger import Ledger, account_trades
 from edge_controller.refusal import Refusal, Why
 
 MAX_TRADES_LISTED = 1_000
@@ -109,14 +110,8 @@ def _building_part(building: Building, owner: str, month: str) -> dict[str, Any]
 
 
 def _p2p_part(ledger: Ledger, account: str, start: int, end: int) -> dict[str, Any]:
-    trades = sorted(
-        (
-            t
-            for t in ledger.state.trades.rows.values()
-            if account in (t.buyer, t.seller) and start <= t.start < end
-        ),
-        key=lambda t: (t.start, t.id),
-    )
+    # Settled trades long ago live on disk, forgotten ones in the home's trade history.
+    trades = sorted(account_trades(ledger, account, start, end), key=lambda t: (t.start, t.id))
     totals = {
         "bought_wh": 0,
         "bought_paid": 0,

@@ -13,7 +13,9 @@ one measurement's memory does not count in the next:
 - `catchup_records_per_s`: a new, empty node catching up on the whole chain from a node
   serving it, through the sync protocol's messages at the MQTT link's message limit (the
   new node's time only: the serving one is another home);
-- `disk_bytes_per_record`: the database's size over its records;
+- `disk_bytes_per_record`: the database's size over its records; `state_rows` and
+  `state_mb`: the ledger state it holds (rows, and their keys' and values' bytes), which on
+  the latest rules stops growing once closed business is forgotten (`ledger/forget.py`);
 - `join_snapshot_s`: a new home joining a chain of that size from a state snapshot
   (`bench/snapshot.py`, on a chain of its own with a checkpoint every hour of chain time,
   built in a fresh process; `--no-join` leaves it null).
@@ -25,10 +27,12 @@ interleaved with the catch-up, so load from other processes hits both alike.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gc
 import json
 import os
 import shutil
+import sqlite3
 import sys
 import tempfile
 import time
@@ -211,6 +215,7 @@ def run_growth(
             chain = directory / f"chain-{size}.db"
             records = int((directory / f"chain-{size}.records").read_text())
             disk = chain.stat().st_size
+            state_rows, state_bytes = _state_size(chain)
             say(f"{records:,} records: opening")
             work = directory / "work.db"
             shutil.copy(chain, work)
@@ -249,6 +254,8 @@ def run_growth(
                     "join_snapshot_s": join_s,
                     "catchup_records_per_s": round(records / caught["seconds"]),
                     "disk_bytes_per_record": round(disk / records),
+                    "state_rows": state_rows,
+                    "state_mb": round(state_bytes / 1e6, 1),
                 }
             )
             chain.unlink()
@@ -264,12 +271,22 @@ def run_growth(
     }
 
 
+def _state_size(db: Path) -> tuple[int, int]:
+    """The rows of a database's ledger state and the bytes of their keys and values."""
+    with contextlib.closing(sqlite3.connect(db)) as conn:
+        rows, size = conn.execute(
+            "SELECT COUNT(*), COALESCE(SUM(LENGTH(tbl) + LENGTH(key) + LENGTH(value)), 0)"
+            " FROM state"
+        ).fetchone()
+    return int(rows), int(size)
+
+
 def format_report(figures: dict[str, Any]) -> str:
     """The figures as a table a person reads."""
     lines = [
         f"Ed25519 verification (raw): {figures['ed25519_verify_per_s']:,} /s",
         "records  open s  RSS MB  live RSS MB  verify s  verify peak MB"
-        "  catch-up rec/s  disk B/rec  join s",
+        "  catch-up rec/s  disk B/rec  join s  state rows  state MB",
     ]
     for s in figures["sizes"]:
         join = "-" if s["join_snapshot_s"] is None else f"{s['join_snapshot_s']:.1f}"
@@ -278,6 +295,7 @@ def format_report(figures: dict[str, Any]) -> str:
             f"  {s['live_rss_mb']:>11.0f}"
             f"  {s['verify_s']:>8.1f}  {s['verify_peak_rss_mb']:>14.0f}"
             f"  {s['catchup_records_per_s']:>14,}  {s['disk_bytes_per_record']:>10,}  {join:>6}"
+            f"  {s['state_rows']:>10,}  {s['state_mb']:>8.1f}"
         )
     return "\n".join(lines)
 

@@ -45,6 +45,7 @@ from .snapshot import JoinStatus, SnapshotJoin, keep_snapshots
 from .state import Acceptance, Account, Commitments, Member, Offer, Resource, State, Trade
 from .store import MemoryStore, SqliteStore, StoreMismatch, private_file
 from .sync import BLOCKS_FRAME_BYTES, MAX_BLOCKS, Outgoing, SyncNode, block_limit
+from .trade_history import account_trades, trades_starting
 from .verify import ChainFileError, StoredChain
 
 __all__ = [
@@ -92,6 +93,7 @@ __all__ = [
     "Trade",
     "Verifier",
     "account_id",
+    "account_trades",
     "allocated_export",
     "allocated_import",
     "bidding_open",
@@ -116,4 +118,5 @@ __all__ = [
     "signing_message",
     "state_digest",
     "trade_power_w",
+    "trades_starting",
 ]

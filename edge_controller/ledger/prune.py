@@ -14,6 +14,10 @@ A body stays while anything may still need it:
   ratings from the state (trades, meter readings), never from old bodies; these blocks
   are kept so a statement of a trade still running can show the records that made it.
 
+The settled trades the rules forgot, kept in the home's trade history for its statements
+(`trade_history.py`), go once their window ended before the kept history (by the end of
+the trade's window: a statement lists a trade by its start, never later than its end).
+
 Only a prefix of the chain is pruned (heights `base + 1` up to the cut), so a pruned node
 is a node whose chain starts, as far as bodies go, at `base`. A node asked for a pruned
 block answers `pruned` (`sync.py`) and the asker asks another peer; an `archive: true`
@@ -85,11 +89,13 @@ def prune_history(
     ledger: Ledger, history_ms: int, batch: int = PRUNE_BATCH, most: int | None = None
 ) -> int:
     """Prune the bodies no longer needed (see the module), a batch per transaction, at
-    most `most` batches (None: all); returns how many blocks were pruned. Raises
-    `StorageError` when the disk fails (the batches written stay pruned)."""
+    most `most` batches (None: all), and the forgotten trades past the history; returns
+    how many blocks were pruned. Raises `StorageError` when the disk fails (the batches
+    written stay pruned)."""
     store = ledger.store
     if not isinstance(store, SqliteStore):
         return 0
+    store.prune_trade_history(ledger.head.time - history_ms)
     keep_from = needed_from(ledger, history_ms)
     pruned = batches = 0
     while ledger.base_height + 1 < keep_from and (most is None or batches < most):

@@ -18,6 +18,7 @@ share of the head's digest: a start reads only the others (`check_cold` the rest
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import json
 import logging
@@ -28,6 +29,7 @@ import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
@@ -36,7 +38,7 @@ from .consensus import IndexEntry
 from .errors import Rejected
 from .integrity import MODULUS, REMEDY, DamagedStore, StorageError, row_hash, storage_error
 from .records import Record
-from .state import MISSING, JournalEntry, State, Table, closed_at, is_finished
+from .state import MISSING, JournalEntry, State, Table, Trade, closed_at, is_finished
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -68,6 +70,21 @@ _UPSERT = "INSERT OR REPLACE INTO state (tbl, key, value, cold, due) VALUES (?, 
 CHECK_PAGE = 2_048
 # Deferred sync: the WAL is checkpointed into the database once it is this large.
 CHECKPOINT_BYTES = 8 * 1024 * 1024
+# Where a trade's fields sit in its stored row (`Table.pack`: the fields less the id). Moving
+# one would change every state digest, so these never move under a stored chain.
+_TRADE_AT = {f.name: i - 1 for i, f in enumerate(dataclasses.fields(Trade))}
+_BUYER, _SELLER, _START = (
+    f"json_extract(value, '$[{_TRADE_AT[name]}]')" for name in ("buyer", "seller", "start")
+)
+# Trade rows only (partial), valid JSON only (a damaged row never fails a write or an open).
+_TRADE_ROWS = "tbl = 'trades' AND json_valid(value)"
+# A year of a community's trades is millions of rows: a statement finds one account's by
+# these expression indexes over the stored rows, and decodes only those.
+TRADE_INDEXES = f"""
+CREATE INDEX IF NOT EXISTS trades_by_buyer ON state ({_BUYER}, {_START}) WHERE {_TRADE_ROWS};
+CREATE INDEX IF NOT EXISTS trades_by_seller ON state ({_SELLER}, {_START}) WHERE {_TRADE_ROWS};
+CREATE INDEX IF NOT EXISTS trades_by_start ON state ({_START}) WHERE {_TRADE_ROWS};
+"""
 
 
 @dataclass
@@ -100,6 +117,23 @@ def first_writes(entries: list[JournalEntry]) -> list[JournalEntry]:
             seen.add(row)
             first.append(entry)
     return first
+
+
+def forgotten_trades(commit: Commit) -> list[tuple[Table[Any], str, Trade]]:
+    """The settled trades the commit's connected blocks removed from the state (a rule that
+    forgets closed business), each with its value before: the home's trade history keeps
+    them for its statements. A trade gone because its block was disconnected is not one:
+    the chain that held it is no longer the best."""
+    last: dict[str, tuple[Table[Any], Any]] = {}
+    for _block, entries in commit.connected:
+        for table, key, old in entries:
+            if table.name == "trades":
+                last[key] = (table, old)
+    return [
+        (table, key, old)
+        for key, (table, old) in last.items()
+        if old is not MISSING and old.status == "settled" and table.rows.get(key) is None
+    ]
 
 
 @dataclass
@@ -155,6 +189,8 @@ class MemoryStore:
         self.undo: dict[str, list[JournalEntry]] = {}
         self.recorded: set[str] = set()
         self.failure: StorageError | None = None
+        # The settled trades the state forgot (`forgotten_trades`), by id: the statements'.
+        self.trade_history: dict[str, Trade] = {}
 
     def open(self, community: str, recent: int | None = None) -> Snapshot | None:
         return None
@@ -203,6 +239,11 @@ class MemoryStore:
         for block, entries in commit.connected:
             self.undo[block.hash] = entries
             self.recorded.update(r.id for r in block.records)
+        history = self.trade_history
+        for table, key, _old in commit.journal:
+            if table.name == "trades" and key in history and table.rows.get(key) is not None:
+                del history[key]  # back in the state: a reorganisation undid its forgetting
+        history.update((key, old) for _table, key, old in forgotten_trades(commit))
 
     def is_recorded(self, record_id: str) -> bool:
         return record_id in self.recorded
@@ -263,6 +304,18 @@ CREATE TABLE IF NOT EXISTS state (
 CREATE TABLE IF NOT EXISTS undo (hash TEXT PRIMARY KEY, data TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS pool (id TEXT PRIMARY KEY, wire TEXT NOT NULL, added INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS digests (hash TEXT PRIMARY KEY, state TEXT NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS trade_history (
+    key TEXT PRIMARY KEY,
+    value TEXT NOT NULL,
+    buyer TEXT NOT NULL,
+    seller TEXT NOT NULL,
+    start_ms INTEGER NOT NULL,
+    end_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS trade_history_by_buyer ON trade_history (buyer, start_ms);
+CREATE INDEX IF NOT EXISTS trade_history_by_seller ON trade_history (seller, start_ms);
+CREATE INDEX IF NOT EXISTS trade_history_by_start ON trade_history (start_ms);
+CREATE INDEX IF NOT EXISTS trade_history_by_end ON trade_history (end_ms);
 """
 
 
@@ -308,7 +361,7 @@ class SqliteStore:
             if deferred_sync:
                 # Checkpoints move the WAL into the file: only `sync` runs them, durably.
                 self.db.execute("PRAGMA wal_autocheckpoint=0")
-            self.db.executescript(SCHEMA)
+            self.db.executescript(SCHEMA + TRADE_INDEXES)
             if "due" not in {row[1] for row in self.db.execute("PRAGMA table_info(state)")}:
                 # A store written before rules 4: its rows never close (`forgets` stays off).
                 self.db.execute("ALTER TABLE state ADD COLUMN due INTEGER")
@@ -880,6 +933,7 @@ class SqliteStore:
                     f"{_ACCEPTANCE_DUE} AND key = ?",
                     [(row[1],) for row in upserts if row[0] == "acceptances"],
                 )
+            self._keep_history(db, commit, upserts)
             if cold_digest != self._cold_digest:
                 db.execute(
                     "INSERT OR REPLACE INTO meta VALUES ('cold', ?)", (f"{cold_digest:064x}",)
@@ -897,6 +951,76 @@ class SqliteStore:
                 "SELECT tbl, key FROM state WHERE due <= ? ORDER BY due", (before,)
             ).fetchall(),
         )
+
+    def _keep_history(
+        self,
+        db: sqlite3.Connection,
+        commit: Commit,
+        upserts: list[tuple[str, str, str, int, int | None]],
+    ) -> None:
+        """Local, never hashed nor served: the settled trades the commit's blocks forgot go
+        to `trade_history`; one back in the state (a reorganisation undid its forgetting)
+        leaves it, so a statement lists each trade once."""
+        if db.execute("SELECT 1 FROM trade_history LIMIT 1").fetchone() is not None:
+            db.executemany(
+                "DELETE FROM trade_history WHERE key = ?",
+                [(key,) for name, key, *_ in upserts if name == "trades"],
+            )
+        db.executemany(
+            "INSERT OR REPLACE INTO trade_history VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (key, table.pack(old), old.buyer, old.seller, old.start, old.end)
+                for table, key, old in forgotten_trades(commit)
+            ],
+        )
+
+    def trade_rows(
+        self, start: int, end: int, account: str | None = None
+    ) -> Iterator[tuple[str, str]]:
+        """(id, stored row) of every trade whose window starts in [`start`, `end`) with
+        `account` as buyer or seller (None: anyone's): the state's, finished or not, then
+        those of the trade history the state no longer holds, each once. Found by index:
+        what a statement decodes is its own trades, not the community's history."""
+        # Named indexes: the planner, without statistics, would read every trade row.
+        state = (
+            "SELECT key, value FROM state INDEXED BY trades_by_{index}"
+            f" WHERE {_TRADE_ROWS} AND {_START} >= ? AND {_START} < ?"
+        )
+        history = (
+            "SELECT key, value FROM trade_history h WHERE start_ms >= ? AND start_ms < ?"
+            " AND NOT EXISTS (SELECT 1 FROM state s WHERE s.tbl = 'trades' AND s.key = h.key)"
+        )
+        queries: list[tuple[str, tuple[int | str, ...]]]
+        if account is None:
+            queries = [(state.format(index="start"), (start, end)), (history, (start, end))]
+        else:
+            sides = (
+                (state.format(index="buyer"), _BUYER),
+                (state.format(index="seller"), _SELLER),
+                (history, "buyer"),
+                (history, "seller"),
+            )
+            queries = [(f"{sql} AND {column} = ?", (start, end, account)) for sql, column in sides]
+        # A trade with the account on both sides would come twice.
+        seen: set[str] = set()
+        for sql, parameters in queries:
+            for key, value in self._read(
+                "reading trades", partial(self.db.execute, sql, parameters)
+            ):
+                if account is not None:
+                    if key in seen:
+                        continue
+                    seen.add(key)
+                yield key, value
+
+    def prune_trade_history(self, ended_before: int) -> int:
+        """Drop the forgotten trades of the history whose window ended before
+        `ended_before` (past the history the home keeps); returns how many."""
+        cursor = self._write(
+            "pruning the trade history",
+            lambda: self.db.execute("DELETE FROM trade_history WHERE end_ms < ?", (ended_before,)),
+        )
+        return cursor.rowcount
 
     def is_recorded(self, record_id: str) -> bool:
         row = self._read(

@@ -291,5 +291,7 @@ def test_bench_growth_measures_every_figure_including_the_snapshot_join() -> Non
         "join_snapshot_s",
         "catchup_records_per_s",
         "disk_bytes_per_record",
+        "state_rows",
+        "state_mb",
     ):
         assert size[key] > 0, key

@@ -20,6 +20,7 @@ from edge_controller.ledger import (
     Rejected,
     SqliteStore,
     StoredChain,
+    account_trades,
 )
 
 from .support import HOUR, Community, rejected
@@ -163,6 +164,9 @@ def test_a_trade_nobody_settled_is_settled_by_the_ledger_before_its_readings_go(
     assert (bob_now.balance, bob_now.escrow, bob_now.energy_in_wh) == (10_000_000 - 900, 0, 3_000)
     assert "fc-a" not in ledger.state.commitments
     assert "fc-a#0" in ledger.state.readings  # a week longer
+    # The home's statements still list it, as the ledger settled it.
+    (kept,) = account_trades(ledger, bob.account)
+    assert (kept.id, kept.status, kept.delivered_wh, kept.paid) == (trade.id, "settled", 3_000, 900)
 
 
 def test_a_community_on_the_third_rules_forgets_nothing() -> None:
