@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from edge_controller import __version__
 from edge_controller.ledger import (
+    DEFAULT_FORGET_AFTER_MS,
     ChainFileError,
     Consensus,
     Genesis,
@@ -379,6 +380,12 @@ def _add_bench(subparsers: Subparsers) -> None:
     growth.add_argument(
         "--no-join", action="store_true", help="skip the snapshot join (it builds its own chain)"
     )
+    growth.add_argument(
+        "--forget-after-hours",
+        type=int,
+        default=DEFAULT_FORGET_AFTER_MS // 3_600_000,
+        help="the street's genesis forget_after_ms, in hours; default 168 (a week)",
+    )
     growth.set_defaults(run=_bench_growth)
 
     from edge_controller.bench.transport_cli import add_transport
@@ -403,8 +410,14 @@ def _bench_growth(args: argparse.Namespace) -> int:
 
     if args.max_records < 1_000 or args.live_slots < 1:
         raise UsageError("--max-records must be at least 1000 and --live-slots at least 1")
+    if args.forget_after_hours < 1:
+        raise UsageError("--forget-after-hours must be at least 1")
     figures = run_growth(
-        args.max_records, args.live_slots, show_progress=not args.json, join=not args.no_join
+        args.max_records,
+        args.live_slots,
+        show_progress=not args.json,
+        join=not args.no_join,
+        forget_after_ms=args.forget_after_hours * 3_600_000,
     )
     print(json.dumps(figures, sort_keys=True) if args.json else format_report(figures))
     return EXIT_OK

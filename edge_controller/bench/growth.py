@@ -48,7 +48,14 @@ from edge_controller.bench.ledger import (
     print_status,
     signed_chain,
 )
-from edge_controller.ledger import Genesis, Ledger, SignaturePool, SyncNode, block_limit
+from edge_controller.ledger import (
+    DEFAULT_FORGET_AFTER_MS,
+    Genesis,
+    Ledger,
+    SignaturePool,
+    SyncNode,
+    block_limit,
+)
 
 SIZES = (10_000, 100_000, 300_000, 1_000_000, 3_000_000, 10_000_000)
 # One slot of the workload is three blocks; a day is 96 slots.
@@ -72,10 +79,17 @@ def rss_mb() -> float:
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
-def build(directory: Path, sizes: list[int], live_slots: int, say: Callable[[str], None]) -> None:
+def build(
+    directory: Path,
+    sizes: list[int],
+    live_slots: int,
+    say: Callable[[str], None],
+    forget_after_ms: int = DEFAULT_FORGET_AFTER_MS,
+) -> None:
     """Write the chain, copying it to `chain-N.db` at each size N, and the blocks that
-    follow each copy (`live_slots` slots) to `live-N.jsonl`."""
-    street = BenchCommunity.create()
+    follow each copy (`live_slots` slots) to `live-N.jsonl`; the street forgets closed
+    business after `forget_after_ms`."""
+    street = BenchCommunity.create(forget_after_ms=forget_after_ms)
     street.genesis.save(directory / "genesis.json")
     ledger = Ledger.open(directory / "build.db", street.genesis)
     pool = SignaturePool()
@@ -199,6 +213,7 @@ def run_growth(
     workdir: Path | None = None,
     show_progress: bool = False,
     join: bool = True,
+    forget_after_ms: int = DEFAULT_FORGET_AFTER_MS,
 ) -> dict[str, Any]:
     """Build the chain and measure each size (the JSON `bench growth` prints)."""
     say: Callable[[str], None] = print_status if show_progress else (lambda _line: None)
@@ -208,7 +223,7 @@ def run_growth(
     raw_rates: list[float] = []
     with tempfile.TemporaryDirectory(prefix="energy-p2p-growth-", dir=workdir) as tmp:
         directory = Path(tmp)
-        build_command = [*python, "build", str(directory), str(live_slots)]
+        build_command = [*python, "build", str(directory), str(live_slots), str(forget_after_ms)]
         _run_measured([*build_command, *map(str, sizes)])
         genesis = directory / "genesis.json"
         for size in sizes:
@@ -265,6 +280,7 @@ def run_growth(
     return {
         "ed25519_verify_per_s": round(sum(raw_rates) / len(raw_rates)),
         "live_slots": live_slots,
+        "forget_after_ms": forget_after_ms,
         "sizes": results,
         "machine": f"{os.uname().sysname} {os.uname().machine}, {os.cpu_count()} cores",
         "date": time.strftime("%Y-%m-%d", time.gmtime()),
@@ -307,8 +323,14 @@ def _main() -> None:
     parser.add_argument("args", nargs="+")
     ns = parser.parse_args()
     if ns.phase == "build":
-        directory, live_slots, *sizes = ns.args
-        build(Path(directory), [int(s) for s in sizes], int(live_slots), lambda _line: None)
+        directory, live_slots, forget_after_ms, *sizes = ns.args
+        build(
+            Path(directory),
+            [int(s) for s in sizes],
+            int(live_slots),
+            lambda _line: None,
+            int(forget_after_ms),
+        )
         print("{}")
     elif ns.phase == "open":
         db, genesis, live = ns.args
