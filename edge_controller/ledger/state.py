@@ -458,8 +458,9 @@ FINISHED: dict[str, Callable[[str, Any], bool]] = {
 
 # Rules 4 on: the tables whose rows close and are then forgotten (`forget.py`).
 CLOSING = frozenset({"acceptances", "offers", "readings", "requests", "trades"})
-# A store's answer to "which committed rows closed at or before this chain time".
-ClosedQuery = Callable[[int], Iterable[tuple[str, str]]]
+# A store's answer to "which committed rows closed after `low` (None: ever) and at or
+# before `high`", as (closed at, table, key).
+ClosedQuery = Callable[[int | None, int], Iterable[tuple[int, str, str]]]
 
 
 def closed_at(table: str, row: Any) -> int | None:
@@ -547,9 +548,11 @@ class State:
         self.sealer_plan: Table[SealerPlan] = Table("sealer_plan", SealerPlan, j)
         self.sealer_changes: Table[SealerPlan] = Table("sealer_changes", SealerPlan, j)
         # Set by a store that indexes when its rows closed; then `_closing` holds only the
-        # rows written since its last commit, else every closing row (a state in memory).
+        # rows written or read from it since its last commit, else every closing row (a
+        # state in memory). `_swept_to`: the close times read from the store since then.
         self.closed_query: ClosedQuery | None = None
         self._closing: list[tuple[int, str, str]] = []
+        self._swept_to: int | None = None
 
     def tables(self) -> Iterator[Table[Any]]:
         """Every table of the state."""
@@ -586,6 +589,8 @@ class State:
 
     def revert(self, mark: int) -> None:
         """Undo every write made since `mark`, newest first."""
+        # A sweep undone may have read rows from the store it then forgot: read them again.
+        self._swept_to = None
         journal = self.journal
         while len(journal) > mark:
             table, key, old = journal.pop()
@@ -626,12 +631,28 @@ class State:
                 if closed is not None:
                     heapq.heappush(closing, (closed, name, key))
 
-    def closed_candidates(self, before: int) -> set[tuple[str, str]]:
+    def closed_candidates(self, before: int, sweep: bool = True) -> set[tuple[str, str]]:
         """The (table, key) of every row that closed at or before chain time `before`, and
         maybe rows since changed or gone (the caller looks at each row): the store's
-        committed rows (`closed_query`) and those noted since (`index_closing`)."""
-        found = set(self.closed_query(before)) if self.closed_query is not None else set()
-        closing, due = self._closing, []
+        committed rows (`closed_query`) and those noted since (`index_closing`).
+
+        A sweep (`sweep`) reads from the store only the close times it has not read since
+        the last commit (so a batch of blocks committed together reads each row once, not
+        once a block) and notes what it read in memory, where the rows it kept stay
+        candidates; without `sweep` (a view over this state) nothing here changes."""
+        closing, query = self._closing, self.closed_query
+        if not sweep:
+            found = {(name, key) for closed, name, key in closing if closed <= before}
+            if query is not None:
+                found.update((name, key) for _, name, key in query(None, before))
+            return found
+        if query is not None:
+            low = self._swept_to
+            if low is None or low < before:
+                for item in query(low, before):
+                    heapq.heappush(closing, item)
+                self._swept_to = before
+        found, due = set(), []
         while closing and closing[0][0] <= before:
             due.append(heapq.heappop(closing))
         for item in due:
@@ -673,8 +694,9 @@ class State:
             if table.finished is not None:
                 table.evict(due.get(table, []))
         if self.closed_query is not None:
-            # Storage has every row written so far, with its close time.
+            # Storage has every row written so far, with its close time: read afresh.
             self._closing.clear()
+            self._swept_to = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -775,8 +797,9 @@ class PendingState(State):
             table.rows = OverlayRows(base.table(table.name).rows)
         self._base = base
 
-    def closed_candidates(self, before: int) -> set[tuple[str, str]]:
-        """The base state's candidates and the rows written over it."""
-        found = self._base.closed_candidates(before)
+    def closed_candidates(self, before: int, sweep: bool = True) -> set[tuple[str, str]]:
+        """The base state's candidates (leaving the base as it is) and the rows written
+        over it."""
+        found = self._base.closed_candidates(before, sweep=False)
         found.update((t.name, key) for t, key, _ in self.journal if t.name in CLOSING)
         return found

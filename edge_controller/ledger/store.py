@@ -319,6 +319,17 @@ CREATE INDEX IF NOT EXISTS trade_history_by_end ON trade_history (end_ms);
 """
 
 
+def closed_between(
+    db: sqlite3.Connection, low: int | None, high: int
+) -> list[tuple[int, str, str]]:
+    """(closed at, table, key) of the rows of `db`'s `state` table whose `due` is after
+    `low` (None: any) and at or before `high`, by the partial index on `due`."""
+    if low is None:
+        return db.execute("SELECT due, tbl, key FROM state WHERE due <= ?", (high,)).fetchall()
+    sql = "SELECT due, tbl, key FROM state WHERE due > ? AND due <= ?"
+    return db.execute(sql, (low, high)).fetchall()
+
+
 class StoreMismatch(RuntimeError):
     """The database belongs to another community than the genesis file given."""
 
@@ -942,15 +953,10 @@ class SqliteStore:
         self._cold_digest = cold_digest
         buffered.clear()
 
-    def closed_rows(self, before: int) -> list[tuple[str, str]]:
-        """Rules 4 on: the (table, key) of the stored rows that closed at or before chain
-        time `before` (what a sweep may forget; `forget.py`)."""
-        return self._read(
-            "reading the closed rows",
-            lambda: self.db.execute(
-                "SELECT tbl, key FROM state WHERE due <= ? ORDER BY due", (before,)
-            ).fetchall(),
-        )
+    def closed_rows(self, low: int | None, high: int) -> list[tuple[int, str, str]]:
+        """Rules 4 on: (closed at, table, key) of the stored rows that closed after `low`
+        (None: ever) and at or before `high`: what a sweep may forget (`forget.py`)."""
+        return self._read("reading the closed rows", lambda: closed_between(self.db, low, high))
 
     def _keep_history(
         self,

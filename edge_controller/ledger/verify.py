@@ -38,6 +38,7 @@ from .records import Record, signing_message
 from .rules import BlockContext, apply_block
 from .sealers import SealerView, changes_in, next_view, ruling
 from .state import CLOSING, State, Table
+from .store import closed_between
 
 # Not a block's fault, so not a `Reason`: the stored state or index disagrees with the chain.
 STATE_MISMATCH = "state_mismatch"
@@ -193,8 +194,8 @@ class _Replay:
         for key, value in rows.fetchall():
             yield key, table.decode(value)
 
-    def _closed_rows(self, before: int) -> list[tuple[str, str]]:
-        return self.spill.execute("SELECT tbl, key FROM state WHERE due <= ?", (before,)).fetchall()
+    def _closed_rows(self, low: int | None, high: int) -> list[tuple[int, str, str]]:
+        return closed_between(self.spill, low, high)
 
     def ancestor(self, _entry: IndexEntry, height: int) -> IndexEntry:
         return self.entries[height]

@@ -244,6 +244,17 @@ def test_a_street_trading_for_hours_keeps_a_flat_state_on_disk_as_in_memory(
     report = StoredChain(path, street.genesis).verify()
     assert report.ok, report.as_dict()
     assert report.digest == report.stored_digest
+    # A new home catching up takes blocks in batches, one commit each: the same state.
+    batched = Ledger.open(tmp_path / "batched.db", street.genesis)
+    blocks = [
+        b.to_wire() for b in signed_chain(BenchCommunity.create(11, forget_after_ms=HOUR), 14_000)
+    ]
+    for first in range(0, len(blocks), 32):
+        batch = blocks[first : first + 32]
+        for outcome in batched.add_blocks(batch, now=batch[-1]["header"]["time"]):
+            assert not isinstance(outcome, Exception), outcome
+    assert batched.state.digest() == memory.state.digest()
+    batched.close()
 
 
 def test_the_forget_window_is_a_genesis_setting_of_the_fourth_rules() -> None:
