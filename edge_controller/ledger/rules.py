@@ -260,9 +260,18 @@ def _trade(state: State, trade_id: str) -> Trade:
     return trade
 
 
-def _check_window(start: int, end: int, expires: int, now: int) -> None:
+# Rules 4: how far ahead of its block an offer's or request's window may start. Its row
+# stays in the state until the window closes (`forget.py`): without a bound, one record
+# could keep a row for years.
+MAX_AHEAD_MS = 31 * 24 * 3_600_000
+
+
+def _check_window(start: int, end: int, expires: int, ctx: BlockContext) -> None:
+    now = ctx.time
     if not start < end or end - start > MAX_WINDOW_MS:
         raise Rejected(Reason.BAD_WINDOW, "the window must end after it starts, within a week")
+    if ctx.rules >= FOURTH_RULES and start > now + MAX_AHEAD_MS:
+        raise Rejected(Reason.BAD_WINDOW, "the window must start within 31 days")
     if expires > end:
         raise Rejected(Reason.BAD_WINDOW, "an offer or request cannot expire after its window")
     if expires <= now:
@@ -477,7 +486,7 @@ def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[st
     if record.account != resource.owner:
         raise Rejected(Reason.NOT_OWNER, f"{record.account} does not own {resource.id}")
     start, end, expires, quantity = body["start"], body["end"], body["expires"], body["quantity"]
-    _check_window(start, end, expires, ctx.time)
+    _check_window(start, end, expires, ctx)
     min_quantity = body.get("min_quantity", 1)
     if min_quantity > quantity:
         raise Rejected(Reason.MALFORMED, "min_quantity is above the quantity offered")
@@ -502,7 +511,7 @@ def _offer_record(state: State, record: Record, ctx: BlockContext, body: dict[st
 
 
 def _request(state: State, record: Record, ctx: BlockContext, body: dict[str, Any]) -> None:
-    _check_window(body["start"], body["end"], body["expires"], ctx.time)
+    _check_window(body["start"], body["end"], body["expires"], ctx)
     state.requests.put(
         record.id,
         Request(

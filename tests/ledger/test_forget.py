@@ -169,6 +169,27 @@ def test_a_trade_nobody_settled_is_settled_by_the_ledger_before_its_readings_go(
     assert (kept.id, kept.status, kept.delivered_wh, kept.paid) == (trade.id, "settled", 3_000, 900)
 
 
+def test_a_window_may_start_at_most_31_days_ahead_so_no_record_pins_a_row_for_years() -> None:
+    c = Community()
+    ledger = c.node()
+    alice, bob = c.key("alice"), c.key("bob")
+    c.seal(ledger, c.register("fc-a", alice), c.topup(bob, 10_000_000))
+    last = c.now + 31 * 24 * HOUR  # 31 days on
+    c.seal(ledger, c.offer(alice, "fc-a", 1_000, start=last))
+    far = c.offer(alice, "fc-a", 1_000, start=last + 2_000 + HOUR)
+    assert "31 days" in rejected(ledger, far, Reason.BAD_WINDOW).message
+    window = {"start": last + 2_000 + HOUR, "end": last + 2 * HOUR, "expires": c.now + HOUR}
+    request = c.sign(bob, "request", mode="energy", quantity=1, max_price=1, **window)
+    rejected(ledger, request, Reason.BAD_WINDOW)
+    # A community on the third rules takes it, as it always did.
+    third = Community(rules=THIRD_RULES)
+    old = third.node()
+    third.seal(old, third.register("fc-a", third.key("alice")))
+    third.seal(
+        old, third.offer(third.key("alice"), "fc-a", 1_000, start=third.now + 365 * 24 * HOUR)
+    )
+
+
 def test_a_community_on_the_third_rules_forgets_nothing() -> None:
     c = Community(rules=THIRD_RULES)
     ledger = c.node()
