@@ -278,17 +278,8 @@ def readings_between(state: State, resource_id: str, start: int, end: int) -> li
 def metered_export(state: State, resource_id: str, start: int, end: int) -> int:
     """Export a resource's meter recorded within [start, end), pro rata for readings that
     straddle the window's edges."""
-    log = state.meters.get(resource_id)
-    if log is None:
-        return 0
     total = 0
-    # Readings are kept in time order; walk back from the newest to the window's start.
-    readings = state.readings.rows
-    for i in range(log.count - 1, -1, -1):
-        r = readings.get(f"{resource_id}#{i}")
-        if r is None or r.end <= start:
-            break
+    for r in readings_between(state, resource_id, start, end):
         overlap = min(r.end, end) - max(r.start, start)
-        if overlap > 0:
-            total += r.export_wh * overlap // (r.end - r.start)
+        total += r.export_wh * overlap // (r.end - r.start)
     return total

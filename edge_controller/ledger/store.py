@@ -54,7 +54,7 @@ COLD_CACHE = 4_096
 ROW_FORMAT = 3
 # The rows a start reads: those not finished. Partial, so it stays as small as they are.
 LIVE_INDEX = "CREATE INDEX IF NOT EXISTS state_live ON state (tbl, key) WHERE cold = 0"
-# Rules 4 on: the chain time each closing row closed at (`forget.closed_at`), so a sweep
+# Rules 4 on: the chain time each closing row closed at (`state.closed_at`), so a sweep
 # reads the rows due and nothing else. Partial: rows that never close take no room in it.
 DUE_INDEX = "CREATE INDEX IF NOT EXISTS state_due ON state (due) WHERE due IS NOT NULL"
 # A counter-offer closes with its offer: its close time is the offer's (0: offer forgotten).
@@ -63,7 +63,7 @@ _ACCEPTANCE_DUE = (
     " AND o.key = json_extract(state.value, '$[0]')), 0) WHERE tbl = 'acceptances'"
 )
 # A snapshot's row as a store installs it: table, key, packed value, whether finished, and
-# the chain time it closed at (`forget.closed_at`; None: it does not close).
+# the chain time it closed at (`state.closed_at`; None: it does not close).
 SnapshotRow = tuple[str, str, str, bool, int | None]
 _UPSERT = "INSERT OR REPLACE INTO state (tbl, key, value, cold, due) VALUES (?, ?, ?, ?, ?)"
 # Finished rows the check after start hashes between two looks at whether to stop.

@@ -219,7 +219,8 @@ class _Replay:
                 written[(table.name, key)] = (table, key)
         rows, gone = [], []
         for table, key in written.values():
-            value = table.rows.get(key) if table.finished is None else dict.get(table.rows, key)  # type: ignore[call-overload]
+            # Written by this block: in memory, or gone (a deleted key reads as None).
+            value = table.rows.get(key)
             if value is None:
                 gone.append((table.name, key))
                 continue
