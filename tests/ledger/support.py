@@ -134,6 +134,20 @@ class Community:
     def accept(self, buyer: KeyPair, offer: Record, quantity: int, **extra: Any) -> Record:
         return self.sign(buyer, "acceptance", offer=offer.id, quantity=quantity, **extra)
 
+    def reading(
+        self, meter: KeyPair, resource: str, start: int, export_wh: int, minutes: int = 60
+    ) -> Record:
+        """`meter`'s reading of `resource` over `minutes` from `start` (no import)."""
+        return self.sign(
+            meter,
+            "meter_reading",
+            resource=resource,
+            start=start,
+            end=start + minutes * 60_000,
+            export_wh=export_wh,
+            import_wh=0,
+        )
+
 
 def rejected(ledger: Ledger, record: Record | dict[str, Any], reason: Reason) -> Rejected:
     """Submit `record`, expect the ledger to refuse it for `reason`, return the rejection."""

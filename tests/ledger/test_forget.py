@@ -66,11 +66,7 @@ def _business(c: Community, ledger: Ledger) -> Business:
     counter = c.accept(bob, second, 1_000, price=250)  # a counter-offer, never answered
     c.seal(ledger, offer, acceptance, second, counter)
     c.now = start + HOUR
-    reading = c.sign(
-        meter, "meter_reading", resource="fc-a", start=start, end=start + HOUR,
-        export_wh=3_000, import_wh=0,
-    )  # fmt: skip
-    c.seal(ledger, reading)
+    c.seal(ledger, c.reading(meter, "fc-a", start, 3_000))
     c.seal(ledger, c.sign(alice, "settlement", trade=acceptance.id, delivered_wh=3_000))
     return Business(
         alice, bob, meter, acceptance.id, (offer.id, second.id), request.id, counter.id,
@@ -122,11 +118,7 @@ def test_closed_business_is_forgotten_once_its_time_has_passed(where: str, tmp_p
     trade = c.accept(done.bob, offer, 2_000)
     c.seal(ledger, offer, trade)
     c.now = start + HOUR
-    reading = c.sign(
-        done.meter, "meter_reading", resource="fc-a", start=start, end=start + HOUR,
-        export_wh=1_500, import_wh=0,
-    )  # fmt: skip
-    c.seal(ledger, reading)
+    c.seal(ledger, c.reading(done.meter, "fc-a", start, 1_500))
     too_much = c.sign(done.alice, "settlement", trade=trade.id, delivered_wh=1_600)
     rejected(ledger, too_much, Reason.EXCEEDS_METERED)
     c.seal(ledger, c.sign(done.alice, "settlement", trade=trade.id, delivered_wh=1_500))
@@ -147,11 +139,7 @@ def test_a_trade_nobody_settled_is_settled_by_the_ledger_before_its_readings_go(
     trade = c.accept(bob, offer, 4_000)
     c.seal(ledger, offer, trade)
     c.now = start + HOUR
-    reading = c.sign(
-        meter, "meter_reading", resource="fc-a", start=start, end=start + HOUR,
-        export_wh=3_000, import_wh=0,
-    )  # fmt: skip
-    c.seal(ledger, reading)
+    c.seal(ledger, c.reading(meter, "fc-a", start, 3_000))
     # Neither party settles; an hour after the window the ledger does, for the meter's 3 kWh.
     c.now = start + 2 * HOUR - 2_000
     c.seal(ledger)

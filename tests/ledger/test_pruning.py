@@ -79,15 +79,7 @@ class Street:
 
     def read(self, start: int) -> None:
         self.c.now = max(self.c.now, start + HOUR)
-        reading = self.c.sign(
-            self.meter,
-            "meter_reading",
-            resource="fc-a",
-            start=start,
-            end=start + HOUR,
-            export_wh=4_000,
-            import_wh=0,
-        )
+        reading = self.c.reading(self.meter, "fc-a", start, 4_000)
         self.seal(reading)
 
     def days(self, count: int) -> None:

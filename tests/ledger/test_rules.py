@@ -482,15 +482,7 @@ def deliver(t: Town, quantity_w: int = 4_000, price: int = 300) -> tuple[Record,
 
 
 def read_meter(t: Town, start: int, export_wh: int, minutes: int = 60) -> Record:
-    return t.c.sign(
-        t.meter,
-        "meter_reading",
-        resource="fc-a",
-        start=start,
-        end=start + minutes * 60_000,
-        export_wh=export_wh,
-        import_wh=0,
-    )
+    return t.c.reading(t.meter, "fc-a", start, export_wh, minutes)
 
 
 def test_a_trade_settles_for_what_was_delivered_and_refunds_the_rest(town: Town) -> None:

@@ -61,16 +61,7 @@ class Street:
     def settle(self, trade: str, start: int, delivered_wh: int) -> None:
         """The meter's reading of the trade's hour, then the seller's settlement."""
         self.c.now = max(self.c.now, start + HOUR)
-        reading = self.c.sign(
-            self.meter,
-            "meter_reading",
-            resource="fc-a",
-            start=start,
-            end=start + HOUR,
-            export_wh=delivered_wh,
-            import_wh=0,
-        )
-        self.seal(reading)
+        self.seal(self.c.reading(self.meter, "fc-a", start, delivered_wh))
         self.seal(self.c.sign(self.alice, "settlement", trade=trade, delivered_wh=delivered_wh))
 
     def later(self, ms: int) -> None:
