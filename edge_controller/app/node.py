@@ -54,13 +54,14 @@ log = logging.getLogger(__name__)
 SYNC_INTERVAL_MS = 2_000
 # Without records, a sealer still seals now and then so auctions close and time moves on.
 HEARTBEAT_BLOCKS = 6
+# A sealer not first in line waits this many intervals more: it steps in, it does not race.
+STEP_IN_BLOCKS = 2
 # A proof-of-work sealer tries this many nonces per attempt, off the event loop.
 POW_ATTEMPTS = 200_000
 # A home missing a signer's records asks the home that relayed the later ones for them
 # (`get_records`); one answer holds this many at most.
 GET_RECORDS = "get_records"
 MAX_GAP_RECORDS = 64
-
 
 _PUBLIC_KEY = re.compile(r"[0-9a-f]{64}\Z")
 
@@ -392,18 +393,19 @@ class LedgerNode:
     async def seal(self) -> None:
         """Seal a block when it is our turn (proof of authority) or when we find one (work).
 
-        A sealer that is not first in line waits three intervals, so it only steps in when
-        that one is offline; empty blocks are sealed only as a slow heartbeat."""
+        Records wait one interval after the head, an empty block (a heartbeat) six; a sealer
+        not first in line two more, so it steps in only for an offline one (for heartbeats
+        too, or the sealer whose loop ticks first would take every one of them)."""
         ledger = self.ledger
         head = ledger.head
         interval = self.genesis.consensus.block_interval_ms
         now = self.clock.now_ms()
         if not self.sealer or self.history.waiting() or not ledger.can_seal(self.key, now):
             return
-        wait = interval if ledger.first_in_line(self.key) else 3 * interval
+        wait = (1 if ledger.pool else HEARTBEAT_BLOCKS) * interval
+        if not ledger.first_in_line(self.key):
+            wait += STEP_IN_BLOCKS * interval
         if now < head.time + wait:
-            return
-        if not ledger.pool and now < head.time + HEARTBEAT_BLOCKS * interval:
             return
         if self.genesis.consensus.mode == "pow":
             block = await asyncio.to_thread(ledger.build_block, self.key, now, POW_ATTEMPTS)
