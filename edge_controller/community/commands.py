@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+from edge_controller.cli import add_forget_after
 from edge_controller.community.book import Registry
 from edge_controller.community.errors import CommunityError, Problem
 from edge_controller.community.invitation import read_invitation_text
@@ -49,6 +50,7 @@ def add_parser(subparsers: Any) -> None:
     p.add_argument("--broker-host", required=True, help="the community broker's host name")
     p.add_argument("--broker-port", type=int, default=8883)
     p.add_argument("--block-interval-ms", type=int, default=5_000)
+    add_forget_after(p)
     p.add_argument("--out", type=Path, required=True, help="a new folder for the community")
     p.add_argument(
         "--devices-from", type=Path, help="an edge.yaml whose devices your home registers"
@@ -166,6 +168,7 @@ def _found(args: argparse.Namespace) -> int:
         broker_port=args.broker_port,
         now=_now(),
         block_interval_ms=args.block_interval_ms,
+        forget_after_ms=args.forget_after_ms,
         devices_from=args.devices_from,
     )
     print(f"founded {args.name} ({result['community']}) in {args.out}")

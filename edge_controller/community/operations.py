@@ -39,7 +39,7 @@ from edge_controller.community.invitation import (
 )
 from edge_controller.config import ConfigError, parse_config
 from edge_controller.devices.profiles import Quantity
-from edge_controller.ledger import Consensus, Genesis, KeyPair
+from edge_controller.ledger import DEFAULT_FORGET_AFTER_MS, Consensus, Genesis, KeyPair
 from edge_controller.ledger.records import MAX_MEMBER_NAME
 
 log = logging.getLogger(__name__)
@@ -84,6 +84,7 @@ def found(
     broker_port: int,
     now: int,
     block_interval_ms: int = 5_000,
+    forget_after_ms: int = DEFAULT_FORGET_AFTER_MS,
     devices_from: Path | None = None,
 ) -> dict[str, Any]:
     """A new community in `out`: genesis (proof of authority, the founder's home its
@@ -114,7 +115,10 @@ def found(
             time=now,
             registrars=(registrar.public_hex,),
             consensus=Consensus(
-                mode="poa", block_interval_ms=block_interval_ms, sealers=(node.public_hex,)
+                mode="poa",
+                block_interval_ms=block_interval_ms,
+                sealers=(node.public_hex,),
+                forget_after_ms=forget_after_ms,
             ),
         )
         genesis.save(building / "genesis.json")

@@ -51,9 +51,11 @@ DEFAULT_CHECKPOINT_INTERVAL = 720
 # weight of a fork (proof of authority is usually final far sooner, by its sealers).
 DEFAULT_FINALITY_DEPTH = 100
 # Rules 4 on: how long after it closed a row is forgotten (a week: a settled trade can be
-# rated or disputed that long), and the shortest a community may choose (an hour).
+# rated or disputed that long), and the shortest and longest a community may choose (an
+# hour; ten years).
 DEFAULT_FORGET_AFTER_MS = 7 * 24 * 3_600_000
 MIN_FORGET_AFTER_MS = 3_600_000
+MAX_FORGET_AFTER_MS = 3650 * 24 * 3_600_000
 
 # Every home's transport carries messages of up to 512 KiB (the MQTT link's bound, which the
 # community broker enforces too). A block travels inside a sync message inside an envelope,
@@ -111,6 +113,12 @@ class Consensus:
                 Reason.MALFORMED,
                 f"genesis.consensus.forget_after_ms: {self.forget_after_ms} is less than "
                 f"{MIN_FORGET_AFTER_MS}, too soon to settle, rate or dispute what closed",
+            )
+        if self.forget_after_ms > MAX_FORGET_AFTER_MS:
+            raise Rejected(
+                Reason.MALFORMED,
+                f"genesis.consensus.forget_after_ms: {self.forget_after_ms} is more than "
+                f"{MAX_FORGET_AFTER_MS} (ten years)",
             )
 
     @property
@@ -271,8 +279,7 @@ _OPTIONAL_CONSENSUS = {
     "min_balance": integer(0, 10**12),
     "checkpoint_interval": integer(0, 1_000_000),
     "finality_depth": integer(1, 1_000_000),
-    # An hour up to ten years.
-    "forget_after_ms": integer(MIN_FORGET_AFTER_MS, 3650 * 24 * 3_600_000),
+    "forget_after_ms": integer(MIN_FORGET_AFTER_MS, MAX_FORGET_AFTER_MS),
 }
 _CONSENSUS_SHAPE = {
     "poa": obj({**_COMMON_CONSENSUS, "sealers": _keys(64)}, _OPTIONAL_CONSENSUS),

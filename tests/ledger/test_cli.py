@@ -16,6 +16,8 @@ from edge_controller.ledger import Consensus, Genesis, KeyPair, Ledger, sign_rec
 
 START = 1_767_225_600_000  # 2026-01-01 UTC: in the past, so no block is "too far ahead"
 MINUTE = 60_000
+HOUR = 60 * MINUTE
+DAY = 24 * HOUR
 
 
 def cli(*args: str | Path, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -139,6 +141,30 @@ def test_genesis_creates_a_community_every_node_can_load(tmp_path: Path) -> None
     assert genesis.community_id in result.stdout
 
 
+@pytest.mark.parametrize(("days", "ms"), [(None, 7 * DAY), ("30", 30 * DAY), ("0.25", 6 * HOUR)])
+def test_a_community_chooses_how_long_closed_business_stays_when_it_is_founded(
+    tmp_path: Path, days: str | None, ms: int
+) -> None:
+    """Both founding commands take `--forget-after-days`; the default week is not written."""
+    chosen = [] if days is None else ["--forget-after-days", days]
+    out = tmp_path / "genesis.json"
+    keys = ["--sealer", KeyPair.from_seed(b"s").public_hex]
+    keys += ["--registrar", KeyPair.from_seed(b"r").public_hex]
+    made = cli(
+        "genesis", "--name", "Sunny Street", "--currency", "SUN", *keys, *chosen, "--out", out
+    )
+    assert made.returncode == 0, made.stderr
+    founded = cli(
+        "community", "found", "--name", "Elm Street", "--currency", "ELM", "--home", "Elm House",
+        "--broker-host", "127.0.0.1", *chosen, "--out", tmp_path / "elm",
+    )  # fmt: skip
+    assert founded.returncode == 0, founded.stderr
+    for genesis_file in (out, tmp_path / "elm" / "genesis.json"):
+        assert Genesis.load(genesis_file).consensus.forget_after_ms == ms
+        written = json.loads(genesis_file.read_text())["consensus"]
+        assert ("forget_after_ms" in written) == (days is not None)
+
+
 @pytest.mark.parametrize(
     ("args", "complaint"),
     [
@@ -148,6 +174,10 @@ def test_genesis_creates_a_community_every_node_can_load(tmp_path: Path) -> None
         (["--consensus", "pow", "--bits", "99"], "--bits"),
         (["--consensus", "pow", "--sealer", "SEALER"], "proof-of-authority"),
         (["--sealer", "SEALER", "--block-interval-ms", "5"], "--block-interval-ms"),
+        (["--sealer", "SEALER", "--forget-after-days", "0.01"], "choose from an hour"),
+        (["--sealer", "SEALER", "--forget-after-days", "3651"], "to 3650 days"),
+        (["--sealer", "SEALER", "--forget-after-days", "nan"], "choose from an hour"),
+        (["--sealer", "SEALER", "--forget-after-days", "a week"], "not a number of days"),
     ],
 )
 def test_genesis_refuses_bad_input_with_exit_code_2(

@@ -11,6 +11,7 @@ import pytest
 from edge_controller.bench.ledger import BenchCommunity, signed_chain
 from edge_controller.ledger import (
     DEFAULT_FORGET_AFTER_MS,
+    MAX_FORGET_AFTER_MS,
     THIRD_RULES,
     Consensus,
     Genesis,
@@ -285,3 +286,8 @@ def test_the_forget_window_is_a_genesis_setting_of_the_fourth_rules() -> None:
         Genesis.from_json(data)
     with pytest.raises(Rejected, match="too soon"):
         Consensus(forget_after_ms=60_000)
+    with pytest.raises(Rejected, match="ten years"):
+        Consensus(forget_after_ms=MAX_FORGET_AFTER_MS + 1)
+    data["consensus"]["forget_after_ms"] = MAX_FORGET_AFTER_MS + 1
+    with pytest.raises(Rejected, match="forget_after_ms"):
+        Genesis.from_json(data)
