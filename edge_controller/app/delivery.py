@@ -19,22 +19,28 @@ Every control cycle a home
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_controller.app.site import Setpoints, SiteDevice
+from edge_controller.devices import EnergyMeter, Quantity
 from edge_controller.ledger import (
     LATEST_RULES,
+    Resource,
     State,
     Trade,
     allocated_export,
     allocated_import,
+    power_holds,
     trade_power_w,
 )
-from edge_controller.metering import Tolerance
+from edge_controller.metering import Tolerance, divide_counted
 
 log = logging.getLogger(__name__)
+
+MS_PER_HOUR = 3_600_000
 
 # How long a settled trade waits for the owner's own rating before the home rates it.
 DEFAULT_RATING_GRACE_MS = 86_400_000
@@ -111,8 +117,10 @@ class Delivery:
 
     async def read_meters(self, state: State, devices: list[SiteDevice], now: int) -> None:
         """At each period boundary, sign what each metered resource exported and imported
-        since the last boundary it was read at (a longer period after a gap)."""
+        since the last boundary it was read at (a longer period after a gap). Resources
+        whose devices read one meter's counters (a GX's battery and PV) share what it moved."""
         boundary = now - now % self.period_ms
+        by_counters: dict[str, list[tuple[Resource, EnergyMeter]]] = {}
         for device in devices:
             resource = state.resources.get(device.resource_id)
             meter = device.capabilities.energy_meter
@@ -123,44 +131,93 @@ class Delivery:
                 or meter is None
             ):
                 continue
-            exported, imported = meter.export_wh(), meter.import_wh()
+            by_counters.setdefault(counters_of(device), []).append((resource, meter))
+        for counters, metered in by_counters.items():
+            exported, imported = metered[0][1].export_wh(), metered[0][1].import_wh()
             fresh = [r for r in (exported, imported) if r is not None and r.fresh(now)]
             if not fresh:
                 continue  # the meter is silent: no reading, the window gets what was metered
             export_wh = exported.value if exported is not None else 0
             import_wh = imported.value if imported is not None else 0
-            await self.record_meter(state, resource.id, boundary, export_wh, import_wh)
+            if len(metered) == 1:
+                await self.record_meter(state, metered[0][0].id, boundary, export_wh, import_wh)
+            else:
+                resources = [r for r, _ in metered]
+                await self.record_shared(state, counters, resources, boundary, export_wh, import_wh)
 
     async def record_meter(
         self, state: State, resource_id: str, end: int, export_wh: int, import_wh: int
     ) -> bool:
         """Sign what a resource's energy counters (Wh) moved since its cursor, up to `end`
         (a period boundary, or the end of a USB charging session). True when signed."""
-        cursor = self._cursors.get(resource_id)
-        if cursor is None or export_wh < cursor.export_wh or import_wh < cursor.import_wh:
-            # First sight, or the counters were reset: start counting from here.
-            self._cursors[resource_id] = MeterCursor(end, export_wh, import_wh)
+        cursor = self._move_cursor(resource_id, end, export_wh, import_wh)
+        if cursor is None:
             return False
-        if end <= cursor.boundary_ms:
+        exported, imported = export_wh - cursor.export_wh, import_wh - cursor.import_wh
+        return await self._sign(state, resource_id, cursor.boundary_ms, end, exported, imported)
+
+    async def record_shared(
+        self,
+        state: State,
+        counters: str,
+        resources: list[Resource],
+        end: int,
+        export_wh: int,
+        import_wh: int,
+    ) -> None:
+        """Sign one reading for each of `resources`, whose devices read one meter's counters:
+        what it moved since its cursor, divided by `divide_counted` (what each resource's
+        trades asked of the period first), so no Wh is counted twice."""
+        cursor = self._move_cursor(counters, end, export_wh, import_wh)
+        if cursor is None:
+            return
+        starts = {r.id: self._reading_start(state, r.id, cursor.boundary_ms) for r in resources}
+        most = {r.id: rating_wh(r, starts[r.id], end) for r in resources}
+        asked = {r.id: traded_wh(state, r.id, starts[r.id], end) for r in resources}
+        exported = divide_counted(export_wh - cursor.export_wh, asked, most)
+        imported = divide_counted(import_wh - cursor.import_wh, {}, most)
+        for r in resources:
+            await self._sign(state, r.id, starts[r.id], end, exported[r.id], imported[r.id])
+
+    def _move_cursor(
+        self, key: str, end: int, export_wh: int, import_wh: int
+    ) -> MeterCursor | None:
+        """Where the counters `key` names stood at their last boundary, moving them to `end`;
+        None at first sight or after a reset (counting starts here), or before `end`."""
+        cursor = self._cursors.get(key)
+        if cursor is not None and export_wh >= cursor.export_wh and import_wh >= cursor.import_wh:
+            if end <= cursor.boundary_ms:
+                return None
+        else:
+            cursor = None  # first sight, or the counters were reset
+        self._cursors[key] = MeterCursor(end, export_wh, import_wh)
+        return cursor
+
+    @staticmethod
+    def _reading_start(state: State, resource_id: str, since: int) -> int:
+        """A reading from `since` starts where the resource's last recorded one ended, if
+        later (another reading of it reached the ledger first, e.g. before a restart)."""
+        return max(since, _metered_until(state, resource_id))
+
+    async def _sign(
+        self, state: State, resource_id: str, since: int, end: int, export_wh: int, import_wh: int
+    ) -> bool:
+        start = self._reading_start(state, resource_id, since)
+        if start >= end:
             return False
-        log_end = state.meters.get(resource_id)
-        start = max(cursor.boundary_ms, log_end.last_end if log_end else 0)
-        signed = False
-        if start < end:
-            try:
-                await self.issue_as_meter(
-                    "meter_reading",
-                    resource=resource_id,
-                    start=start,
-                    end=end,
-                    export_wh=export_wh - cursor.export_wh,
-                    import_wh=import_wh - cursor.import_wh,
-                )
-                signed = True
-            except Exception as exc:  # a Refusal from the ledger: log, move on
-                log.warning("meter reading of %s refused: %s", resource_id, exc)
-        self._cursors[resource_id] = MeterCursor(end, export_wh, import_wh)
-        return signed
+        try:
+            await self.issue_as_meter(
+                "meter_reading",
+                resource=resource_id,
+                start=start,
+                end=end,
+                export_wh=export_wh,
+                import_wh=import_wh,
+            )
+        except Exception as exc:  # a Refusal from the ledger: log, move on
+            log.warning("meter reading of %s refused: %s", resource_id, exc)
+            return False
+        return True
 
     def meter_cursor(self, resource_id: str) -> MeterCursor | None:
         """Where a resource's signed readings stand (None: not read since start-up)."""
@@ -279,6 +336,33 @@ class Delivery:
                 await self.issue("rating", trade=trade.id, score=score)
             except Exception as exc:  # the owner's rating, still pooled, came first
                 log.info("rating of %s refused: %s", trade.id[:10], exc)
+
+
+def counters_of(device: SiteDevice) -> str:
+    """Where a device's energy counters are read: devices configured on one physical device
+    (a GX's battery and PV, both reading its grid meter) give the same."""
+    d = device.device
+    sources = (d.source_of(Quantity.EXPORT_ENERGY_WH), d.source_of(Quantity.IMPORT_ENERGY_WH))
+    return repr(sources) if any(sources) else f"device {device.id}"
+
+
+def rating_wh(resource: Resource, start: int, end: int) -> int:
+    """The most a resource's rating gives over [start, end) (rounded up, as the ledger
+    checks a reading); a resource without a rating (a household meter) has no bound."""
+    if resource.power_w <= 0:
+        return sys.maxsize
+    return -(-resource.power_w * (end - start) // MS_PER_HOUR)
+
+
+def traded_wh(state: State, resource_id: str, start: int, end: int) -> int:
+    """The Wh the resource's trades asked of [start, end): each one's power over the part
+    of its window inside it."""
+    held = 0
+    for t_start, t_end, power in power_holds(state, resource_id):
+        overlap = min(end, t_end) - max(start, t_start)
+        if overlap > 0:
+            held += power * overlap
+    return held // MS_PER_HOUR
 
 
 def _metered_until(state: State, resource: str) -> int:

@@ -238,6 +238,13 @@ class MqttDevice:
 
     # -- commands ----------------------------------------------------------------------
 
+    def source_of(self, quantity: Quantity) -> str | None:
+        """The topic and JSON path `quantity` is read from."""
+        for point in self.profile.telemetry:
+            if point.quantity is quantity:
+                return f"mqtt {point.topic} {'/'.join(map(str, point.path))}"
+        return None
+
     def supports(self, command: Command) -> bool:
         """Whether the profile knows how to send `command`."""
         return self.profile.command_point(command) is not None

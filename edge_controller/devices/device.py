@@ -37,6 +37,12 @@ class Device(Protocol):
         """The latest list of codes of `quantity`, or None."""
         ...
 
+    def source_of(self, quantity: Quantity) -> str | None:
+        """Where `quantity` is read (a topic and path, a Modbus unit, an entity); None for a
+        constant or a quantity not read. Two devices configured on one physical device (a
+        GX's battery and PV) read its one grid meter: the same source counts the same Wh."""
+        ...
+
     def supports(self, command: Command) -> bool:
         """Whether the device takes `command`."""
         ...

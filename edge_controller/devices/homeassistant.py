@@ -301,6 +301,11 @@ class HomeAssistantDevice:
 
     # --- commands -------------------------------------------------------------------------
 
+    def source_of(self, quantity: Quantity) -> str | None:
+        """The entity `quantity` is read from."""
+        entity = self.source.entities.get(quantity)
+        return None if entity is None else f"homeassistant {entity.entity_id}"
+
     def supports(self, command: Command) -> bool:
         """A command the owner named a service for; the hand-back of a battery also when
         its setpoint entity is known (its state before the trade is written back)."""

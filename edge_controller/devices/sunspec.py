@@ -433,6 +433,13 @@ class SunSpecDevice:
 
     # --- commands -----------------------------------------------------------------------
 
+    def source_of(self, quantity: Quantity) -> str | None:
+        """The Modbus unit `quantity` is read from (one register of its models for each)."""
+        if quantity not in self.source.quantities() or quantity in self.source.constants:
+            return None
+        s = self.source
+        return f"sunspec {s.host}:{s.port} unit {s.unit} {quantity.value}"
+
     def supports(self, command: Command) -> bool:
         """Model 124 takes a battery setpoint and the hand-back to the owner's settings."""
         return STORAGE_CONTROL_MODEL in self.source.models and command in (

@@ -10,6 +10,8 @@ The app feeds it meter readings and ledger facts and acts on what it returns:
 - `settle_period(book, CommunityConfig, figures, shared_export=, p2p_in=, p2p_out=)` ->
   new book + `CommunityPeriod`: a building's or community's period with peer-to-peer,
   shared (`Sharing`: static, dynamic or priority key) and grid energy side by side.
+- `divide_counted(counted_wh, asked_wh, most_wh)`: what one meter counted for several
+  resources (a GX's battery and PV behind its grid meter), divided so none counts twice.
 - `Tolerance.allowed_wh(seller_wh, buyer_wh)`: how far a seller's and a buyer's figures
   for a trade may differ before the buyer disputes it. (How metered energy is shared among
   trades is a ledger rule: `edge_controller.ledger.allocated_export` / `allocated_import`.)
@@ -40,6 +42,7 @@ from edge_controller.metering.settlement import (
     SettlementBook,
     SettlementConfig,
 )
+from edge_controller.metering.shared_meter import divide_counted
 from edge_controller.metering.sharing import Sharing, SharingKey, pro_rata
 from edge_controller.metering.tolerance import Tolerance
 from edge_controller.metering.tree import (
@@ -81,6 +84,7 @@ __all__ = [
     "TapReading",
     "Tolerance",
     "Transfer",
+    "divide_counted",
     "is_aligned",
     "period_containing",
     "pro_rata",
