@@ -17,12 +17,12 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from edge_controller.cli import add_forget_after
 from edge_controller.community.book import Registry
 from edge_controller.community.errors import CommunityError, Problem
 from edge_controller.community.invitation import read_invitation_text
 from edge_controller.community.operations import DEFAULT_VALID_HOURS, found, invite, join
 from edge_controller.config import ConfigError, load_config
+from edge_controller.founding import add_forget_after
 from edge_controller.ledger import KeyPair
 
 EXIT_OK, EXIT_REFUSED, EXIT_USAGE = 0, 1, 2
