@@ -28,6 +28,7 @@ from edge_controller.app.node import SYNC_INTERVAL_MS, LedgerNode, record_sender
 from edge_controller.app.queries import Queries
 from edge_controller.app.refused import RefusedRecords
 from edge_controller.app.site import SiteDevice, site_device
+from edge_controller.app.status import ledger_status, storage_status
 from edge_controller.app.trading import Trader
 from edge_controller.app.usb_parts import usb_charging
 from edge_controller.building_config import BuildingConfig
@@ -292,7 +293,7 @@ class Home:
                 "currency": self.genesis.currency,
                 "consensus": self.genesis.consensus.mode,
             },
-            **self.node.ledger_status(),
-            "storage": self.node.storage_status(self.data_dir),
+            **ledger_status(self.node),
+            "storage": storage_status(self.node, self.data_dir),
             "time": self.now,
         }

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import re
-import shutil
 import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
@@ -440,57 +439,6 @@ class LedgerNode:
         else:
             self.outbox_failure = None
         self.link.announce(self.sync.head_message(self.clock.now_ms()))
-
-    # --- what the API reads ------------------------------------------------------------------
-
-    def storage_status(self, data_dir: Any) -> dict[str, Any]:
-        """The storage part of `GET status`: whether writes work, the last failure and
-        since when, and the free space where the home keeps its data."""
-        failure = self.ledger.storage_failure or self.outbox_failure
-        if failure is None:
-            self.storage_since = None
-        else:
-            self.storage_since = self.storage_since or self.clock.now_ms()
-        try:
-            free: int | None = shutil.disk_usage(data_dir).free
-        except OSError:
-            free = None
-        return {
-            "ok": failure is None,
-            "error": None
-            if failure is None
-            else {"code": failure.code, "message": failure.message, "since": self.storage_since},
-            "free_bytes": free,
-        }
-
-    def ledger_status(self) -> dict[str, Any]:
-        """The ledger, sync and broker parts of `GET status`."""
-        progress = self.sync.progress()
-        head = self.ledger.head
-        stats = self.link.stats()
-        return {
-            "ledger": {
-                "height": head.height,
-                "head": head.hash,
-                "head_time": head.time,
-                "final_height": self.ledger.final_height,
-                "synced": progress.synced,
-                "sync_progress": None if progress.fraction is None else round(progress.fraction, 4),
-                "pool": len(self.ledger.pool),
-                "sealer": self.sealer,
-                "history": self.history.status(),
-            },
-            "broker": {
-                key: getattr(stats, key)
-                for key in ("connected", "outbox_pending", "last_error", "address", "sync_dropped")
-            },
-            "peers": stats.peers_online,
-            "rejected": {
-                "transport": dict(stats.rejected),
-                "records": dict(self.rejections),
-                "sync": dict(self.sync.rejected),
-            },
-        }
 
 
 def outbox_failure(exc: sqlite3.Error) -> StorageError:
