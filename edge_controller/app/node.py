@@ -171,17 +171,37 @@ class LedgerNode:
         self, kind: str, fields: dict[str, Any], key: KeyPair | None = None
     ) -> Record:
         """`issue` with the body's fields as a mapping (a `sealer` record has a `key`)."""
+        [record] = await self.issue_all([{"kind": kind, **fields}], key)
+        return record
+
+    async def issue_all(
+        self, bodies: list[dict[str, Any]], key: KeyPair | None = None
+    ) -> list[Record]:
+        """Sign records of `bodies` (each with its `kind`) with `key` (ours by default) and
+        consecutive sequence numbers, and send them once the ledger took them all: when it
+        refuses one, none is kept (`Ledger.submit_all`) and `Refusal` says why. (When
+        the outbox fails part-way, those sent stay sent and the rest are taken back.)"""
         key = key or self.key
-        body = {"kind": kind, "seq": self.next_seq(key), "time": self.clock.now_ms(), **fields}
+        seq, now = self.next_seq(key), self.clock.now_ms()
         try:
-            record = sign_record(key, self.ledger.community, body)
-            self.ledger.submit(record, own=True)
+            records = [
+                sign_record(key, self.ledger.community, {**b, "seq": seq + i, "time": now})
+                for i, b in enumerate(bodies)
+            ]
+            self.ledger.submit_all(records, own=True)
         except Rejected as exc:
             raise Refusal.from_rejection(exc) from None
         except StorageError as exc:
             raise self._storage_refusal(exc) from None
-        await self._relay(record)
-        return record
+        for i, record in enumerate(records):
+            try:
+                await self._relay(record)
+            except Refusal:
+                for unsent in records[i + 1 :]:
+                    with contextlib.suppress(StorageError):
+                        self.ledger.withdraw(unsent.id)
+                raise
+        return records
 
     async def issue_as_meter(self, kind: str, **fields: Any) -> Record:
         """Sign with the home's meter key (meter readings)."""

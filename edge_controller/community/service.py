@@ -324,7 +324,9 @@ class CommunityService:
                 bodies.append({"kind": "topup", "to": request.account, "amount": topup})
             if sealer and self._can_add_sealer(request.node_key):
                 bodies.append({"kind": "sealer", "key": request.node_key, "action": "add"})
-            records = [await self._issue(key, body) for body in bodies]
+            # All or none: a request half approved (a member without its resources) could
+            # be neither approved again nor denied.
+            records = [r.id for r in await self.node.issue_all(bodies, key)]
             with registry.locked() as book:
                 book.pending.pop(request_id, None)
                 book.invitations[request_id].update(

@@ -23,7 +23,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -460,6 +460,22 @@ class Ledger:
             self._forget_pending()  # the view holds a record the pool could not take
             raise
         return record
+
+    def submit_all(self, records: Sequence[Record], own: bool = False) -> None:
+        """`submit` each of `records` in order, all or none: when one is refused, those
+        pooled before it are taken back out (`withdraw`) and its refusal is raised. (A
+        disk that refuses to let one go keeps it pooled, as `withdraw` says.)"""
+        taken: list[Record] = []
+        try:
+            for record in records:
+                if record.id in self.pool:
+                    raise Rejected(Reason.DUPLICATE, f"record {record.id[:12]} is already pooled")
+                taken.append(self.submit(record, own=own))
+        except (Rejected, StorageError):
+            for record in reversed(taken):
+                with contextlib.suppress(StorageError):
+                    self.withdraw(record.id)
+            raise
 
     def pending_seq(self, account: str) -> int:
         """The highest sequence number of `account` in the best chain or the pool."""
