@@ -41,6 +41,9 @@ from edge_controller.metering import Tolerance, divide_counted
 log = logging.getLogger(__name__)
 
 MS_PER_HOUR = 3_600_000
+# A device a running trade needs that stays unreachable this long is worth a warning; less is
+# a start-up (the device broker connects after the first control cycle) or a blip.
+UNREACHABLE_WARN_MS = 30_000
 
 # How long a settled trade waits for the owner's own rating before the home rates it.
 DEFAULT_RATING_GRACE_MS = 86_400_000
@@ -77,6 +80,8 @@ class Delivery:
     _retry_at: dict[tuple[str, str], int] = field(default_factory=dict)
     # When this home first saw each trade it has yet to rate settled (since its start).
     _settled_seen: dict[str, int] = field(default_factory=dict)
+    # Since when each device a running trade needs could not take a command (-1: said).
+    _unreachable: dict[str, int] = field(default_factory=dict)
 
     @property
     def grace_ms(self) -> int:
@@ -111,7 +116,26 @@ class Delivery:
             if power == 0 and not self.setpoints.taken_over(device.id):
                 # No trade runs and we never took the device over: leave it to its owner.
                 continue
-            await device.drive(power, self.setpoints)
+            if self._reachable(device, now):
+                await device.drive(power, self.setpoints)
+
+    def _reachable(self, device: SiteDevice, now: int) -> bool:
+        """Whether `device` can take a command now. One that cannot (its broker or link not
+        up yet after a start, or gone) is said once it has been so for `UNREACHABLE_WARN_MS`
+        (its trades go undelivered meanwhile), and once when it is back."""
+        if device.device.connected:
+            if self._unreachable.pop(device.id, 0) < 0:
+                log.info("%s is reachable again; its trades are driven", device.id)
+            return True
+        since = self._unreachable.setdefault(device.id, now)
+        if since >= 0 and now - since >= UNREACHABLE_WARN_MS:
+            log.warning(
+                "%s has not been reachable for %d s: the trades it runs are not delivered",
+                device.id,
+                (now - since) // 1000,
+            )
+            self._unreachable[device.id] = -1  # said once for this outage
+        return False
 
     # --- meter readings -----------------------------------------------------------------
 
