@@ -167,7 +167,8 @@ def _unique_addresses(addresses: tuple[AddressSection, ...]) -> Iterable[tuple[s
 
 @dataclass(frozen=True)
 class BrokerSection:
-    """`community_broker:` or `device_broker:`; a `password_file` is read here.
+    """`community_broker:` or `device_broker:`; a `password_file` is read here (its first
+    line the password, any further lines passwords to try when the broker refuses it).
 
     One broker is `host` and `port`; the nodes of a cluster are `addresses` instead (a list
     of `{host, port}`), tried in order, the next one whenever the current one is lost."""
@@ -184,6 +185,7 @@ class BrokerSection:
     tls: TlsSection = field(default_factory=TlsSection)
     client_id: Annotated[str, Expect("a text")] | None = None
     secret: str | None = field(init=False, default=None)
+    fallback_secrets: tuple[str, ...] = field(init=False, default=())
 
     def __post_init__(self) -> None:
         checks = Checks()
@@ -193,15 +195,17 @@ class BrokerSection:
             "give either host and port or addresses, not both",
         )
         checks.done()
-        secret = self.password
+        secret, fallbacks = self.password, []
         if self.password_file is not None:
             try:
-                secret = Path(self.password_file).read_text().strip()
+                lines = Path(self.password_file).read_text().split("\n")
             except OSError as exc:
                 raise ValidationError(
                     [Problem("password_file", f"cannot be read ({exc.strerror})")]
                 ) from None
+            secret, *fallbacks = [line.strip() for line in lines if line.strip()] or [""]
         object.__setattr__(self, "secret", secret)
+        object.__setattr__(self, "fallback_secrets", tuple(fallbacks))
 
     def settings(self) -> BrokerSettings:
         """The broker settings the network layer takes."""
@@ -220,6 +224,7 @@ class BrokerSection:
             alternates=tuple(alternates),
             username=self.username,
             password=self.secret,
+            fallback_passwords=self.fallback_secrets,
             tls_ca_file=path(tls.ca_file),
             tls_cert_file=path(tls.cert_file),
             tls_key_file=path(tls.key_file),

@@ -19,6 +19,7 @@ import getpass
 import hashlib
 import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,10 +46,24 @@ PID_FILE = "mosquitto.pid"
 
 def password_line(username: str, password: str, salt: bytes | None = None) -> str:
     """One line of a Mosquitto password file (`$7$`: PBKDF2-SHA512, as mosquitto_passwd)."""
+    return f"{username}:{password_hash(password, salt)}"
+
+
+def password_hash(password: str, salt: bytes | None = None) -> str:
+    """A password as Mosquitto's password file keeps it: `$7$<iterations>$<salt>$<digest>`
+    (a joining home sends the registrar this, never its password)."""
     salt = salt or os.urandom(12)
     digest = hashlib.pbkdf2_hmac("sha512", password.encode(), salt, PASSWD_ITERATIONS)
     encoded = base64.b64encode(salt).decode(), base64.b64encode(digest).decode()
-    return f"{username}:$7${PASSWD_ITERATIONS}${encoded[0]}${encoded[1]}"
+    return f"$7${PASSWD_ITERATIONS}${encoded[0]}${encoded[1]}"
+
+
+# A password hash a joining home may send: PBKDF2-SHA512 at our iterations, a 12-byte salt
+# and a 64-byte digest in base64 (nothing that could break the file's line or cost the
+# broker more hashing per login than ours do).
+PASSWORD_HASH = re.compile(
+    rf"\$7\${PASSWD_ITERATIONS}\$[A-Za-z0-9+/]{{16}}\$[A-Za-z0-9+/]{{86}}==\Z"
+)
 
 
 def new_password() -> str:

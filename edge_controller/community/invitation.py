@@ -19,6 +19,7 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
+from edge_controller.community.broker import PASSWORD_HASH
 from edge_controller.community.errors import CommunityError, Problem
 from edge_controller.ledger import Genesis, KeyPair, Rejected, Verifier, account_id
 from edge_controller.ledger.canonical import canonical_bytes
@@ -80,7 +81,10 @@ _REQUEST = obj(
             [] if value == [] else list_of(_RESOURCE, MAX_RESOURCES)(path, value)
         ),
         "time": integer(0, 2**53),
-    }
+    },
+    # The home's own broker password as the broker keeps it (`password_hash`): approving
+    # puts it in force in place of the invitation's.
+    {"broker_password": text(PASSWORD_HASH, 112)},
 )
 _VERIFIER = Verifier(cache_size=0)
 
@@ -203,6 +207,8 @@ class MembershipRequest:
     resources: tuple[dict[str, Any], ...]
     time: int
     document: dict[str, Any]
+    # The hash of the home's own broker password (None: it keeps the invitation's).
+    broker_password: str | None = None
 
     @property
     def account(self) -> str:
@@ -260,4 +266,5 @@ def check_request(document: Any, community_id: str) -> MembershipRequest:
         resources=tuple(body["resources"]),
         time=body["time"],
         document=document,
+        broker_password=body.get("broker_password"),
     )

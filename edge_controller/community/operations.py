@@ -24,6 +24,7 @@ from edge_controller.community.broker import (
     CONF_FILE,
     mosquitto_conf,
     new_password,
+    password_hash,
     password_line,
     write_tls,
 )
@@ -336,6 +337,7 @@ def join(
     if data_dir.is_relative_to(final):
         data_dir = folder / data_dir.relative_to(final)
     support = [genesis_file, folder / "community-ca.crt", folder / "community-password"]
+    own_password = new_password()
     new_files = [path for path in support if not path.exists()]
     with FileGroup() as group:
         for path, content, private in (
@@ -345,7 +347,9 @@ def join(
                 False,
             ),
             (folder / "community-ca.crt", invitation.ca_pem, False),
-            (folder / "community-password", invitation.password + "\n", True),
+            # Its own password first: the broker takes it once the registrar approved the
+            # home; until then the invitation's, on the next line (`BrokerSection`).
+            (folder / "community-password", f"{own_password}\n{invitation.password}\n", True),
         ):
             group.stage(path, content, private)
         group.commit()
@@ -363,7 +367,9 @@ def join(
         meter_file = data_dir / str(keys.get("meter", "meter.key"))
         node = _key(node_file, group)
         meter = _key(meter_file, group)
-        request = membership_request(invitation, node, meter, display, resources, now)
+        request = membership_request(
+            invitation, node, meter, display, resources, now, broker_password=own_password
+        )
         group.stage(data_dir / REQUEST_FILE, json.dumps(request, indent=2) + "\n")
         group.stage(config, yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
         group.commit()
@@ -384,22 +390,24 @@ def membership_request(
     name: str,
     resources: list[dict[str, Any]],
     now: int,
+    broker_password: str | None = None,
 ) -> dict[str, Any]:
     """The home's signed membership request for `invitation` (written to its data folder
-    as `REQUEST_FILE`, which its edge controller sends to the registrar)."""
-    return sign_request(
-        node,
-        {
-            "v": 1,
-            "invitation": invitation.id,
-            "community": invitation.genesis.community_id,
-            "login": invitation.username,
-            "name": name,
-            "meter": meter.public_hex,
-            "resources": resources,
-            "time": now,
-        },
-    )
+    as `REQUEST_FILE`, which its edge controller sends to the registrar), with the hash of
+    `broker_password`, the home's own, when it has one."""
+    body: dict[str, Any] = {
+        "v": 1,
+        "invitation": invitation.id,
+        "community": invitation.genesis.community_id,
+        "login": invitation.username,
+        "name": name,
+        "meter": meter.public_hex,
+        "resources": resources,
+        "time": now,
+    }
+    if broker_password is not None:
+        body["broker_password"] = password_hash(broker_password)
+    return sign_request(node, body)
 
 
 def _paths_for_check(doc: dict[str, Any], folder: Path, final: Path) -> dict[str, Any]:

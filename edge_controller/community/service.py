@@ -37,6 +37,7 @@ from edge_controller.community.invitation import MAX_REQUEST_BYTES, MembershipRe
 from edge_controller.community.operations import REQUEST_FILE, invite
 from edge_controller.ledger import MAX_SEALERS, THIRD_RULES, KeyPair, Record, account_id
 from edge_controller.network import BrokerSettings
+from edge_controller.network.link import auth_refused
 from edge_controller.refusal import Refusal, Why
 
 log = logging.getLogger(__name__)
@@ -116,14 +117,18 @@ class CommunityService:
         return f"energy-p2p/{self.community}/join/{login}"
 
     async def _run(self) -> None:
-        attempt = 0
+        attempt, password = 0, 0
         while True:
             try:
-                async with self._client() as client:
+                async with self._client(password) as client:
                     attempt = 0
                     await self._serve(client)
                     return  # nothing more to say or to hear
             except aiomqtt.MqttError as exc:
+                if auth_refused(exc) and password + 1 < len(self.broker.passwords):
+                    password += 1  # the invitation's, until the approval puts ours in force
+                    continue
+                password = 0
                 delay = min(RETRY_S[1], RETRY_S[0] * 2**attempt)
                 attempt += 1
                 log.info(
@@ -131,7 +136,7 @@ class CommunityService:
                 )
                 await asyncio.sleep(delay)
 
-    def _client(self) -> aiomqtt.Client:
+    def _client(self, password: int) -> aiomqtt.Client:
         b = self.broker
         tls = None
         if b.tls_ca_file is not None:
@@ -140,7 +145,7 @@ class CommunityService:
             b.host,
             b.port,
             username=b.username,
-            password=b.password,
+            password=b.passwords[password],
             identifier=f"energy-p2p-{self.node.account}-membership",
             tls_params=tls,
             timeout=b.connect_timeout_s,
@@ -333,6 +338,9 @@ class CommunityService:
                     state="used", account=request.account, key=request.node_key
                 )
                 book.logins[request.login]["node_id"] = request.account
+                if request.broker_password is not None:
+                    # The home's own password from now on: the invitation's opens nothing.
+                    book.passwords[request.login] = f"{request.login}:{request.broker_password}"
                 registry.write_broker_files(book)
             self._to_clear.add(request.login)
             self._wake.set()

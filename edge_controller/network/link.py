@@ -143,6 +143,18 @@ def reconnect_delay(
     return ceiling / 2 + (rng or random).uniform(0, ceiling / 2)
 
 
+# CONNACK refusals of a login: MQTT 3.1.1's codes 4 and 5, as paho's reason codes 134 and 135.
+AUTH_REFUSED = frozenset({4, 5, 134, 135})
+
+
+def auth_refused(error: aiomqtt.MqttError) -> bool:
+    """Whether the broker refused the connection for its username or password."""
+    if not isinstance(error, aiomqtt.MqttCodeError):
+        return False
+    rc = error.rc
+    return (rc if isinstance(rc, int) else getattr(rc, "value", None)) in AUTH_REFUSED
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -229,6 +241,7 @@ class CommunityLink:
         self._last_ack = 0.0
         # Which of the broker's addresses the link uses now (`BrokerSettings.addresses`).
         self._address_index = 0
+        self._password_index = 0  # into `broker.passwords`: the one that worked last
         self._task: asyncio.Task[None] | None = None
         self._published: Counter[str] = Counter()
         self._received: Counter[str] = Counter()
@@ -544,6 +557,9 @@ class CommunityLink:
                 await self._connect_and_serve()
             except aiomqtt.MqttError as error:
                 self._last_error = str(error)
+                if auth_refused(error) and self._next_password():
+                    log.info("MQTT %s:%d refused a password; trying the next one", host, port)
+                    continue
                 log.warning("MQTT %s:%d: %s", host, port, error)
             except Exception as error:
                 # A bug here must not end the node's networking for good: log and reconnect.
@@ -574,6 +590,13 @@ class CommunityLink:
     @property
     def _address(self) -> tuple[str, int]:
         return self.broker.addresses[self._address_index]
+
+    def _next_password(self) -> bool:
+        """Take the broker settings' next password; False once each was refused in turn
+        (the first is taken again, after the usual pause)."""
+        passwords = self.broker.passwords
+        self._password_index = (self._password_index + 1) % len(passwords)
+        return self._password_index != 0
 
     async def _connect_and_serve(self) -> None:
         # One time for the session's will and its online status, so a peer can tell this
@@ -651,7 +674,7 @@ class CommunityLink:
             # 3.1.1, the version NATS's MQTT listener speaks too (it refuses MQTT 5).
             protocol=aiomqtt.ProtocolVersion.V311,
             username=broker.username,
-            password=broker.password,
+            password=broker.passwords[self._password_index],
             identifier=broker.client_id or f"energy-p2p-{self.node_id}",
             # A persistent session: the broker keeps our subscriptions and queues QoS 1
             # messages for us while we are away.

@@ -21,6 +21,10 @@ class BrokerSettings:
     alternates: tuple[tuple[str, int], ...] = ()
     username: str | None = None
     password: str | None = None
+    # Tried in turn when the broker refuses `password`: a home that joined tries its own
+    # password first and its invitation's until the registrar's approval puts its own in
+    # force (the invitation's then stops working, so a copy of it opens nothing).
+    fallback_passwords: tuple[str, ...] = ()
     tls_ca_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
@@ -30,6 +34,11 @@ class BrokerSettings:
     # Also how long a connection closed before the broker's CONNACK goes unnoticed
     # (aiomqtt waits for the CONNACK only), so it is kept short.
     connect_timeout_s: float = 5.0
+
+    @property
+    def passwords(self) -> tuple[str | None, ...]:
+        """`password`, then each fallback."""
+        return (self.password, *self.fallback_passwords)
 
     @property
     def addresses(self) -> tuple[tuple[str, int], ...]:

@@ -87,14 +87,20 @@ def set_api(config: Path, port: int) -> None:
     config.write_text(yaml.safe_dump(doc, sort_keys=False))
 
 
+def passwords_of(folder: Path) -> list[str]:
+    """A joined home's broker passwords: its own, then its invitation's."""
+    return (folder / "community-password").read_text().split()
+
+
 def publish_as(login: str, folder: Path, port: int, topic: str) -> int:
-    """Publish with a home's broker login (MQTT 5, QoS 1); the broker's reason code."""
+    """Publish with a home's broker login and own password (MQTT 5, QoS 1); the broker's
+    reason code."""
     done = threading.Event()
     codes: list[int] = []
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"test-{login}", protocol=mqtt.MQTTv5
     )
-    client.username_pw_set(login, (folder / "community-password").read_text().strip())
+    client.username_pw_set(login, passwords_of(folder)[0])
     client.tls_set(ca_certs=str(folder / "community-ca.crt"))
     client.on_connect = lambda c, *_: c.publish(topic, b'{"online": true}', qos=1)
 
@@ -107,6 +113,31 @@ def publish_as(login: str, folder: Path, port: int, topic: str) -> int:
     client.loop_start()
     try:
         assert done.wait(TIMEOUT_S), "no PUBACK"
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    return codes[0]
+
+
+def connack_of(login: str, password: str, folder: Path, port: int) -> int:
+    """The broker's answer (MQTT 5 CONNACK reason code) to `login` with `password`."""
+    done = threading.Event()
+    codes: list[int] = []
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id=f"test-{login}", protocol=mqtt.MQTTv5
+    )
+    client.username_pw_set(login, password)
+    client.tls_set(ca_certs=str(folder / "community-ca.crt"))
+
+    def connected(_c: Any, _u: Any, _flags: Any, code: Any, _p: Any) -> None:
+        codes.append(int(code.value))
+        done.set()
+
+    client.on_connect = connected
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert done.wait(TIMEOUT_S), "no CONNACK"
     finally:
         client.loop_stop()
         client.disconnect()
@@ -318,3 +349,9 @@ def test_a_street_founds_invites_joins_approves_and_trades(
         == 135
     )
     assert json.loads((elm / "registrar" / "book.json").read_text())["pending"] == {}
+    # The invitation's password, which travelled by mail or chat, opens nothing once the
+    # home is approved: the broker takes only the home's own, which never left it.
+    own, invited = passwords_of(sunny_dir)
+    assert own != invited
+    assert connack_of("sunny-house", invited, sunny_dir, broker_port) == 135  # not authorised
+    assert connack_of("sunny-house", own, sunny_dir, broker_port) == 0

@@ -3,6 +3,7 @@ invitation is refused with its reason, and a refused join writes nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
@@ -12,8 +13,15 @@ import yaml
 
 from edge_controller.community import CommunityError, Problem
 from edge_controller.community.book import Registry
-from edge_controller.community.invitation import check_invitation, read_invitation_text
+from edge_controller.community.broker import PASSWD_ITERATIONS, password_hash
+from edge_controller.community.invitation import (
+    check_invitation,
+    check_request,
+    read_invitation_text,
+    sign_request,
+)
 from edge_controller.community.operations import HOUR_MS, REQUEST_FILE, found, invite, join
+from edge_controller.config import load_config
 from edge_controller.ledger import KeyPair
 
 NOW = 1_800_000_000_000
@@ -144,3 +152,38 @@ def test_found_registers_the_founders_devices_given_by_devices_from(tmp_path: Pa
         ),
     )  # fmt: skip
     assert not (tmp_path / "oak").exists()
+
+
+def test_a_joining_home_keeps_its_own_broker_password_and_sends_only_its_hash(
+    tmp_path: Path, community: Any
+) -> None:
+    """The invitation's password travels by mail or chat; the home makes its own, keeps it
+    first in its password file (the invitation's second, until approval puts its own in
+    force) and sends the registrar only the hash the broker's password file keeps."""
+    document = invitation(tmp_path)["document"]
+    config = tmp_path / "sunny" / "edge.yaml"
+    config.parent.mkdir()
+    join(document, config, now=NOW)
+    own, invited = (config.parent / "community-password").read_text().split()
+    assert invited == document["invitation"]["login"]["password"] and own != invited
+    settings = load_config(config).community_broker
+    assert settings.passwords == (own, invited)
+
+    signed = json.loads((config.parent / "data" / REQUEST_FILE).read_text())
+    request = check_request(signed, community["community"])
+    assert request.broker_password is not None and own not in json.dumps(signed)
+    algorithm, iterations, salt, _digest = request.broker_password.split("$")[1:]
+    assert (algorithm, int(iterations)) == ("7", PASSWD_ITERATIONS)
+    assert password_hash(own, base64.b64decode(salt)) == request.broker_password
+    # A hash that could break the password file's line, or cost the broker more hashing
+    # per login than its own do, is refused with the request.
+    node = KeyPair.load(config.parent / "data" / "node.key")
+    for bad in (
+        request.broker_password + "\nintruder:$7$101$x$y",
+        request.broker_password.replace("$7$101$", "$7$5000000$"),
+    ):
+        body = {**signed["request"], "broker_password": bad}
+        refused(
+            Problem.MALFORMED_REQUEST,
+            lambda body=body: check_request(sign_request(node, body), community["community"]),
+        )

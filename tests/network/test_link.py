@@ -355,6 +355,28 @@ async def test_username_and_password_are_required_by_a_secured_broker(
     assert "intruder" not in buyer.peers()
 
 
+async def test_a_refused_password_is_followed_at_once_by_the_next_one(
+    password_mosquitto: BrokerSettings, make_link: LinkFactory, wait_until: WaitUntil
+) -> None:
+    """A joined home tries its own password, then its invitation's: before the approval
+    puts its own in force the broker refuses the first, and the link tries the second next;
+    with every password wrong, it keeps trying as it would with one."""
+    correct = password_mosquitto.password
+    assert correct is not None
+    home = make_link(
+        "home", replace(password_mosquitto, password="mine", fallback_passwords=(correct,))
+    )
+    stranger = make_link(
+        "stranger", replace(password_mosquitto, password="a", fallback_passwords=("b",))
+    )
+    await home.start()
+    await stranger.start()
+    await wait_until(lambda: home.connected, 3)
+    assert home.stats().connections == 1
+    await wait_until(lambda: stranger.stats().last_error is not None, 5)
+    assert not stranger.connected and stranger.stats().connections == 0
+
+
 async def test_tls_with_a_client_certificate_carries_records(
     tls_mosquitto: BrokerSettings, make_link: LinkFactory, wait_until: WaitUntil
 ) -> None:
