@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from edge_controller.community.files import write_private, write_public
+from edge_controller.network.topics import CommunityTopics, rules_for
 
 # mosquitto_passwd's default: PBKDF2-SHA512 with 101 iterations and a 12-byte salt.
 PASSWD_ITERATIONS = 101
@@ -81,29 +82,22 @@ class Login:
 
 
 def acl_text(community_id: str, logins: list[Login]) -> str:
-    """The ACL: every login reads the community's broadcasts, statuses and sync messages and
-    writes records, blocks and sync messages (all signed by their sender); it writes its
-    own membership request topic only, and its own status once approved. The registrar's
-    home also reads and clears the membership requests."""
-    base = f"energy-p2p/{community_id}"
+    """The ACL: each login may do what `rules_for` gives a home (the NATS cluster's
+    permissions are the same rules): read the community's broadcasts and statuses and write
+    records, blocks and sync messages (all signed by their sender); once approved, its own
+    status and its own sync inbox only, before that every inbox (its node id is not known
+    yet). It writes its own membership request topic; the registrar's home also reads and
+    clears the membership requests."""
+    topics = CommunityTopics(community_id)
     lines = ["# Written by energy-p2p-edge community; approving a home adds its status line."]
     for login in logins:
-        lines += [
-            "",
-            f"user {login.username}",
-            f"topic read {base}/records",
-            f"topic read {base}/blocks",
-            f"topic read {base}/status/+",
-            f"topic read {base}/sync/+",
-            f"topic write {base}/records",
-            f"topic write {base}/blocks",
-            f"topic write {base}/sync/+",
-            f"topic write {base}/join/{login.username}",
-        ]
+        rules = rules_for(topics, login.node_id or None)
+        lines += ["", f"user {login.username}"]
+        lines += [f"topic read {f}" for f in rules.subscribe]
+        lines += [f"topic write {f}" for f in rules.publish]
+        lines.append(f"topic write {topics.base}/join/{login.username}")
         if login.registrar:
-            lines.append(f"topic readwrite {base}/join/+")
-        if login.node_id:
-            lines.append(f"topic write {base}/status/{login.node_id}")
+            lines.append(f"topic readwrite {topics.base}/join/+")
     return "\n".join(lines) + "\n"
 
 

@@ -146,10 +146,18 @@ class TopicRules:
     subscribe: tuple[str, ...]
 
 
-def rules_for(topics: CommunityTopics, node_id: str) -> TopicRules:
-    """The publish and subscribe filters of ``node_id`` on ``topics``' community."""
+def rules_for(topics: CommunityTopics, node_id: str | None) -> TopicRules:
+    """The publish and subscribe filters of ``node_id`` on ``topics``' community. A home
+    whose node id the broker does not know yet (a joining one, before its approval names
+    it) says no presence, and reads every sync inbox, its own among them."""
+    every_inbox = f"{topics.base}/sync/+"
+    if node_id is None:
+        return TopicRules(
+            publish=(topics.records, topics.blocks, every_inbox),
+            subscribe=(topics.records, topics.blocks, every_inbox, topics.all_statuses),
+        )
     return TopicRules(
-        publish=(topics.records, topics.blocks, f"{topics.base}/sync/+", topics.status(node_id)),
+        publish=(topics.records, topics.blocks, every_inbox, topics.status(node_id)),
         subscribe=tuple(topics.subscriptions(node_id)),
     )
 

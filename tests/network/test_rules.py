@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from edge_controller.community.broker import Login, acl_text
 from edge_controller.network import CommunityTopics, MessageKind, Rejection, canonical_json
 from edge_controller.network.defence import MessageRejectedError, SenderRateLimiter
 from edge_controller.network.envelope import Envelope, parse_envelope, parse_json_object
 from edge_controller.network.link import reconnect_delay
+from edge_controller.network.nats import home_permissions, subject_of
 from edge_controller.network.outbox import Outbox
-from edge_controller.network.topics import TopicAddress
+from edge_controller.network.topics import TopicAddress, rules_for
 
 
 class FakeClock:
@@ -37,6 +39,30 @@ def test_topics_of_a_community_live_under_one_namespace() -> None:
         topics.sync("home/+")
     with pytest.raises(ValueError, match="topic level"):
         CommunityTopics("#")
+
+
+def test_the_community_broker_and_the_nats_cluster_take_one_statement_of_a_homes_rules() -> None:
+    """What a home may publish and read is said once (`rules_for`): the NATS cluster's
+    permissions and the community broker's Mosquitto ACL are both written from it. Before
+    its approval names its node id, a home says no presence and reads every sync inbox."""
+    community = "c" * 32
+    topics = CommunityTopics(community)
+    node = "ep" + "1" * 40
+    approved, joining = rules_for(topics, node), rules_for(topics, None)
+    assert topics.status(node) in approved.publish and topics.sync(node) in approved.subscribe
+    assert not any("/status/" in f for f in joining.publish)
+    assert f"{topics.base}/sync/+" in joining.subscribe
+
+    def acl_of(login: Login) -> tuple[set[str], set[str]]:
+        lines = acl_text(community, [login]).split(f"user {login.username}\n")[1].splitlines()
+        read = {line.split()[-1] for line in lines if line.startswith("topic read ")}
+        write = {line.split()[-1] for line in lines if line.startswith("topic write ")}
+        return read, write - {f"{topics.base}/join/{login.username}"}
+
+    assert acl_of(Login("flat-3", node_id=node)) == (set(approved.subscribe), set(approved.publish))
+    assert acl_of(Login("sunny-house")) == (set(joining.subscribe), set(joining.publish))
+    nats = home_permissions(community, node)
+    assert set(nats["publish"]["allow"]) == {subject_of(f) for f in approved.publish}
 
 
 def test_an_envelope_survives_the_wire_and_its_id_is_the_body_hash() -> None:
