@@ -371,9 +371,10 @@ def counters_of(device: SiteDevice) -> str:
 
 
 def rating_wh(resource: Resource, start: int, end: int) -> int:
-    """The most a resource's rating gives over [start, end) (rounded up, as the ledger
-    checks a reading); a resource without a rating (a household meter) has no bound."""
-    if resource.power_w <= 0:
+    """The most a reading of `resource` over [start, end) may show, as the ledger checks it
+    (its rating's energy, rounded up: meters count whole Wh); a household meter (kind
+    `meter`) has no bound."""
+    if resource.kind == "meter":
         return sys.maxsize
     return -(-resource.power_w * (end - start) // MS_PER_HOUR)
 
