@@ -117,18 +117,18 @@ class CommunityService:
         return f"energy-p2p/{self.community}/join/{login}"
 
     async def _run(self) -> None:
-        attempt, password = 0, 0
+        attempt, which = 0, 0  # which of the broker settings' passwords to log in with
         while True:
             try:
-                async with self._client(password) as client:
+                async with self._client(which) as client:
                     attempt = 0
                     await self._serve(client)
                     return  # nothing more to say or to hear
             except aiomqtt.MqttError as exc:
-                if auth_refused(exc) and password + 1 < len(self.broker.passwords):
-                    password += 1  # the invitation's, until the approval puts ours in force
+                if auth_refused(exc) and which + 1 < len(self.broker.passwords):
+                    which += 1  # the invitation's, until the approval puts ours in force
                     continue
-                password = 0
+                which = 0
                 delay = min(RETRY_S[1], RETRY_S[0] * 2**attempt)
                 attempt += 1
                 log.info(
@@ -136,7 +136,7 @@ class CommunityService:
                 )
                 await asyncio.sleep(delay)
 
-    def _client(self, password: int) -> aiomqtt.Client:
+    def _client(self, which: int) -> aiomqtt.Client:
         b = self.broker
         tls = None
         if b.tls_ca_file is not None:
@@ -145,7 +145,7 @@ class CommunityService:
             b.host,
             b.port,
             username=b.username,
-            password=b.passwords[password],
+            password=b.passwords[which],
             identifier=f"energy-p2p-{self.node.account}-membership",
             tls_params=tls,
             timeout=b.connect_timeout_s,
