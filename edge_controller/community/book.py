@@ -62,6 +62,44 @@ class Book:
             "passwords": self.passwords,
         }
 
+    def expired(self, invitation_id: str, now: int) -> bool:
+        """Whether an invitation is past its expiry. The founder's own never is: `found`
+        joins with it at once and deletes its files, so it never leaves the founder's
+        folder, and the founder may start the home days later."""
+        invitation = self.invitations[invitation_id]
+        founders = bool(self.logins.get(invitation["login"], {}).get("registrar"))
+        return not founders and invitation["expires"] <= now
+
+    def closable_logins(self, now: int) -> list[str]:
+        """The logins whose invitation can no longer bring a home in, yet still have a
+        password: denied, or expired with no request of theirs waiting (a waiting one keeps
+        its login until the registrar decides)."""
+        return [
+            invitation["login"]
+            for invitation_id, invitation in self.invitations.items()
+            if invitation["login"] in self.passwords
+            and (
+                invitation["state"] == "denied"
+                or (
+                    invitation["state"] == "issued"
+                    and self.expired(invitation_id, now)
+                    and invitation_id not in self.pending
+                )
+            )
+        ]
+
+    def close_logins(self, now: int) -> bool:
+        """Take the password line of each `closable_logins` login (an expired invitation is
+        marked so): the invitation, wherever it travelled, then opens nothing on the broker.
+        True when one went, so the broker's files are due."""
+        closable = set(self.closable_logins(now))
+        for invitation in self.invitations.values():
+            if invitation["login"] in closable and invitation["state"] == "issued":
+                invitation["state"] = "expired"
+        for login in closable:
+            del self.passwords[login]
+        return bool(closable)
+
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Book:
         return cls(

@@ -255,6 +255,7 @@ def invite(
             }
             book.logins[login] = {"registrar": registrar_home, "node_id": node_id}
             book.passwords[login] = password_line(login, password)
+            book.close_logins(now)  # invitations that expired unused open nothing more
             registry.write_broker_files(book)
             group.commit()
     return {

@@ -98,6 +98,7 @@ class CommunityService:
         self._to_clear: set[str] = set()
         self._wake = asyncio.Event()
         self._answered = False
+        self._book_warned = False
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
@@ -175,6 +176,8 @@ class CommunityService:
                 for login in sorted(self._to_clear):
                     await client.publish(self._topic(login), b"", qos=1, retain=True)
                     self._to_clear.discard(login)
+                if self.registry is not None:
+                    self.close_expired()
                 self._wake.clear()
                 # A request not yet answered is published again soon: a broker that failed
                 # while taking it (or restarted without its retained messages) gets it again.
@@ -276,7 +279,7 @@ class CommunityService:
                 raise CommunityError(
                     Problem.USED_INVITATION, f"the invitation was already {invitation['state']}"
                 )
-            if invitation["expires"] <= now and request.id not in book.pending:
+            if book.expired(request.invitation, now) and request.id not in book.pending:
                 raise CommunityError(Problem.EXPIRED_INVITATION, "the invitation has expired")
             if request.id in book.pending:
                 return
@@ -286,6 +289,24 @@ class CommunityService:
                 )
             book.pending[request.id] = {"request": request.document, "received": now}
         log.info("membership request from %s (%s) waits for approval", request.name, login)
+
+    def close_expired(self) -> None:
+        """Close the broker logins of invitations that expired unused (checked at least
+        every 30 s while the registrar's home runs; the book is written only when one
+        closes)."""
+        registry = self._registry()
+        now = self.node.clock.now_ms()
+        try:
+            if not registry.read().closable_logins(now):
+                return
+            with registry.locked() as book:
+                if book.close_logins(now):
+                    registry.write_broker_files(book)
+                    log.info("closed the broker logins of invitations that expired unused")
+        except (CommunityError, OSError) as exc:
+            if not self._book_warned:  # once: a broken book shows at every approval too
+                log.warning("cannot close expired invitations' logins: %s", exc)
+            self._book_warned = True
 
     def _refuse(self, login: str, exc: CommunityError) -> None:
         self.refused.append(
@@ -429,14 +450,18 @@ class CommunityService:
         }
 
     async def deny(self, request_id: str, reason: str = "") -> dict[str, Any]:
-        """Refuse a waiting request: nothing is registered and its invitation is spent."""
+        """Refuse a waiting request: nothing is registered, its invitation is spent and its
+        login closed on the broker (the invitation opens nothing any more)."""
+        registry = self._registry()
         async with self._lock:
-            with self._registry().locked() as book:
+            with registry.locked() as book:
                 entry = book.pending.pop(request_id, None)
                 if entry is None:
                     raise CommunityError(Problem.UNKNOWN_REQUEST, f"no request {request_id} waits")
                 invitation = book.invitations[request_id]
                 invitation.update(state="denied", reason=reason[:200])
+                book.close_logins(self.node.clock.now_ms())
+                registry.write_broker_files(book)
             self._to_clear.add(invitation["login"])
             self._wake.set()
         return {"denied": request_id}

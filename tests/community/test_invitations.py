@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import yaml
 
+from edge_controller.app.node import LedgerNode
 from edge_controller.community import CommunityError, Problem
 from edge_controller.community.book import Registry
 from edge_controller.community.broker import PASSWD_ITERATIONS, password_hash
@@ -21,8 +22,12 @@ from edge_controller.community.invitation import (
     sign_request,
 )
 from edge_controller.community.operations import HOUR_MS, REQUEST_FILE, found, invite, join
+from edge_controller.community.service import CommunityService
 from edge_controller.config import load_config
-from edge_controller.ledger import KeyPair
+from edge_controller.devices import SimulatedClock
+from edge_controller.ledger import Genesis, KeyPair, Ledger
+from edge_controller.network import BrokerSettings
+from tests.app.test_rooms_alone import RecordingLink
 
 NOW = 1_800_000_000_000
 
@@ -187,3 +192,87 @@ def test_a_joining_home_keeps_its_own_broker_password_and_sends_only_its_hash(
             Problem.MALFORMED_REQUEST,
             lambda body=body: check_request(sign_request(node, body), community["community"]),
         )
+
+
+def broker_logins(tmp_path: Path) -> set[str]:
+    """The logins the community broker's password file lets in."""
+    lines = (tmp_path / "elm" / "broker" / "passwd").read_text().splitlines()
+    return {line.split(":", 1)[0] for line in lines}
+
+
+def test_an_invitation_that_expired_unused_opens_nothing_on_the_broker(
+    tmp_path: Path, community: Any
+) -> None:
+    """Its password was for its login: once it can bring no home in, the login goes from the
+    broker's password file (at the next invitation, or within 30 s on the registrar's
+    running home), so an invitation found in a mailbox later opens nothing."""
+    registry = Registry(tmp_path / "elm" / "registrar")
+    key = KeyPair.load(registry.key_file)
+    invite(registry, key, "Oak House", 1, NOW)
+    assert "oak-house" in broker_logins(tmp_path)
+    invite(registry, key, "Ash House", 2, NOW + HOUR_MS - 1)
+    assert {"oak-house", "ash-house"} <= broker_logins(tmp_path)
+    invite(registry, key, "Elm Flat", 2, NOW + HOUR_MS)
+    assert "oak-house" not in broker_logins(tmp_path)
+    assert {"ash-house", "elm-flat", "registrar-house"} <= broker_logins(tmp_path)
+    states = {i["login"]: i["state"] for i in registry.read().invitations.values()}
+    assert states["oak-house"] == "expired" and states["ash-house"] == "issued"
+
+
+async def test_a_denied_home_and_an_expired_invitation_lose_their_broker_login(
+    tmp_path: Path, community: Any
+) -> None:
+    """The registrar's running home closes a denied request's login at once and an expired
+    invitation's in its membership loop; a request still waiting keeps its login past its
+    invitation's expiry, until the registrar decides."""
+    elm = tmp_path / "elm"
+    genesis = Genesis.load(elm / "genesis.json")
+    clock = SimulatedClock(NOW)
+    node = LedgerNode(
+        ledger=Ledger(genesis, clock=clock.now_ms),
+        link=RecordingLink(),
+        genesis=genesis,
+        key=KeyPair.load(elm / "home" / "data" / "node.key"),
+        meter_key=None,
+        clock=clock,
+        sealer=False,
+    )
+    service = CommunityService(
+        node=node,
+        data_dir=elm / "home" / "data",
+        broker=BrokerSettings(host="127.0.0.1"),
+        registrar_dir=elm / "registrar",
+    )
+    waiting = {}
+    for home in ("Sunny House", "Shady House"):
+        document = invitation(tmp_path, home, hours=1)["document"]
+        config = tmp_path / document["invitation"]["login"]["username"] / "edge.yaml"
+        config.parent.mkdir()
+        join(document, config, now=NOW)
+        payload = (config.parent / "data" / REQUEST_FILE).read_bytes()
+        login = document["invitation"]["login"]["username"]
+        service.receive(login, payload)
+        waiting[login] = document["invitation"]["id"]
+    unused = invitation(tmp_path, "Oak House", hours=1)["document"]
+    assert {"sunny-house", "shady-house", "oak-house"} <= broker_logins(tmp_path)
+
+    await service.deny(waiting["sunny-house"], "not our street")
+    assert "sunny-house" not in broker_logins(tmp_path)
+    clock.advance(HOUR_MS)
+    service.close_expired()
+    assert "oak-house" not in broker_logins(tmp_path)
+    assert "shady-house" in broker_logins(tmp_path), "a waiting request keeps its login"
+    assert unused["invitation"]["id"] not in registry_pending(tmp_path)
+
+    # The founder's own invitation never leaves the founder's folder, so it does not
+    # expire: the founder may start the home days after `community found` (before, its
+    # request was refused `expired_invitation` after an hour, and the founder was stuck).
+    clock.advance(3 * 24 * HOUR_MS)
+    service.close_expired()
+    assert "registrar-house" in broker_logins(tmp_path)
+    service.receive("registrar-house", (elm / "home" / "data" / REQUEST_FILE).read_bytes())
+    assert len(registry_pending(tmp_path)) == 2
+
+
+def registry_pending(tmp_path: Path) -> set[str]:
+    return set(Registry(tmp_path / "elm" / "registrar").read().pending)
