@@ -350,8 +350,8 @@ class CommunityService:
                 bodies.append({"kind": "topup", "to": request.account, "amount": topup})
             if sealer and self._can_add_sealer(request.node_key):
                 bodies.append({"kind": "sealer", "key": request.node_key, "action": "add"})
-            # All or none: a request half approved (a member without its resources) could
-            # be neither approved again nor denied.
+            # All or none: a refusal half way would leave a named member whose resources
+            # were never registered, whatever the registrar decides next.
             records = [r.id for r in await self.node.issue_all(bodies, key)]
             with registry.locked() as book:
                 book.pending.pop(request_id, None)
