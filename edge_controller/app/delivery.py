@@ -33,14 +33,14 @@ from edge_controller.ledger import (
     Trade,
     allocated_export,
     allocated_import,
-    power_holds,
+    held_energy_wh,
+    reading_most_wh,
     trade_power_w,
 )
 from edge_controller.metering import Tolerance, divide_counted
 
 log = logging.getLogger(__name__)
 
-MS_PER_HOUR = 3_600_000
 # A device a running trade needs that stays unreachable this long is worth a warning; less is
 # a start-up (the device broker connects after the first control cycle) or a blip.
 UNREACHABLE_WARN_MS = 30_000
@@ -196,10 +196,11 @@ class Delivery:
         if cursor is None:
             return
         starts = {r.id: self._reading_start(state, r.id, cursor.boundary_ms) for r in resources}
-        most = {r.id: rating_wh(r, starts[r.id], end) for r in resources}
-        asked = {r.id: traded_wh(state, r.id, starts[r.id], end) for r in resources}
-        exported = divide_counted(export_wh - cursor.export_wh, asked, most)
-        imported = divide_counted(import_wh - cursor.import_wh, {}, most)
+        most = {r.id: reading_most_wh(r, starts[r.id], end) for r in resources}
+        bound = {r: sys.maxsize if wh is None else wh for r, wh in most.items()}
+        asked = {r.id: held_energy_wh(state, r.id, starts[r.id], end) for r in resources}
+        exported = divide_counted(export_wh - cursor.export_wh, asked, bound)
+        imported = divide_counted(import_wh - cursor.import_wh, {}, bound)
         for r in resources:
             await self._sign(state, r.id, starts[r.id], end, exported[r.id], imported[r.id])
 
@@ -368,26 +369,6 @@ def counters_of(device: SiteDevice) -> str:
     d = device.device
     sources = (d.source_of(Quantity.EXPORT_ENERGY_WH), d.source_of(Quantity.IMPORT_ENERGY_WH))
     return repr(sources) if any(sources) else f"device {device.id}"
-
-
-def rating_wh(resource: Resource, start: int, end: int) -> int:
-    """The most a reading of `resource` over [start, end) may show, as the ledger checks it
-    (its rating's energy, rounded up: meters count whole Wh); a household meter (kind
-    `meter`) has no bound."""
-    if resource.kind == "meter":
-        return sys.maxsize
-    return -(-resource.power_w * (end - start) // MS_PER_HOUR)
-
-
-def traded_wh(state: State, resource_id: str, start: int, end: int) -> int:
-    """The Wh the resource's trades asked of [start, end): each one's power over the part
-    of its window inside it."""
-    held = 0
-    for t_start, t_end, power in power_holds(state, resource_id):
-        overlap = min(end, t_end) - max(start, t_start)
-        if overlap > 0:
-            held += power * overlap
-    return held // MS_PER_HOUR
 
 
 def _metered_until(state: State, resource: str) -> int:

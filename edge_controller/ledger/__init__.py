@@ -35,10 +35,12 @@ from .queries import (
     bidding_open,
     cost_of,
     energy_of,
+    held_energy_wh,
     metered_export,
     minimum_bid,
     offer_of,
     power_holds,
+    reading_most_wh,
     trade_power_w,
 )
 from .records import Record, parse_record, sign_record, signing_message
@@ -106,6 +108,7 @@ __all__ = [
     "cost_of",
     "energy_of",
     "genesis_entry",
+    "held_energy_wh",
     "in_turn_sealer",
     "keep_snapshots",
     "metered_export",
@@ -116,6 +119,7 @@ __all__ = [
     "power_holds",
     "private_file",
     "prune_history",
+    "reading_most_wh",
     "record_root",
     "seal",
     "sign_record",

@@ -12,7 +12,7 @@ from collections.abc import Iterator, Sequence
 
 from .genesis import FIRST_RULES
 from .records import Record
-from .state import MeterReading, Offer, State, Trade
+from .state import MeterReading, Offer, Resource, State, Trade
 
 MS_PER_HOUR = 3_600_000
 
@@ -62,6 +62,26 @@ def power_holds(state: State, resource_id: str) -> Iterator[tuple[int, int, int]
     for trade_id in commitments.trades:
         t = state.trades.rows[trade_id]
         yield t.start, t.end, trade_power_w(state, t)
+
+
+def held_energy_wh(state: State, resource_id: str, start: int, end: int) -> int:
+    """The Wh a resource's trades hold of [start, end): each one's power over the part of
+    its window inside it."""
+    held = 0
+    for t_start, t_end, power in power_holds(state, resource_id):
+        overlap = min(end, t_end) - max(start, t_start)
+        if overlap > 0:
+            held += power * overlap
+    return held // MS_PER_HOUR
+
+
+def reading_most_wh(resource: Resource, start: int, end: int) -> int | None:
+    """The most one direction of a meter reading of `resource` over [start, end) may show:
+    its rating's energy, rounded up (meters count whole Wh). None: no bound (a household
+    meter, kind `meter`)."""
+    if resource.kind == "meter":
+        return None
+    return -(-resource.power_w * (end - start) // MS_PER_HOUR)
 
 
 def peak_power(state: State, resource_id: str, start: int, end: int) -> int:

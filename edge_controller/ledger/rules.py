@@ -17,7 +17,6 @@ from .forget import forget_closed
 from .genesis import FIRST_RULES, FOURTH_RULES, THIRD_RULES, Genesis
 from .keys import Verifier, account_id
 from .queries import (
-    MS_PER_HOUR,
     allocated_export,
     allocated_import,
     allocation_horizon,
@@ -29,6 +28,7 @@ from .queries import (
     minimum_bid,
     offer_of,
     peak_power,
+    reading_most_wh,
 )
 from .records import MAX_WINDOW_MS, Record
 from .sealers import apply_change, ever_sealers, ruling
@@ -721,7 +721,7 @@ def _meter_reading(state: State, record: Record, ctx: BlockContext, body: dict[s
     log = state.meters.get(resource.id) or MeterLog()
     if start < log.last_end:
         raise Rejected(Reason.METER_OVERLAP, "the period overlaps an earlier reading")
-    if ctx.rules > FIRST_RULES and resource.kind != "meter":
+    if ctx.rules > FIRST_RULES:
         _check_within_rating(resource, start, end, body["export_wh"], body["import_wh"])
     state.readings.put(
         f"{resource.id}#{log.count}",
@@ -742,8 +742,10 @@ def _check_within_rating(
     resource: Resource, start: int, end: int, export_wh: int, import_wh: int
 ) -> None:
     """A reading may not show more energy than the resource's rating delivers over its
-    period (rounded up: meters count whole Wh). A household meter has no rating."""
-    most = -(-resource.power_w * (end - start) // MS_PER_HOUR)
+    period (`reading_most_wh`)."""
+    most = reading_most_wh(resource, start, end)
+    if most is None:
+        return
     for direction, wh in (("export", export_wh), ("import", import_wh)):
         if wh > most:
             raise Rejected(
