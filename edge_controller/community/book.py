@@ -70,12 +70,12 @@ class Book:
         founders = bool(self.logins.get(invitation["login"], {}).get("registrar"))
         return not founders and invitation["expires"] <= now
 
-    def closable_logins(self, now: int) -> list[str]:
-        """The logins whose invitation can no longer bring a home in, yet still have a
+    def closable(self, now: int) -> list[dict[str, Any]]:
+        """The invitations that can no longer bring a home in, yet whose login still has a
         password: denied, or expired with no request of theirs waiting (a waiting one keeps
         its login until the registrar decides)."""
         return [
-            invitation["login"]
+            invitation
             for invitation_id, invitation in self.invitations.items()
             if invitation["login"] in self.passwords
             and (
@@ -89,15 +89,14 @@ class Book:
         ]
 
     def close_logins(self, now: int) -> bool:
-        """Take the password line of each `closable_logins` login (an expired invitation is
+        """Take the password line of each `closable` invitation's login (an expired one is
         marked so): the invitation, wherever it travelled, then opens nothing on the broker.
         True when one went, so the broker's files are due."""
-        closable = set(self.closable_logins(now))
-        for invitation in self.invitations.values():
-            if invitation["login"] in closable and invitation["state"] == "issued":
+        closable = self.closable(now)
+        for invitation in closable:
+            if invitation["state"] == "issued":
                 invitation["state"] = "expired"
-        for login in closable:
-            del self.passwords[login]
+            del self.passwords[invitation["login"]]
         return bool(closable)
 
     @classmethod

@@ -297,7 +297,7 @@ class CommunityService:
         registry = self._registry()
         now = self.node.clock.now_ms()
         try:
-            if not registry.read().closable_logins(now):
+            if not registry.read().closable(now):
                 return
             with registry.locked() as book:
                 if book.close_logins(now):
