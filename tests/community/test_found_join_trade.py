@@ -92,56 +92,56 @@ def passwords_of(folder: Path) -> list[str]:
     return (folder / "community-password").read_text().split()
 
 
-def publish_as(login: str, folder: Path, port: int, topic: str) -> int:
-    """Publish with a home's broker login and own password (MQTT 5, QoS 1); the broker's
-    reason code."""
+def broker_answer(
+    login: str,
+    password: str,
+    folder: Path,
+    port: int,
+    arm: Callable[[mqtt.Client, Callable[[Any], None]], None],
+    what: str,
+) -> int:
+    """The first reason code the broker answers a client of `login` with (MQTT 5); `arm`
+    sets the client's callbacks, which pass the awaited answer's code on."""
     done = threading.Event()
     codes: list[int] = []
-    client = mqtt.Client(
-        CallbackAPIVersion.VERSION2, client_id=f"test-{login}", protocol=mqtt.MQTTv5
-    )
-    client.username_pw_set(login, passwords_of(folder)[0])
-    client.tls_set(ca_certs=str(folder / "community-ca.crt"))
-    client.on_connect = lambda c, *_: c.publish(topic, b'{"online": true}', qos=1)
 
-    def published(_c: Any, _u: Any, _mid: Any, code: Any, _p: Any) -> None:
+    def answer(code: Any) -> None:
         codes.append(int(code.value))
         done.set()
 
-    client.on_publish = published
-    client.connect("127.0.0.1", port)
-    client.loop_start()
-    try:
-        assert done.wait(TIMEOUT_S), "no PUBACK"
-    finally:
-        client.loop_stop()
-        client.disconnect()
-    return codes[0]
-
-
-def connack_of(login: str, password: str, folder: Path, port: int) -> int:
-    """The broker's answer (MQTT 5 CONNACK reason code) to `login` with `password`."""
-    done = threading.Event()
-    codes: list[int] = []
     client = mqtt.Client(
         CallbackAPIVersion.VERSION2, client_id=f"test-{login}", protocol=mqtt.MQTTv5
     )
     client.username_pw_set(login, password)
     client.tls_set(ca_certs=str(folder / "community-ca.crt"))
-
-    def connected(_c: Any, _u: Any, _flags: Any, code: Any, _p: Any) -> None:
-        codes.append(int(code.value))
-        done.set()
-
-    client.on_connect = connected
+    arm(client, answer)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:
-        assert done.wait(TIMEOUT_S), "no CONNACK"
+        assert done.wait(TIMEOUT_S), f"no {what}"
     finally:
         client.loop_stop()
         client.disconnect()
     return codes[0]
+
+
+def publish_as(login: str, folder: Path, port: int, topic: str) -> int:
+    """Publish with a home's broker login and own password (QoS 1); the PUBACK's code."""
+
+    def arm(client: mqtt.Client, answer: Callable[[Any], None]) -> None:
+        client.on_connect = lambda c, *_: c.publish(topic, b'{"online": true}', qos=1)
+        client.on_publish = lambda _c, _u, _mid, code, _p: answer(code)
+
+    return broker_answer(login, passwords_of(folder)[0], folder, port, arm, "PUBACK")
+
+
+def connack_of(login: str, password: str, folder: Path, port: int) -> int:
+    """The broker's CONNACK reason code to `login` with `password`."""
+
+    def arm(client: mqtt.Client, answer: Callable[[Any], None]) -> None:
+        client.on_connect = lambda _c, _u, _flags, code, _p: answer(code)
+
+    return broker_answer(login, password, folder, port, arm, "CONNACK")
 
 
 @pytest.fixture
